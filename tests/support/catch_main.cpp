@@ -1,0 +1,10 @@
+// The Catch2 main of every test executable: quiets spdlog so test output shows
+// only Catch2's report (a test that wants log lines raises the level itself).
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <spdlog/spdlog.h>
+
+int main(int argc, char* argv[]) {
+  spdlog::set_level(spdlog::level::off);
+  return Catch::Session().run(argc, argv);
+}
