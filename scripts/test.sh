@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds one tree (build/) with
+# ASan+UBSan, and runs the whole suite (labels unit, component, integration) there.
+# Exits non-zero on any failure. Extra arguments go to ctest (e.g. -L unit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap.sh
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_SANITIZE=ON -DVAULTWIRE_TESTS=ON
+cmake --build build -j"$jobs"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd build
+ctest --output-on-failure --no-tests=error -j"$jobs" "$@"
