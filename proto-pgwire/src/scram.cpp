@@ -1,0 +1,514 @@
+#include "pgwire/scram.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "pgwire/errc.hpp"
+#include "pgwire/saslprep.hpp"
+
+namespace pgwire {
+namespace {
+
+using boost::outcome_v2::std_result;
+
+constexpr std::string_view gs2_none = "n,,";
+constexpr std::string_view gs2_client_only = "y,,";
+constexpr std::string_view gs2_plus = "p=tls-server-end-point,,";
+constexpr std::size_t raw_nonce_len = 18;  // libpq's SCRAM_RAW_NONCE_LEN
+constexpr std::size_t max_server_error_len = 256;
+
+// A fixed buffer for one key-sized intermediate secret, wiped on scope exit.
+struct key_buffer {
+  unsigned char bytes[scram_key_len] = {};
+  key_buffer() = default;
+  key_buffer(const key_buffer&) = delete;
+  key_buffer& operator=(const key_buffer&) = delete;
+  ~key_buffer() { OPENSSL_cleanse(bytes, sizeof bytes); }
+};
+
+// ---- base64 (RFC 4648, with padding) ----
+
+constexpr char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+constexpr std::size_t base64_len(std::size_t n) { return (n + 2) / 3 * 4; }
+
+// Writes base64_len(n) characters to out.
+void base64_encode(const unsigned char* in, std::size_t n, char* out) {
+  std::size_t o = 0;
+  std::size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
+    out[o++] = b64_alphabet[(v >> 18) & 63];
+    out[o++] = b64_alphabet[(v >> 12) & 63];
+    out[o++] = b64_alphabet[(v >> 6) & 63];
+    out[o++] = b64_alphabet[v & 63];
+  }
+  if (i < n) {
+    std::uint32_t v = std::uint32_t{in[i]} << 16;
+    if (i + 1 < n) v |= std::uint32_t{in[i + 1]} << 8;
+    out[o++] = b64_alphabet[(v >> 18) & 63];
+    out[o++] = b64_alphabet[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+    out[o++] = '=';
+  }
+}
+
+std::string base64_encode(std::string_view in) {
+  std::string out(base64_len(in.size()), '\0');
+  base64_encode(reinterpret_cast<const unsigned char*>(in.data()), in.size(), out.data());
+  return out;
+}
+
+int base64_value(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+// Strict decoding: length a multiple of 4, only alphabet characters, '=' only as
+// the last one or two characters. Appends to out; false on any violation.
+[[nodiscard]] bool base64_decode(std::string_view in, std::string& out) {
+  if (in.size() % 4 != 0) return false;
+  out.reserve(out.size() + in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    int pad = 0;
+    if (last && in[i + 3] == '=') pad = in[i + 2] == '=' ? 2 : 1;
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      int d = 0;
+      if (k < 4 - static_cast<std::size_t>(pad)) {
+        d = base64_value(in[i + k]);
+        if (d < 0) return false;
+      }
+      v = (v << 6) | static_cast<std::uint32_t>(d);
+    }
+    out.push_back(static_cast<char>((v >> 16) & 0xff));
+    if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xff));
+    if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
+  }
+  return true;
+}
+
+// ---- message syntax (RFC 5802 section 7) ----
+
+// printable = %x21-2B / %x2D-7E  (no ',')
+bool is_printable_nonce(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e && c != ','; });
+}
+
+bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// Splits on ','. The values SCRAM sends the client (nonce, base64, digits,
+// extension values) never contain a comma.
+std::vector<std::string_view> split_attributes(std::string_view msg) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = msg.find(',', start);
+    if (comma == std::string_view::npos) {
+      parts.push_back(msg.substr(start));
+      return parts;
+    }
+    parts.push_back(msg.substr(start, comma - start));
+    start = comma + 1;
+  }
+}
+
+// The value of "<attr>=<value>", or false when `part` is not that attribute.
+bool attribute_value(std::string_view part, char attr, std::string_view& value) noexcept {
+  if (part.size() < 2 || part[0] != attr || part[1] != '=') return false;
+  value = part.substr(2);
+  return true;
+}
+
+// attr-val = ALPHA "=" value, value non-empty (optional extensions).
+bool is_extension(std::string_view part) noexcept {
+  return part.size() >= 3 && is_alpha(part[0]) && part[1] == '=';
+}
+
+// i= : decimal digits only, 1 ..= bound.
+bool parse_iterations(std::string_view s, std::uint32_t bound, std::uint32_t& out) noexcept {
+  if (s.empty() || s.size() > 10) return false;
+  std::uint64_t v = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (v < 1 || v > bound) return false;
+  out = static_cast<std::uint32_t>(v);
+  return true;
+}
+
+// saslname: ',' -> "=2C", '=' -> "=3D".
+std::string escape_saslname(std::string_view user) {
+  std::string out;
+  out.reserve(user.size());
+  for (const char c : user) {
+    if (c == ',') out += "=2C";
+    else if (c == '=') out += "=3D";
+    else out += c;
+  }
+  return out;
+}
+
+std::string_view gs2_header(scram_channel_binding binding) noexcept {
+  switch (binding) {
+    case scram_channel_binding::none_supported: return gs2_none;
+    case scram_channel_binding::client_supports_server_not: return gs2_client_only;
+    case scram_channel_binding::tls_server_end_point: return gs2_plus;
+  }
+  return gs2_none;
+}
+
+// ---- crypto ----
+
+[[nodiscard]] bool hmac_sha256(std::string_view key, std::string_view data,
+                               unsigned char (&out)[scram_key_len]) {
+  if (key.size() > INT_MAX) return false;
+  unsigned int len = 0;
+  const unsigned char* r =
+      HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  return r != nullptr && len == scram_key_len;
+}
+
+[[nodiscard]] bool sha256(std::string_view data, unsigned char (&out)[scram_key_len]) {
+  unsigned int len = 0;
+  return EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr) == 1 &&
+         len == scram_key_len;
+}
+
+std::string_view as_view(const unsigned char (&bytes)[scram_key_len]) noexcept {
+  return {reinterpret_cast<const char*>(bytes), scram_key_len};
+}
+
+std::string default_nonce() {
+  unsigned char raw[raw_nonce_len];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  std::string out(base64_len(sizeof raw), '\0');
+  base64_encode(raw, sizeof raw, out.data());
+  OPENSSL_cleanse(raw, sizeof raw);
+  return out;
+}
+
+template <class String>
+std_result<scram_channel_binding> choose(std::span<const String> offered, bool tls_in_use,
+                                         bool have_cert_hash, channel_binding_mode mode) {
+  const auto offers = [&](std::string_view name) {
+    return std::any_of(offered.begin(), offered.end(),
+                       [&](const String& m) { return std::string_view(m) == name; });
+  };
+  const bool plus = offers(scram_sha_256_plus_name);
+  const bool plain = offers(scram_sha_256_name);
+  if (plus && !tls_in_use) return make_error_code(errc::scram_mechanism_unsupported);
+  if (plus && have_cert_hash && mode != channel_binding_mode::disable) {
+    return scram_channel_binding::tls_server_end_point;
+  }
+  if (mode == channel_binding_mode::require || !plain) {
+    return make_error_code(errc::scram_mechanism_unsupported);
+  }
+  if (tls_in_use && !plus && mode != channel_binding_mode::disable) {
+    return scram_channel_binding::client_supports_server_not;
+  }
+  return scram_channel_binding::none_supported;
+}
+
+}  // namespace
+
+std::string_view scram_mechanism_name(scram_channel_binding binding) noexcept {
+  return binding == scram_channel_binding::tls_server_end_point ? scram_sha_256_plus_name
+                                                                 : scram_sha_256_name;
+}
+
+std_result<scram_channel_binding> choose_scram_mechanism(std::span<const std::string_view> offered,
+                                                         bool tls_in_use, bool have_cert_hash,
+                                                         channel_binding_mode mode) {
+  return choose(offered, tls_in_use, have_cert_hash, mode);
+}
+
+std_result<scram_channel_binding> choose_scram_mechanism(std::span<const std::string> offered,
+                                                         bool tls_in_use, bool have_cert_hash,
+                                                         channel_binding_mode mode) {
+  return choose(offered, tls_in_use, have_cert_hash, mode);
+}
+
+std_result<std::vector<std::uint8_t>> tls_server_end_point_hash(std::span<const std::uint8_t> der,
+                                                                int signature_digest_nid) {
+  const EVP_MD* md = nullptr;
+  if (signature_digest_nid == NID_md5 || signature_digest_nid == NID_sha1) {
+    md = EVP_sha256();  // RFC 5929 section 4.1
+  } else {
+    md = EVP_get_digestbynid(signature_digest_nid);
+  }
+  if (md == nullptr) {
+    ERR_clear_error();
+    return make_error_code(errc::scram_mechanism_unsupported);
+  }
+  std::vector<std::uint8_t> out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  if (EVP_Digest(der.data(), der.size(), out.data(), &len, md, nullptr) != 1) {
+    ERR_clear_error();
+    return make_error_code(errc::crypto_failure);
+  }
+  out.resize(len);
+  return out;
+}
+
+std_result<std::vector<std::uint8_t>> tls_server_end_point_hash(std::span<const std::uint8_t> der) {
+  if (der.empty() || der.size() > static_cast<std::size_t>(LONG_MAX)) {
+    return make_error_code(errc::crypto_failure);
+  }
+  const unsigned char* p = der.data();
+  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
+  if (cert == nullptr) {
+    ERR_clear_error();
+    return make_error_code(errc::crypto_failure);
+  }
+  const bool whole = static_cast<std::size_t>(p - der.data()) == der.size();
+  int digest_nid = NID_undef;
+  const bool known = OBJ_find_sigid_algs(X509_get_signature_nid(cert), &digest_nid, nullptr) == 1;
+  X509_free(cert);
+  if (!whole) return make_error_code(errc::crypto_failure);
+  if (!known || digest_nid == NID_undef) {
+    ERR_clear_error();
+    return make_error_code(errc::scram_mechanism_unsupported);
+  }
+  return tls_server_end_point_hash(der, digest_nid);
+}
+
+scram_keys scram_keys::clone() const {
+  return {salted_password.clone(), client_key.clone(), server_key.clone()};
+}
+
+scram_client::scram_client(std::string_view password, scram_options options)
+    : options_(std::move(options)), password_(saslprep(password).password) {}
+
+scram_client::scram_client(const secret_string& password, scram_options options)
+    : scram_client(password.view(), std::move(options)) {}
+
+std::string_view scram_client::mechanism() const noexcept {
+  return scram_mechanism_name(options_.channel_binding);
+}
+
+std_result<std::string> scram_client::client_first() {
+  if (state_ != state::initial) {
+    state_ = state::failed;
+    return make_error_code(errc::scram_bad_state);
+  }
+  state_ = state::failed;  // until this step succeeds
+  if (options_.channel_binding == scram_channel_binding::tls_server_end_point &&
+      options_.cert_hash.empty()) {
+    return make_error_code(errc::scram_mechanism_unsupported);
+  }
+  client_nonce_ = options_.nonce_source ? options_.nonce_source() : default_nonce();
+  if (!is_printable_nonce(client_nonce_)) return make_error_code(errc::crypto_failure);
+
+  client_first_bare_ = "n=" + escape_saslname(options_.user) + ",r=" + client_nonce_;
+  std::string message(gs2_header(options_.channel_binding));
+  message += client_first_bare_;
+  state_ = state::first_sent;
+  return message;
+}
+
+std::string scram_client::channel_binding_attribute() const {
+  std::string input(gs2_header(options_.channel_binding));
+  if (options_.channel_binding == scram_channel_binding::tls_server_end_point) {
+    input.append(reinterpret_cast<const char*>(options_.cert_hash.data()), options_.cert_hash.size());
+  }
+  return "c=" + base64_encode(input);
+}
+
+std::error_code scram_client::derive_keys() {
+  if (has_cached_keys_ && cached_iterations_ == iterations_ && cached_salt_ == salt_ &&
+      cached_keys_.salted_password.size() == scram_key_len &&
+      cached_keys_.client_key.size() == scram_key_len &&
+      cached_keys_.server_key.size() == scram_key_len) {
+    keys_ = std::move(cached_keys_);
+    used_cached_keys_ = true;
+    return {};
+  }
+  if (password_.size() > INT_MAX || salt_.size() > INT_MAX || iterations_ > INT_MAX) {
+    return make_error_code(errc::crypto_failure);
+  }
+  secret_string salted(scram_key_len, '\0');
+  if (PKCS5_PBKDF2_HMAC(password_.view().data(), static_cast<int>(password_.size()),
+                        reinterpret_cast<const unsigned char*>(salt_.data()),
+                        static_cast<int>(salt_.size()), static_cast<int>(iterations_),
+                        EVP_sha256(), static_cast<int>(scram_key_len),
+                        reinterpret_cast<unsigned char*>(salted.data())) != 1) {
+    ERR_clear_error();
+    return make_error_code(errc::crypto_failure);
+  }
+  key_buffer client_key;
+  key_buffer server_key;
+  if (!hmac_sha256(salted.view(), "Client Key", client_key.bytes) ||
+      !hmac_sha256(salted.view(), "Server Key", server_key.bytes)) {
+    ERR_clear_error();
+    return make_error_code(errc::crypto_failure);
+  }
+  keys_.salted_password = std::move(salted);
+  keys_.client_key = secret_string(as_view(client_key.bytes));
+  keys_.server_key = secret_string(as_view(server_key.bytes));
+  return {};
+}
+
+std_result<secret_string> scram_client::build_client_final(std::string_view server_first,
+                                                           std::string_view server_nonce) {
+  std::string without_proof = channel_binding_attribute();
+  without_proof += ",r=";
+  without_proof += server_nonce;
+
+  std::string auth_message;
+  auth_message.reserve(client_first_bare_.size() + server_first.size() + without_proof.size() + 2);
+  auth_message += client_first_bare_;
+  auth_message += ',';
+  auth_message += server_first;
+  auth_message += ',';
+  auth_message += without_proof;
+
+  key_buffer stored_key;
+  key_buffer client_signature;
+  key_buffer proof;
+  key_buffer server_signature;
+  if (!sha256(keys_.client_key.view(), stored_key.bytes) ||
+      !hmac_sha256(as_view(stored_key.bytes), auth_message, client_signature.bytes) ||
+      !hmac_sha256(keys_.server_key.view(), auth_message, server_signature.bytes)) {
+    ERR_clear_error();
+    return make_error_code(errc::crypto_failure);
+  }
+  const std::string_view client_key = keys_.client_key.view();
+  for (std::size_t i = 0; i < scram_key_len; ++i) {
+    proof.bytes[i] = static_cast<unsigned char>(static_cast<unsigned char>(client_key[i]) ^
+                                                client_signature.bytes[i]);
+  }
+  expected_server_signature_ = secret_string(as_view(server_signature.bytes));
+
+  char encoded[base64_len(scram_key_len)];
+  base64_encode(proof.bytes, scram_key_len, encoded);
+  secret_string message;
+  message.reserve(without_proof.size() + 3 + sizeof encoded);
+  message.append(without_proof);
+  message.append(",p=");
+  message.append(std::string_view(encoded, sizeof encoded));
+  OPENSSL_cleanse(encoded, sizeof encoded);
+  return message;
+}
+
+std_result<secret_string> scram_client::on_server_first(std::string_view server_first) {
+  if (state_ != state::first_sent) {
+    state_ = state::failed;
+    return make_error_code(errc::scram_bad_state);
+  }
+  state_ = state::failed;  // until this step succeeds
+  const auto malformed = make_error_code(errc::scram_malformed_server_first);
+  if (server_first.find('\0') != std::string_view::npos) return malformed;
+  // reserved-mext "m=": a mandatory extension this client cannot know.
+  if (server_first.starts_with("m=")) return malformed;
+
+  const std::vector<std::string_view> parts = split_attributes(server_first);
+  std::string_view nonce;
+  if (!attribute_value(parts[0], 'r', nonce) || !is_printable_nonce(nonce)) return malformed;
+  if (nonce.size() <= client_nonce_.size() ||
+      CRYPTO_memcmp(nonce.data(), client_nonce_.data(), client_nonce_.size()) != 0) {
+    return make_error_code(errc::scram_nonce_mismatch);
+  }
+
+  std::string_view salt_b64;
+  if (parts.size() < 2 || !attribute_value(parts[1], 's', salt_b64)) return malformed;
+  std::string salt;
+  if (salt_b64.empty() || !base64_decode(salt_b64, salt) || salt.empty()) {
+    return make_error_code(errc::scram_bad_salt);
+  }
+
+  std::string_view iterations_text;
+  if (parts.size() < 3 || !attribute_value(parts[2], 'i', iterations_text)) return malformed;
+  std::uint32_t iterations = 0;
+  const std::uint32_t bound = std::min(options_.max_iterations, scram_max_iterations_limit);
+  if (!parse_iterations(iterations_text, bound, iterations)) {
+    return make_error_code(errc::scram_bad_iterations);
+  }
+  for (std::size_t i = 3; i < parts.size(); ++i) {
+    if (!is_extension(parts[i])) return malformed;
+  }
+
+  salt_ = std::move(salt);
+  iterations_ = iterations;
+  if (const std::error_code ec = derive_keys()) return ec;
+  has_keys_ = true;
+  cached_keys_ = scram_keys{};
+  cached_salt_.clear();
+  has_cached_keys_ = false;
+
+  auto message = build_client_final(server_first, nonce);
+  if (!message) return message.error();
+  state_ = state::final_sent;
+  return message;
+}
+
+std_result<void> scram_client::on_server_final(std::string_view server_final) {
+  if (state_ != state::final_sent) {
+    state_ = state::failed;
+    return make_error_code(errc::scram_bad_state);
+  }
+  state_ = state::failed;  // until the signature is proven
+  const auto malformed = make_error_code(errc::scram_malformed_server_final);
+
+  std::string_view value;
+  if (attribute_value(server_final, 'e', value)) {
+    // server-error-value ends at the first ',' (extensions may follow).
+    value = value.substr(0, std::min(value.find(','), max_server_error_len));
+    server_error_.clear();
+    for (const char c : value) server_error_ += c >= 0x20 && c <= 0x7e ? c : '?';
+    return make_error_code(errc::scram_server_error);
+  }
+
+  if (server_final.find('\0') != std::string_view::npos) return malformed;
+  const std::vector<std::string_view> parts = split_attributes(server_final);
+  if (!attribute_value(parts[0], 'v', value)) return malformed;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    if (!is_extension(parts[i])) return malformed;
+  }
+  std::string signature;
+  if (!base64_decode(value, signature) || signature.size() != scram_key_len ||
+      expected_server_signature_.size() != scram_key_len) {
+    return malformed;
+  }
+  if (CRYPTO_memcmp(signature.data(), expected_server_signature_.view().data(), scram_key_len) != 0) {
+    return make_error_code(errc::scram_bad_server_signature);
+  }
+  state_ = state::done;
+  return boost::outcome_v2::success();
+}
+
+void scram_client::set_cached_keys(std::string_view salt, std::uint32_t iterations, scram_keys keys) {
+  if (state_ != state::initial && state_ != state::first_sent) return;
+  cached_salt_.assign(salt.data(), salt.size());
+  cached_iterations_ = iterations;
+  cached_keys_ = std::move(keys);
+  has_cached_keys_ = true;
+}
+
+std_result<scram_keys> scram_client::keys() const {
+  if (!has_keys_) return make_error_code(errc::scram_bad_state);
+  return keys_.clone();
+}
+
+}  // namespace pgwire
