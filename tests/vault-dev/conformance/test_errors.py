@@ -1,0 +1,379 @@
+"""Status codes, error texts and envelopes (vault-api.md §1, §2), seal/unseal, and
+fault injection through /_dev/fail."""
+
+import json
+import time
+import unittest
+
+import hvac
+import hvac.exceptions
+
+from vaultdev_fixture import (ACL_DENIED, OWNER_CREATION, OWNER_REVOCATION, TUTORIAL_CREATION,
+                              UNSUPPORTED_OPERATION, UNSUPPORTED_PATH, UUID_RE, VaultDevTestCase,
+                              multierror, random_token)
+
+ENVELOPE_KEYS = ["request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info",
+                 "warnings", "auth"]
+
+
+class ErrorsTest(VaultDevTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_engine(allowed_roles="crdb-role,owner-role", roles={
+            "crdb-role": dict(creation_statements=TUTORIAL_CREATION, default_ttl="1h", max_ttl="24h"),
+            "owner-role": dict(creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
+                               default_ttl="1h", max_ttl="24h"),
+            # Exists but the config does not allow it.
+            "other-role": dict(creation_statements=TUTORIAL_CREATION),
+        })
+        cls.root.sys.create_or_update_policy(
+            "owner-reader", 'path "database/creds/owner-role" {\n  capabilities = ["read"]\n}\n')
+
+    def setUp(self):
+        self.vault.dev("POST", "counters/reset")
+
+    # -- backend errors -------------------------------------------------------
+
+    def test_unknown_role_is_400(self):
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["unknown role: x"],
+                              self.root.secrets.database.generate_credentials, "x")
+        raw = self.vault.raw("GET", "database/creds/x")
+        self.assertRawError(raw, 400, ["unknown role: x"])
+
+    def test_role_not_allowed_is_500(self):
+        self.assertVaultError(hvac.exceptions.InternalServerError,
+                              ['1 error occurred:\n\t* "other-role" is not an allowed role\n\n'],
+                              self.root.secrets.database.generate_credentials, "other-role")
+        self.assertEqual(self.pg.roles_with_prefix("v-root-other-ro"), [])
+
+    def test_role_validation(self):
+        raw = self.vault.raw("POST", "database/roles/bad-role", body={"creation_statements": TUTORIAL_CREATION})
+        self.assertRawError(raw, 400, ["database name is required"])
+        raw = self.vault.raw("POST", "database/roles/bad-role",
+                             body={"db_name": "crdb-config", "creation_statements": TUTORIAL_CREATION,
+                                   "default_ttl": -1})
+        self.assertEqual(raw.status, 400, raw)
+        self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.secrets.database.read_role, "bad-role")
+
+    def test_sql_error_is_500(self):
+        self.root.secrets.database.configure(
+            name="crdb-config", plugin_name="postgresql-database-plugin",
+            allowed_roles="crdb-role,owner-role,broken-role",
+            connection_url=self.pg.connection_url(), username=self.pg.admin_user, password=self.pg.admin_password)
+        self.root.secrets.database.create_role(
+            name="broken-role", db_name="crdb-config",
+            creation_statements="CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'; "
+                                "GRANT SELECT ON TABLE no_such_table TO \"{{name}}\";")
+        with self.assertRaises(hvac.exceptions.InternalServerError) as cm:
+            self.root.secrets.database.generate_credentials("broken-role")
+        errors = cm.exception.errors
+        self.assertEqual(len(errors), 1, errors)
+        self.assertTrue(errors[0].startswith("1 error occurred:\n\t* failed to execute query: "), errors[0])
+        self.assertTrue(errors[0].endswith("\n\n"), errors[0])
+        self.assertIn('relation "no_such_table" does not exist', errors[0])
+        self.assertIn("42P01", errors[0])
+        # One transaction: the CREATE ROLE was rolled back.
+        self.assertEqual(self.pg.roles_with_prefix("v-root-broken-r"), [])
+
+    def test_config_errors(self):
+        raw = self.vault.raw("POST", "database/config/bad", body={"connection_url": self.pg.connection_url()})
+        self.assertRawError(raw, 400, ["empty plugin name"])
+        wrong = "wrong-password-" + random_token()
+        raw = self.vault.raw("POST", "database/config/bad", body={
+            "plugin_name": "postgresql-database-plugin", "connection_url": self.pg.connection_url(),
+            "username": self.pg.admin_user, "password": wrong, "allowed_roles": "*"})
+        self.assertEqual(raw.status, 400, raw)
+        self.assertEqual(raw.header("Content-Type"), "application/json")
+        errors = raw.json()["errors"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertTrue(errors[0].startswith("error creating database object: error verifying connection: "),
+                        errors[0])
+        self.assertNotIn(wrong, errors[0])
+        self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.secrets.database.read_connection, "bad")
+
+    def test_literal_password_in_url_warns(self):
+        url = self.pg.connection_url(templated=False, user=self.pg.admin_user, password=self.pg.admin_password)
+        resp = self.root.secrets.database.configure(
+            name="literal-config", plugin_name="postgresql-database-plugin", allowed_roles="",
+            connection_url=url)
+        self.assertIsInstance(resp, dict)
+        self.assertEqual(resp["warnings"], [
+            "Password found in connection_url, use a templated url to enable root rotation and prevent "
+            "read access to password information."])
+        data = self.root.secrets.database.read_connection("literal-config")["data"]
+        self.assertNotIn(self.pg.admin_password, json.dumps(data))
+        self.assertIn(":xxxxx@", data["connection_details"]["connection_url"])
+        self.assertEqual(data["allowed_roles"], [])
+
+    def test_mount_errors(self):
+        raw = self.vault.raw("POST", "sys/mounts/database", body={"type": "database"})
+        self.assertIn(raw.status, (400, 409), raw)
+        self.assertEqual(raw.json(), {"errors": ["path is already in use at database/"]})
+        raw = self.vault.raw("POST", "sys/mounts/other", body={})
+        self.assertRawError(raw, 400, ["backend type must be specified as a string"])
+        raw = self.vault.raw("POST", "sys/mounts/other", body={"type": "nosuch"})
+        self.assertRawError(raw, 400, ["plugin not found in the catalog: nosuch"])
+
+    def test_policy_errors(self):
+        raw = self.vault.raw("PUT", "sys/policy/empty", body={"policy": ""})
+        self.assertRawError(raw, 400, ["'policy' parameter not supplied or empty"])
+        raw = self.vault.raw("PUT", "sys/policy/root", body={"policy": 'path "x" { capabilities = ["read"] }'})
+        self.assertRawError(raw, 400, ['cannot update "root" policy'])
+        raw = self.vault.raw("DELETE", "sys/policy/default")
+        self.assertRawError(raw, 400, ['cannot delete "default" policy'])
+        raw = self.vault.raw("PUT", "sys/policy/badcap", body={"policy": 'path "x" { capabilities = ["fly"] }'})
+        self.assertRawError(raw, 400, ['path "x": invalid capability "fly"'])
+        raw = self.vault.raw("PUT", "sys/policy/unparsable", body={"policy": 'path "x" { capabilities = '})
+        self.assertEqual(raw.status, 400, raw)
+        self.assertTrue(raw.json()["errors"][0].startswith("failed to parse policy: "), raw)
+
+    # -- authentication and authorization ----------------------------------------
+
+    def test_bad_token_is_403_permission_denied(self):
+        client = self.client(token=random_token())
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"],
+                              client.secrets.database.generate_credentials, "crdb-role")
+        self.assertFalse(client.is_authenticated())
+
+    def test_missing_token_is_403(self):
+        raw = self.vault.raw("GET", "database/creds/crdb-role", no_token=True)
+        self.assertRawError(raw, 403, ["permission denied"])
+
+    def test_bearer_header(self):
+        raw = self.vault.raw("GET", "auth/token/lookup-self", no_token=True,
+                             headers={"Authorization": "Bearer " + self.vault.root_token})
+        self.assertEqual(raw.status, 200, raw)
+        data = raw.json()["data"]
+        self.assertEqual(data["id"], self.vault.root_token)
+        self.assertEqual(data["policies"], ["root"])
+        self.assertEqual(data["path"], "auth/token/root")
+        self.assertEqual(data["display_name"], "root")
+        self.assertEqual(data["ttl"], 0)
+        self.assertIsNone(data["expire_time"])
+        self.assertIs(data["renewable"], False)
+
+    def test_acl_denied_is_403_multierror(self):
+        token = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        client = self.client(token=token)
+        self.assertVaultError(hvac.exceptions.Forbidden, [ACL_DENIED],
+                              client.secrets.database.generate_credentials, "crdb-role")
+        # ACL is checked before the backend: an unknown role is also 403 for this token.
+        self.assertVaultError(hvac.exceptions.Forbidden, [ACL_DENIED],
+                              client.secrets.database.generate_credentials, "x")
+        raw = self.vault.raw("GET", "database/roles/crdb-role", token=token)
+        self.assertRawError(raw, 403, [ACL_DENIED])
+        # The allowed path still works.
+        self.assertIn("username", client.secrets.database.generate_credentials("owner-role")["data"])
+
+    def test_revoked_token_is_403(self):
+        token = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        client = self.client(token=token)
+        self.assertEqual(client.auth.token.revoke_self().status_code, 204)
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"],
+                              client.secrets.database.generate_credentials, "owner-role")
+
+    def test_token_create_errors_and_policy_normalisation(self):
+        resp = self.root.auth.token.create(policies=["Owner-Reader", "owner-reader", "crdb-read"])
+        self.assertEqual(resp["auth"]["policies"], ["crdb-read", "default", "owner-reader"])
+        self.assertEqual(resp["warnings"], ['Policy "crdb-read" does not exist'])
+        token = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        self.root.sys.create_or_update_policy(
+            "token-maker", 'path "auth/token/create" {\n  capabilities = ["update"]\n}\n')
+        maker = self.root.auth.token.create(policies=["token-maker"])["auth"]["client_token"]
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["child policies must be subset of parent"],
+                              self.client(token=maker).auth.token.create, policies=["owner-reader"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["root or sudo privileges required to create orphan token"],
+                              self.client(token=maker).auth.token.create, no_parent=True)
+        # Default: the parent's policies.
+        child = self.client(token=maker).auth.token.create()
+        self.assertEqual(child["auth"]["policies"], ["default", "token-maker"])
+        del token
+
+    # -- not found, unsupported -------------------------------------------------
+
+    def test_missing_item_is_404_empty_errors(self):
+        for path in ("database/roles/nope", "database/config/nope", "sys/policy/nope"):
+            raw = self.vault.raw("GET", path)
+            self.assertEqual(raw.status, 404, (path, raw))
+            self.assertEqual(raw.header("Content-Type"), "application/json", path)
+            self.assertEqual(raw.body.strip(), b'{"errors":[]}', path)
+        exc = self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.secrets.database.read_role, "nope")
+        self.assertIsInstance(exc.errors, list)
+        # legacy client.read returns None on 404
+        self.assertIsNone(self.root.read("database/roles/nope"))
+
+    def test_empty_list_is_404(self):
+        raw = self.vault.raw("LIST", "sys/leases/lookup/database/creds/unused-role/")
+        self.assertEqual(raw.status, 404, raw)
+        self.assertEqual(raw.header("Content-Type"), "application/json")
+        self.assertEqual(raw.json(), {"errors": []})
+        self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.sys.list_leases,
+                              "database/creds/unused-role/")
+
+    def test_list_verb_variants(self):
+        expected = ["crdb-role", "other-role", "owner-role"]
+        self.assertEqual(sorted(self.root.secrets.database.list_roles()["data"]["keys"]), sorted(
+            self.root.secrets.database.list_roles()["data"]["keys"]))
+        for method, path in (("LIST", "database/roles"), ("LIST", "database/roles/"),
+                             ("GET", "database/roles?list=true"), ("GET", "database/roles/?list=True"),
+                             ("GET", "database/roles?list=1")):
+            raw = self.vault.raw(method, path)
+            self.assertEqual(raw.status, 200, (method, path, raw))
+            keys = raw.json()["data"]["keys"]
+            self.assertTrue(set(expected) <= set(keys), (method, path, keys))
+        strict = self.vault.client(strict_http=True)
+        self.assertTrue(set(expected) <= set(strict.secrets.database.list_roles()["data"]["keys"]))
+
+    def test_no_handler_is_404(self):
+        raw = self.vault.raw("GET", "foo/bar")
+        self.assertRawError(raw, 404, ['no handler for route "foo/bar". route entry not found.'])
+
+    def test_unsupported_path_is_404(self):
+        raw = self.vault.raw("GET", "database/nosuch")
+        self.assertRawError(raw, 404, [UNSUPPORTED_PATH])
+
+    def test_unsupported_operation_is_405(self):
+        raw = self.vault.raw("DELETE", "database/creds/crdb-role")
+        self.assertRawError(raw, 405, [UNSUPPORTED_OPERATION])
+
+    # -- envelopes ------------------------------------------------------------
+
+    def test_success_envelope(self):
+        raw = self.vault.raw("GET", "database/creds/owner-role")
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.header("Content-Type"), "application/json")
+        self.assertEqual(raw.header("Cache-Control"), "no-store")
+        body = raw.json()
+        keys = list(body)
+        self.assertEqual(keys[:8], ENVELOPE_KEYS)
+        if len(keys) > 8:
+            self.assertEqual(keys[8:], ["mount_type"])
+            self.assertEqual(body["mount_type"], "database")
+        self.assertRegex(body["request_id"], UUID_RE)
+        self.assertEqual(list(body["data"]), ["password", "username"] if list(body["data"])[0] == "password"
+                         else ["username", "password"])
+        # request ids differ between requests
+        again = self.vault.raw("GET", "database/creds/owner-role").json()
+        self.assertNotEqual(again["request_id"], body["request_id"])
+
+    def test_204_empty_bodies(self):
+        cases = [
+            ("PUT", "sys/policy/p204", {"policy": 'path "x" {\n  capabilities = ["read"]\n}\n'}),
+            ("POST", "sys/policies/acl/p204b", {"policy": 'path "x" {\n  capabilities = ["read"]\n}\n'}),
+            ("POST", "database/roles/r204", {"db_name": "crdb-config", "creation_statements": TUTORIAL_CREATION}),
+            ("PUT", "sys/leases/revoke", {"lease_id": "database/creds/crdb-role/AAAAAAAAAAAAAAAAAAAAAAAA"}),
+            ("POST", "sys/mounts/db204", {"type": "database"}),
+            ("DELETE", "database/roles/r204", None),
+            ("DELETE", "sys/policy/p204", None),
+        ]
+        for method, path, body in cases:
+            raw = self.vault.raw(method, path, body=body)
+            self.assertEqual(raw.status, 204, (method, path, raw))
+            self.assertEqual(raw.body, b"", (method, path))
+        token = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/revoke-self", token=token)
+        self.assertEqual((raw.status, raw.body), (204, b""))
+
+    def test_policy_read_forms(self):
+        hcl = 'path "database/creds/owner-role" {\n  capabilities = ["read"]\n}\n'
+        self.assertEqual(self.vault.raw("PUT", "sys/policies/acl/Mixed-Case", body={"policy": hcl}).status, 204)
+        raw = self.vault.raw("GET", "sys/policies/acl/mixed-case")
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["data"], {"name": "mixed-case", "policy": hcl})
+        self.assertNotIn("policy", raw.json())  # no top-level copy for sys/policies
+        raw = self.vault.raw("GET", "sys/policy/mixed-case")
+        self.assertEqual(raw.json()["data"], {"name": "mixed-case", "rules": hcl})
+        self.assertEqual(raw.json()["rules"], hcl)
+        listing = self.vault.raw("GET", "sys/policy").json()
+        self.assertIn("root", listing["data"]["keys"])
+        self.assertIn("default", listing["data"]["policies"])
+        self.assertIn("mixed-case", listing["data"]["keys"])
+        # JSON policies are accepted too.
+        js = json.dumps({"path": {"database/creds/owner-role": {"capabilities": ["read"]}}})
+        self.assertEqual(self.vault.raw("PUT", "sys/policy/json-pol", body={"policy": js}).status, 204)
+        token = self.root.auth.token.create(policies=["json-pol"])["auth"]["client_token"]
+        self.client(token=token).secrets.database.generate_credentials("owner-role")
+
+    # -- seal -------------------------------------------------------------------
+
+    def test_sealed_is_503(self):
+        health = self.root.sys.read_health_status(method="GET")
+        self.assertEqual(health.status_code if hasattr(health, "status_code") else 200, 200)
+        try:
+            self.vault.dev("POST", "seal")
+            self.assertVaultError(hvac.exceptions.VaultDown, ["Vault is sealed"],
+                                  self.root.secrets.database.generate_credentials, "owner-role")
+            raw = self.vault.raw("GET", "database/creds/owner-role")
+            self.assertRawError(raw, 503, ["Vault is sealed"])
+            raw = self.vault.raw("GET", "sys/health", no_token=True)
+            self.assertEqual(raw.status, 503, raw)
+            body = raw.json()
+            self.assertIs(body["sealed"], True)
+            self.assertIs(body["initialized"], True)
+            self.assertIs(body["standby"], False)
+            head = self.vault.raw("HEAD", "sys/health", no_token=True)
+            self.assertEqual((head.status, head.body), (503, b""))
+            self.assertEqual(self.root.sys.read_health_status().status_code, 503)
+            # sealedcode override
+            raw = self.vault.raw("GET", "sys/health?sealedcode=299", no_token=True)
+            self.assertEqual(raw.status, 299, raw)
+        finally:
+            self.vault.dev("POST", "unseal")
+        raw = self.vault.raw("GET", "sys/health", no_token=True)
+        self.assertEqual(raw.status, 200, raw)
+        self.assertIs(raw.json()["sealed"], False)
+        self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
+
+    def test_health_body(self):
+        raw = self.vault.raw("GET", "sys/health", no_token=True)
+        self.assertEqual(raw.status, 200, raw)
+        body = raw.json()
+        for key, value in (("initialized", True), ("sealed", False), ("standby", False),
+                           ("performance_standby", False), ("replication_performance_mode", "disabled"),
+                           ("replication_dr_mode", "disabled")):
+            self.assertEqual(body[key], value, key)
+        self.assertTrue(abs(body["server_time_utc"] - time.time()) < 5)
+        self.assertIsInstance(body["version"], str)
+        raw = self.vault.raw("GET", "sys/health?activecode=201", no_token=True)
+        self.assertEqual(raw.status, 201)
+        raw = self.vault.raw("GET", "sys/health?activecode=abc", no_token=True)
+        self.assertEqual(raw.status, 400)
+
+    # -- fault injection ----------------------------------------------------------
+
+    def test_dev_fail_503_visible_to_client(self):
+        self.vault.dev("POST", "fail", {"path": "database/creds/owner-role", "count": 1, "status": 503,
+                                        "delay_ms": 0, "mode": "status"})
+        with self.assertRaises(hvac.exceptions.VaultDown):
+            self.root.secrets.database.generate_credentials("owner-role")
+        # count=1: the next request goes through.
+        self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
+
+    def test_dev_fail_429_visible_to_client(self):
+        self.vault.dev("POST", "fail", {"path": "database/creds/", "count": 2, "status": 429,
+                                        "delay_ms": 0, "mode": "status"})
+        for role in ("owner-role", "crdb-role"):  # a prefix matches both
+            with self.assertRaises(hvac.exceptions.RateLimitExceeded):
+                self.root.secrets.database.generate_credentials(role)
+        self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
+
+    def test_dev_fail_only_matching_prefix(self):
+        self.vault.dev("POST", "fail", {"path": "database/creds/crdb-role", "count": 1, "status": 503,
+                                        "delay_ms": 0, "mode": "status"})
+        self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
+        with self.assertRaises(hvac.exceptions.VaultDown):
+            self.root.secrets.database.generate_credentials("crdb-role")
+
+    def test_dev_counters(self):
+        before = self.vault.dev("GET", "counters")
+        self.assertIsInstance(before, dict)
+        for _ in range(3):
+            self.root.secrets.database.generate_credentials("owner-role")
+        after = self.vault.dev("GET", "counters")
+        self.assertNotEqual(before, after)
+
+
+if __name__ == "__main__":
+    unittest.main()

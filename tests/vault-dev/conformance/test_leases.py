@@ -1,0 +1,197 @@
+"""Lease engine beyond the tutorial: renew and its TTL arithmetic (vault-api.md §4),
+lookup, expiry via /_dev/expire/lease."""
+
+import time
+import unittest
+
+import hvac
+import hvac.exceptions
+
+from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDevTestCase, go_duration,
+                              now_utc, parse_rfc3339)
+
+LEASE_LOOKUP_KEYS = ["expire_time", "id", "issue_time", "last_renewal", "renewable", "ttl"]
+
+
+class LeaseTest(VaultDevTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_engine(allowed_roles="short-role,long-role", roles={
+            # default 1h, max 2h: renewals past 2h after issue are capped.
+            "short-role": dict(creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
+                               default_ttl="1h", max_ttl="2h"),
+            # TTLs as integers and seconds strings are accepted too.
+            "long-role": dict(creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
+                              default_ttl=600, max_ttl="86400"),
+        })
+
+    def creds(self, role="short-role"):
+        t0 = time.time()
+        resp = self.root.secrets.database.generate_credentials(role)
+        return resp, t0, time.time()
+
+    def test_role_ttls_parsed(self):
+        data = self.root.secrets.database.read_role("long-role")["data"]
+        self.assertEqual((data["default_ttl"], data["max_ttl"]), (600, 86400))
+        data = self.root.secrets.database.read_role("short-role")["data"]
+        self.assertEqual((data["default_ttl"], data["max_ttl"]), (3600, 7200))
+        data = self.root.secrets.database.read_role("short-role")["data"]
+        self.assertEqual(data["revocation_statements"], [OWNER_REVOCATION])
+        self.assertEqual(data["creation_statements"], [OWNER_CREATION])
+
+    def test_creds_lease_duration_is_role_default(self):
+        resp, t0, t1 = self.creds("long-role")
+        self.assertEqual(resp["lease_duration"], 600)
+        self.assertValidUntil(resp["data"]["username"], (t0 + t1) / 2 + 600 + 5, slack=3)
+
+    def test_lookup(self):
+        resp, t0, t1 = self.creds()
+        lookup = self.root.sys.read_lease(resp["lease_id"])
+        data = lookup["data"]
+        self.assertEqual(sorted(data), LEASE_LOOKUP_KEYS)
+        self.assertEqual(data["id"], resp["lease_id"])
+        self.assertIs(data["renewable"], True)
+        self.assertIsNone(data["last_renewal"])
+        self.assertTrue(3595 <= data["ttl"] <= 3600, data["ttl"])
+        issue = parse_rfc3339(data["issue_time"]).timestamp()
+        expire = parse_rfc3339(data["expire_time"]).timestamp()
+        self.assertTrue(t0 - 1 <= issue <= t1 + 1, (t0, issue, t1))
+        self.assertTrue(abs(expire - issue - 3600) <= 1, (issue, expire))
+        self.assertTrue(abs(expire - time.time() - data["ttl"]) <= 2)
+        # The lookup response itself is not a lease.
+        self.assertEqual(lookup["lease_id"], "")
+        self.assertEqual(lookup["lease_duration"], 0)
+
+    def test_lookup_errors(self):
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"],
+                              self.root.sys.read_lease, "database/creds/short-role/AAAAAAAAAAAAAAAAAAAAAAAA")
+        raw = self.vault.raw("PUT", "sys/leases/lookup", body={})
+        self.assertRawError(raw, 400, ["lease_id must be specified"])
+
+    def test_renew_default_increment(self):
+        resp, _, _ = self.creds()
+        t0 = time.time()
+        renewed = self.root.sys.renew_lease(resp["lease_id"])  # increment null -> role default
+        t1 = time.time()
+        self.assertEqual(renewed["lease_id"], resp["lease_id"])
+        self.assertIs(renewed["renewable"], True)
+        self.assertEqual(renewed["lease_duration"], 3600)
+        self.assertIsNone(renewed["warnings"])
+        self.assertIsNone(renewed["data"])
+        self.assertValidUntil(resp["data"]["username"], (t0 + t1) / 2 + 3600 + 5, slack=3)
+        data = self.root.sys.read_lease(resp["lease_id"])["data"]
+        self.assertIsNotNone(data["last_renewal"])
+        last = parse_rfc3339(data["last_renewal"]).timestamp()
+        self.assertTrue(t0 - 1 <= last <= t1 + 1)
+
+    def test_renew_shorter_moves_valid_until_back(self):
+        resp, _, _ = self.creds()
+        t0 = time.time()
+        renewed = self.root.sys.renew_lease(resp["lease_id"], increment=1800)
+        t1 = time.time()
+        self.assertEqual(renewed["lease_duration"], 1800)
+        self.assertIsNone(renewed["warnings"])
+        self.assertValidUntil(resp["data"]["username"], (t0 + t1) / 2 + 1800 + 5, slack=3)
+        data = self.root.sys.read_lease(resp["lease_id"])["data"]
+        self.assertTrue(1795 <= data["ttl"] <= 1800, data["ttl"])
+        expire = parse_rfc3339(data["expire_time"]).timestamp()
+        self.assertTrue(abs(expire - ((t0 + t1) / 2 + 1800)) <= 2)
+
+    def check_capped(self, lease_id, username, increment, increment_text, t_issue):
+        t0 = time.time()
+        renewed = self.root.sys.renew_lease(lease_id, increment=increment)
+        t1 = time.time()
+        left = renewed["lease_duration"]
+        # Capped at issue + max_ttl (2h) - now.
+        self.assertTrue(7200 - (t1 - t_issue) - 2 <= left <= 7200, left)
+        self.assertLess(left, 7201)
+        self.assertEqual(renewed["warnings"], [
+            'TTL of "%s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
+            % (increment_text, go_duration(left))])
+        self.assertIs(renewed["renewable"], True)
+        self.assertEqual(renewed["lease_id"], lease_id)
+        # VALID UNTIL moved to now + capped TTL + 5 s.
+        self.assertValidUntil(username, (t0 + t1) / 2 + left + 5, slack=3)
+        return renewed
+
+    def test_renew_beyond_max_ttl_is_capped(self):
+        resp, t0, _ = self.creds()
+        username = resp["data"]["username"]
+        before = self.assertValidUntil(username, t0 + 3605, slack=3)
+        self.check_capped(resp["lease_id"], username, 3 * 3600, "3h0m0s", t0)
+        after = self.pg.role(username)["rolvaliduntil"].timestamp()
+        self.assertGreater(after - before, 3500)
+        expire = parse_rfc3339(self.root.sys.read_lease(resp["lease_id"])["data"]["expire_time"]).timestamp()
+        self.assertTrue(abs(expire - (t0 + 7200)) <= 2, (expire, t0))
+
+    def test_renew_with_go_duration_increment(self):
+        resp, t0, _ = self.creds()
+        self.check_capped(resp["lease_id"], resp["data"]["username"], "150m", "2h30m0s", t0)
+
+    def test_renew_errors(self):
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["lease not found"],
+                              self.root.sys.renew_lease, "database/creds/short-role/AAAAAAAAAAAAAAAAAAAAAAAA")
+        raw = self.vault.raw("PUT", "sys/leases/renew", body={})
+        self.assertRawError(raw, 400, ["lease_id must be specified"])
+        resp, _, _ = self.creds()
+        raw = self.vault.raw("PUT", "sys/leases/renew", body={"lease_id": resp["lease_id"], "increment": -5})
+        self.assertEqual(raw.status, 400, raw)
+
+    def test_renew_by_url_and_legacy_path(self):
+        resp, _, _ = self.creds()
+        raw = self.vault.raw("PUT", "sys/leases/renew/" + resp["lease_id"], body={"increment": 1200})
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["lease_duration"], 1200)
+        raw = self.vault.raw("PUT", "sys/renew", body={"lease_id": resp["lease_id"], "increment": "20m"})
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["lease_duration"], 1200)
+        self.assertEqual(raw.json()["lease_id"], resp["lease_id"])
+
+    def test_default_policy_token_can_renew_and_lookup_any_lease(self):
+        resp, _, _ = self.creds()
+        token = self.root.auth.token.create(policies=["default"])["auth"]["client_token"]
+        client = self.client(token=token)
+        self.assertEqual(client.sys.renew_lease(resp["lease_id"], increment=900)["lease_duration"], 900)
+        self.assertEqual(client.sys.read_lease(resp["lease_id"])["data"]["id"], resp["lease_id"])
+        # ... but not revoke it (the default policy has no sys/leases/revoke).
+        self.assertVaultError(hvac.exceptions.Forbidden, ["1 error occurred:\n\t* permission denied\n\n"],
+                              client.sys.revoke_lease, resp["lease_id"])
+        self.assertTrue(self.pg.role_exists(resp["data"]["username"]))
+
+    def test_service_token_ttl_does_not_cap_lease(self):
+        token = self.root.auth.token.create(policies=["default"], ttl="60s")
+        self.assertEqual(token["auth"]["lease_duration"], 60)
+        self.root.sys.create_or_update_policy("short-reader", 'path "database/creds/short-role" { capabilities = ["read"] }')
+        token = self.root.auth.token.create(policies=["short-reader"], ttl="60s")["auth"]["client_token"]
+        resp = self.client(token=token).secrets.database.generate_credentials("short-role")
+        self.assertEqual(resp["lease_duration"], 3600)
+
+    def test_expire_lease_runs_revocation(self):
+        resp, _, _ = self.creds()
+        lease_id, username = resp["lease_id"], resp["data"]["username"]
+        self.assertIn(lease_id, self.vault.dev_lease_ids())
+        other, _, _ = self.creds()
+        self.vault.dev("POST", "expire/lease", {"lease_id": lease_id})
+        self.wait_lease_gone(lease_id)
+        self.wait_role_gone(username)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, lease_id)
+        # Only that lease.
+        self.assertTrue(self.pg.role_exists(other["data"]["username"]))
+        self.assertIn(other["lease_id"], self.vault.dev_lease_ids())
+
+    def test_dev_leases_view(self):
+        resp, t0, t1 = self.creds("long-role")
+        entries = [e for e in self.vault.dev_leases() if e["lease_id"] == resp["lease_id"]]
+        self.assertEqual(len(entries), 1)
+        e = entries[0]
+        self.assertEqual(e["username"], resp["data"]["username"])
+        self.assertEqual(e["role"], "long-role")
+        self.assertEqual(e["token_accessor"] is None or isinstance(e["token_accessor"], str), True)
+        expire = e["expire_time"]
+        expire = parse_rfc3339(expire).timestamp() if isinstance(expire, str) else float(expire)
+        self.assertTrue(t0 + 600 - 2 <= expire <= t1 + 600 + 2, (t0, expire))
+
+
+if __name__ == "__main__":
+    unittest.main()
