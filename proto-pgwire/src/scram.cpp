@@ -453,6 +453,7 @@ std_result<secret_string> scram_client::on_server_first(std::string_view server_
   iterations_ = iterations;
   if (const std::error_code ec = derive_keys()) return ec;
   has_keys_ = true;
+  password_.clear();  // the keys replace it from here on
   cached_keys_ = scram_keys{};
   cached_salt_.clear();
   has_cached_keys_ = false;

@@ -119,7 +119,8 @@ struct scram_options {
 
 class scram_client {
  public:
-  // The password is SASLprep'd here (see saslprep.hpp), as libpq's scram_init does.
+  // The password is SASLprep'd here (see saslprep.hpp), as libpq's scram_init does,
+  // and wiped once on_server_first has derived the keys.
   explicit scram_client(std::string_view password, scram_options options = {});
   explicit scram_client(const secret_string& password, scram_options options = {});
 
@@ -160,7 +161,8 @@ class scram_client {
   // `salt` and `iterations`; otherwise it derives the keys as usual. The client
   // cannot check that the keys belong to its password: the caller's cache must be
   // keyed by the credential. Cache only keys of an exchange whose
-  // on_server_final succeeded. Ignored after on_server_first has run.
+  // on_server_final succeeded. Ignored after on_server_first has run; keys that
+  // are not 32 bytes each are never used.
   void set_cached_keys(std::string_view salt, std::uint32_t iterations, scram_keys keys);
 
   // The derived keys (copies). Available once on_server_first succeeded.
