@@ -73,9 +73,14 @@ path "sys/leases/lookup/database/creds/r1" {
   capabilities = ["list", "sudo"]
 }
 """,
-    "revoker": """
-path "sys/leases/revoke" {
+    "prefix-nosudo": """
+path "sys/leases/revoke-prefix/*" {
   capabilities = ["update"]
+}
+""",
+    "prefix-sudo": """
+path "sys/leases/revoke-prefix/*" {
+  capabilities = ["update", "sudo"]
 }
 """,
 }
@@ -156,9 +161,12 @@ class AclTest(VaultDevTestCase):
         self.assertDenied(c.sys.list_leases, "database/creds/r2/")
 
     def test_revoke_prefix_needs_sudo(self):
-        c = self.token_client("revoker")
+        c = self.token_client("prefix-nosudo")
         raw = self.vault.raw("PUT", "sys/leases/revoke-prefix/database/creds/nothing", token=c.token)
         self.assertRawError(raw, 403, [ACL_DENIED])
+        c = self.token_client("prefix-sudo")
+        raw = self.vault.raw("PUT", "sys/leases/revoke-prefix/database/creds/nothing", token=c.token)
+        self.assertEqual((raw.status, raw.body), (204, b""))
 
     def test_default_policy(self):
         # (A root child without policies inherits ["root"]: ask for "default" explicitly.)

@@ -123,7 +123,11 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("DELETE", "sys/policy/default")
         self.assertRawError(raw, 400, ['cannot delete "default" policy'])
         raw = self.vault.raw("PUT", "sys/policy/badcap", body={"policy": 'path "x" { capabilities = ["fly"] }'})
-        self.assertRawError(raw, 400, ['path "x": invalid capability "fly"'])
+        self.assertEqual(raw.status, 400, raw)
+        # vault-api.md lists the text; Vault may prefix it with "failed to parse policy: ".
+        errors = raw.json()["errors"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertTrue(errors[0].endswith('path "x": invalid capability "fly"'), errors)
         raw = self.vault.raw("PUT", "sys/policy/unparsable", body={"policy": 'path "x" { capabilities = '})
         self.assertEqual(raw.status, 400, raw)
         self.assertTrue(raw.json()["errors"][0].startswith("failed to parse policy: "), raw)
@@ -214,8 +218,6 @@ class ErrorsTest(VaultDevTestCase):
 
     def test_list_verb_variants(self):
         expected = ["crdb-role", "other-role", "owner-role"]
-        self.assertEqual(sorted(self.root.secrets.database.list_roles()["data"]["keys"]), sorted(
-            self.root.secrets.database.list_roles()["data"]["keys"]))
         for method, path in (("LIST", "database/roles"), ("LIST", "database/roles/"),
                              ("GET", "database/roles?list=true"), ("GET", "database/roles/?list=True"),
                              ("GET", "database/roles?list=1")):
@@ -252,8 +254,9 @@ class ErrorsTest(VaultDevTestCase):
             self.assertEqual(keys[8:], ["mount_type"])
             self.assertEqual(body["mount_type"], "database")
         self.assertRegex(body["request_id"], UUID_RE)
-        self.assertEqual(list(body["data"]), ["password", "username"] if list(body["data"])[0] == "password"
-                         else ["username", "password"])
+        self.assertEqual(sorted(body["data"]), ["password", "username"])
+        self.assertEqual(body["lease_duration"], 3600)
+        self.assertIs(body["renewable"], True)
         # request ids differ between requests
         again = self.vault.raw("GET", "database/creds/owner-role").json()
         self.assertNotEqual(again["request_id"], body["request_id"])
@@ -299,8 +302,7 @@ class ErrorsTest(VaultDevTestCase):
     # -- seal -------------------------------------------------------------------
 
     def test_sealed_is_503(self):
-        health = self.root.sys.read_health_status(method="GET")
-        self.assertEqual(health.status_code if hasattr(health, "status_code") else 200, 200)
+        self.assertEqual(self.vault.raw("GET", "sys/health", no_token=True).status, 200)
         try:
             self.vault.dev("POST", "seal")
             self.assertVaultError(hvac.exceptions.VaultDown, ["Vault is sealed"],
