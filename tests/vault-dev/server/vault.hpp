@@ -1,0 +1,59 @@
+// vault-dev: the Vault state machine (tokens, policies, mounts, leases) and the
+// request handlers. No Asio here: the HTTP layer (http_server.cpp) calls in.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace vd {
+
+struct Request {
+  std::string method;  // upper case: GET POST PUT DELETE LIST HEAD ...
+  std::string path;    // after /v1/ (or /_dev/), no query, percent-decoded
+  std::multimap<std::string, std::string> query;
+  std::string token;
+  std::string ns;  // X-Vault-Namespace, normalized ("" = root)
+  std::string body;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;  // empty => no body (204)
+};
+
+// What the HTTP layer must do before (or instead of) handling a /v1 request.
+struct Fault {
+  int delay_ms = 0;
+  int status = 0;      // >0: answer this status with an injected error
+  bool reset = false;  // reset the connection mid-response
+};
+
+struct Options {
+  std::string root_token;
+  int retry_base_ms = 10000;  // revocation retry backoff base (10s * 2^n)
+  int retry_max_attempts = 6;
+  int db_threads = 64;
+};
+
+class Vault {
+ public:
+  explicit Vault(Options opts);
+  ~Vault();
+  Vault(const Vault&) = delete;
+  Vault& operator=(const Vault&) = delete;
+
+  const std::string& root_token() const;
+  // Counts the request and consumes a matching /_dev/fail rule.
+  Fault take_fault(const Request& req);
+  Response handle_v1(const Request& req);
+  Response handle_dev(const Request& req);
+  void shutdown();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vd
