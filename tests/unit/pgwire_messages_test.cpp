@@ -172,7 +172,7 @@ TEST_CASE("parse_ready_for_query", "[pgwire][messages]") {
           transaction_status::in_transaction);
   REQUIRE(parse_ready_for_query(view(bytes({'E'}))).value().status ==
           transaction_status::failed);
-  for (const int bad : {0, 'i', 'X', 'Z', 0xff}) {
+  for (const int bad : {0, int{'i'}, int{'X'}, int{'Z'}, 0xff}) {
     INFO("status byte " << bad);
     REQUIRE(parse_ready_for_query(view(bytes({bad}))).error() == errc::malformed_message);
   }

@@ -1,0 +1,10 @@
+// Umbrella header for the pgwire codec (framing, messages, encoder, SQLSTATEs).
+// SCRAM and MD5 have their own headers.
+#pragma once
+
+#include "pgwire/decoder.hpp"
+#include "pgwire/encoder.hpp"
+#include "pgwire/errc.hpp"
+#include "pgwire/frame.hpp"
+#include "pgwire/messages.hpp"
+#include "pgwire/sqlstate.hpp"
