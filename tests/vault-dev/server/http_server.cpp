@@ -150,7 +150,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
       }
       if (f.status > 0) {
         r.status = f.status;
-        r.body = R"({"errors":["injected failure (vault-dev /_dev/fail)"]})";
+        r.body = R"j({"errors":["injected failure (vault-dev /_dev/fail)"]})j";
       } else {
         r = co_await net::co_spawn(sh->pool->get_executor(), run_handler(sh->vault, req, false), use_awaitable);
       }

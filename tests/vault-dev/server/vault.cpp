@@ -249,7 +249,6 @@ TtlResult calc_ttl(std::int64_t increment, std::int64_t backend_ttl, std::int64_
   return r;
 }
 
-std::string time_or_empty(TimePoint t) { return t == TimePoint{} ? std::string() : rfc3339nano(t); }
 json time_or_null(TimePoint t) { return t == TimePoint{} ? json(nullptr) : json(rfc3339nano(t)); }
 
 class WorkQueue {
