@@ -1,0 +1,230 @@
+#include "stream.hpp"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <climits>
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/write.hpp>
+
+#include "vaultwire/errc.hpp"
+
+namespace vaultwire::detail {
+
+namespace net = boost::asio;
+
+std::string openssl_error_text() {
+  std::string out;
+  unsigned long e = 0;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+std::error_code eof_error() {
+  return std::error_code(boost::system::error_code(net::error::eof));
+}
+
+namespace {
+
+bool is_ip_literal(const std::string& name) {
+  in6_addr a6{};
+  in_addr a4{};
+  return inet_pton(AF_INET, name.c_str(), &a4) == 1 || inet_pton(AF_INET6, name.c_str(), &a6) == 1;
+}
+
+}  // namespace
+
+stream::stream(descriptor sd) : sd_(std::move(sd)) {
+  boost::system::error_code ignored;
+  sd_.non_blocking(true, ignored);
+}
+
+stream::~stream() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+}
+
+template <typename Op>
+net::awaitable<int> stream::drive(Op op, std::error_code& ec) {
+  for (;;) {
+    ERR_clear_error();
+    int rc = op();
+    if (rc > 0) co_return rc;
+    int err = SSL_get_error(ssl_, rc);
+    boost::system::error_code wait_ec;
+    switch (err) {
+      case SSL_ERROR_WANT_READ:
+        co_await sd_.async_wait(descriptor::wait_read, net::redirect_error(net::use_awaitable, wait_ec));
+        break;
+      case SSL_ERROR_WANT_WRITE:
+        co_await sd_.async_wait(descriptor::wait_write, net::redirect_error(net::use_awaitable, wait_ec));
+        break;
+      case SSL_ERROR_ZERO_RETURN:
+        ec = eof_error();
+        co_return 0;
+      case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0) {
+          // The peer closed without close_notify: treat as end of stream.
+          ec = eof_error();
+          co_return 0;
+        }
+        [[fallthrough]];
+      default:
+        tls_error_ = openssl_error_text();
+        ec = make_error_code(errc::tls_error);
+        co_return rc;
+    }
+    if (wait_ec) {
+      ec = wait_ec;
+      co_return -1;
+    }
+  }
+}
+
+net::awaitable<void> stream::tls_accept(SSL_CTX* ctx, std::error_code& ec) {
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, sd_.native_handle()) != 1) {
+    tls_error_ = openssl_error_text();
+    ec = make_error_code(errc::tls_error);
+    co_return;
+  }
+  SSL* s = ssl_;
+  co_await drive([s] { return SSL_accept(s); }, ec);
+}
+
+net::awaitable<void> stream::tls_connect(SSL_CTX* ctx, const std::string& server_name, bool verify_name,
+                                         std::error_code& ec) {
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, sd_.native_handle()) != 1) {
+    tls_error_ = openssl_error_text();
+    ec = make_error_code(errc::tls_error);
+    co_return;
+  }
+  const bool ip = is_ip_literal(server_name);
+  if (!ip) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  if (verify_name) {
+    if (ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), server_name.c_str());
+    } else {
+      SSL_set1_host(ssl_, server_name.c_str());
+    }
+  }
+  SSL* s = ssl_;
+  int rc = co_await drive([s] { return SSL_connect(s); }, ec);
+  if (rc <= 0 && !ec) ec = make_error_code(errc::tls_error);
+  if (ec) {
+    long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) {
+      tls_error_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+    } else if (tls_error_.empty()) {
+      tls_error_ = ec == eof_error() ? "server closed the connection during the TLS handshake"
+                                         : ec.message();
+    }
+  }
+}
+
+net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::error_code& ec) {
+  if (ssl_ == nullptr) {
+    boost::system::error_code bec;
+    std::size_t n = co_await sd_.async_read_some(net::buffer(buf.data(), buf.size()),
+                                                 net::redirect_error(net::use_awaitable, bec));
+    ec = bec;
+    co_return n;
+  }
+  SSL* s = ssl_;
+  const int len = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
+  int n = co_await drive([s, &buf, len] { return SSL_read(s, buf.data(), len); }, ec);
+  co_return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+net::awaitable<void> stream::write_all(std::span<const std::uint8_t> data, std::error_code& ec) {
+  if (ssl_ == nullptr) {
+    boost::system::error_code bec;
+    co_await net::async_write(sd_, net::buffer(data.data(), data.size()),
+                              net::redirect_error(net::use_awaitable, bec));
+    ec = bec;
+    co_return;
+  }
+  std::size_t done = 0;
+  SSL* s = ssl_;
+  while (done < data.size()) {
+    const std::uint8_t* p = data.data() + done;
+    const int len = static_cast<int>(std::min<std::size_t>(data.size() - done, INT_MAX));
+    int n = co_await drive([s, p, len] { return SSL_write(s, p, len); }, ec);
+    if (ec) co_return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+bool stream::has_buffered_plaintext() const { return ssl_ != nullptr && SSL_pending(ssl_) > 0; }
+
+void stream::shutdown_send() {
+  if (ssl_ != nullptr) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // best effort; non-blocking
+    ERR_clear_error();
+  }
+  ::shutdown(sd_.native_handle(), SHUT_WR);
+}
+
+void stream::close() {
+  boost::system::error_code ignored;
+  sd_.close(ignored);
+}
+
+SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::string& error) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) {
+    error = openssl_error_text();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
+    error = "cannot load CA file " + o.ca_file + ": " + openssl_error_text();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  if (!o.client_cert.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, o.client_cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, o.client_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+      error = "cannot load client certificate " + o.client_cert + ": " + openssl_error_text();
+      SSL_CTX_free(ctx);
+      return nullptr;
+    }
+  }
+  return ctx;
+}
+
+SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) {
+    error = openssl_error_text();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    error = "cannot load listener certificate " + cert_file + ": " + openssl_error_text();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
+}  // namespace vaultwire::detail

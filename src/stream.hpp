@@ -1,0 +1,88 @@
+// stream: one side of a proxied connection — a connected socket (TCP or Unix) and,
+// once started, a TLS session driven directly with OpenSSL on the non-blocking
+// descriptor (DESIGN.md "TLS and memory on the data path"). Readiness comes from
+// Asio's async_wait; OpenSSL runs with SSL_MODE_RELEASE_BUFFERS, so an idle TLS
+// stream holds no record buffers. This is the one place that touches SSL_read /
+// SSL_write on the data path, so kTLS can be tried here later.
+//
+// Private header of src/: it includes Asio. Not thread-safe: all calls on one
+// stream happen on one strand. One read and one write may be outstanding at once
+// (the two splice pumps), never two of the same kind.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+
+#include "vaultwire/detail/asio.hpp"
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+namespace vaultwire::detail {
+
+class stream {
+ public:
+  using descriptor = boost::asio::posix::stream_descriptor;
+
+  explicit stream(descriptor sd);
+  ~stream();
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+
+  // Server side (a client connecting to vaultwire). On failure ec is set and
+  // tls_error() says why.
+  boost::asio::awaitable<void> tls_accept(SSL_CTX* ctx, std::error_code& ec);
+  // Client side (vaultwire to the cluster): SNI when server_name is a DNS name,
+  // verification of the chain and of the name (or IP) against the context's CA.
+  boost::asio::awaitable<void> tls_connect(SSL_CTX* ctx, const std::string& server_name, bool verify_name,
+                                           std::error_code& ec);
+
+  // Reads what is available (at least one byte). End of stream: returns 0 with
+  // ec == boost::asio::error::eof.
+  boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> buf, std::error_code& ec);
+  // Writes everything or fails.
+  boost::asio::awaitable<void> write_all(std::span<const std::uint8_t> data, std::error_code& ec);
+  // Bytes already received and decrypted but not yet read (TLS only).
+  [[nodiscard]] bool has_buffered_plaintext() const;
+
+  // Half-close: TLS close_notify (best effort), then shutdown(SHUT_WR).
+  void shutdown_send();
+  void close();
+
+  [[nodiscard]] bool tls_active() const { return ssl_ != nullptr; }
+  [[nodiscard]] const std::string& tls_error() const { return tls_error_; }
+  [[nodiscard]] SSL* ssl() const { return ssl_; }
+  [[nodiscard]] int native_handle() { return sd_.native_handle(); }
+  [[nodiscard]] descriptor& socket() { return sd_; }
+
+ private:
+  // Runs one OpenSSL call until it completes, waiting for readiness as it asks.
+  template <typename Op>
+  boost::asio::awaitable<int> drive(Op op, std::error_code& ec);
+
+  descriptor sd_;
+  SSL* ssl_ = nullptr;
+  std::string tls_error_;
+};
+
+// A TLS context for connecting to the cluster: TLS 1.2+, CA file, optional client
+// certificate. Errors name the file. Release buffers when idle.
+struct tls_client_context_options {
+  std::string ca_file;
+  std::string client_cert;
+  std::string client_key;
+  bool verify_peer = true;  // false only for sslmode=require / allow_insecure_upstream
+};
+SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::string& error);
+SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error);
+
+// End of stream, as read_some reports it.
+[[nodiscard]] std::error_code eof_error();
+
+// The OpenSSL error queue as text (and cleared).
+std::string openssl_error_text();
+
+}  // namespace vaultwire::detail
