@@ -4,6 +4,9 @@ fault injection through /_dev/fail."""
 import json
 import time
 import unittest
+import warnings
+
+import requests
 
 import hvac
 import hvac.exceptions
@@ -345,11 +348,13 @@ class ErrorsTest(VaultDevTestCase):
 
     # -- fault injection ----------------------------------------------------------
 
+    INJECTED = ["injected failure (vault-dev /_dev/fail)"]
+
     def test_dev_fail_503_visible_to_client(self):
         self.vault.dev("POST", "fail", {"path": "database/creds/owner-role", "count": 1, "status": 503,
                                         "delay_ms": 0, "mode": "status"})
-        with self.assertRaises(hvac.exceptions.VaultDown):
-            self.root.secrets.database.generate_credentials("owner-role")
+        self.assertVaultError(hvac.exceptions.VaultDown, self.INJECTED,
+                              self.root.secrets.database.generate_credentials, "owner-role")
         # count=1: the next request goes through.
         self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
 
@@ -357,8 +362,8 @@ class ErrorsTest(VaultDevTestCase):
         self.vault.dev("POST", "fail", {"path": "database/creds/", "count": 2, "status": 429,
                                         "delay_ms": 0, "mode": "status"})
         for role in ("owner-role", "crdb-role"):  # a prefix matches both
-            with self.assertRaises(hvac.exceptions.RateLimitExceeded):
-                self.root.secrets.database.generate_credentials(role)
+            self.assertVaultError(hvac.exceptions.RateLimitExceeded, self.INJECTED,
+                                  self.root.secrets.database.generate_credentials, role)
         self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
 
     def test_dev_fail_only_matching_prefix(self):
@@ -368,13 +373,55 @@ class ErrorsTest(VaultDevTestCase):
         with self.assertRaises(hvac.exceptions.VaultDown):
             self.root.secrets.database.generate_credentials("crdb-role")
 
+    def test_dev_fail_delay(self):
+        self.vault.dev("POST", "fail", {"path": "database/creds/owner-role", "count": 1, "delay_ms": 400,
+                                        "mode": "delay"})
+        t0 = time.monotonic()
+        resp = self.root.secrets.database.generate_credentials("owner-role")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.4)
+        self.assertIn("username", resp["data"])
+        t0 = time.monotonic()
+        self.root.secrets.database.generate_credentials("owner-role")
+        self.assertLess(time.monotonic() - t0, 0.4)
+
+    def test_dev_fail_reset(self):
+        self.vault.dev("POST", "fail", {"path": "database/creds/owner-role", "count": 1, "mode": "reset"})
+        # A partial response head, then RST: requests reports a broken connection.
+        with self.assertRaises((requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            self.client().secrets.database.generate_credentials("owner-role")
+        self.assertIn("username", self.client().secrets.database.generate_credentials("owner-role")["data"])
+
+    def test_dev_fail_method_filter_and_clear(self):
+        self.vault.dev("POST", "fail", {"path": "database/roles/", "count": 5, "status": 500, "method": "POST"})
+        self.assertEqual(self.root.secrets.database.read_role("owner-role")["data"]["db_name"], "crdb-config")
+        self.assertEqual(len(self.vault.dev("GET", "fail")), 1)
+        self.vault.dev("POST", "fail/clear")
+        self.assertEqual(self.vault.dev("GET", "fail"), [])
+        self.assertEqual(self.vault.raw("POST", "database/roles/r-clear", body={
+            "db_name": "crdb-config", "creation_statements": TUTORIAL_CREATION}).status, 204)
+
     def test_dev_counters(self):
-        before = self.vault.dev("GET", "counters")
-        self.assertIsInstance(before, dict)
+        self.vault.dev("POST", "counters/reset")
+        self.assertEqual(self.vault.dev("GET", "counters")["total"], 0)
         for _ in range(3):
             self.root.secrets.database.generate_credentials("owner-role")
+        self.root.secrets.database.list_roles()
         after = self.vault.dev("GET", "counters")
-        self.assertNotEqual(before, after)
+        self.assertEqual(after["total"], 4)
+        self.assertEqual(after["paths"]["database/creds/owner-role"], 3)
+        self.assertEqual(after["requests"]["GET database/creds/owner-role"], 3)
+        self.assertEqual(after["requests"]["LIST database/roles"], 1)
+
+    def test_legacy_create_token_sends_nulls(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            resp = self.root.create_token(policies=["owner-reader"])
+        auth = resp["auth"]
+        self.assertEqual(auth["policies"], ["default", "owner-reader"])
+        self.assertIs(auth["renewable"], True)
+        info = self.client(token=auth["client_token"]).auth.token.lookup_self()["data"]
+        self.assertEqual(info["display_name"], "token")
+        self.assertEqual(info["num_uses"], 0)
 
 
 if __name__ == "__main__":

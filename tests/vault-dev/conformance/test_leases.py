@@ -172,7 +172,8 @@ class LeaseTest(VaultDevTestCase):
         lease_id, username = resp["lease_id"], resp["data"]["username"]
         self.assertIn(lease_id, self.vault.dev_lease_ids())
         other, _, _ = self.creds()
-        self.vault.dev("POST", "expire/lease", {"lease_id": lease_id})
+        result = self.vault.dev("POST", "expire/lease", {"lease_id": lease_id})
+        self.assertEqual((result["lease_id"], result["revoked"]), (lease_id, True))
         self.wait_lease_gone(lease_id)
         self.wait_role_gone(username)
         self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, lease_id)
@@ -187,9 +188,9 @@ class LeaseTest(VaultDevTestCase):
         e = entries[0]
         self.assertEqual(e["username"], resp["data"]["username"])
         self.assertEqual(e["role"], "long-role")
-        self.assertEqual(e["token_accessor"] is None or isinstance(e["token_accessor"], str), True)
-        expire = e["expire_time"]
-        expire = parse_rfc3339(expire).timestamp() if isinstance(expire, str) else float(expire)
+        self.assertEqual(e["token_accessor"], self.root.auth.token.lookup_self()["data"]["accessor"])
+        self.assertEqual(e["namespace"], "")
+        expire = parse_rfc3339(e["expire_time"]).timestamp()
         self.assertTrue(t0 + 600 - 2 <= expire <= t1 + 600 + 2, (t0, expire))
 
 

@@ -4,6 +4,7 @@ can; token revocation takes its leases (and its children's) with it."""
 
 import time
 import unittest
+import warnings
 
 import hvac
 import hvac.exceptions
@@ -29,6 +30,9 @@ path "auth/token/create" {
 
 
 class RevocationTest(VaultDevTestCase):
+    # Fast revocation retries so that an expiry that cannot revoke reaches "irrevocable".
+    vault_args = ["--retry-base-ms", "50", "--retry-max-attempts", "3"]
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -88,6 +92,33 @@ class RevocationTest(VaultDevTestCase):
         self.assertTrue(self.pg.role_exists(username))
         self.assertIn(lease_id, self.vault.dev_lease_ids())
 
+    def test_tutorial_role_expiry_retries_then_irrevocable(self):
+        resp = self.creds("crdb-role")
+        lease_id, username = resp["lease_id"], resp["data"]["username"]
+        result = self.vault.dev("POST", "expire/lease", {"lease_id": lease_id})
+        self.assertEqual(result["lease_id"], lease_id)
+        self.assertIs(result["revoked"], False)
+        self.assertIn("cannot be dropped because some objects depend on it", result["error"])
+
+        def entry():
+            for e in self.vault.dev_leases():
+                if e["lease_id"] == lease_id:
+                    return e
+            return None
+
+        final = wait_for(lambda: (entry() or {}).get("irrevocable") and entry(), timeout=30,
+                         what="lease %s to be marked irrevocable" % lease_id)
+        self.assertEqual(final["revoke_attempts"], 3)
+        self.assertIn("cannot be dropped because some objects depend on it", final["last_error"])
+        self.assertTrue(self.pg.role_exists(username))
+
+    def test_revoke_async(self):
+        resp = self.creds()
+        raw = self.vault.raw("PUT", "sys/leases/revoke", body={"lease_id": resp["lease_id"], "sync": False})
+        self.assertEqual(raw.status, 202, raw)
+        self.wait_lease_gone(resp["lease_id"])
+        self.wait_role_gone(resp["data"]["username"])
+
     # -- the owner-role pattern -------------------------------------------
 
     def test_owner_role_user_shape(self):
@@ -146,7 +177,8 @@ class RevocationTest(VaultDevTestCase):
                 cur.execute('CREATE TABLE public.%s (id int PRIMARY KEY, v text)' % shared)
                 cur.execute("INSERT INTO public.%s VALUES (1, 'kept')" % shared)
                 # Created as the dynamic user itself: REASSIGN OWNED must move it.
-                cur.execute("RESET ROLE")
+                # (RESET ROLE would return to the ALTER ROLE ... SET ROLE default, app_owner.)
+                cur.execute('SET ROLE "%s"' % username)
                 cur.execute("SELECT current_user")
                 self.assertEqual(cur.fetchone(), (username,))
                 cur.execute('CREATE TABLE public.%s (id int)' % own)
@@ -230,8 +262,9 @@ class RevocationTest(VaultDevTestCase):
         token, _ = self.token()
         client = self.client(token=token)
         lease = self.creds(client=client)
-        resp = client.revoke_self_token()  # PUT, no body
-        self.assertEqual(resp.status_code, 204)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.revoke_self_token()  # PUT, no body; the legacy call returns nothing
         self.wait_role_gone(lease["data"]["username"])
 
     def test_revoke_accessor_drops_users(self):
@@ -253,19 +286,24 @@ class RevocationTest(VaultDevTestCase):
     def test_child_token_revocation_cascades(self):
         parent_token, _ = self.token(policies=("owner-parent",))
         parent = self.client(token=parent_token)
-        child_token, _ = self.token(policies=("owner-client",), client=parent)
+        # Policies must be a subset of the parent's; none given = the parent's.
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["child policies must be subset of parent"],
+                              parent.auth.token.create, policies=["owner-client"])
+        child_resp = parent.auth.token.create()
+        self.assertEqual(child_resp["auth"]["policies"], ["default", "owner-parent"])
+        child_token = child_resp["auth"]["client_token"]
         child = self.client(token=child_token)
-        # The child's policy has no auth/token/create.
-        self.assertVaultError(hvac.exceptions.Forbidden, [
-            "1 error occurred:\n\t* permission denied\n\n"], child.auth.token.create, policies=["owner-client"])
         child_info = child.auth.token.lookup_self()["data"]
         self.assertIs(child_info["orphan"], False)
+        grandchild = self.client(token=child.auth.token.create()["auth"]["client_token"])
+        grandchild_lease = self.creds(client=grandchild)
         parent_lease = self.creds(client=parent)
         child_lease = self.creds(client=child)
 
         self.assertEqual(parent.auth.token.revoke_self().status_code, 204)
         self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], child.auth.token.lookup_self)
-        for r in (parent_lease, child_lease):
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], grandchild.auth.token.lookup_self)
+        for r in (parent_lease, child_lease, grandchild_lease):
             self.wait_lease_gone(r["lease_id"])
             self.wait_role_gone(r["data"]["username"])
 
@@ -273,7 +311,9 @@ class RevocationTest(VaultDevTestCase):
         token, accessor = self.token()
         client = self.client(token=token)
         lease = self.creds(client=client)
-        self.vault.dev("POST", "expire/token", {"accessor": accessor})
+        result = self.vault.dev("POST", "expire/token", {"accessor": accessor})
+        self.assertEqual(result["revoked_tokens"], 1)
+        self.assertEqual([(e["lease_id"], e["revoked"]) for e in result["leases"]], [(lease["lease_id"], True)])
         self.wait_lease_gone(lease["lease_id"])
         self.wait_role_gone(lease["data"]["username"])
         self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], client.auth.token.lookup_self)

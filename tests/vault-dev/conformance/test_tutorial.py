@@ -174,7 +174,7 @@ class TutorialTest(VaultDevTestCase):
     # Step 3.7: "vault token create -policy=roach-client" (the CLI sends no display name).
     def test_11_create_token(self):
         self.require("policy")
-        resp = self.root.create_token(policies=["roach-client"])
+        resp = self.root.auth.token.create(policies=["roach-client"], display_name=None)
         auth = resp["auth"]
         self.assertTrue(auth["client_token"].startswith("hvs."), auth["client_token"])
         self.assertRegex(auth["accessor"], r"^%s{24}$" % BASE62_RE)

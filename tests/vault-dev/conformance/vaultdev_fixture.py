@@ -132,7 +132,7 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
 def _require_env(name):
     value = os.environ.get(name)
     if not value:
-        raise unittest.SkipTest("%s is not set" % name)
+        raise RuntimeError("%s is not set (see tests/vault-dev/CMakeLists.txt)" % name)
     return value
 
 
@@ -303,6 +303,7 @@ class VaultDev:
         self.lines = []
         self._lines_lock = threading.Lock()
         self._reader = None
+        self._clients = []
 
     def start(self, timeout=30.0):
         cmd = [self.binary, "--listen", "127.0.0.1:0", "--root-token", self.root_token] + self.extra_args
@@ -335,6 +336,12 @@ class VaultDev:
             raise RuntimeError("vault-dev reported root_token=%s, expected the one given" % m.group(3))
 
     def stop(self):
+        for c in self._clients:
+            try:
+                c.adapter.close()
+            except Exception:
+                pass
+        self._clients = []
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -346,6 +353,7 @@ class VaultDev:
                 self.proc.wait(timeout=10)
         if self._reader is not None:
             self._reader.join(timeout=5)
+        self.proc.stdout.close()
         self.proc = None
 
     def output(self):
@@ -356,8 +364,10 @@ class VaultDev:
 
     def client(self, token=None, namespace=None, **kw):
         """An hvac client with its own requests session. token=None means root."""
-        return hvac.Client(url=self.addr, token=self.root_token if token is None else token,
-                           namespace=namespace, **kw)
+        c = hvac.Client(url=self.addr, token=self.root_token if token is None else token,
+                        namespace=namespace, **kw)
+        self._clients.append(c)  # sessions are closed at stop()
+        return c
 
     def raw(self, method, path, body=None, token=None, namespace=None, headers=None, no_token=False):
         """One HTTP request with http.client (any verb, exact bytes). path is after /v1/ unless it
