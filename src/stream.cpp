@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 
 #include <boost/asio/error.hpp>
@@ -134,11 +135,27 @@ net::awaitable<void> stream::tls_connect(SSL_CTX* ctx, const std::string& server
 
 net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::error_code& ec) {
   if (ssl_ == nullptr) {
-    boost::system::error_code bec;
-    std::size_t n = co_await sd_.async_read_some(net::buffer(buf.data(), buf.size()),
-                                                 net::redirect_error(net::use_awaitable, bec));
-    ec = bec;
-    co_return n;
+    // Wait for readiness, then read synchronously: the bytes land in `buf` in the
+    // same turn as the caller resumes (the splice relies on it).
+    for (;;) {
+      ssize_t n = ::recv(sd_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n > 0) co_return static_cast<std::size_t>(n);
+      if (n == 0) {
+        ec = eof_error();
+        co_return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = std::error_code(errno, std::system_category());
+        co_return 0;
+      }
+      boost::system::error_code wait_ec;
+      co_await sd_.async_wait(descriptor::wait_read, net::redirect_error(net::use_awaitable, wait_ec));
+      if (wait_ec) {
+        ec = wait_ec;
+        co_return 0;
+      }
+    }
   }
   SSL* s = ssl_;
   const int len = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
@@ -163,6 +180,29 @@ net::awaitable<void> stream::write_all(std::span<const std::uint8_t> data, std::
     if (ec) co_return;
     done += static_cast<std::size_t>(n);
   }
+}
+
+std::size_t stream::try_write(std::span<const std::uint8_t> data, std::error_code& ec) {
+  if (data.empty()) return 0;
+  if (ssl_ == nullptr) {
+    for (;;) {
+      ssize_t n = ::send(sd_.native_handle(), data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) return static_cast<std::size_t>(n);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      ec = std::error_code(errno, std::system_category());
+      return 0;
+    }
+  }
+  ERR_clear_error();
+  const int len = static_cast<int>(std::min<std::size_t>(data.size(), INT_MAX));
+  int n = SSL_write(ssl_, data.data(), len);
+  if (n > 0) return static_cast<std::size_t>(n);
+  int err = SSL_get_error(ssl_, n);
+  if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return 0;
+  tls_error_ = openssl_error_text();
+  ec = make_error_code(errc::tls_error);
+  return 0;
 }
 
 bool stream::has_buffered_plaintext() const { return ssl_ != nullptr && SSL_pending(ssl_) > 0; }

@@ -43,6 +43,10 @@ class stream {
   // Reads what is available (at least one byte). End of stream: returns 0 with
   // ec == boost::asio::error::eof.
   boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> buf, std::error_code& ec);
+  // One non-blocking write attempt: returns how many bytes went out (0 when the
+  // socket is full). After a partial result the caller must send the rest, the
+  // same bytes, through write_all (OpenSSL requires the retry to carry them).
+  [[nodiscard]] std::size_t try_write(std::span<const std::uint8_t> data, std::error_code& ec);
   // Writes everything or fails.
   boost::asio::awaitable<void> write_all(std::span<const std::uint8_t> data, std::error_code& ec);
   // Bytes already received and decrypted but not yet read (TLS only).
