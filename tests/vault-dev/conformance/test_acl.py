@@ -73,6 +73,25 @@ path "sys/leases/lookup/database/creds/r1" {
   capabilities = ["list", "sudo"]
 }
 """,
+    # Ranking: the later first wildcard wins ("database/creds/*" over "database/+/r2").
+    "rank-later-wildcard": """
+path "database/+/r2" {
+  capabilities = ["deny"]
+}
+path "database/creds/*" {
+  capabilities = ["read"]
+}
+""",
+    # Same first-wildcard position: no trailing * wins ("database/creds/+" over "database/creds/*").
+    # (With "database/creds/r*" the * would be later, at index 16, and win.)
+    "rank-no-trailing-star": """
+path "database/creds/*" {
+  capabilities = ["read"]
+}
+path "database/creds/+" {
+  capabilities = ["list"]
+}
+""",
     "prefix-nosudo": """
 path "sys/leases/revoke-prefix/*" {
   capabilities = ["update"]
@@ -130,6 +149,45 @@ class AclTest(VaultDevTestCase):
         # "database/+" is one segment after database/: not database/creds/other.
         raw = self.vault.raw("GET", "database/creds/other", token=c.token)
         self.assertRawError(raw, 403, [ACL_DENIED])
+
+    def test_rank_later_first_wildcard(self):
+        c = self.token_client("rank-later-wildcard")
+        self.assertAllowed(c, "r2")
+        self.assertAllowed(c, "other")
+
+    def test_rank_no_trailing_star(self):
+        c = self.token_client("rank-no-trailing-star")
+        self.assertDenied(c.secrets.database.generate_credentials, "r1")
+        self.assertDenied(c.secrets.database.generate_credentials, "other")
+        # Only the glob matches two segments below creds/.
+        raw = self.vault.raw("GET", "database/creds/r1/extra", token=c.token)
+        self.assertNotEqual(raw.status, 403, raw)
+
+    def test_rank_later_glob_beats_plus(self):
+        self.root.sys.create_or_update_policy("rank-later-glob", """
+path "database/creds/r*" {
+  capabilities = ["read"]
+}
+path "database/creds/+" {
+  capabilities = ["list"]
+}
+""")
+        c = self.token_client("rank-later-glob")
+        self.assertAllowed(c, "r1")
+        self.assertDenied(c.secrets.database.generate_credentials, "other")
+
+    def test_rank_fewer_plus(self):
+        self.root.sys.create_or_update_policy("rank-fewer-plus", """
+path "database/+/+" {
+  capabilities = ["deny"]
+}
+path "database/+/r1" {
+  capabilities = ["read"]
+}
+""")
+        c = self.token_client("rank-fewer-plus")
+        self.assertAllowed(c, "r1")
+        self.assertDenied(c.secrets.database.generate_credentials, "r2")
 
     def test_deny_wins_across_policies(self):
         self.assertAllowed(self.token_client("deny-a"), "deny-role")

@@ -79,6 +79,44 @@ class ErrorsTest(VaultDevTestCase):
         # One transaction: the CREATE ROLE was rolled back.
         self.assertEqual(self.pg.roles_with_prefix("v-root-broken-r"), [])
 
+    def test_missing_config_is_500(self):
+        self.root.secrets.database.create_role(name="orphan-role", db_name="nope",
+                                               creation_statements=OWNER_CREATION)
+        with self.assertRaises(hvac.exceptions.InternalServerError) as cm:
+            self.root.secrets.database.generate_credentials("orphan-role")
+        self.assertEqual(len(cm.exception.errors), 1)
+        self.assertTrue(cm.exception.errors[0].startswith("1 error occurred:\n\t* "), cm.exception.errors)
+        self.assertIn('failed to find entry for connection with name: "nope"', cm.exception.errors[0])
+
+    def test_empty_creation_statements_is_500(self):
+        self.root.secrets.database.configure(
+            name="empty-config", plugin_name="postgresql-database-plugin", allowed_roles="empty-role",
+            connection_url=self.pg.connection_url(), username=self.pg.admin_user, password=self.pg.admin_password)
+        raw = self.vault.raw("POST", "database/roles/empty-role", body={"db_name": "empty-config"})
+        self.assertEqual(raw.status, 204, raw)
+        with self.assertRaises(hvac.exceptions.InternalServerError) as cm:
+            self.root.secrets.database.generate_credentials("empty-role")
+        self.assertIn("empty creation statements", cm.exception.errors[0])
+
+    def test_display_name_in_username(self):
+        token = self.root.auth.token.create(policies=["owner-reader"], display_name="My App!")
+        t0 = time.time()
+        resp = self.client(token=token["auth"]["client_token"]).secrets.database.generate_credentials("owner-role")
+        t1 = time.time()
+        # "token-My-App" (not lowercased) truncated to 8; role "owner-role" to 8.
+        self.assertUsername(resp["data"]["username"], "token-My-App", "owner-role", t0, t1)
+        self.assertTrue(resp["data"]["username"].startswith("v-token-My-owner-ro-"), resp["data"]["username"])
+        self.assertTrue(self.pg.role_exists(resp["data"]["username"]))
+
+    def test_namespace_header_trailing_slash(self):
+        a = self.vault.raw("GET", "sys/policy/default", namespace="admin").json()
+        b = self.vault.raw("GET", "sys/policy/default", namespace="admin/").json()
+        self.assertEqual(a["data"]["name"], "default")
+        self.assertEqual(a["data"], b["data"])
+        # a namespace's mounts differ from root's
+        raw = self.vault.raw("GET", "database/roles/owner-role", namespace="admin/")
+        self.assertRawError(raw, 404, ['no handler for route "database/roles/owner-role". route entry not found.'])
+
     def test_config_errors(self):
         raw = self.vault.raw("POST", "database/config/bad", body={"connection_url": self.pg.connection_url()})
         self.assertRawError(raw, 400, ["empty plugin name"])

@@ -167,6 +167,85 @@ class LeaseTest(VaultDevTestCase):
         resp = self.client(token=token).secrets.database.generate_credentials("short-role")
         self.assertEqual(resp["lease_duration"], 3600)
 
+    def test_renew_after_role_deleted(self):
+        self.root.secrets.database.create_role(
+            name="doomed-role", db_name="crdb-config", creation_statements=OWNER_CREATION,
+            revocation_statements=OWNER_REVOCATION, default_ttl="1h", max_ttl="2h")
+        self.root.secrets.database.configure(
+            name="crdb-config", plugin_name="postgresql-database-plugin",
+            allowed_roles="short-role,long-role,doomed-role",
+            connection_url=self.pg.connection_url(), username=self.pg.admin_user, password=self.pg.admin_password)
+        resp = self.root.secrets.database.generate_credentials("doomed-role")
+        self.root.secrets.database.delete_role("doomed-role")
+        with self.assertRaises(hvac.exceptions.InvalidRequest) as cm:
+            self.root.sys.renew_lease(resp["lease_id"])
+        self.assertEqual(len(cm.exception.errors), 1, cm.exception.errors)
+        self.assertTrue(cm.exception.errors[0].endswith('could not find role with name "doomed-role"'),
+                        cm.exception.errors)
+        # Revocation still works, with the statements stored in the lease.
+        self.assertEqual(self.root.sys.revoke_lease(resp["lease_id"]).status_code, 204)
+        self.assertFalse(self.pg.role_exists(resp["data"]["username"]))
+
+    def test_mount_ttls(self):
+        resp = self.root.sys.enable_secrets_engine(
+            "database", path="tuned", config={"default_lease_ttl": "10m", "max_lease_ttl": "30m"})
+        self.assertEqual(resp.status_code, 204)
+        self.root.secrets.database.configure(
+            name="cfg", plugin_name="postgresql-database-plugin", allowed_roles="*", mount_point="tuned",
+            connection_url=self.pg.connection_url(), username=self.pg.admin_user, password=self.pg.admin_password)
+        common = dict(db_name="cfg", creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
+                      mount_point="tuned")
+        self.root.secrets.database.create_role(name="no-ttl", **common)
+        self.root.secrets.database.create_role(name="long", default_ttl="1h", max_ttl="2h", **common)
+        self.root.secrets.database.create_role(name="short", default_ttl="2m", max_ttl="5m", **common)
+        # role default 0 -> mount default
+        self.assertEqual(self.root.secrets.database.generate_credentials("no-ttl", mount_point="tuned")
+                         ["lease_duration"], 600)
+        # capped by the mount max
+        self.assertEqual(self.root.secrets.database.generate_credentials("long", mount_point="tuned")
+                         ["lease_duration"], 1800)
+        short = self.root.secrets.database.generate_credentials("short", mount_point="tuned")
+        self.assertEqual(short["lease_duration"], 120)
+        self.assertLeaseId(short["lease_id"], "tuned/creds/short")
+        renewed = self.root.sys.renew_lease(short["lease_id"], increment=3600)
+        self.assertTrue(298 <= renewed["lease_duration"] <= 300, renewed)
+        self.assertEqual(renewed["warnings"], [
+            'TTL of "1h0m0s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
+            % go_duration(renewed["lease_duration"])])
+        raw = self.vault.raw("POST", "sys/mounts/bad", body={
+            "type": "database", "config": {"default_lease_ttl": "2h", "max_lease_ttl": "1h"}})
+        self.assertRawError(raw, 400, ["given default lease TTL greater than given max lease TTL"])
+
+    def test_token_renew_self(self):
+        resp = self.root.auth.token.create(policies=["default"], ttl="1h")
+        client = self.client(token=resp["auth"]["client_token"])
+        renewed = client.auth.token.renew_self(increment="2h")
+        self.assertEqual(renewed["auth"]["lease_duration"], 7200)
+        self.assertEqual(renewed["auth"]["client_token"], resp["auth"]["client_token"])
+        self.assertTrue(7195 <= client.auth.token.lookup_self()["data"]["ttl"] <= 7200)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["lease is not renewable"],
+                              self.root.auth.token.renew_self)
+
+    def test_token_lookup_self_fields(self):
+        resp = self.root.auth.token.create(policies=["default"], ttl="1h", display_name="My App!")
+        data = self.client(token=resp["auth"]["client_token"]).auth.token.lookup_self()["data"]
+        for key in ("accessor", "creation_time", "creation_ttl", "display_name", "entity_id", "expire_time",
+                    "explicit_max_ttl", "id", "issue_time", "meta", "num_uses", "orphan", "path", "policies",
+                    "renewable", "ttl", "type"):
+            self.assertIn(key, data)
+        self.assertEqual(data["display_name"], "token-My-App")
+        self.assertEqual(data["creation_ttl"], 3600)
+        self.assertTrue(3595 <= data["ttl"] <= 3600)
+        self.assertEqual(data["explicit_max_ttl"], 0)
+        self.assertEqual(data["type"], "service")
+        self.assertEqual(data["path"], "auth/token/create")
+        self.assertIs(data["renewable"], True)
+        self.assertEqual(data["entity_id"], "")
+        self.assertIsNone(data["meta"])
+        self.assertTrue(abs(data["creation_time"] - time.time()) < 5)
+        expire = parse_rfc3339(data["expire_time"]).timestamp()
+        self.assertTrue(abs(expire - time.time() - 3600) < 5)
+
     def test_expire_lease_runs_revocation(self):
         resp, _, _ = self.creds()
         lease_id, username = resp["lease_id"], resp["data"]["username"]
