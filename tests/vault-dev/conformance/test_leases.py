@@ -8,7 +8,7 @@ import hvac
 import hvac.exceptions
 
 from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDevTestCase, go_duration,
-                              now_utc, parse_rfc3339)
+                              parse_rfc3339, wait_for)
 
 LEASE_LOOKUP_KEYS = ["expire_time", "id", "issue_time", "last_renewal", "renewable", "ttl"]
 
@@ -17,7 +17,10 @@ class LeaseTest(VaultDevTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.setup_engine(allowed_roles="short-role,long-role", roles={
+        cls.setup_engine(allowed_roles="short-role,long-role,tiny-role", roles={
+            # expires by itself within seconds
+            "tiny-role": dict(creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
+                              default_ttl="2s", max_ttl="1m"),
             # default 1h, max 2h: renewals past 2h after issue are capped.
             "short-role": dict(creation_statements=OWNER_CREATION, revocation_statements=OWNER_REVOCATION,
                                default_ttl="1h", max_ttl="2h"),
@@ -245,6 +248,35 @@ class LeaseTest(VaultDevTestCase):
         self.assertTrue(abs(data["creation_time"] - time.time()) < 5)
         expire = parse_rfc3339(data["expire_time"]).timestamp()
         self.assertTrue(abs(expire - time.time() - 3600) < 5)
+
+    def test_lease_expires_by_itself(self):
+        resp, t0, t1 = self.creds("tiny-role")
+        self.assertEqual(resp["lease_duration"], 2)
+        self.assertValidUntil(resp["data"]["username"], (t0 + t1) / 2 + 2 + 5, slack=3)
+        self.wait_lease_gone(resp["lease_id"], timeout=30)
+        self.wait_role_gone(resp["data"]["username"], timeout=30)
+        self.assertGreaterEqual(time.time() - t0, 1.5)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"],
+                              self.root.sys.read_lease, resp["lease_id"])
+
+    def test_token_expires_by_itself(self):
+        self.root.sys.create_or_update_policy("long-reader", 'path "database/creds/long-role" { capabilities = ["read"] }')
+        resp = self.root.auth.token.create(policies=["long-reader"], ttl="2s")
+        self.assertEqual(resp["auth"]["lease_duration"], 2)
+        client = self.client(token=resp["auth"]["client_token"])
+        lease = client.secrets.database.generate_credentials("long-role")
+        self.assertEqual(lease["lease_duration"], 600)  # not capped by the token's TTL
+
+        def token_gone():
+            try:
+                client.auth.token.lookup_self()
+                return False
+            except hvac.exceptions.Forbidden:
+                return True
+
+        wait_for(token_gone, timeout=30, what="the 2s token to expire")
+        self.wait_lease_gone(lease["lease_id"])
+        self.wait_role_gone(lease["data"]["username"])
 
     def test_expire_lease_runs_revocation(self):
         resp, _, _ = self.creds()
