@@ -92,6 +92,16 @@ path "database/creds/+" {
   capabilities = ["list"]
 }
 """,
+    "list-roles-noslash": """
+path "database/roles" {
+  capabilities = ["list"]
+}
+""",
+    "list-roles-slash": """
+path "database/roles/" {
+  capabilities = ["list"]
+}
+""",
     "prefix-nosudo": """
 path "sys/leases/revoke-prefix/*" {
   capabilities = ["update"]
@@ -206,6 +216,15 @@ path "database/+/r1" {
             revocation_statements=OWNER_REVOCATION, default_ttl="1h", max_ttl="24h")
         self.assertEqual(resp.status_code, 204)
         self.assertEqual(both.secrets.database.read_role("r1")["data"]["db_name"], "crdb-config")
+
+    def test_list_exact_rule_with_and_without_slash(self):
+        for policy in ("list-roles-noslash", "list-roles-slash"):
+            c = self.token_client(policy)
+            self.assertEqual(sorted(c.secrets.database.list_roles()["data"]["keys"]), sorted(ROLES), policy)
+            raw = self.vault.raw("GET", "database/roles?list=true", token=c.token)
+            self.assertEqual(raw.status, 200, (policy, raw))
+            # list is not read
+            self.assertDenied(c.secrets.database.read_role, "r1")
 
     def test_lease_list_needs_sudo(self):
         key = self.r1_lease.rsplit("/", 1)[1]

@@ -81,6 +81,21 @@ class NamespaceTest(VaultDevTestCase):
         info = inside.auth.token.lookup_self()["data"]
         self.assertEqual(info["accessor"], accessor)
 
+    def test_revoke_from_other_namespace_does_nothing(self):
+        a = self.admin.secrets.database.generate_credentials("crdb-role")
+        # Unknown in the root namespace: 204 as for any unknown lease, but nothing happens.
+        self.assertEqual(self.root.sys.revoke_lease(a["lease_id"]).status_code, 204)
+        self.assertTrue(self.pg.role_exists(a["data"]["username"]))
+        self.assertIn(a["lease_id"], self.vault.dev_lease_ids())
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["lease not found"],
+                              self.root.sys.renew_lease, a["lease_id"])
+        self.assertEqual(self.admin.sys.renew_lease(a["lease_id"], increment=600)["lease_duration"], 600)
+
+    def test_root_token_in_admin(self):
+        data = self.admin.auth.token.lookup_self()["data"]
+        self.assertEqual(data["policies"], ["root"])
+        self.assertEqual(data["id"], self.vault.root_token)
+
     def test_token_created_in_root_is_403_in_admin(self):
         resp = self.root.auth.token.create(policies=["root-reader"])
         token = resp["auth"]["client_token"]

@@ -149,6 +149,10 @@ class TutorialTest(VaultDevTestCase):
         resp = self.root.sys.list_leases("database/creds/crdb-role/")
         expected = sorted(r["lease_id"].rsplit("/", 1)[1] for r, _, _ in self.creds)
         self.assertEqual(sorted(resp["data"]["keys"]), expected)
+        # The CLI's form (GET ?list=true, no trailing slash) gives the same keys.
+        raw = self.vault.raw("GET", "sys/leases/lookup/database/creds/crdb-role?list=true")
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(sorted(raw.json()["data"]["keys"]), expected)
         # Keys are the next segment only.
         self.assertEqual(self.root.sys.list_leases("database/")["data"]["keys"], ["creds/"])
         self.assertEqual(self.root.sys.list_leases("database/creds/")["data"]["keys"], ["crdb-role/"])
