@@ -3,18 +3,59 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <string>
 
+#include "vaultwire/config.hpp"
 #include "vaultwire/version.hpp"
+
+namespace {
+
+// The flags that override the configuration file (and Vault's environment
+// variables); shared by every subcommand that loads a configuration.
+void add_config_flags(CLI::App& cmd, vaultwire::config_overrides& o) {
+  cmd.add_option("--vault-addr", o.vault_addr, "Vault address (overrides vault.address, VAULT_ADDR)");
+  cmd.add_option("--listen", o.listen,
+                 "host:port of the only [[listener]], e.g. 127.0.0.1:26257 or [::1]:26257");
+  cmd.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
+  cmd.add_option("--threads", o.threads, "number of I/O threads");
+}
+
+// `vaultwire check-config FILE`: validates without starting. Exit 0 when valid.
+int check_config(const std::string& file, const vaultwire::config_overrides& o) {
+  const auto r = vaultwire::load_config(file, o);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+    std::fprintf(stderr, "%s: configuration is not valid (%zu error%s)\n", file.c_str(),
+                 r.errors.size(), r.errors.size() == 1 ? "" : "s");
+    return 1;
+  }
+  const auto listeners = r.value->listeners.size();
+  const auto routes = r.value->routes.size();
+  std::printf("configuration OK: %zu listener%s, %zu route%s\n", listeners,
+              listeners == 1 ? "" : "s", routes, routes == 1 ? "" : "s");
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"vaultwire: Vault dynamic credentials for PostgreSQL and CockroachDB clients"};
   app.require_subcommand(1);
   auto* version_cmd = app.add_subcommand("version", "print the version and exit");
+
+  vaultwire::config_overrides check_overrides;
+  std::string check_file;
+  auto* check_cmd = app.add_subcommand("check-config", "validate a configuration file and exit");
+  check_cmd->add_option("FILE", check_file, "the TOML configuration file")->required();
+  add_config_flags(*check_cmd, check_overrides);
+
   CLI11_PARSE(app, argc, argv);
 
   if (*version_cmd) {
     std::printf("%s\n", vaultwire::version_banner().c_str());
     return 0;
   }
+  if (*check_cmd) return check_config(check_file, check_overrides);
   return 0;
 }

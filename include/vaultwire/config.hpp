@@ -1,0 +1,160 @@
+#pragma once
+
+// vaultwire's configuration: one TOML file, Vault's environment variables where the
+// file is silent, command-line flags over both. See DESIGN.md "Configuration" and
+// conf/vaultwire.toml, the documented example.
+//
+// Loading returns plain, validated structs: every default is filled in, every path
+// named by the file has been checked to exist and be readable, every cross-reference
+// (a listener's route) resolves. Nothing here opens sockets or talks to Vault.
+//
+// Errors: load_config / parse_config return a config_result that collects EVERY
+// problem found, not just the first, so an operator fixes the file in one pass.
+// Each error is one line that starts with the full key it concerns, e.g.
+//   route.main.hots: unknown key (did you mean "host"?)
+//   limits.startup_timeout: invalid duration "10 parsecs"
+// Keys inside the [[listener]] array are written listener[0].bind, listener[1].route.
+// A flag's error names the flag (--threads: ...); a value that came from the
+// environment names the variable as well (vault.address (from VAULT_ADDR): ...).
+// This module holds no secrets: the file names files, it never contains tokens.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vaultwire {
+
+// [vault]
+struct vault_config {
+  std::string address;                      // http(s)://host[:port], no trailing '/'
+  std::optional<std::string> namespace_;    // X-Vault-Namespace when set
+  std::optional<std::filesystem::path> ca_file;  // CA bundle for Vault; else the system store
+  std::string mount = "database";           // database secrets engine mount, no leading/trailing '/'
+  std::chrono::milliseconds request_timeout{5000};
+};
+
+// One `[[listener]]`: where clients connect.
+struct listener_config {
+  std::string bind = "127.0.0.1:26257";  // as written (normalised: [v6]:port)
+  std::string host = "127.0.0.1";        // IP literal, no brackets
+  std::uint16_t port = 26257;
+  bool ipv6 = false;
+  // Also listen on <unix_socket>/.s.PGSQL.<port>, so `psql -h DIR -p PORT` works.
+  std::optional<std::filesystem::path> unix_socket;
+  // Client-side TLS: both set or neither (plaintext; SSLRequest answered 'N').
+  std::optional<std::filesystem::path> tls_cert;
+  std::optional<std::filesystem::path> tls_key;
+  std::string route;                     // names a key of config::routes
+  bool allow_plaintext_remote = false;
+
+  [[nodiscard]] bool tls() const noexcept { return tls_cert.has_value(); }
+};
+
+enum class ssl_mode { verify_full, verify_ca, require, disable };
+[[nodiscard]] std::string_view to_string(ssl_mode m) noexcept;
+
+// One `[route.NAME]`: the cluster a listener forwards to.
+struct route_config {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 26257;
+  std::string server_name;  // SNI and verification name; defaults to host
+  std::optional<std::filesystem::path> ca_file;  // cluster CA; else the system store
+  ssl_mode sslmode = ssl_mode::verify_full;
+  bool allow_insecure_upstream = false;
+  std::optional<std::filesystem::path> client_cert;  // both or neither
+  std::optional<std::filesystem::path> client_key;
+  std::vector<std::string> roles;  // Vault roles clients may ask for; never empty
+  std::optional<std::string> options;           // appended to the client's `options`
+  std::optional<std::string> database_prefix;   // "<cluster>." for CockroachDB routing
+  std::optional<std::string> default_database;  // replaces a missing db or db == user
+};
+
+// [limits]
+struct limits_config {
+  std::uint32_t max_client_connections = 10000;
+  std::chrono::milliseconds startup_timeout{10000};
+  std::chrono::milliseconds upstream_connect_timeout{5000};
+  std::chrono::milliseconds tcp_keepalive{60000};  // idle time before probes; at least 1s
+  std::optional<std::chrono::milliseconds> client_idle_timeout;  // nullopt: off
+};
+
+enum class log_level { trace, debug, info, warn, error, off };
+enum class log_format { text, json };
+[[nodiscard]] std::string_view to_string(log_level l) noexcept;
+[[nodiscard]] std::string_view to_string(log_format f) noexcept;
+
+// [log]
+struct log_config {
+  log_level level = log_level::info;
+  log_format format = log_format::text;
+};
+
+// [runtime]
+struct runtime_config {
+  unsigned threads = 1;  // default: std::thread::hardware_concurrency() (at least 1)
+};
+
+struct config {
+  vault_config vault;
+  std::vector<listener_config> listeners;      // at least one
+  std::map<std::string, route_config> routes;  // by name; at least one
+  limits_config limits;
+  log_config log;
+  runtime_config runtime;
+};
+
+// Command-line flags; each set member wins over the file and the environment.
+struct config_overrides {
+  std::optional<std::string> vault_addr;  // --vault-addr: vault.address
+  // --listen: bind of the only [[listener]] (an error when the file has several).
+  std::optional<std::string> listen;
+  std::optional<std::string> log_level;  // --log-level: log.level
+  std::optional<long long> threads;      // --threads: runtime.threads
+};
+
+// Looks up an environment variable; nullopt when unset. An empty value counts as
+// unset, as the Vault CLI treats it.
+using env_lookup = std::function<std::optional<std::string>(std::string_view)>;
+// The process environment (std::getenv).
+[[nodiscard]] std::optional<std::string> process_env(std::string_view name);
+
+// The outcome of loading. Exactly one of: `value` set and `errors` empty, or `value`
+// empty and `errors` non-empty (each a one-line message naming the key).
+// `warnings` are things that load but deserve a line at every start (an upstream
+// sslmode weaker than verify-full).
+struct [[nodiscard]] config_result {
+  std::optional<config> value;
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+
+  [[nodiscard]] bool ok() const noexcept { return value.has_value(); }
+  explicit operator bool() const noexcept { return ok(); }
+};
+
+// Reads and validates `file`. Relative paths in the file (ca_file, tls_cert, ...)
+// are relative to the file's directory.
+[[nodiscard]] config_result load_config(const std::filesystem::path& file,
+                                        const config_overrides& overrides = {},
+                                        const env_lookup& env = process_env);
+
+// Same, from TOML text (tests). Relative paths are relative to `base_dir`, or to the
+// working directory when it is empty. `source_name` appears in TOML syntax errors.
+[[nodiscard]] config_result parse_config(std::string_view toml_text,
+                                         const config_overrides& overrides = {},
+                                         const env_lookup& env = process_env,
+                                         const std::filesystem::path& base_dir = {},
+                                         std::string_view source_name = "<config>");
+
+// "1h30m", "10s", "250ms" -> milliseconds: one or more <whole number><unit> with
+// units ms, s, m, h (no spaces, no signs, no fractions); "0" alone is zero.
+// nullopt when malformed or longer than a year.
+[[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+}  // namespace vaultwire

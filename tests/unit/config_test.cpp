@@ -1,0 +1,749 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "vaultwire/config.hpp"
+
+// Every error message is asserted in full: a message that stops naming its key, or a
+// check that stops firing, fails here.
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using vaultwire::config_overrides;
+using vaultwire::config_result;
+using vaultwire::env_lookup;
+using vaultwire::parse_config;
+using strings = std::vector<std::string>;
+
+// An environment with nothing set, so the machine's VAULT_ADDR cannot leak in.
+std::optional<std::string> no_env(std::string_view) { return std::nullopt; }
+
+env_lookup env_of(std::map<std::string, std::string, std::less<>> vars) {
+  return [vars = std::move(vars)](std::string_view k) -> std::optional<std::string> {
+    const auto it = vars.find(k);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// A valid configuration with room for extra lines in each section. Keys it already
+// sets (vault.address, listener route, route host and roles) cannot be repeated in
+// the extras; tests that change those write the whole text.
+std::string cfg(std::string_view vault_extra = "", std::string_view listener_extra = "",
+                std::string_view route_extra = "", std::string_view tail = "") {
+  std::string s = "[vault]\naddress = \"http://127.0.0.1:8200\"\n";
+  s += vault_extra;
+  s += "\n[[listener]]\nroute = \"main\"\n";
+  s += listener_extra;
+  s += "\n[route.main]\nhost = \"db.example\"\nroles = [\"app\"]\n";
+  s += route_extra;
+  s += "\n";
+  s += tail;
+  s += "\n";
+  return s;
+}
+
+config_result parse(const std::string& text, const config_overrides& o = {},
+                    const env_lookup& env = no_env, const fs::path& base_dir = {}) {
+  return parse_config(text, o, env, base_dir, "test.toml");
+}
+
+// The errors of a text that must fail (and then has no value and no warnings).
+strings errors_of(const std::string& text, const config_overrides& o = {},
+                  const env_lookup& env = no_env, const fs::path& base_dir = {}) {
+  auto r = parse(text, o, env, base_dir);
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.value.has_value());
+  CHECK(r.warnings.empty());
+  return r.errors;
+}
+
+vaultwire::config ok(const std::string& text, const config_overrides& o = {},
+                     const env_lookup& env = no_env, const fs::path& base_dir = {}) {
+  auto r = parse(text, o, env, base_dir);
+  INFO("errors: " << [&] {
+    std::string all;
+    for (const auto& e : r.errors) all += "\n  " + e;
+    return all;
+  }());
+  REQUIRE(r.ok());
+  REQUIRE(r.errors.empty());
+  return *r.value;
+}
+
+// A scratch directory with a few readable files, removed at the end of the test.
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() /
+           ("vaultwire-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    fs::create_directories(path);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  fs::path file(const std::string& name, std::string_view content = "x\n") const {
+    const fs::path p = path / name;
+    std::ofstream{p} << content;
+    return p;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("config: a minimal file gets every default", "[config]") {
+  const auto c = ok(cfg());
+  CHECK(c.vault.address == "http://127.0.0.1:8200");
+  CHECK_FALSE(c.vault.namespace_.has_value());
+  CHECK_FALSE(c.vault.ca_file.has_value());
+  CHECK(c.vault.mount == "database");
+  CHECK(c.vault.request_timeout == 5s);
+
+  REQUIRE(c.listeners.size() == 1);
+  const auto& l = c.listeners[0];
+  CHECK(l.bind == "127.0.0.1:26257");
+  CHECK(l.host == "127.0.0.1");
+  CHECK(l.port == 26257);
+  CHECK_FALSE(l.ipv6);
+  CHECK_FALSE(l.unix_socket.has_value());
+  CHECK_FALSE(l.tls());
+  CHECK(l.route == "main");
+  CHECK_FALSE(l.allow_plaintext_remote);
+
+  REQUIRE(c.routes.size() == 1);
+  const auto& r = c.routes.at("main");
+  CHECK(r.name == "main");
+  CHECK(r.host == "db.example");
+  CHECK(r.port == 26257);
+  CHECK(r.server_name == "db.example");
+  CHECK_FALSE(r.ca_file.has_value());
+  CHECK(r.sslmode == vaultwire::ssl_mode::verify_full);
+  CHECK_FALSE(r.allow_insecure_upstream);
+  CHECK_FALSE(r.client_cert.has_value());
+  CHECK_FALSE(r.client_key.has_value());
+  CHECK(r.roles == strings{"app"});
+  CHECK_FALSE(r.options.has_value());
+  CHECK_FALSE(r.database_prefix.has_value());
+  CHECK_FALSE(r.default_database.has_value());
+
+  CHECK(c.limits.max_client_connections == 10000);
+  CHECK(c.limits.startup_timeout == 10s);
+  CHECK(c.limits.upstream_connect_timeout == 5s);
+  CHECK(c.limits.tcp_keepalive == 60s);
+  CHECK_FALSE(c.limits.client_idle_timeout.has_value());
+
+  CHECK(c.log.level == vaultwire::log_level::info);
+  CHECK(c.log.format == vaultwire::log_format::text);
+  CHECK(c.runtime.threads == std::max(1u, std::thread::hardware_concurrency()));
+}
+
+TEST_CASE("config: every key is read", "[config]") {
+  temp_dir d;
+  d.file("vault-ca.pem");
+  d.file("cluster-ca.crt");
+  d.file("client.crt");
+  d.file("client.key");
+  d.file("listener.crt");
+  d.file("listener.key");
+  const std::string text = R"(
+[vault]
+address = "https://vault.example:8200/"
+namespace = "admin"
+ca_file = "vault-ca.pem"
+mount = "/db-prod/"
+request_timeout = "1m30s"
+
+[[listener]]
+bind = "[::1]:5433"
+unix_socket = "."
+tls_cert = "listener.crt"
+tls_key = "listener.key"
+route = "serverless"
+allow_plaintext_remote = true
+
+[[listener]]
+bind = "127.0.0.2:5434"
+route = "serverless"
+
+[route.serverless]
+host = "free-tier.example.cloud"
+port = 26258
+server_name = "sni.example.cloud"
+ca_file = "cluster-ca.crt"
+sslmode = "verify-full"
+allow_insecure_upstream = false
+client_cert = "client.crt"
+client_key = "client.key"
+roles = ["crdb-role", "reader", "crdb-role"]
+options = "--cluster=lilac-grizzly-684"
+database_prefix = "lilac-grizzly-684."
+default_database = "defaultdb"
+
+[limits]
+max_client_connections = 50
+startup_timeout = "250ms"
+upstream_connect_timeout = "2s"
+tcp_keepalive = "30s"
+client_idle_timeout = "1h"
+
+[log]
+level = "debug"
+format = "json"
+
+[runtime]
+threads = 3
+)";
+  const auto c = ok(text, {}, no_env, d.path);
+  CHECK(c.vault.address == "https://vault.example:8200");
+  CHECK(c.vault.namespace_ == "admin");
+  CHECK(c.vault.ca_file == d.path / "vault-ca.pem");
+  CHECK(c.vault.mount == "db-prod");
+  CHECK(c.vault.request_timeout == 90s);
+
+  REQUIRE(c.listeners.size() == 2);
+  const auto& l = c.listeners[0];
+  CHECK(l.bind == "[::1]:5433");
+  CHECK(l.host == "::1");
+  CHECK(l.port == 5433);
+  CHECK(l.ipv6);
+  CHECK(l.unix_socket == d.path / ".");
+  CHECK(l.tls());
+  CHECK(l.tls_cert == d.path / "listener.crt");
+  CHECK(l.tls_key == d.path / "listener.key");
+  CHECK(l.route == "serverless");
+  CHECK(l.allow_plaintext_remote);
+  CHECK(c.listeners[1].bind == "127.0.0.2:5434");  // 127/8 is loopback
+
+  REQUIRE(c.routes.size() == 1);
+  const auto& r = c.routes.at("serverless");
+  CHECK(r.name == "serverless");
+  CHECK(r.host == "free-tier.example.cloud");
+  CHECK(r.port == 26258);
+  CHECK(r.server_name == "sni.example.cloud");
+  CHECK(r.ca_file == d.path / "cluster-ca.crt");
+  CHECK(r.client_cert == d.path / "client.crt");
+  CHECK(r.client_key == d.path / "client.key");
+  CHECK(r.roles == strings{"crdb-role", "reader"});
+  CHECK(r.options == "--cluster=lilac-grizzly-684");
+  CHECK(r.database_prefix == "lilac-grizzly-684.");
+  CHECK(r.default_database == "defaultdb");
+
+  CHECK(c.limits.max_client_connections == 50);
+  CHECK(c.limits.startup_timeout == 250ms);
+  CHECK(c.limits.upstream_connect_timeout == 2s);
+  CHECK(c.limits.tcp_keepalive == 30s);
+  CHECK(c.limits.client_idle_timeout == std::chrono::milliseconds{1h});
+  CHECK(c.log.level == vaultwire::log_level::debug);
+  CHECK(c.log.format == vaultwire::log_format::json);
+  CHECK(c.runtime.threads == 3);
+}
+
+TEST_CASE("config: conf/vaultwire.toml loads", "[config]") {
+  const fs::path example = fs::path{VAULTWIRE_SOURCE_DIR} / "conf" / "vaultwire.toml";
+  const auto r = vaultwire::load_config(example, {}, no_env);
+  INFO((r.errors.empty() ? std::string{} : r.errors.front()));
+  REQUIRE(r.ok());
+  CHECK(r.warnings.empty());
+  CHECK(r.value->vault.address == "http://127.0.0.1:8200");
+  CHECK(r.value->listeners.size() == 1);
+  CHECK(r.value->routes.count("main") == 1);
+}
+
+TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[config]") {
+  // Uncomment every `# key = value` line: the only errors left must be about the
+  // example paths not existing — no unknown key, no wrong type.
+  const fs::path example = fs::path{VAULTWIRE_SOURCE_DIR} / "conf" / "vaultwire.toml";
+  std::ifstream in{example};
+  REQUIRE(in);
+  std::string text, line;
+  int uncommented = 0;
+  while (std::getline(in, line)) {
+    const auto eq = line.find(" = ");
+    if (line.rfind("# ", 0) == 0 && eq != std::string::npos &&
+        line.find(' ', 2) == eq && line.find('`') == std::string::npos) {
+      line = line.substr(2);
+      ++uncommented;
+    }
+    text += line + "\n";
+  }
+  CHECK(uncommented == 13);
+  const auto errors = errors_of(text);
+  for (const auto& e : errors) {
+    INFO(e);
+    const bool file_missing = e.find(": cannot read \"/etc/vaultwire/") != std::string::npos ||
+                              e.find(": cannot use \"/run/vaultwire\"") != std::string::npos;
+    CHECK(file_missing);
+  }
+  // vault ca_file, unix_socket, tls_cert, tls_key, route ca_file, client_cert, client_key
+  CHECK(errors.size() == 7);
+}
+
+TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
+  SECTION("top level") {
+    CHECK(errors_of(cfg("", "", "", "[credentials]\ntoken_recheck = \"10s\"")) ==
+          strings{"credentials: unknown key"});
+    CHECK(errors_of("valt = 1\n" + cfg()) ==
+          strings{"valt: unknown key (did you mean \"vault\"?)"});
+  }
+  SECTION("in a section") {
+    CHECK(errors_of(cfg("token_file = \"/x\"")) == strings{"vault.token_file: unknown key"});
+    CHECK(errors_of(cfg("", "", "", "[limits]\nstartup_timout = \"1s\"")) ==
+          strings{"limits.startup_timout: unknown key (did you mean \"startup_timeout\"?)"});
+  }
+  SECTION("in a route") {
+    CHECK(errors_of(cfg("", "", "hots = \"x\"")) ==
+          strings{"route.main.hots: unknown key (did you mean \"host\"?)"});
+  }
+  SECTION("in a listener") {
+    CHECK(errors_of(cfg("", "proxy_protocol = true")) ==
+          strings{"listener[0].proxy_protocol: unknown key"});
+  }
+  SECTION("a dotted key is the same key") {
+    CHECK(errors_of("vault.address = \"http://v:8200\"\nvault.adress = \"x\"\n"
+                    "[[listener]]\nroute = \"main\"\n[route.main]\nhost = \"h\"\nroles = [\"r\"]\n") ==
+          strings{"vault.adress: unknown key (did you mean \"address\"?)"});
+  }
+}
+
+TEST_CASE("config: durations", "[config]") {
+  using vaultwire::parse_duration;
+  CHECK(parse_duration("10s") == std::chrono::milliseconds{10s});
+  CHECK(parse_duration("5m") == std::chrono::milliseconds{5min});
+  CHECK(parse_duration("1h") == std::chrono::milliseconds{1h});
+  CHECK(parse_duration("250ms") == 250ms);
+  CHECK(parse_duration("1h30m") == std::chrono::milliseconds{90min});
+  CHECK(parse_duration("1m500ms") == 60500ms);
+  CHECK(parse_duration("0") == 0ms);
+  CHECK(parse_duration("0s") == 0ms);
+  CHECK(parse_duration("8760h") == std::chrono::milliseconds{8760h});
+  for (const char* bad : {"", "10", "s", "10 s", " 10s", "10s ", "-1s", "1.5s", "10x", "10sec",
+                          "h1", "1h30", "10S", "8761h", "99999999999999999999ms"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_duration(bad).has_value());
+  }
+
+  CHECK(errors_of(cfg("", "", "", "[limits]\nstartup_timeout = \"10 parsecs\"")) ==
+        strings{"limits.startup_timeout: invalid duration \"10 parsecs\" (write e.g. \"250ms\", "
+                "\"10s\", \"5m\", \"1h30m\"; at most a year)"});
+  CHECK(errors_of(cfg("request_timeout = 5")) ==
+        strings{"vault.request_timeout: expected a duration string like \"10s\", got an integer"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nupstream_connect_timeout = \"0s\"")) ==
+        strings{"limits.upstream_connect_timeout: must be more than 0"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\ntcp_keepalive = \"500ms\"")) ==
+        strings{"limits.tcp_keepalive: must be at least 1s"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nclient_idle_timeout = true")) ==
+        strings{"limits.client_idle_timeout: expected a duration string like \"10s\", or \"off\", "
+                "got a boolean"});
+  CHECK_FALSE(ok(cfg("", "", "", "[limits]\nclient_idle_timeout = \"0s\""))
+                  .limits.client_idle_timeout.has_value());
+  CHECK_FALSE(ok(cfg("", "", "", "[limits]\nclient_idle_timeout = \"off\""))
+                  .limits.client_idle_timeout.has_value());
+}
+
+TEST_CASE("config: upstream sslmode weaker than verify-full", "[config]") {
+  CHECK(errors_of(cfg("", "", "sslmode = \"require\"")) ==
+        strings{"route.main.sslmode: \"require\" does not verify the cluster's certificate; set "
+                "route.main.allow_insecure_upstream = true to allow it"});
+  CHECK(errors_of(cfg("", "", "sslmode = \"verify-ca\"")) ==
+        strings{"route.main.sslmode: \"verify-ca\" checks the cluster's CA but not its host name; "
+                "set route.main.allow_insecure_upstream = true to allow it"});
+  CHECK(errors_of(cfg("", "", "sslmode = \"disable\"\nallow_insecure_upstream = false")) ==
+        strings{"route.main.sslmode: \"disable\" sends the database credential in clear; set "
+                "route.main.allow_insecure_upstream = true to allow it"});
+  CHECK(errors_of(cfg("", "", "sslmode = \"prefer\"\nallow_insecure_upstream = true")) ==
+        strings{"route.main.sslmode: \"prefer\" is not one of verify-full, verify-ca, require, "
+                "disable"});
+
+  const auto r = parse(cfg("", "", "sslmode = \"require\"\nallow_insecure_upstream = true"));
+  REQUIRE(r.ok());
+  CHECK(r.value->routes.at("main").sslmode == vaultwire::ssl_mode::require);
+  CHECK(r.warnings ==
+        strings{"route.main.sslmode = \"require\": vaultwire does not verify the cluster's "
+                "certificate (allowed by allow_insecure_upstream)"});
+  CHECK(parse(cfg("", "", "allow_insecure_upstream = true")).warnings.empty());
+}
+
+TEST_CASE("config: plaintext listeners off loopback are refused", "[config]") {
+  const std::string refusal_v4 =
+      "listener[0].bind: plaintext listener on non-loopback address 0.0.0.0:26257: a client's "
+      "Vault token would cross the network in clear; set tls_cert and tls_key, or "
+      "allow_plaintext_remote = true";
+  CHECK(errors_of(cfg("", "bind = \"0.0.0.0:26257\"")) == strings{refusal_v4});
+  CHECK(errors_of(cfg("", "bind = \"[::]:26257\"")) ==
+        strings{"listener[0].bind: plaintext listener on non-loopback address [::]:26257: a "
+                "client's Vault token would cross the network in clear; set tls_cert and "
+                "tls_key, or allow_plaintext_remote = true"});
+  CHECK(errors_of(cfg("", "bind = \"10.1.2.3:5432\"\nallow_plaintext_remote = false")).size() ==
+        1);
+
+  CHECK(ok(cfg("", "bind = \"0.0.0.0:26257\"\nallow_plaintext_remote = true"))
+            .listeners[0]
+            .allow_plaintext_remote);
+  CHECK(ok(cfg("", "bind = \"[::1]:26257\"")).listeners[0].ipv6);
+  CHECK(ok(cfg("", "bind = \"[::ffff:127.0.0.1]:26257\"")).listeners[0].port == 26257);
+
+  temp_dir d;
+  d.file("l.crt");
+  d.file("l.key");
+  const auto tls = ok(cfg("", "bind = \"0.0.0.0:26257\"\ntls_cert = \"l.crt\"\ntls_key = \"l.key\""),
+                      {}, no_env, d.path);
+  CHECK(tls.listeners[0].tls());
+
+  // --listen is checked the same way, and named.
+  config_overrides o;
+  o.listen = "192.168.1.5:26257";
+  CHECK(errors_of(cfg(), o) ==
+        strings{"--listen: plaintext listener on non-loopback address 192.168.1.5:26257: a "
+                "client's Vault token would cross the network in clear; set tls_cert and "
+                "tls_key, or allow_plaintext_remote = true"});
+}
+
+TEST_CASE("config: bind addresses, IPv4 and IPv6", "[config]") {
+  auto l = ok(cfg("", "bind = \"[::1]:5432\"")).listeners[0];
+  CHECK(l.host == "::1");
+  CHECK(l.port == 5432);
+  CHECK(l.ipv6);
+  CHECK(l.bind == "[::1]:5432");
+  l = ok(cfg("", "bind = \"127.0.0.1:1\"")).listeners[0];
+  CHECK(l.host == "127.0.0.1");
+  CHECK(l.port == 1);
+  CHECK_FALSE(l.ipv6);
+  l = ok(cfg("", "bind = \"[fe80::1]:65535\"\nallow_plaintext_remote = true")).listeners[0];
+  CHECK(l.host == "fe80::1");
+  CHECK(l.port == 65535);
+
+  for (const char* bad : {"localhost:26257", "::1:26257", "[::1]", "[::1]26257", "127.0.0.1",
+                          "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:26x",
+                          "[127.0.0.1]:26257", "256.0.0.1:26257", ":26257", "[]:26257"}) {
+    INFO(bad);
+    CHECK(errors_of(cfg("", std::string{"bind = \""} + bad + "\"")) ==
+          strings{std::string{"listener[0].bind: \""} + bad +
+                  "\" is not an IP address and port (e.g. 127.0.0.1:26257 or [::1]:26257)"});
+  }
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "main"
+[[listener]]
+route = "main"
+bind = "127.0.0.1:26257"
+[route.main]
+host = "h"
+roles = ["r"]
+)") == strings{"listener[1].bind: 127.0.0.1:26257 is already used by listener[0]"});
+}
+
+TEST_CASE("config: listener routes", "[config]") {
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "mian"
+[route.main]
+host = "h"
+roles = ["r"]
+[route.other]
+host = "h2"
+roles = ["r"]
+)") == strings{"listener[0].route: no route named \"mian\" (defined: main, other)"});
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+bind = "127.0.0.1:26257"
+[route.main]
+host = "h"
+roles = ["r"]
+)") == strings{"listener[0].route: required (the [route.NAME] this listener forwards to)"});
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "main"
+)") == strings{"route: at least one [route.NAME] is required",
+               "listener[0].route: no route named \"main\" (no [route.NAME] is defined)"});
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[route.main]
+host = "h"
+roles = ["r"]
+)") == strings{"listener: at least one [[listener]] is required"});
+
+  CHECK(errors_of(R"(
+listener = []
+[vault]
+address = "http://v:8200"
+[route.main]
+host = "h"
+roles = ["r"]
+)") == strings{"listener: at least one [[listener]] is required"});
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[listener]
+route = "main"
+[route.main]
+host = "h"
+roles = ["r"]
+)") == strings{"listener: expected an array of tables ([[listener]]), got a table"});
+
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "a.b"
+[route."a.b"]
+host = "h"
+roles = ["r"]
+)") == strings{"route.\"a.b\": a route name uses only letters, digits, '_' and '-'",
+               "listener[0].route: no route named \"a.b\" (no [route.NAME] is defined)"});
+}
+
+TEST_CASE("config: vault address from file, environment and flag", "[config]") {
+  const std::string no_address = R"(
+[[listener]]
+route = "main"
+[route.main]
+host = "h"
+roles = ["r"]
+)";
+  CHECK(errors_of(no_address) ==
+        strings{"vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)"});
+  CHECK(errors_of("[vault]\naddress = \"\"\n" + no_address) ==
+        strings{"vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)"});
+
+  // The environment applies where the file is silent.
+  const auto env = env_of({{"VAULT_ADDR", "https://from-env:8200"},
+                           {"VAULT_NAMESPACE", "ns-env"},
+                           {"VAULT_TOKEN", "hvs.never-read-here"}});
+  auto c = ok(no_address, {}, env);
+  CHECK(c.vault.address == "https://from-env:8200");
+  CHECK(c.vault.namespace_ == "ns-env");
+
+  // The file wins over the environment ...
+  c = ok("[vault]\naddress = \"http://from-file:8200\"\nnamespace = \"ns-file\"\n" + no_address,
+         {}, env);
+  CHECK(c.vault.address == "http://from-file:8200");
+  CHECK(c.vault.namespace_ == "ns-file");
+  // ... and namespace = "" means none, even with VAULT_NAMESPACE set.
+  c = ok("[vault]\nnamespace = \"\"\n" + no_address, {}, env);
+  CHECK_FALSE(c.vault.namespace_.has_value());
+
+  // The flag wins over both.
+  config_overrides o;
+  o.vault_addr = "https://from-flag:8200";
+  CHECK(ok(no_address, o, env).vault.address == "https://from-flag:8200");
+  CHECK(ok("[vault]\naddress = \"http://from-file:8200\"\n" + no_address, o, env).vault.address ==
+        "https://from-flag:8200");
+
+  // A bad value names where it came from.
+  CHECK(errors_of("[vault]\naddress = \"vault:8200\"\n" + no_address) ==
+        strings{"vault.address: \"vault:8200\" must start with http:// or https://"});
+  CHECK(errors_of(no_address, {}, env_of({{"VAULT_ADDR", "ftp://v"}})) ==
+        strings{"vault.address (from VAULT_ADDR): \"ftp://v\" must start with http:// or https://"});
+  o.vault_addr = "https://";
+  CHECK(errors_of(no_address, o) == strings{"--vault-addr: \"https://\" has no host"});
+  CHECK(errors_of("[vault]\naddress = 8200\n" + no_address) ==
+        strings{"vault.address: expected a string, got an integer"});
+}
+
+TEST_CASE("config: VAULT_CACERT and ca files", "[config]") {
+  temp_dir d;
+  const fs::path ca = d.file("ca.pem");
+  auto c = ok(cfg(), {}, env_of({{"VAULT_CACERT", ca.string()}}));
+  CHECK(c.vault.ca_file == ca);
+
+  CHECK(errors_of(cfg(), {}, env_of({{"VAULT_CACERT", (d.path / "nope.pem").string()}})) ==
+        strings{"vault.ca_file (from VAULT_CACERT): cannot read \"" + (d.path / "nope.pem").string() +
+                "\": No such file or directory"});
+  // The file's ca_file wins; "" means the system store even with VAULT_CACERT set.
+  c = ok(cfg("ca_file = \"\""), {}, env_of({{"VAULT_CACERT", "/nonexistent/ca.pem"}}));
+  CHECK_FALSE(c.vault.ca_file.has_value());
+
+  CHECK(errors_of(cfg("", "", "ca_file = \"missing-ca.crt\""), {}, no_env, d.path) ==
+        strings{"route.main.ca_file: cannot read \"" + (d.path / "missing-ca.crt").string() +
+                "\": No such file or directory"});
+  CHECK(errors_of(cfg("", "", "ca_file = \"" + d.path.string() + "\"")) ==
+        strings{"route.main.ca_file: \"" + d.path.string() + "\" is not a regular file"});
+  CHECK(errors_of(cfg("", "unix_socket = \"ca.pem\""), {}, no_env, d.path) ==
+        strings{"listener[0].unix_socket: \"" + (d.path / "ca.pem").string() +
+                "\" is not a directory"});
+  CHECK(errors_of(cfg("", "", "ca_file = \"\"")) == strings{"route.main.ca_file: must not be empty"});
+}
+
+TEST_CASE("config: certificate and key go together", "[config]") {
+  temp_dir d;
+  d.file("c.crt");
+  d.file("c.key");
+  CHECK(errors_of(cfg("", "tls_cert = \"c.crt\""), {}, no_env, d.path) ==
+        strings{"listener[0].tls_key: required when tls_cert is set"});
+  CHECK(errors_of(cfg("", "tls_key = \"c.key\""), {}, no_env, d.path) ==
+        strings{"listener[0].tls_cert: required when tls_key is set"});
+  CHECK(errors_of(cfg("", "", "client_cert = \"c.crt\""), {}, no_env, d.path) ==
+        strings{"route.main.client_key: required when client_cert is set"});
+  CHECK(errors_of(cfg("", "", "client_key = \"c.key\""), {}, no_env, d.path) ==
+        strings{"route.main.client_cert: required when client_key is set"});
+  const auto c = ok(cfg("", "", "client_cert = \"c.crt\"\nclient_key = \"c.key\""), {}, no_env,
+                    d.path);
+  CHECK(c.routes.at("main").client_cert == d.path / "c.crt");
+  CHECK(c.routes.at("main").client_key == d.path / "c.key");
+}
+
+TEST_CASE("config: wrong types and bad values name the key", "[config]") {
+  CHECK(errors_of(cfg("", "", "port = \"26257\"")) ==
+        strings{"route.main.port: expected an integer, got a string"});
+  CHECK(errors_of(cfg("", "", "port = 70000")) ==
+        strings{"route.main.port: 70000 is out of range (1-65535)"});
+  CHECK(errors_of(cfg("", "allow_plaintext_remote = \"yes\"")) ==
+        strings{"listener[0].allow_plaintext_remote: expected true or false, got a string"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nmax_client_connections = 0")) ==
+        strings{"limits.max_client_connections: 0 is out of range (1-1000000)"});
+  CHECK(errors_of(cfg("", "", "", "[log]\nlevel = \"verbose\"\nformat = \"xml\"")) ==
+        strings{"log.level: \"verbose\" is not one of trace, debug, info, warn, error, off",
+                "log.format: \"xml\" is not one of text, json"});
+  CHECK(errors_of(cfg("", "", "", "[runtime]\nthreads = 0")) ==
+        strings{"runtime.threads: 0 is out of range (1-1024)"});
+  CHECK(errors_of("log = \"info\"\n" + cfg()) ==
+        strings{"log: expected a table ([log]), got a string"});
+  CHECK(errors_of(cfg("mount = \"/\"")) ==
+        strings{"vault.mount: must name the database secrets engine's mount"});
+
+  const std::string route_head = R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "main"
+[route.main]
+)";
+  CHECK(errors_of(route_head + "roles = [\"r\"]\n") ==
+        strings{"route.main.host: required (the cluster's host name or address)"});
+  CHECK(errors_of(route_head + "host = \"h\"\n") ==
+        strings{"route.main.roles: required (the Vault roles clients may ask for)"});
+  CHECK(errors_of(route_head + "host = \"h\"\nroles = []\n") ==
+        strings{"route.main.roles: must list at least one Vault role"});
+  CHECK(errors_of(route_head + "host = \"h\"\nroles = \"r\"\n") ==
+        strings{"route.main.roles: expected an array of strings, got a string"});
+  CHECK(errors_of(route_head + "host = \"h\"\nroles = [\"ok\", 3, \"\", \"a/b\"]\n") ==
+        strings{"route.main.roles[1]: expected a string, got an integer",
+                "route.main.roles[2]: must not be empty",
+                "route.main.roles[3]: \"a/b\": a Vault role name cannot contain '/'"});
+}
+
+TEST_CASE("config: every error is reported at once", "[config]") {
+  const auto errors = errors_of(R"(
+[vault]
+request_timeout = "soon"
+[[listener]]
+bind = "0.0.0.0:26257"
+route = "nowhere"
+[route.main]
+hots = "h"
+roles = ["r"]
+sslmode = "require"
+[limits]
+startup_timeout = "10 parsecs"
+)");
+  CHECK(errors ==
+        strings{
+            "vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)",
+            "vault.request_timeout: invalid duration \"soon\" (write e.g. \"250ms\", \"10s\", "
+            "\"5m\", \"1h30m\"; at most a year)",
+            "route.main.host: required (the cluster's host name or address)",
+            "route.main.sslmode: \"require\" does not verify the cluster's certificate; set "
+            "route.main.allow_insecure_upstream = true to allow it",
+            "route.main.hots: unknown key (did you mean \"host\"?)",
+            "listener[0].bind: plaintext listener on non-loopback address 0.0.0.0:26257: a "
+            "client's Vault token would cross the network in clear; set tls_cert and tls_key, "
+            "or allow_plaintext_remote = true",
+            "listener[0].route: no route named \"nowhere\" (defined: main)",
+            "limits.startup_timeout: invalid duration \"10 parsecs\" (write e.g. \"250ms\", "
+            "\"10s\", \"5m\", \"1h30m\"; at most a year)",
+        });
+}
+
+TEST_CASE("config: flags override the file", "[config]") {
+  const std::string text = cfg("", "bind = \"127.0.0.1:1111\"", "",
+                               "[log]\nlevel = \"warn\"\n[runtime]\nthreads = 2");
+  auto c = ok(text);
+  CHECK(c.listeners[0].port == 1111);
+  CHECK(c.log.level == vaultwire::log_level::warn);
+  CHECK(c.runtime.threads == 2);
+
+  config_overrides o;
+  o.listen = "[::1]:2222";
+  o.log_level = "trace";
+  o.threads = 7;
+  c = ok(text, o);
+  CHECK(c.listeners[0].bind == "[::1]:2222");
+  CHECK(c.listeners[0].ipv6);
+  CHECK(c.log.level == vaultwire::log_level::trace);
+  CHECK(c.runtime.threads == 7);
+
+  o = {};
+  o.log_level = "loud";
+  o.threads = 0;
+  o.listen = "nowhere";
+  CHECK(errors_of(text, o) ==
+        strings{"--listen: \"nowhere\" is not an IP address and port (e.g. 127.0.0.1:26257 or "
+                "[::1]:26257)",
+                "--log-level: \"loud\" is not one of trace, debug, info, warn, error, off",
+                "--threads: 0 is out of range (1-1024)"});
+
+  // --listen replaces the bind of the only listener; with two it is ambiguous.
+  o = {};
+  o.listen = "127.0.0.1:3333";
+  CHECK(errors_of(R"(
+[vault]
+address = "http://v:8200"
+[[listener]]
+route = "main"
+[[listener]]
+route = "main"
+bind = "127.0.0.1:4444"
+[route.main]
+host = "h"
+roles = ["r"]
+)",
+                  o) == strings{"--listen: applies to a single [[listener]]; the file has 2"});
+}
+
+TEST_CASE("config: TOML syntax errors and unreadable files", "[config]") {
+  CHECK(errors_of("[vault]\naddress = \n") ==
+        strings{"test.toml:2:11: Error while parsing key-value pair: expected value, saw '\\n'"});
+  const auto r = vaultwire::load_config("/nonexistent/vaultwire.toml", {}, no_env);
+  CHECK_FALSE(r.ok());
+  CHECK(r.errors == strings{"/nonexistent/vaultwire.toml: cannot read: No such file or directory"});
+}
+
+TEST_CASE("config: load_config reads paths relative to the file", "[config]") {
+  temp_dir d;
+  d.file("ca.crt");
+  const fs::path file = d.file("v.toml", cfg("", "", "ca_file = \"ca.crt\""));
+  const auto r = vaultwire::load_config(file, {}, no_env);
+  REQUIRE(r.ok());
+  CHECK(r.value->routes.at("main").ca_file == d.path / "ca.crt");
+}
