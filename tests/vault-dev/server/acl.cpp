@@ -320,7 +320,8 @@ class Parser {
       advance();
       return body;
     }
-    Lexer::err(t, "Unknown token: " + std::to_string(t.line) + ":" + std::to_string(t.col) + " " + t.text);
+    Lexer::err(t, "Unknown token: " + std::to_string(t.line) + ":" + std::to_string(t.col) + " " +
+                      (t.kind == Tok::End ? std::string("EOF") : t.text));
   }
 
   void advance() { cur_ = lx_.next(); }

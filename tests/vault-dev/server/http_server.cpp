@@ -67,6 +67,24 @@ std::string normalize_ns(std::string ns) {
   return ns;
 }
 
+// The path for the log: token values that may appear in a path are redacted.
+std::string loggable_path(const std::string& path) {
+  std::string out;
+  auto parts = vd::split(path, '/');
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    std::string seg = parts[i];
+    bool token_like = vd::starts_with(seg, "hvs.") || vd::starts_with(seg, "hvb.") || vd::starts_with(seg, "s.") ||
+                      vd::starts_with(seg, "b.");
+    bool after_token_op = i >= 1 && i + 1 == parts.size() && i >= 3 && parts[i - 2] == "token" &&
+                          (parts[i - 1] == "lookup" || parts[i - 1] == "revoke" || parts[i - 1] == "renew" ||
+                           parts[i - 1] == "revoke-orphan");
+    if (!seg.empty() && (token_like || after_token_op)) seg = "<redacted>";
+    if (i) out += '/';
+    out += seg;
+  }
+  return out;
+}
+
 // Runs a (blocking) handler on the worker pool.
 awaitable<vd::Response> run_handler(vd::Vault* vault, std::shared_ptr<vd::Request> req, bool dev) {
   co_return dev ? vault->handle_dev(*req) : vault->handle_v1(*req);
@@ -145,7 +163,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
         beast::get_lowest_layer(stream).expires_after(kIoTimeout);
         co_await net::async_write(stream, net::buffer(partial), net::redirect_error(use_awaitable, ec));
         reset_connection(stream);
-        if (!sh->quiet) std::cerr << "vault-dev: " << req->method << " " << path << " reset (injected)" << std::endl;
+        if (!sh->quiet) std::cerr << "vault-dev: " << req->method << " " << loggable_path(path) << " reset (injected)" << std::endl;
         co_return;
       }
       if (f.status > 0) {
@@ -171,7 +189,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     res.keep_alive(msg.keep_alive());
     res.prepare_payload();
     if (req->method == "HEAD") res.body().clear();
-    if (!sh->quiet) std::cerr << "vault-dev: " << req->method << " " << path << " " << r.status << std::endl;
+    if (!sh->quiet) std::cerr << "vault-dev: " << req->method << " " << loggable_path(path) << " " << r.status << std::endl;
     beast::get_lowest_layer(stream).expires_after(kIoTimeout);
     if (req->method == "HEAD") {
       http::response_serializer<http::string_body> sr{res};

@@ -41,7 +41,7 @@ Response errors_resp(int status, const std::vector<std::string>& errs) {
   json j = json::object();
   j["errors"] = json::array();
   for (auto& e : errs) j["errors"].push_back(e);
-  return {status, j.dump()};
+  return {status, j.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
 // Go marshals maps with sorted keys.
@@ -75,7 +75,7 @@ json envelope(const std::string& mount_type) {
   return e;
 }
 
-Response ok(const json& env) { return {200, env.dump()}; }
+Response ok(const json& env) { return {200, env.dump(-1, ' ', false, json::error_handler_t::replace)}; }
 Response no_content() { return {204, ""}; }
 
 Response data_resp(const std::string& mount_type, const json& data, bool copy_top = false) {
@@ -116,7 +116,7 @@ std::string str_field(const json& body, const char* name) {
   const json& v = field(body, name);
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_number() || v.is_boolean()) return v.dump();
+  if (v.is_number() || v.is_boolean()) return v.dump(-1, ' ', false, json::error_handler_t::replace);
   throw BadRequest(std::string("error converting input for field \"") + name + "\": expected a string");
 }
 
@@ -881,10 +881,28 @@ struct Vault::Impl {
     Token tok;  // copy of the caller
     Acl acl;
     bool sudo = false;  // sudo on the request path
+    bool last_use = false;  // num_uses reached 0 with this request
   };
 
   static json parse_body(const std::string& body) {
     if (trim(body).empty()) return json::object();
+    // Refuse absurd nesting before parsing (dump/compare recurse).
+    int depth = 0;
+    bool in_str = false, esc = false;
+    for (char ch : body) {
+      if (in_str) {
+        if (esc) esc = false;
+        else if (ch == '\\') esc = true;
+        else if (ch == '"') in_str = false;
+        continue;
+      }
+      if (ch == '"') in_str = true;
+      else if (ch == '[' || ch == '{') {
+        if (++depth > 256) throw BadRequest("failed to parse JSON input: exceeded max nesting depth");
+      } else if (ch == ']' || ch == '}') {
+        --depth;
+      }
+    }
     json j;
     try {
       j = json::parse(body);
@@ -972,9 +990,23 @@ struct Vault::Impl {
       if (!ctx.acl.root) {
         if ((caps & CapDeny) || !(caps & need) || (is_sudo_path(path) && !(caps & CapSudo))) permission_denied();
       }
+      // Limited-use tokens: count this use; the last one revokes the token afterwards.
+      if (t->num_uses > 0) {
+        ctx.last_use = --t->num_uses == 0;
+        ctx.tok.num_uses = t->num_uses;
+      }
     }
     ctx.path = path;
     ctx.op = op;
+    struct LastUse {
+      Impl* self;
+      const Ctx& c;
+      ~LastUse() {
+        if (!c.last_use) return;
+        std::lock_guard lk(self->mu);
+        self->revoke_token_locked(c.tok.id);
+      }
+    } last_use{this, ctx};
     return route(ctx);
   }
 
@@ -1033,7 +1065,7 @@ struct Vault::Impl {
     b["version"] = kVersion;
     b["cluster_name"] = cluster_name;
     b["cluster_id"] = cluster_id;
-    return {status, b.dump()};
+    return {status, b.dump(-1, ' ', false, json::error_handler_t::replace)};
   }
 
   Response seal_status() {
@@ -1057,7 +1089,7 @@ struct Vault::Impl {
     b["cluster_id"] = cluster_id;
     b["recovery_seal"] = false;
     b["storage_type"] = "inmem";
-    return {200, b.dump()};
+    return {200, b.dump(-1, ' ', false, json::error_handler_t::replace)};
   }
 
   json mount_entry(const Mount& m) const {
@@ -1622,7 +1654,7 @@ struct Vault::Impl {
     if (field(b, "meta").is_object()) {
       meta = json::object();
       for (auto it = field(b, "meta").begin(); it != field(b, "meta").end(); ++it) {
-        meta[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+        meta[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump(-1, ' ', false, json::error_handler_t::replace);
       }
       meta = sorted(meta);
     }
@@ -1816,7 +1848,7 @@ struct Vault::Impl {
     if (cfg.plugin_name != "postgresql-database-plugin") {
       fail(400, "error creating database object: unable to get plugin: plugin not found in the catalog: " + cfg.plugin_name);
     }
-    std::string url = cfg.details.value("connection_url", std::string());
+    std::string url = cfg.details.contains("connection_url") ? str_field(cfg.details, "connection_url") : "";
     if (trim(url).empty()) fail(400, "error creating database object: connection_url cannot be empty");
     std::string username = cfg.details.contains("username") ? str_field(cfg.details, "username") : "";
     std::string password = cfg.details.contains("password") ? str_field(cfg.details, "password") : "";
@@ -2033,14 +2065,14 @@ struct Vault::Impl {
       for (auto& [k, v] : by_path) j["paths"][k] = v;
       j["requests"] = json::object();
       for (auto& [k, v] : by_request) j["requests"][k] = v;
-      return {200, j.dump()};
+      return {200, j.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "counters/reset" && m == "POST") {
       std::lock_guard lk(cmu);
       total = 0;
       by_path.clear();
       by_request.clear();
-      return {200, ok_json.dump()};
+      return {200, ok_json.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "fail" && m == "POST") {
       FaultRule r;
@@ -2060,12 +2092,12 @@ struct Vault::Impl {
         std::lock_guard lk(cmu);
         faults.push_back(r);
       }
-      return {200, ok_json.dump()};
+      return {200, ok_json.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if ((p == "fail" && m == "DELETE") || (p == "fail/clear" && m == "POST")) {
       std::lock_guard lk(cmu);
       faults.clear();
-      return {200, ok_json.dump()};
+      return {200, ok_json.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "fail" && m == "GET") {
       std::lock_guard lk(cmu);
@@ -2074,12 +2106,12 @@ struct Vault::Impl {
         a.push_back({{"path", r.path}, {"method", r.method}, {"count", r.count}, {"status", r.status},
                      {"delay_ms", r.delay_ms}, {"mode", r.mode}});
       }
-      return {200, a.dump()};
+      return {200, a.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if ((p == "seal" || p == "unseal") && m == "POST") {
       std::lock_guard lk(mu);
       sealed = p == "seal";
-      return {200, json::object({{"sealed", sealed}}).dump()};
+      return {200, json::object({{"sealed", sealed}}).dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "expire/lease" && m == "POST") {
       std::string id = str_field(body, "lease_id");
@@ -2092,7 +2124,7 @@ struct Vault::Impl {
       std::string err = revoke_sync(id, true);
       json j = json::object({{"lease_id", id}, {"revoked", err.empty()}});
       if (!err.empty()) j["error"] = err;
-      return {200, j.dump()};
+      return {200, j.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "expire/token" && m == "POST") {
       std::vector<std::string> lease_ids;
@@ -2126,13 +2158,13 @@ struct Vault::Impl {
         if (!err.empty()) j["error"] = err;
         ls.push_back(j);
       }
-      return {200, json::object({{"revoked_tokens", revoked_count}, {"leases", ls}}).dump()};
+      return {200, json::object({{"revoked_tokens", revoked_count}, {"leases", ls}}).dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "leases" && m == "GET") {
       std::lock_guard lk(mu);
       json a = json::array();
       for (auto& [id, l] : leases) a.push_back(lease_json(l));
-      return {200, a.dump()};
+      return {200, a.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "tokens" && m == "GET") {
       std::lock_guard lk(mu);
@@ -2149,14 +2181,14 @@ struct Vault::Impl {
         j["leases"] = t.leases.size();
         a.push_back(j);
       }
-      return {200, a.dump()};
+      return {200, a.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "secrets" && m == "GET") {
       std::lock_guard lk(mu);
       json j = json::object();
       j["tokens"] = str_array(issued_tokens);
       j["passwords"] = str_array(issued_passwords);
-      return {200, j.dump()};
+      return {200, j.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     fail(404, "unknown /_dev/ endpoint: " + m + " /_dev/" + p);
   }
