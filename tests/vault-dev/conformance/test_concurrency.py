@@ -5,6 +5,8 @@ import threading
 import time
 import unittest
 
+import hvac.exceptions
+
 from vaultdev_fixture import OWNER_CREATION, OWNER_REVOCATION, VaultDevTestCase, wait_for
 
 TOTAL = 500
@@ -69,6 +71,47 @@ class ConcurrencyTest(VaultDevTestCase):
                  what="the 500 SQL users to be dropped")
         wait_for(lambda: not (lease_ids & self.vault.dev_lease_ids()), timeout=60,
                  what="the 500 leases to be gone")
+
+    def test_revoke_token_during_concurrent_reads(self):
+        """A lease dies with its token: creds obtained while the token is being revoked must not
+        outlive it (no orphaned lease, no SQL user left behind)."""
+        resp = self.root.auth.token.create(policies=["load-client"])
+        token, accessor = resp["auth"]["client_token"], resp["auth"]["accessor"]
+        local = threading.local()
+        stop = threading.Event()
+        got, refused, other = [], [], []
+
+        def reader():
+            if not hasattr(local, "client"):
+                local.client = self.client(token=token)
+            while not stop.is_set():
+                try:
+                    r = local.client.secrets.database.generate_credentials("load-role")
+                    got.append((r["lease_id"], r["data"]["username"]))
+                except hvac.exceptions.Forbidden:
+                    refused.append(1)
+                    return
+                except Exception as e:
+                    other.append(repr(e))
+                    return
+
+        threads = [threading.Thread(target=reader) for _ in range(20)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(got) >= 40, timeout=60, what="40 credentials before revoking")
+        self.assertEqual(self.root.auth.token.revoke_accessor(accessor).status_code, 204)
+        for t in threads:
+            t.join(timeout=60)
+        stop.set()
+        self.assertEqual(other, [])
+        self.assertEqual(len(refused), 20)  # every reader ended with 403
+        usernames = {u for _, u in got}
+        lease_ids = {l for l, _ in got}
+        wait_for(lambda: not any(e["token_accessor"] == accessor for e in self.vault.dev_leases()),
+                 timeout=60, what="every lease of the revoked token to be gone")
+        wait_for(lambda: self.pg.count_existing(usernames) == 0, timeout=60,
+                 what="every SQL user of the revoked token to be dropped")
+        self.assertFalse(lease_ids & self.vault.dev_lease_ids())
 
 
 if __name__ == "__main__":

@@ -143,6 +143,11 @@ class ErrorsTest(VaultDevTestCase):
         # ... and the merged config still connects (the stored password was kept).
         resp = self.root.secrets.database.generate_credentials("merge-role")
         self.assertEqual(resp["lease_duration"], 1800)
+        self.assertIn("merge-config", self.root.secrets.database.list_connections()["data"]["keys"])
+        self.assertEqual(self.root.secrets.database.delete_connection("merge-config").status_code, 204)
+        self.assertNotIn("merge-config", self.root.secrets.database.list_connections()["data"]["keys"])
+        self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.secrets.database.read_connection,
+                              "merge-config")
 
     def test_unverified_config_fails_at_creds(self):
         wrong = "wrong-" + random_token()

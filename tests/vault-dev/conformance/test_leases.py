@@ -83,6 +83,9 @@ class LeaseTest(VaultDevTestCase):
         self.assertIsNone(renewed["warnings"])
         self.assertIsNone(renewed["data"])
         self.assertValidUntil(resp["data"]["username"], (t0 + t1) / 2 + 3600 + 5, slack=3)
+        raw = self.vault.raw("PUT", "sys/leases/renew", body={"lease_id": resp["lease_id"], "increment": 0})
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["lease_duration"], 3600)
         data = self.root.sys.read_lease(resp["lease_id"])["data"]
         self.assertIsNotNone(data["last_renewal"])
         last = parse_rfc3339(data["last_renewal"]).timestamp()
