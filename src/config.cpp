@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -654,8 +655,20 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
     c.bind = addr->ipv6 ? "[" + c.host + "]:" + std::to_string(c.port)
                         : c.host + ":" + std::to_string(c.port);
   }
-  if (auto u = sec.get_nonempty_string("unix_socket"))
+  if (auto u = sec.get_nonempty_string("unix_socket")) {
     c.unix_socket = l.check_socket_dir(sec.key("unix_socket"), *u);
+    // sockaddr_un::sun_path holds 108 bytes with the terminating NUL.
+    if (c.unix_socket) {
+      const std::string socket_path =
+          (*c.unix_socket / (".s.PGSQL." + std::to_string(c.port))).string();
+      if (socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+        l.error(sec.key("unix_socket"), "socket path " + in_quotes(socket_path) + " is longer than " +
+                                            std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                                            " bytes");
+        c.unix_socket.reset();
+      }
+    }
+  }
   pair_check(l, sec, "tls_cert", "tls_key", c.tls_cert, c.tls_key);
   if (auto r = sec.get_nonempty_string("route"))
     c.route = *r;

@@ -593,6 +593,12 @@ TEST_CASE("config: VAULT_CACERT and ca files", "[config]") {
         strings{"listener[0].unix_socket: \"" + (d.path / "ca.pem").string() +
                 "\" is not a directory"});
   CHECK(errors_of(cfg("", "", "ca_file = \"\"")) == strings{"route.main.ca_file: must not be empty"});
+
+  const fs::path long_dir = d.path / std::string(100, 'd');
+  fs::create_directories(long_dir);
+  CHECK(errors_of(cfg("", "unix_socket = \"" + long_dir.string() + "\"")) ==
+        strings{"listener[0].unix_socket: socket path \"" + (long_dir / ".s.PGSQL.26257").string() +
+                "\" is longer than 107 bytes"});
 }
 
 TEST_CASE("config: certificate and key go together", "[config]") {
