@@ -298,6 +298,7 @@ class VaultDev:
         self.extra_args = list(extra_args or [])
         self.root_token = random_token()
         self.proc = None
+        self.exit_problem = None
         self.addr = None
         self.port = None
         self.lines = []
@@ -344,17 +345,31 @@ class VaultDev:
         self._clients = []
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        self.exit_problem = None
+        if self.proc.poll() is not None:
+            self.exit_problem = "vault-dev had exited by itself with status %s" % self.proc.returncode
+        else:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
+                if self.proc.returncode != 0:
+                    self.exit_problem = "vault-dev exited with status %s after SIGTERM" % self.proc.returncode
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+                self.exit_problem = "vault-dev did not exit within 10s of SIGTERM"
         if self._reader is not None:
             self._reader.join(timeout=5)
         self.proc.stdout.close()
         self.proc = None
+
+    SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNING: ThreadSanitizer")
+
+    def sanitizer_report(self):
+        """The output from the first sanitizer report on, or None."""
+        text = self.output()
+        m = self.SANITIZER_RE.search(text)
+        return text[max(0, text.rfind("\n", 0, m.start()) + 1):] if m else None
 
     def output(self):
         with self._lines_lock:
@@ -440,10 +455,17 @@ class VaultDevTestCase(unittest.TestCase):
 
     @classmethod
     def _stop_fixtures(cls):
-        if cls._any_failure:
-            cls.dump_logs()
-        cls.vault.stop()
-        cls.pg.stop()
+        try:
+            cls.vault.stop()
+            problems = [p for p in (cls.vault.exit_problem, cls.vault.sanitizer_report()) if p]
+            if cls._any_failure or problems:
+                cls.dump_logs()
+        finally:
+            cls.pg.stop()
+        if problems:
+            # Reported by unittest as an error of the class: a crash, a hang on SIGTERM or a
+            # sanitizer report (ASan/UBSan builds) fails the file even if every test passed.
+            raise AssertionError("vault-dev: " + "\n".join(problems)[:4000])
 
     @classmethod
     def dump_logs(cls):
