@@ -60,6 +60,8 @@ class ConcurrencyTest(VaultDevTestCase):
         self.assertEqual({r[3] for r in results}, {3600})
         for name in usernames:
             self.assertTrue(name.startswith("v-token-to-load-rol-"), name)
+        for _, _, password, _ in results:
+            self.assertPassword(password)
         self.assertEqual(self.pg.count_existing(usernames), TOTAL)
         self.assertTrue(lease_ids <= self.vault.dev_lease_ids())
         keys = self.root.sys.list_leases("database/creds/load-role/")["data"]["keys"]

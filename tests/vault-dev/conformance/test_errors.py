@@ -387,6 +387,16 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("POST", "auth/token/revoke-self", token=token)
         self.assertEqual((raw.status, raw.body), (204, b""))
 
+    def test_sys_mounts_top_level_copy(self):
+        body = self.vault.raw("GET", "sys/mounts").json()
+        self.assertEqual(body["data"]["database/"]["type"], "database")
+        self.assertEqual(body["database/"], body["data"]["database/"])
+        # sys/leases does not copy.
+        self.root.secrets.database.generate_credentials("owner-role")
+        body = self.vault.raw("LIST", "sys/leases/lookup/").json()
+        self.assertEqual(body["data"], {"keys": ["database/"]})
+        self.assertNotIn("keys", body)
+
     def test_policy_read_forms(self):
         hcl = 'path "database/creds/owner-role" {\n  capabilities = ["read"]\n}\n'
         self.assertEqual(self.vault.raw("PUT", "sys/policies/acl/Mixed-Case", body={"policy": hcl}).status, 204)

@@ -218,6 +218,13 @@ class RevocationTest(VaultDevTestCase):
             self.assertNotIn(resp["lease_id"], self.vault.dev_lease_ids())
         self.assertTrue(self.pg.role_exists(other["data"]["username"]))
         self.assertIn(other["lease_id"], self.vault.dev_lease_ids())
+        # A lease ID as the prefix revokes only that lease.
+        c, d = self.creds("ephemeral-role"), self.creds("ephemeral-role")
+        raw = self.vault.raw("PUT", "sys/leases/revoke-prefix/" + c["lease_id"])
+        self.assertEqual(raw.status, 204, raw)
+        self.assertFalse(self.pg.role_exists(c["data"]["username"]))
+        self.assertTrue(self.pg.role_exists(d["data"]["username"]))
+        self.assertIn(d["lease_id"], self.vault.dev_lease_ids())
         # No match: still 204.
         self.assertEqual(self.vault.raw("PUT", "sys/leases/revoke-prefix/database/creds/nope").status, 204)
 
