@@ -107,7 +107,19 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     parser.header_limit(64 * 1024);
     beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
     beast::error_code ec;
-    co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+    if (!ec && !parser.is_done()) {
+      // curl sends "Expect: 100-continue" for larger bodies and waits for it.
+      if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+        beast::get_lowest_layer(stream).expires_after(kIoTimeout);
+        co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
+      }
+      if (!ec) {
+        beast::get_lowest_layer(stream).expires_after(kIoTimeout);
+        co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      }
+    }
     if (ec) {
       if (ec == http::error::body_limit || ec == http::error::header_limit) {
         http::response<http::string_body> res{http::status::payload_too_large, 11};
