@@ -371,6 +371,22 @@ class VaultDev:
         m = self.SANITIZER_RE.search(text)
         return text[max(0, text.rfind("\n", 0, m.start()) + 1):] if m else None
 
+    def leaked_secrets(self, issued):
+        """Lines of the output (other than the readiness line, which names the root token by
+        design) that contain an issued token or password; the secret itself is masked."""
+        values = [v for v in issued.get("tokens", []) + issued.get("passwords", []) if len(v) >= 8]
+        found = []
+        with self._lines_lock:
+            lines = list(self.lines)
+        for line in lines:
+            if self.LISTEN_RE.search(line):
+                continue
+            for v in values:
+                if v in line:
+                    found.append(line.replace(v, "<secret>")[:300])
+                    break
+        return found
+
     def output(self):
         with self._lines_lock:
             return "\n".join(self.lines)
@@ -455,9 +471,21 @@ class VaultDevTestCase(unittest.TestCase):
 
     @classmethod
     def _stop_fixtures(cls):
+        problems = []
         try:
+            secrets_issued = None
+            if cls.vault.proc is not None and cls.vault.proc.poll() is None:
+                try:
+                    secrets_issued = cls.vault.dev("GET", "secrets")
+                except Exception as e:
+                    problems.append("GET /_dev/secrets failed: %r" % e)
             cls.vault.stop()
-            problems = [p for p in (cls.vault.exit_problem, cls.vault.sanitizer_report()) if p]
+            problems += [p for p in (cls.vault.exit_problem, cls.vault.sanitizer_report()) if p]
+            if secrets_issued:
+                leaked = cls.vault.leaked_secrets(secrets_issued)
+                if leaked:
+                    problems.append("vault-dev output contains %d issued token(s)/password(s), e.g. in: %s"
+                                    % (len(leaked), leaked[0]))
             if cls._any_failure or problems:
                 cls.dump_logs()
         finally:
