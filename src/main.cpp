@@ -6,6 +6,7 @@
 #include <string>
 
 #include "vaultwire/config.hpp"
+#include "vaultwire/server.hpp"
 #include "vaultwire/version.hpp"
 
 namespace {
@@ -37,6 +38,17 @@ int check_config(const std::string& file, const vaultwire::config_overrides& o) 
   return 0;
 }
 
+// `vaultwire run --config FILE`: serves until SIGINT / SIGTERM.
+int run(const std::string& file, const vaultwire::config_overrides& o) {
+  const auto r = vaultwire::load_config(file, o);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+    return 1;
+  }
+  return vaultwire::run_server(*r.value);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,6 +62,12 @@ int main(int argc, char** argv) {
   check_cmd->add_option("FILE", check_file, "the TOML configuration file")->required();
   add_config_flags(*check_cmd, check_overrides);
 
+  vaultwire::config_overrides run_overrides;
+  std::string run_file;
+  auto* run_cmd = app.add_subcommand("run", "run the proxy");
+  run_cmd->add_option("--config,-c", run_file, "the TOML configuration file")->required();
+  add_config_flags(*run_cmd, run_overrides);
+
   CLI11_PARSE(app, argc, argv);
 
   if (*version_cmd) {
@@ -57,5 +75,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check_cmd) return check_config(check_file, check_overrides);
+  if (*run_cmd) return run(run_file, run_overrides);
   return 0;
 }

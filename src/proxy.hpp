@@ -1,0 +1,81 @@
+// proxy: the shared state of a running vaultwire (routes with their TLS contexts,
+// the Vault client, the cancel-key map, the session registry) and one client
+// session's life. Private header of src/ (includes Asio).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "stream.hpp"
+#include "upstream.hpp"
+#include "vaultwire/config.hpp"
+#include "vaultwire/vault_client.hpp"
+
+namespace vaultwire::detail {
+
+// A route as the proxy uses it: the config plus its TLS context (owned).
+struct route_runtime {
+  route_config config;
+  SSL_CTX* tls = nullptr;  // nullptr for sslmode = disable
+  ~route_runtime();
+  [[nodiscard]] upstream_target target(const limits_config& limits) const;
+};
+
+// What a CancelRequest for a key vaultwire issued is forwarded to.
+struct cancel_target {
+  const route_runtime* route = nullptr;
+  pgwire::cancel_request upstream_key;
+};
+
+// Keys of live sessions only: a session forgets its key when it ends.
+class cancel_map {
+ public:
+  // A fresh key (CSPRNG secret) for the upstream process id, remembered until forget().
+  pgwire::backend_key_data issue(std::int32_t upstream_pid, cancel_target target);
+  std::optional<cancel_target> find(const pgwire::cancel_request& key);
+  void forget(const pgwire::backend_key_data& key);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<std::int32_t, std::int32_t>, cancel_target> keys_;
+};
+
+class session;
+
+struct proxy_state {
+  const config* cfg = nullptr;
+  std::map<std::string, std::unique_ptr<route_runtime>> routes;
+  std::unique_ptr<vault_client> vault;
+  cancel_map cancels;
+  std::atomic<std::uint64_t> next_session_id{1};
+  std::atomic<std::uint32_t> active_clients{0};
+  std::atomic<bool> revoke_denied_logged{false};
+  std::atomic<bool> stopping{false};
+
+  std::mutex sessions_mutex;
+  std::map<std::uint64_t, std::weak_ptr<session>> sessions;
+};
+
+// One listener's view: its config and, when it terminates client TLS, a context.
+struct listener_runtime {
+  const listener_config* config = nullptr;
+  const route_runtime* route = nullptr;
+  SSL_CTX* tls = nullptr;  // owned by the server
+};
+
+// Starts a session on its own strand for an accepted socket.
+void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* listener,
+                   stream::descriptor socket, std::string peer);
+
+// Asks every live session to end (57P01 to clients still in admission; a close of
+// both sides for spliced ones), for shutdown.
+void stop_all_sessions(proxy_state& state);
+
+}  // namespace vaultwire::detail

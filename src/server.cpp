@@ -1,0 +1,245 @@
+#include "vaultwire/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "proxy.hpp"
+#include "vaultwire/version.hpp"
+
+namespace vaultwire {
+
+namespace net = boost::asio;
+using net::ip::tcp;
+using detail::listener_runtime;
+using detail::proxy_state;
+using detail::stream;
+
+namespace {
+
+void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (keepalive.count() > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int idle = static_cast<int>(std::max<long long>(1, keepalive.count() / 1000));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  }
+}
+
+net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,
+                                const listener_runtime* listener, net::io_context* io) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket sock = co_await acceptor->async_accept(net::make_strand(*io), net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (state->stopping || ec == net::error::operation_aborted) co_return;
+      spdlog::warn("accept on {} failed: {}", listener->config->bind, ec.message());
+      continue;
+    }
+    std::string peer;
+    auto ep = sock.remote_endpoint(ec);
+    if (!ec) {
+      peer = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                                  : ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+    tune_tcp(sock.native_handle(), state->cfg->limits.tcp_keepalive);
+    auto ex = sock.get_executor();
+    int fd = sock.release();
+    detail::start_session(state, listener, stream::descriptor(ex, fd), std::move(peer));
+  }
+}
+
+net::awaitable<void> accept_unix(std::shared_ptr<proxy_state> state, net::local::stream_protocol::acceptor* acceptor,
+                                 const listener_runtime* listener, net::io_context* io) {
+  for (;;) {
+    boost::system::error_code ec;
+    auto sock = co_await acceptor->async_accept(net::make_strand(*io), net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (state->stopping || ec == net::error::operation_aborted) co_return;
+      spdlog::warn("accept on a unix socket failed: {}", ec.message());
+      continue;
+    }
+    auto ex = sock.get_executor();
+    int fd = sock.release();
+    detail::start_session(state, listener, stream::descriptor(ex, fd), "");
+  }
+}
+
+spdlog::level::level_enum to_spdlog(log_level l) {
+  switch (l) {
+    case log_level::trace: return spdlog::level::trace;
+    case log_level::debug: return spdlog::level::debug;
+    case log_level::info: return spdlog::level::info;
+    case log_level::warn: return spdlog::level::warn;
+    case log_level::error: return spdlog::level::err;
+    case log_level::off: return spdlog::level::off;
+  }
+  return spdlog::level::info;
+}
+
+}  // namespace
+
+int run_server(const config& cfg) {
+  spdlog::set_level(to_spdlog(cfg.log.level));
+  if (cfg.log.format == log_format::json) {
+    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
+  }
+  spdlog::info("{} starting", version_banner());
+
+  auto state = std::make_shared<proxy_state>();
+  state->cfg = &cfg;
+
+  for (const auto& [name, route] : cfg.routes) {
+    auto rt = std::make_unique<detail::route_runtime>();
+    rt->config = route;
+    if (route.sslmode != ssl_mode::verify_full) {
+      spdlog::warn("route {}: sslmode = {} is weaker than verify-full (allowed by allow_insecure_upstream)", name,
+                   to_string(route.sslmode));
+    }
+    if (route.sslmode != ssl_mode::disable) {
+      detail::tls_client_context_options o;
+      o.ca_file = route.ca_file ? route.ca_file->string() : "";
+      o.client_cert = route.client_cert ? route.client_cert->string() : "";
+      o.client_key = route.client_key ? route.client_key->string() : "";
+      o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
+      std::string error;
+      rt->tls = detail::make_client_tls_context(o, error);
+      if (rt->tls == nullptr) {
+        spdlog::error("route {}: {}", name, error);
+        return 1;
+      }
+      if (!route.ca_file) SSL_CTX_set_default_verify_paths(rt->tls);
+    }
+    state->routes[name] = std::move(rt);
+  }
+
+  vault_client_options vo;
+  vo.address = cfg.vault.address;
+  vo.vault_namespace = cfg.vault.namespace_.value_or("");
+  vo.ca_file = cfg.vault.ca_file ? cfg.vault.ca_file->string() : "";
+  vo.request_timeout = cfg.vault.request_timeout;
+  vo.threads = std::max<std::size_t>(4, cfg.runtime.threads * 2);
+  state->vault = std::make_unique<vault_client>(vo);
+
+  const unsigned threads = std::max(1u, cfg.runtime.threads);
+  net::io_context io(static_cast<int>(threads));
+
+  std::vector<std::unique_ptr<listener_runtime>> listeners;
+  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
+  std::vector<std::string> unix_paths;
+  auto cleanup = [&] {
+    for (auto& l : listeners) {
+      if (l->tls != nullptr) SSL_CTX_free(l->tls);
+    }
+    for (auto& p : unix_paths) ::unlink(p.c_str());
+  };
+
+  for (const auto& lc : cfg.listeners) {
+    auto l = std::make_unique<listener_runtime>();
+    l->config = &lc;
+    l->route = state->routes.at(lc.route).get();
+    if (lc.tls()) {
+      std::string error;
+      l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
+      if (l->tls == nullptr) {
+        spdlog::error("listener {}: {}", lc.bind, error);
+        cleanup();
+        return 1;
+      }
+    }
+    boost::system::error_code ec;
+    auto acceptor = std::make_unique<tcp::acceptor>(io);
+    tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
+    if (!ec) acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && lc.ipv6) acceptor->set_option(net::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      spdlog::error("listener {}: cannot listen: {}", lc.bind, ec.message());
+      cleanup();
+      listeners.push_back(std::move(l));
+      return 1;
+    }
+    auto bound = acceptor->local_endpoint();
+    spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, bound.port(),
+                 l->tls ? "TLS or plaintext" : "plaintext", lc.route);
+    if (lc.unix_socket) {
+      std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(bound.port()))).string();
+      ::unlink(path.c_str());
+      auto ua = std::make_unique<net::local::stream_protocol::acceptor>(io);
+      net::local::stream_protocol::endpoint uep(path);
+      ua->open(uep.protocol(), ec);
+      if (!ec) ua->bind(uep, ec);
+      if (!ec) ua->listen(net::socket_base::max_listen_connections, ec);
+      if (ec) {
+        spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, ec.message());
+        cleanup();
+        return 1;
+      }
+      ::chmod(path.c_str(), 0777);  // as PostgreSQL's unix_socket_permissions default
+      unix_paths.push_back(path);
+      spdlog::info("listening on {}", path);
+      net::co_spawn(io, accept_unix(state, ua.get(), l.get(), &io), net::detached);
+      unix_acceptors.push_back(std::move(ua));
+    }
+    net::co_spawn(io, accept_tcp(state, acceptor.get(), l.get(), &io), net::detached);
+    tcp_acceptors.push_back(std::move(acceptor));
+    listeners.push_back(std::move(l));
+  }
+
+  net::signal_set signals(io, SIGINT, SIGTERM);
+  // After a signal: once every session has ended, the signal wait is the only work
+  // left; cancel it and io.run() returns.
+  net::steady_timer drain(io);
+  std::function<void(const boost::system::error_code&)> check_drained;
+  check_drained = [&](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (state->active_clients.load() == 0) {
+      signals.cancel();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(20));
+    drain.async_wait(check_drained);
+  };
+  std::function<void(const boost::system::error_code&, int)> on_signal;
+  on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (state->stopping.exchange(true)) {
+      spdlog::warn("second signal {}: stopping now", sig);
+      io.stop();
+      return;
+    }
+    spdlog::info("signal {}: no new connections; ending {} sessions", sig, state->active_clients.load());
+    boost::system::error_code ignored;
+    for (auto& a : tcp_acceptors) a->close(ignored);
+    for (auto& a : unix_acceptors) a->close(ignored);
+    detail::stop_all_sessions(*state);
+    signals.async_wait(on_signal);
+    check_drained({});
+  };
+  signals.async_wait(on_signal);
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  state->vault.reset();  // waits for queued revocations
+  cleanup();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace vaultwire

@@ -1,0 +1,546 @@
+// One client connection's life (DESIGN.md "Connection flow"):
+//   admission (SSLRequest / GSSENCRequest / CancelRequest / StartupMessage,
+//   NegotiateProtocolVersion, role check, cleartext password = the Vault token)
+//   -> credential from Vault -> upstream login -> handover -> splice -> revoke.
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <pgwire/decoder.hpp>
+#include <pgwire/encoder.hpp>
+#include <pgwire/sqlstate.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <type_traits>
+
+#include <boost/asio/this_coro.hpp>
+
+#include "proxy.hpp"
+#include "splice.hpp"
+#include "vaultwire/errc.hpp"
+
+namespace vaultwire::detail {
+
+namespace net = boost::asio;
+using namespace std::chrono_literals;
+
+// ---- route_runtime / cancel_map ----
+
+route_runtime::~route_runtime() {
+  if (tls != nullptr) SSL_CTX_free(tls);
+}
+
+upstream_target route_runtime::target(const limits_config& limits) const {
+  upstream_target t;
+  t.host = config.host;
+  t.port = config.port;
+  t.server_name = config.server_name.empty() ? config.host : config.server_name;
+  t.tls = tls;
+  t.verify_name = config.sslmode == ssl_mode::verify_full;
+  t.connect_timeout = limits.upstream_connect_timeout;
+  t.tcp_keepalive = std::chrono::duration_cast<std::chrono::seconds>(limits.tcp_keepalive);
+  return t;
+}
+
+pgwire::backend_key_data cancel_map::issue(std::int32_t upstream_pid, cancel_target target) {
+  std::lock_guard lock(mutex_);
+  pgwire::backend_key_data key;
+  key.process_id = upstream_pid;  // pg_backend_pid() and NOTIFY's pid agree with it
+  for (;;) {
+    std::int32_t secret = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1) {
+      throw std::runtime_error("RAND_bytes failed");
+    }
+    if (keys_.emplace(std::make_pair(upstream_pid, secret), target).second) {
+      key.secret_key = secret;
+      return key;
+    }
+  }
+}
+
+std::optional<cancel_target> cancel_map::find(const pgwire::cancel_request& key) {
+  std::lock_guard lock(mutex_);
+  auto it = keys_.find({key.process_id, key.secret_key});
+  if (it == keys_.end()) return std::nullopt;
+  return it->second;
+}
+
+void cancel_map::forget(const pgwire::backend_key_data& key) {
+  std::lock_guard lock(mutex_);
+  keys_.erase({key.process_id, key.secret_key});
+}
+
+// ---- awaiting the Vault client's callbacks ----
+
+namespace {
+
+// Runs `start(callback)` and resumes the coroutine on its own executor with the
+// result. The Vault client calls back on a pool thread; we post back.
+// `start` must capture only pointers and references (it is copied into Asio's
+// initiating coroutine, and g++ 12 mishandles closures with owning captures in
+// coroutine frames); everything it points to lives in the awaiting frame.
+template <class T, class Start>
+net::awaitable<vault_result<T>> await_vault(Start start) {
+  static_assert(std::is_trivially_copyable_v<Start>, "capture pointers and references only");
+  return net::async_initiate<const net::use_awaitable_t<>, void(vault_result<T>)>(
+      [start](auto handler) {
+        auto ex = net::get_associated_executor(handler);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        start([ex, shared](vault_result<T> r) {
+          auto boxed = std::make_shared<vault_result<T>>(std::move(r));
+          net::post(ex, [shared, boxed] { (*shared)(std::move(*boxed)); });
+        });
+      },
+      net::use_awaitable);
+}
+
+constexpr std::size_t max_auth_message = 8 * 1024;
+
+std::string describe_peer(const std::string& peer) { return peer.empty() ? "unix" : peer; }
+
+}  // namespace
+
+// ---- the session ----
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(std::shared_ptr<proxy_state> state, const listener_runtime* listener, stream::descriptor sd,
+          std::string peer, std::uint64_t id)
+      : state_(std::move(state)),
+        listener_(listener),
+        client_(std::move(sd)),
+        peer_(std::move(peer)),
+        id_(id),
+        startup_timer_(client_.socket().get_executor()) {}
+
+  net::awaitable<void> run();
+  [[nodiscard]] stream::descriptor::executor_type executor() { return client_.socket().get_executor(); }
+  // From another thread: end this session (shutdown).
+  void stop() {
+    auto self = shared_from_this();
+    net::post(client_.socket().get_executor(), [self] { self->stop_on_strand(); });
+  }
+
+ private:
+  void stop_on_strand() {
+    stopping_ = true;
+    if (!spliced_) {
+      refuse_now(errc::session_ended, "vaultwire is shutting down; reconnect");
+    }
+    client_.close();
+    if (upstream_.conn) upstream_.conn->close();
+  }
+
+  // Logs prefix like pgbouncer's: session id, peer, database, role.
+  std::string prefix() const {
+    char id[32];
+    std::snprintf(id, sizeof id, "C-%06llu", static_cast<unsigned long long>(id_));
+    return std::string(id) + ": " + (database_.empty() ? "?" : database_) + "/" + (role_.empty() ? "?" : role_) +
+           "@" + describe_peer(peer_);
+  }
+
+  // Best effort, never blocks: used by timers and shutdown.
+  void refuse_now(errc code, const std::string& message) {
+    std::vector<std::uint8_t> out;
+    build_error(out, sqlstate_for(code), message);
+    std::error_code ec;
+    (void)client_.try_write(out, ec);
+  }
+
+  static void build_error(std::vector<std::uint8_t>& out, std::string_view sqlstate, const std::string& message) {
+    auto fields = pgwire::error_builder(pgwire::error_severity::fatal).sqlstate(sqlstate).message(message).fields();
+    (void)pgwire::encode_error_response(out, fields);
+  }
+
+  net::awaitable<void> refuse(errc code, const std::string& message) {
+    co_await refuse_with(sqlstate_for(code), message, label_for(code));
+  }
+
+  net::awaitable<void> refuse_with(std::string_view sqlstate, const std::string& message, std::string_view label) {
+    result_ = std::string(label);
+    refused_message_ = message;
+    std::vector<std::uint8_t> out;
+    build_error(out, sqlstate, message);
+    std::error_code ec;
+    co_await client_.write_all(out, ec);
+    client_.shutdown_send();
+  }
+
+  net::awaitable<bool> read_more(std::vector<std::uint8_t>& buf) {
+    std::uint8_t chunk[4096];
+    std::error_code ec;
+    std::size_t n = co_await client_.read_some(chunk, ec);
+    if (ec || n == 0) co_return false;
+    buf.insert(buf.end(), chunk, chunk + n);
+    co_return true;
+  }
+
+  net::awaitable<bool> admission();
+  net::awaitable<bool> read_token();
+  net::awaitable<void> cancel(pgwire::cancel_request key);
+  net::awaitable<void> release_lease();
+  void log_end();
+
+  std::shared_ptr<proxy_state> state_;
+  const listener_runtime* listener_;
+  stream client_;
+  std::string peer_;
+  std::uint64_t id_;
+  net::steady_timer startup_timer_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+
+  std::vector<std::pair<std::string, std::string>> params_;  // client startup, minus user
+  std::string role_, database_;
+  std::optional<pgwire::secret_string> token_;
+  std::optional<vault_credential> credential_;
+  upstream_session upstream_;
+  std::optional<pgwire::backend_key_data> issued_key_;
+  splice_result traffic_;
+  std::string result_ = "ok";
+  std::string refused_message_;
+  bool spliced_ = false;
+  bool stopping_ = false;
+  bool timed_out_ = false;
+};
+
+net::awaitable<bool> session::admission() {
+  std::vector<std::uint8_t> buf;
+  bool tls_done = false;
+  for (;;) {
+    auto d = pgwire::decode_startup_packet(buf);
+    if (d.status == pgwire::decode_status::need_more) {
+      if (!co_await read_more(buf)) co_return false;  // client left; nothing to say
+      continue;
+    }
+    if (d.status == pgwire::decode_status::error) {
+      if (d.error == pgwire::errc::unsupported_protocol) {
+        co_await refuse(errc::unsupported_protocol,
+                        "unsupported frontend protocol: vaultwire speaks protocol 3.0");
+      } else {
+        co_await refuse(errc::protocol_violation, "invalid startup packet: " + d.error.message());
+      }
+      co_return false;
+    }
+    std::vector<std::uint8_t> rest(buf.begin() + static_cast<std::ptrdiff_t>(d.consumed), buf.end());
+    buf.swap(rest);
+
+    if (std::holds_alternative<pgwire::ssl_request>(d.packet)) {
+      if (!buf.empty()) {
+        // Bytes after an SSLRequest and before the handshake: a man in the middle
+        // could have injected them (CVE-2021-23222). Disconnect.
+        result_ = "unencrypted_data_after_ssl_request";
+        co_return false;
+      }
+      if (tls_done || listener_->tls == nullptr) {
+        std::uint8_t no = 'N';
+        std::error_code ec;
+        co_await client_.write_all(std::span<const std::uint8_t>(&no, 1), ec);
+        if (ec) co_return false;
+        continue;
+      }
+      std::uint8_t yes = 'S';
+      std::error_code ec;
+      co_await client_.write_all(std::span<const std::uint8_t>(&yes, 1), ec);
+      if (!ec) co_await client_.tls_accept(listener_->tls, ec);
+      if (ec) {
+        result_ = "client_tls_failed";
+        spdlog::info("{} client TLS handshake failed: {}", prefix(), client_.tls_error());
+        co_return false;
+      }
+      tls_done = true;
+      continue;
+    }
+    if (std::holds_alternative<pgwire::gssenc_request>(d.packet)) {
+      std::uint8_t no = 'N';
+      std::error_code ec;
+      co_await client_.write_all(std::span<const std::uint8_t>(&no, 1), ec);
+      if (ec) co_return false;
+      continue;
+    }
+    if (auto* c = std::get_if<pgwire::cancel_request>(&d.packet)) {
+      co_await cancel(*c);
+      co_return false;
+    }
+    auto& sm = std::get<pgwire::startup_message>(d.packet);
+    if (!buf.empty()) {
+      co_await refuse(errc::protocol_violation, "unexpected data after the startup packet");
+      co_return false;
+    }
+    // Protocol 3.x above 3.0, or _pq_ options: tell the client what we speak.
+    std::vector<std::string> unrecognized;
+    for (const auto& [name, value] : sm.params) {
+      if (name.starts_with("_pq_.")) unrecognized.push_back(name);
+    }
+    if (sm.minor > 0 || !unrecognized.empty()) {
+      std::vector<std::uint8_t> out;
+      if (pgwire::encode_negotiate_protocol_version(out, pgwire::protocol_version_3_0, unrecognized)) {
+        std::error_code ec;
+        co_await client_.write_all(out, ec);
+        if (ec) co_return false;
+      }
+    }
+    std::optional<std::string> user, database;
+    for (auto& [name, value] : sm.params) {
+      if (name == "user") {
+        user = value;
+      } else if (name == "database") {
+        database = value;
+      } else if (!name.starts_with("_pq_.")) {
+        params_.emplace_back(name, value);
+      }
+    }
+    if (!user || user->empty()) {
+      co_await refuse(errc::role_not_allowed, "no user name in the startup packet: the user name selects the Vault role");
+      co_return false;
+    }
+    role_ = *user;
+    const route_config& route = listener_->route->config;
+    // libpq defaults the database to the user name: the route's default replaces it.
+    if ((!database || database->empty() || *database == role_) && route.default_database) {
+      database = *route.default_database;
+    }
+    database_ = database.value_or(role_);
+    bool allowed = false;
+    std::string roles;
+    for (const auto& r : route.roles) {
+      allowed = allowed || r == role_;
+      roles += (roles.empty() ? "" : ", ") + r;
+    }
+    if (!allowed) {
+      co_await refuse(errc::role_not_allowed,
+                      "role \"" + role_ + "\" is not allowed on this listener; allowed roles: " + roles);
+      co_return false;
+    }
+    co_return co_await read_token();
+  }
+}
+
+net::awaitable<bool> session::read_token() {
+  std::vector<std::uint8_t> out;
+  pgwire::encode_authentication_cleartext_password(out);
+  std::error_code ec;
+  co_await client_.write_all(out, ec);
+  if (ec) co_return false;
+  std::vector<std::uint8_t> buf;
+  for (;;) {
+    auto d = pgwire::decode_message(buf, max_auth_message, pgwire::direction::frontend);
+    if (d.status == pgwire::decode_status::need_more) {
+      if (!co_await read_more(buf)) {
+        OPENSSL_cleanse(buf.data(), buf.size());
+        co_return false;
+      }
+      continue;
+    }
+    if (d.status == pgwire::decode_status::error) {
+      OPENSSL_cleanse(buf.data(), buf.size());
+      co_await refuse(errc::protocol_violation, "invalid message during authentication: " + d.error.message());
+      co_return false;
+    }
+    if (d.message.type == pgwire::frontend_type::terminate) co_return false;
+    if (d.message.type != pgwire::frontend_type::password) {
+      co_await refuse(errc::protocol_violation,
+                      std::string("expected a password message, got message type '") + d.message.type + "'");
+      co_return false;
+    }
+    auto p = pgwire::parse_password_message(d.message.body);
+    OPENSSL_cleanse(buf.data(), buf.size());
+    if (!p || p.value().password.empty()) {
+      co_await refuse(errc::vault_rejected_token, "no password supplied: give a Vault token as the password");
+      co_return false;
+    }
+    token_.emplace(std::move(p.value().password));
+    co_return true;
+  }
+}
+
+net::awaitable<void> session::cancel(pgwire::cancel_request key) {
+  result_ = "cancel";
+  auto target = state_->cancels.find(key);
+  if (!target) {
+    result_ = "cancel_unknown_key";  // dropped silently, as PostgreSQL does
+    co_return;
+  }
+  co_await send_upstream_cancel(target->route->target(state_->cfg->limits), target->upstream_key);
+}
+
+net::awaitable<void> session::release_lease() {
+  if (!credential_ || !token_) co_return;
+  auto lease = credential_->lease_id;
+  vault_client* vault = state_->vault.get();
+  auto token = token_->clone();
+  auto r = co_await await_vault<void>([vault, &lease, &token](vault_client::callback<void> done) {
+    vault->revoke_lease(lease, std::move(token), std::move(done));
+  });
+  if (!r) {
+    const auto& e = r.error();
+    if (e.kind == vault_error_kind::forbidden) {
+      if (!state_->revoke_denied_logged.exchange(true)) {
+        spdlog::warn(
+            "vaultwire may not revoke leases with the client's token (Vault: {}); leases end at their TTL. "
+            "Allow update on sys/leases/revoke for the role's leases, or set [vault] token_file",
+            e.message);
+      }
+    } else {
+      spdlog::warn("{} revoking lease {} failed: {}", prefix(), lease, e.message);
+    }
+  }
+}
+
+net::awaitable<void> session::run() {
+  auto self = shared_from_this();
+  const auto& limits = state_->cfg->limits;
+  // The startup timeout covers admission: a timer that refuses and closes.
+  startup_timer_.expires_after(limits.startup_timeout);
+  startup_timer_.async_wait([self](const boost::system::error_code& ec) {
+    if (ec) return;
+    self->timed_out_ = true;
+    self->result_ = "startup_timeout";
+    self->refuse_now(errc::startup_timeout, "startup not finished within the startup timeout");
+    self->client_.close();
+  });
+
+  if (state_->active_clients.fetch_add(1) >= state_->cfg->limits.max_client_connections) {
+    startup_timer_.cancel();
+    co_await refuse(errc::too_many_clients, "too many client connections (limit " +
+                                                std::to_string(limits.max_client_connections) + ")");
+    state_->active_clients.fetch_sub(1);
+    log_end();
+    co_return;
+  }
+
+  bool admitted = co_await admission();
+  startup_timer_.cancel();
+  if (!admitted || timed_out_ || stopping_) {
+    state_->active_clients.fetch_sub(1);
+    if (result_ != "cancel" && result_ != "cancel_unknown_key") log_end();
+    co_return;
+  }
+
+  // Credential from Vault, never on this thread.
+  const route_config& route = listener_->route->config;
+  vault_client* vault = state_->vault.get();
+  std::string mount = state_->cfg->vault.mount;
+  std::string role = role_;
+  auto token = token_->clone();
+  auto cred = co_await await_vault<vault_credential>(
+      [vault, &mount, &role, &token](vault_client::callback<vault_credential> done) {
+        vault->read_credentials(mount, role, std::move(token), std::move(done));
+      });
+  if (!cred) {
+    const auto& e = cred.error();
+    co_await refuse_with(e.sqlstate(), e.to_client_message(),
+                         e.token_rejected() ? "vault_rejected_token" : "vault_unavailable");
+    state_->active_clients.fetch_sub(1);
+    log_end();
+    co_return;
+  }
+  credential_.emplace(std::move(cred).value());
+
+  if (!stopping_) {
+    upstream_login login;
+    login.user = credential_->username;
+    login.password = &credential_->password;
+    login.parameters.emplace_back("database", route.database_prefix.value_or("") + database_);
+    std::string options;
+    for (auto& [name, value] : params_) {
+      if (name == "options") {
+        options = value;
+      } else {
+        login.parameters.emplace_back(name, value);
+      }
+    }
+    if (route.options) options += (options.empty() ? "" : " ") + *route.options;
+    if (!options.empty()) login.parameters.emplace_back("options", options);
+    upstream_ = co_await connect_upstream(listener_->route->target(limits), std::move(login));
+  }
+
+  if (stopping_ || upstream_.error || !upstream_.conn) {
+    if (stopping_) {
+      result_ = "shutdown";
+    } else if (!upstream_.server_error.empty()) {
+      // The server refused the login: its own ErrorResponse goes to the client.
+      result_ = "upstream_refused";
+      refused_message_ = upstream_.message;
+      std::error_code ec;
+      co_await client_.write_all(upstream_.server_error, ec);
+      client_.shutdown_send();
+    } else {
+      co_await refuse(static_cast<errc>(upstream_.error.value()), upstream_.message);
+    }
+    if (upstream_.conn) upstream_.conn->close();
+    co_await release_lease();
+    state_->active_clients.fetch_sub(1);
+    log_end();
+    co_return;
+  }
+
+  // Handover: AuthenticationOk, the server's ParameterStatus / notices, our key, ReadyForQuery.
+  issued_key_ = state_->cancels.issue(upstream_.key.process_id,
+                                      cancel_target{listener_->route, {upstream_.key.process_id, upstream_.key.secret_key}});
+  std::vector<std::uint8_t> out;
+  pgwire::encode_authentication_ok(out);
+  out.insert(out.end(), upstream_.handover.begin(), upstream_.handover.end());
+  pgwire::encode_backend_key_data(out, *issued_key_);
+  (void)pgwire::encode_ready_for_query(out, static_cast<pgwire::transaction_status>(upstream_.ready_status));
+  std::error_code ec;
+  co_await client_.write_all(out, ec);
+  std::vector<std::uint8_t>().swap(upstream_.handover);
+  if (!ec) {
+    spdlog::info("{} session open: user {} lease {} upstream {} auth {}", prefix(), credential_->username,
+                 credential_->lease_id, upstream_.peer, upstream_.auth_method);
+    spliced_ = true;
+    traffic_ = co_await splice(client_, *upstream_.conn);
+    if (stopping_) result_ = "shutdown";
+  } else {
+    result_ = "client_gone";
+  }
+  state_->cancels.forget(*issued_key_);
+  client_.close();
+  upstream_.conn->close();
+  co_await release_lease();
+  state_->active_clients.fetch_sub(1);
+  log_end();
+}
+
+void session::log_end() {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+  spdlog::info("{} session closed: result {}{}{} user {} lease {} duration {}ms bytes in {} out {}{}", prefix(), result_,
+               refused_message_.empty() ? "" : " (", refused_message_.empty() ? "" : refused_message_ + ")",
+               credential_ ? credential_->username : "-", credential_ ? credential_->lease_id : "-", ms.count(),
+               traffic_.client_to_server, traffic_.server_to_client,
+               traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
+  std::lock_guard lock(state_->sessions_mutex);
+  state_->sessions.erase(id_);
+}
+
+void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* listener, stream::descriptor socket,
+                   std::string peer) {
+  const std::uint64_t id = state->next_session_id.fetch_add(1);
+  auto s = std::make_shared<session>(state, listener, std::move(socket), std::move(peer), id);
+  {
+    std::lock_guard lock(state->sessions_mutex);
+    state->sessions[id] = s;
+  }
+  net::co_spawn(s->executor(), [s] { return s->run(); }, [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("session failed with an exception (a bug): {}", ex.what());
+    }
+  });
+}
+
+void stop_all_sessions(proxy_state& state) {
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard lock(state.sessions_mutex);
+    for (auto& [id, weak] : state.sessions) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->stop();
+}
+
+}  // namespace vaultwire::detail
