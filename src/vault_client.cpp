@@ -25,7 +25,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "vaultwire/config.hpp"
 #include "vaultwire/detail/asio.hpp"
+#include "vaultwire/errc.hpp"
 
 namespace vaultwire {
 
@@ -190,6 +192,10 @@ bool vault_error::token_rejected() const noexcept {
 }
 
 std::string_view vault_error::sqlstate() const noexcept { return token_rejected() ? "28P01" : "08001"; }
+
+std::error_code vault_error::code() const noexcept {
+  return make_error_code(token_rejected() ? errc::vault_rejected_token : errc::vault_unavailable);
+}
 
 std::string vault_error::to_client_message() const {
   const std::string status = http_status > 0 ? "HTTP " + std::to_string(http_status) : std::string();
@@ -621,6 +627,16 @@ std::string increment_body(std::string_view lease_id, std::chrono::seconds incre
 }
 
 }  // namespace
+
+vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
+  vault_client_options o;
+  o.address = config.address;
+  o.vault_namespace = config.namespace_.value_or(std::string());
+  o.ca_file = config.ca_file ? config.ca_file->string() : std::string();
+  o.request_timeout = config.request_timeout;
+  o.threads = threads;
+  return o;
+}
 
 vault_client::vault_client(vault_client_options options) : options_(validated(std::move(options))) {
   global_init_once();

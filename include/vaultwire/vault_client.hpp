@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <boost/outcome/basic_result.hpp>
@@ -50,6 +51,11 @@ struct vault_client_options {
   std::chrono::milliseconds request_timeout{5000};  // whole request, connect included
   std::size_t threads = 4;      // worker pool size = most requests in flight at once
 };
+
+struct vault_config;  // vaultwire/config.hpp
+
+// The client options for the configuration's [vault] section.
+[[nodiscard]] vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads = 4);
 
 enum class vault_error_kind {
   forbidden,      // 403: token missing, unknown, revoked, or the ACL denies
@@ -78,6 +84,8 @@ struct vault_error {
   [[nodiscard]] bool token_rejected() const noexcept;
   // "28P01" for token_rejected(), "08001" for everything else.
   [[nodiscard]] std::string_view sqlstate() const noexcept;
+  // errc::vault_rejected_token or errc::vault_unavailable (same SQLSTATEs).
+  [[nodiscard]] std::error_code code() const noexcept;
   // The text of the client's ErrorResponse: "Vault rejected the token: permission
   // denied", or "Vault at https://vault:8200 is unavailable: Vault is sealed (HTTP
   // 503)". Built from the fields above only, so it never contains a token.

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -22,7 +23,11 @@
 
 #include "support/pg_harness.hpp"
 #include "support/vault_dev.hpp"
+#include "vaultwire/vault_await.hpp"
 #include "vaultwire/vault_client.hpp"
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 namespace {
 
@@ -112,12 +117,52 @@ std::string describe(const vaultwire::vault_error& e) {
   return std::string(vaultwire::to_string(e.kind)) + " " + std::to_string(e.http_status) + ": " + e.message;
 }
 
+
+// What read_in_coroutine saw.
+struct coroutine_outcome {
+  std::string username;
+  std::string error;
+  bool revoked = false;
+  std::thread::id resumed_on;
+  std::thread::id resumed_after_revoke_on;
+};
+
+// A named coroutine with by-value parameters (STYLE.md §2 rule 3).
+boost::asio::awaitable<void> read_in_coroutine(vault_client* client, secret_string token, coroutine_outcome* out) {
+  auto creds = co_await vaultwire::async_vault<vaultwire::vault_credential>(
+      [&](auto done) { client->read_credentials("database", "app", token.clone(), std::move(done)); });
+  out->resumed_on = std::this_thread::get_id();
+  if (!creds) {
+    out->error = describe(creds.error());
+    co_return;
+  }
+  out->username = creds.value().username;
+  auto revoked = co_await vaultwire::async_vault<void>(
+      [&](auto done) { client->revoke_lease(creds.value().lease_id, std::move(token), std::move(done)); });
+  out->resumed_after_revoke_on = std::this_thread::get_id();
+  out->revoked = static_cast<bool>(revoked);
+}
+
+// One PostgreSQL and one vault-dev for the sections below (Catch2 re-enters the test
+// case per section; starting both each time would cost seconds per section). Each
+// section leaves Vault unsealed and consumes the faults it injects.
+struct shared_servers {
+  vwtest::pg_server pg;
+  vwtest::vault_dev_process vd;
+  shared_servers() { provision(vd, pg); }
+};
+
+shared_servers& servers() {
+  static shared_servers s;
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("vault_client reads, renews and revokes database credentials", "[integration][vault]") {
-  vwtest::pg_server pg;
-  vwtest::vault_dev_process vd;
-  provision(vd, pg);
+  auto& pg = servers().pg;
+  auto& vd = servers().vd;
+  vd.dev_post("fail/clear");
   vault_client client({.address = vd.address(), .request_timeout = std::chrono::seconds(2), .threads = 4});
   const secret_string root(vd.root_token());
 
@@ -318,6 +363,57 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     CHECK(open <= 3);
   }
 
+  SECTION("a coroutine awaits the client and resumes on its own executor") {
+    boost::asio::io_context io;
+    coroutine_outcome out;
+    boost::asio::co_spawn(io, read_in_coroutine(&client, root.clone(), &out), boost::asio::detached);
+    io.run_for(std::chrono::seconds(30));
+    INFO(out.error);
+    REQUIRE(out.username.starts_with("v-root-"));
+    CHECK(out.resumed_on == std::this_thread::get_id());
+    CHECK(out.revoked);
+    CHECK(out.resumed_after_revoke_on == std::this_thread::get_id());
+    CHECK_FALSE(role_exists(pg, out.username));
+  }
+
+  SECTION("debug logs name requests and leases, never tokens or passwords") {
+    std::ostringstream captured;
+    auto logger = std::make_shared<spdlog::logger>("vault-log-scan",
+                                                   std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+    logger->set_level(spdlog::level::trace);
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(logger);
+    std::string lease_id;
+    std::string password;
+    {
+      auto creds = client.read_credentials_blocking("database", "app", root);
+      REQUIRE(creds);
+      lease_id = creds.value().lease_id;
+      password = std::string(creds.value().password.view());
+      CHECK(client.renew_lease_blocking(lease_id, std::chrono::minutes(10), root));
+      CHECK(client.lookup_self_blocking(root));
+      CHECK(client.revoke_lease_blocking(lease_id, root));
+      CHECK_FALSE(client.read_credentials_blocking("database", "app", secret_string("hvs.PlantedBadToken0000000")));
+    }
+    spdlog::set_default_logger(previous);
+    const std::string log = captured.str();
+
+    // Positive controls: the log has the lines, and the scan finds a planted secret.
+    CHECK(log.find(lease_id) != std::string::npos);
+    CHECK(log.find("GET database/creds/app -> 200") != std::string::npos);
+    const auto secrets = json::parse(vd.dev_get("secrets"));
+    std::vector<std::string> all = secrets["tokens"].get<std::vector<std::string>>();
+    for (const auto& p : secrets["passwords"]) all.push_back(p.get<std::string>());
+    all.push_back("hvs.PlantedBadToken0000000");
+    REQUIRE(all.size() >= 3);
+    CHECK(std::find(all.begin(), all.end(), password) != all.end());
+    CHECK((log + vd.root_token()).find(vd.root_token()) != std::string::npos);
+    for (const auto& secret : all) {
+      INFO("secret #" << (&secret - all.data()));
+      CHECK(log.find(secret) == std::string::npos);
+    }
+  }
+
   SECTION("generic request: list roles") {
     auto r = client.request_blocking("LIST", "database/roles", "", root);
     INFO((r ? std::string() : describe(r.error())));
@@ -343,7 +439,7 @@ TEST_CASE("vault_client: a closed port is unreachable (08001)", "[integration][v
 }
 
 TEST_CASE("vault_client speaks HTTPS with a CA file and refuses an unknown CA", "[integration][vault]") {
-  vwtest::pg_server pg;  // for its TLS material: a CA and a localhost certificate
+  const auto& pg = servers().pg;  // for its TLS material: a CA and a localhost certificate
   const std::string tls = pg.get("TLS_DIR");
   vwtest::vault_dev_process vd({.tls_cert = tls + "/server.crt", .tls_key = tls + "/server.key"});
   REQUIRE(vd.address().starts_with("https://"));

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "vaultwire/config.hpp"
+#include "vaultwire/errc.hpp"
 #include "vaultwire/vault_client.hpp"
 
 namespace {
@@ -180,9 +182,13 @@ TEST_CASE("errors map to DESIGN.md's SQLSTATEs and readable messages", "[vault]"
   CHECK(denied.to_client_message() == "Vault rejected the token: permission denied");
   CHECK(error_for(400, R"({"errors":["unknown role: app"]})").sqlstate() == "28P01");
   CHECK(error_for(404, R"({"errors":[]})").sqlstate() == "28P01");
+  CHECK(denied.code() == vaultwire::errc::vault_rejected_token);
+  CHECK(vaultwire::sqlstate_for(vaultwire::errc::vault_rejected_token) == denied.sqlstate());
 
   auto sealed = error_for(503, R"({"errors":["Vault is sealed"]})");
   CHECK(sealed.sqlstate() == "08001");
+  CHECK(sealed.code() == vaultwire::errc::vault_unavailable);
+  CHECK(vaultwire::sqlstate_for(vaultwire::errc::vault_unavailable) == sealed.sqlstate());
   CHECK(sealed.to_client_message() ==
         "Vault at https://vault.example:8200 is unavailable: Vault is sealed (HTTP 503)");
   CHECK(error_for(429, "").sqlstate() == "08001");
@@ -223,4 +229,24 @@ TEST_CASE("vault_client refuses a bad address", "[vault]") {
   CHECK_THROWS_AS(vaultwire::vault_client({.address = "http://x", .threads = 0}), std::invalid_argument);
   vaultwire::vault_client ok({.address = "http://127.0.0.1:8200/"});
   CHECK(ok.options().address == "http://127.0.0.1:8200");
+}
+
+TEST_CASE("client options come from the [vault] section", "[vault]") {
+  vaultwire::vault_config c;
+  c.address = "https://vault.example:8200";
+  c.namespace_ = "admin";
+  c.ca_file = "/etc/vault/ca.pem";
+  c.request_timeout = std::chrono::seconds(3);
+  auto o = vaultwire::make_vault_client_options(c, 8);
+  CHECK(o.address == "https://vault.example:8200");
+  CHECK(o.vault_namespace == "admin");
+  CHECK(o.ca_file == "/etc/vault/ca.pem");
+  CHECK(o.request_timeout == std::chrono::seconds(3));
+  CHECK(o.threads == 8);
+  vaultwire::vault_config bare;
+  bare.address = "http://127.0.0.1:8200";
+  auto plain = vaultwire::make_vault_client_options(bare);
+  CHECK(plain.vault_namespace.empty());
+  CHECK(plain.ca_file.empty());
+  CHECK(plain.request_timeout == std::chrono::seconds(5));
 }
