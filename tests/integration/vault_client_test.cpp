@@ -143,6 +143,73 @@ boost::asio::awaitable<void> read_in_coroutine(vault_client* client, secret_stri
   out->revoked = static_cast<bool>(revoked);
 }
 
+// A one-shot HTTP server on loopback: accepts one connection, records the request
+// head, answers `reply` and closes. accepted() says whether anyone connected.
+class one_shot_server {
+ public:
+  explicit one_shot_server(std::string reply) : reply_(std::move(reply)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(::listen(fd_, 4) == 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~one_shot_server() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes accept()
+    thread_.join();
+    ::close(fd_);
+  }
+  one_shot_server(const one_shot_server&) = delete;
+  one_shot_server& operator=(const one_shot_server&) = delete;
+
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] std::string address() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::string request() {
+    std::lock_guard lock(mutex_);
+    return request_;
+  }
+  [[nodiscard]] bool accepted() {
+    std::lock_guard lock(mutex_);
+    return accepted_;
+  }
+
+ private:
+  void serve() {
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    std::string head;
+    char buf[4096];
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      head.append(buf, static_cast<std::size_t>(n));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      accepted_ = true;
+      request_ = head;
+    }
+    (void)::send(c, reply_.data(), reply_.size(), MSG_NOSIGNAL);
+    ::shutdown(c, SHUT_WR);
+    while (::recv(c, buf, sizeof buf, 0) > 0) {
+    }
+    ::close(c);
+  }
+
+  std::string reply_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::string request_;
+  bool accepted_ = false;
+};
+
 // One PostgreSQL and one vault-dev for the sections below (Catch2 re-enters the test
 // case per section; starting both each time would cost seconds per section). Each
 // section leaves Vault unsealed and consumes the faults it injects.
@@ -461,4 +528,49 @@ TEST_CASE("vault_client speaks HTTPS with a CA file and refuses an unknown CA", 
   CHECK(refused.error().sqlstate() == "08001");
   INFO(refused.error().message);
   CHECK(refused.error().message.find("certificate") != std::string::npos);
+}
+
+TEST_CASE("vault_client sends Vault's headers and never follows a redirect", "[integration][vault]") {
+  one_shot_server elsewhere("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+  const std::string location = elsewhere.address() + "/v1/database/creds/app";
+  one_shot_server standby("HTTP/1.1 307 Temporary Redirect\r\nLocation: " + location +
+                          "\r\nContent-Length: 0\r\n\r\n");
+  vault_client client({.address = standby.address(),
+                       .vault_namespace = "admin",
+                       .request_timeout = std::chrono::seconds(2),
+                       .threads = 1});
+  const secret_string token("hvs.RedirectTestToken000000");
+  auto r = client.read_credentials_blocking("database", "app", token);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == vault_error_kind::redirected);
+  CHECK(r.error().http_status == 307);
+  CHECK(r.error().sqlstate() == "08001");
+  CHECK(r.error().to_client_message().find("HTTP 307 to " + location) != std::string::npos);
+  CHECK(r.error().to_client_message().find(token.view()) == std::string::npos);
+
+  const std::string head = standby.request();
+  CHECK(head.starts_with("GET /v1/database/creds/app HTTP/1.1\r\n"));
+  CHECK(head.find("X-Vault-Token: hvs.RedirectTestToken000000\r\n") != std::string::npos);
+  CHECK(head.find("X-Vault-Namespace: admin\r\n") != std::string::npos);
+  CHECK(head.find("X-Vault-Request: true\r\n") != std::string::npos);
+  CHECK_FALSE(elsewhere.accepted());
+}
+
+TEST_CASE("vault_client with a namespace works only inside it", "[integration][vault]") {
+  auto& vd = servers().vd;
+  const secret_string root(vd.root_token());
+  vault_client in_admin({.address = vd.address(), .vault_namespace = "admin"});
+  vault_client outside({.address = vd.address()});
+  auto created = in_admin.request_blocking("POST", "auth/token/create",
+                                           json{{"policies", {"default"}}, {"ttl", "1h"}}.dump(), root);
+  INFO((created ? std::string() : describe(created.error())));
+  REQUIRE(created);
+  auto body = json::parse(created.value().body);
+  const secret_string token(body["auth"]["client_token"].get<std::string>());
+  auto inside = in_admin.lookup_self_blocking(token);
+  REQUIRE(inside);
+  CHECK(inside.value().accessor == body["auth"]["accessor"].get<std::string>());
+  auto other = outside.lookup_self_blocking(token);
+  REQUIRE_FALSE(other);
+  CHECK(other.error().kind == vault_error_kind::forbidden);
 }
