@@ -12,7 +12,7 @@ packages=(
   catch2 prometheus-cpp-dev libicu-dev
   # tests: a real PostgreSQL 15, its clients, the Vault client library
   postgresql-15 postgresql-client-15 python3 python3-hvac python3-psycopg2
-  procps
+  procps curl
 )
 
 missing=()
