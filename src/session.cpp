@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <span>
 #include <type_traits>
 
 #include <boost/asio/this_coro.hpp>
@@ -99,6 +100,32 @@ constexpr std::size_t max_auth_message = 8 * 1024;
 
 std::string describe_peer(const std::string& peer) { return peer.empty() ? "unix" : peer; }
 
+// "1s", "1500ms": durations as the configuration writes them.
+std::string describe_duration(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+  return std::to_string(d.count()) + "ms";
+}
+
+// What was wrong with a startup packet the decoder refused, for the client: the
+// length or the protocol version it carried (PostgreSQL names them too).
+std::string describe_startup_error(std::span<const std::uint8_t> in, std::error_code error) {
+  if (in.size() >= 4 && (error == pgwire::errc::length_too_long || error == pgwire::errc::length_too_short)) {
+    const std::uint32_t length = pgwire::load_be32(in, 0);
+    if (error == pgwire::errc::length_too_long) {
+      return "invalid startup packet: length " + std::to_string(length) + " is over the limit of " +
+             std::to_string(pgwire::max_startup_packet) + " bytes";
+    }
+    return "invalid startup packet: length " + std::to_string(length) + " is below the minimum of " +
+           std::to_string(pgwire::startup_header_size) + " bytes";
+  }
+  if (in.size() >= pgwire::startup_header_size && error == pgwire::errc::unsupported_protocol) {
+    const std::uint32_t code = pgwire::load_be32(in, 4);
+    return "unsupported frontend protocol " + std::to_string(code >> 16) + "." + std::to_string(code & 0xffff) +
+           ": vaultwire speaks protocol 3.0";
+  }
+  return "invalid startup packet: " + error.message();
+}
+
 }  // namespace
 
 // ---- the session ----
@@ -171,7 +198,10 @@ class session : public std::enable_shared_from_this<session> {
     std::uint8_t chunk[4096];
     std::error_code ec;
     std::size_t n = co_await client_.read_some(chunk, ec);
-    if (ec || n == 0) co_return false;
+    if (ec || n == 0) {
+      if (result_ == "ok") result_ = "client_gone";
+      co_return false;
+    }
     buf.insert(buf.end(), chunk, chunk + n);
     co_return true;
   }
@@ -181,6 +211,7 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<void> cancel(pgwire::cancel_request key);
   net::awaitable<void> release_lease();
   void log_end();
+  void forget_session();
 
   std::shared_ptr<proxy_state> state_;
   const listener_runtime* listener_;
@@ -214,12 +245,9 @@ net::awaitable<bool> session::admission() {
       continue;
     }
     if (d.status == pgwire::decode_status::error) {
-      if (d.error == pgwire::errc::unsupported_protocol) {
-        co_await refuse(errc::unsupported_protocol,
-                        "unsupported frontend protocol: vaultwire speaks protocol 3.0");
-      } else {
-        co_await refuse(errc::protocol_violation, "invalid startup packet: " + d.error.message());
-      }
+      co_await refuse(d.error == pgwire::errc::unsupported_protocol ? errc::unsupported_protocol
+                                                                     : errc::protocol_violation,
+                      describe_startup_error(buf, d.error));
       co_return false;
     }
     std::vector<std::uint8_t> rest(buf.begin() + static_cast<std::ptrdiff_t>(d.consumed), buf.end());
@@ -337,7 +365,10 @@ net::awaitable<bool> session::read_token() {
       co_await refuse(errc::protocol_violation, "invalid message during authentication: " + d.error.message());
       co_return false;
     }
-    if (d.message.type == pgwire::frontend_type::terminate) co_return false;
+    if (d.message.type == pgwire::frontend_type::terminate) {
+      result_ = "client_terminated";  // the client gave up before sending a token
+      co_return false;
+    }
     if (d.message.type != pgwire::frontend_type::password) {
       co_await refuse(errc::protocol_violation,
                       std::string("expected a password message, got message type '") + d.message.type + "'");
@@ -396,7 +427,9 @@ net::awaitable<void> session::run() {
     if (ec) return;
     self->timed_out_ = true;
     self->result_ = "startup_timeout";
-    self->refuse_now(errc::startup_timeout, "startup not finished within the startup timeout");
+    self->refuse_now(errc::startup_timeout, "startup not finished within " +
+                                                describe_duration(self->state_->cfg->limits.startup_timeout) +
+                                                " ([limits] startup_timeout)");
     self->client_.close();
   });
 
@@ -413,7 +446,11 @@ net::awaitable<void> session::run() {
   startup_timer_.cancel();
   if (!admitted || timed_out_ || stopping_) {
     state_->active_clients.fetch_sub(1);
-    if (result_ != "cancel" && result_ != "cancel_unknown_key") log_end();
+    if (result_ != "cancel" && result_ != "cancel_unknown_key") {
+      log_end();
+    } else {
+      forget_session();  // a cancel connection is not a session: no log line
+    }
     co_return;
   }
 
@@ -510,6 +547,10 @@ void session::log_end() {
                credential_ ? credential_->username : "-", credential_ ? credential_->lease_id : "-", ms.count(),
                traffic_.client_to_server, traffic_.server_to_client,
                traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
+  forget_session();
+}
+
+void session::forget_session() {
   std::lock_guard lock(state_->sessions_mutex);
   state_->sessions.erase(id_);
 }

@@ -5,135 +5,17 @@ vaultwire on free loopback ports.
 Run by ctest (label integration) with VAULTWIRE_BIN, VAULT_DEV_BIN and PG_HARNESS set.
 """
 import os
-import re
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "vault-dev", "conformance"))
-from vaultdev_fixture import PgHarness, VaultDev, wait_for  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_fixture import ProxyTestCase, wait_for  # noqa: E402
 
 import psycopg2  # noqa: E402
 
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 
-CREATION = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' "
-            "IN ROLE app_owner; ALTER ROLE \"{{name}}\" SET ROLE app_owner;")
-REVOCATION = ("REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; "
-              "DROP ROLE IF EXISTS \"{{name}}\";")
-POLICY = """
-path "database/creds/crdb-role" { capabilities = ["read"] }
-path "sys/leases/revoke/database/creds/crdb-role/*" { capabilities = ["update"] }
-"""
-
-
-class Vaultwire:
-    """A vaultwire process with a config file; ready when it logs its listener."""
-
-    def __init__(self, workdir, config_text):
-        self.workdir = workdir
-        self.config_path = os.path.join(workdir, "vaultwire.toml")
-        with open(self.config_path, "w") as f:
-            f.write(config_text)
-        self.log_path = os.path.join(workdir, "vaultwire.log")
-        self.proc = None
-        self.port = None
-
-    def start(self, timeout=30.0):
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([os.environ["VAULTWIRE_BIN"], "run", "--config", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = pattern.search(self.output())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError("vaultwire exited early:\n" + self.output())
-            time.sleep(0.02)
-        raise RuntimeError("vaultwire did not start:\n" + self.output())
-
-    def output(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class ProxyTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="vwtest-proxy.")
-        os.chmod(cls.tmp, 0o755)
-        cls.pg = PgHarness()
-        cls.pg.start()
-        cls.vault = VaultDev()
-        cls.vault.start()
-        root = cls.vault.client()
-        root.sys.enable_secrets_engine("database", path="database")
-        root.write("database/config/crdb-config", plugin_name="postgresql-database-plugin",
-                   allowed_roles="crdb-role", connection_url=cls.pg.connection_url(),
-                   username=cls.pg.admin_user, password=cls.pg.admin_password)
-        root.write("database/roles/crdb-role", db_name="crdb-config", creation_statements=CREATION,
-                   revocation_statements=REVOCATION, default_ttl="1h", max_ttl="24h")
-        root.sys.create_or_update_policy("roach-client", POLICY)
-        cls.token = root.auth.token.create(policies=["roach-client"], ttl="1h")["auth"]["client_token"]
-        cls.port = free_port()
-        cls.proxy = Vaultwire(cls.tmp, f"""
-[vault]
-address = "{cls.vault.addr}"
-
-[[listener]]
-bind = "127.0.0.1:{cls.port}"
-route = "main"
-
-[route.main]
-host = "localhost"
-port = {cls.pg.port}
-ca_file = "{cls.pg.ca}"
-roles = ["crdb-role"]
-default_database = "defaultdb"
-
-[log]
-level = "debug"
-""")
-        cls.proxy.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proxy.stop()
-        cls.vault.stop()
-        cls.pg.stop()
-
-    def psql(self, sql, token=None, user="crdb-role", database="defaultdb"):
-        env = dict(os.environ, PGPASSWORD=token if token is not None else self.token, PGCONNECT_TIMEOUT="20")
-        return subprocess.run([PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                               "-p", str(self.proxy.port), "-U", user, "-d", database, "-c", sql],
-                              env=env, capture_output=True, text=True, timeout=60)
-
+class ProxyTest(ProxyTestCase):
     def test_psql_session_user_is_dynamic_and_lease_is_revoked(self):
         r = self.psql("select session_user, current_user")
         self.assertEqual(r.returncode, 0, r.stderr + self.proxy.output())
