@@ -668,9 +668,11 @@ vault_result<vault_lease_renewal> vault_client::renew_lease_blocking(std::string
 }
 
 vault_result<void> vault_client::revoke_lease_blocking(std::string_view lease_id, const pgwire::secret_string& token) {
-  const std::string label = "PUT sys/leases/revoke";
-  auto answer = impl_->perform("PUT", "sys/leases/revoke", increment_body(lease_id, std::chrono::seconds(0)), token,
-                               label);
+  // The sys/leases/revoke/<lease_id> form, so a policy can scope revocation to one
+  // role's leases: update on sys/leases/revoke/<mount>/creds/<role>/* (DESIGN.md).
+  const std::string path = "sys/leases/revoke/" + detail::escape_path(lease_id, true);
+  const std::string label = "PUT " + path;
+  auto answer = impl_->perform("PUT", path, {}, token, label);
   if (!answer) return std::move(answer).error();
   spdlog::debug("vault: revoked lease {}", lease_id);
   return boost::outcome_v2::success();
