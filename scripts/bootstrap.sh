@@ -13,6 +13,8 @@ packages=(
   # tests: a real PostgreSQL 15, its clients, the Vault client library
   postgresql-15 postgresql-client-15 python3 python3-hvac python3-psycopg2
   procps curl
+  # tests: JDBC through vaultwire (single-file source launcher needs the JDK)
+  openjdk-17-jdk-headless libpostgresql-jdbc-java
 )
 
 missing=()
