@@ -233,6 +233,7 @@ class session : public std::enable_shared_from_this<session> {
   bool spliced_ = false;
   bool stopping_ = false;
   bool timed_out_ = false;
+  bool over_limit_ = false;
 };
 
 net::awaitable<bool> session::admission() {
@@ -293,6 +294,11 @@ net::awaitable<bool> session::admission() {
     auto& sm = std::get<pgwire::startup_message>(d.packet);
     if (!buf.empty()) {
       co_await refuse(errc::protocol_violation, "unexpected data after the startup packet");
+      co_return false;
+    }
+    if (over_limit_) {
+      co_await refuse(errc::too_many_clients, "too many client connections (limit " +
+                                                  std::to_string(state_->cfg->limits.max_client_connections) + ")");
       co_return false;
     }
     // Protocol 3.x above 3.0, or _pq_ options: tell the client what we speak.
@@ -433,14 +439,10 @@ net::awaitable<void> session::run() {
     self->client_.close();
   });
 
-  if (state_->active_clients.fetch_add(1) >= state_->cfg->limits.max_client_connections) {
-    startup_timer_.cancel();
-    co_await refuse(errc::too_many_clients, "too many client connections (limit " +
-                                                std::to_string(limits.max_client_connections) + ")");
-    state_->active_clients.fetch_sub(1);
-    log_end();
-    co_return;
-  }
+  // Over the limit, the refusal still waits for the StartupMessage (as PostgreSQL
+  // does): a client that began with an SSLRequest reads it after the TLS answer, not
+  // in place of it, and a CancelRequest is still served.
+  over_limit_ = state_->active_clients.fetch_add(1) >= limits.max_client_connections;
 
   bool admitted = co_await admission();
   startup_timer_.cancel();

@@ -31,10 +31,16 @@ struct pump_state {
 net::awaitable<void> pump(stream* from, stream* to, pump_state* st, bool from_server) {
   for (;;) {
     std::error_code ec;
+    // The buffer is this thread's: read into it and hand the bytes to try_write with
+    // no co_await between, so no other pump on this thread touches it meanwhile. After
+    // a wait this coroutine may run on another io thread: fetch the buffer again.
     auto buf = thread_buffer();
-    // read_some reads synchronously once the socket is readable, and try_write
-    // runs in the same turn: no other pump on this thread touches the buffer between.
-    std::size_t n = co_await from->read_some(buf, ec);
+    stream::want w = stream::want::nothing;
+    std::size_t n = from->try_read(buf, w, ec);
+    if (n == 0 && !ec) {
+      co_await from->wait(w, ec);
+      if (!ec) continue;
+    }
     if (ec || n == 0) {
       st->read_error = ec ? ec : eof_error();
       break;

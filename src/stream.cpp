@@ -163,6 +163,60 @@ net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::
   co_return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+std::size_t stream::try_read(std::span<std::uint8_t> buf, want& w, std::error_code& ec) {
+  w = want::nothing;
+  if (ssl_ == nullptr) {
+    for (;;) {
+      ssize_t n = ::recv(sd_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n > 0) return static_cast<std::size_t>(n);
+      if (n == 0) {
+        ec = eof_error();
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        w = want::read;
+      } else {
+        ec = std::error_code(errno, std::system_category());
+      }
+      return 0;
+    }
+  }
+  ERR_clear_error();
+  const int len = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
+  int n = SSL_read(ssl_, buf.data(), len);
+  if (n > 0) return static_cast<std::size_t>(n);
+  switch (SSL_get_error(ssl_, n)) {
+    case SSL_ERROR_WANT_READ:
+      w = want::read;
+      return 0;
+    case SSL_ERROR_WANT_WRITE:
+      w = want::write;
+      return 0;
+    case SSL_ERROR_ZERO_RETURN:
+      ec = eof_error();
+      return 0;
+    case SSL_ERROR_SYSCALL:
+      if (ERR_peek_error() == 0) {
+        ec = eof_error();  // closed without close_notify
+        return 0;
+      }
+      [[fallthrough]];
+    default:
+      tls_error_ = openssl_error_text();
+      ec = make_error_code(errc::tls_error);
+      return 0;
+  }
+}
+
+net::awaitable<void> stream::wait(want w, std::error_code& ec) {
+  if (w == want::nothing) co_return;
+  boost::system::error_code wait_ec;
+  co_await sd_.async_wait(w == want::write ? descriptor::wait_write : descriptor::wait_read,
+                          net::redirect_error(net::use_awaitable, wait_ec));
+  if (wait_ec) ec = wait_ec;
+}
+
 net::awaitable<void> stream::write_all(std::span<const std::uint8_t> data, std::error_code& ec) {
   if (ssl_ == nullptr) {
     boost::system::error_code bec;

@@ -43,6 +43,16 @@ class stream {
   // Reads what is available (at least one byte). End of stream: returns 0 with
   // ec == boost::asio::error::eof.
   boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> buf, std::error_code& ec);
+
+  // What a non-blocking call needs before it can make progress.
+  enum class want { nothing, read, write };
+  // One non-blocking read attempt: bytes read (> 0); or 0 with `w` saying what to
+  // wait for (wait(), then try again); or 0 with ec set (eof_error() at the end).
+  // No co_await between choosing `buf` and using the bytes: the splice reads into a
+  // per-thread buffer, and a coroutine may resume on another thread after a wait.
+  [[nodiscard]] std::size_t try_read(std::span<std::uint8_t> buf, want& w, std::error_code& ec);
+  // Waits for the readiness try_read asked for.
+  boost::asio::awaitable<void> wait(want w, std::error_code& ec);
   // One non-blocking write attempt: returns how many bytes went out (0 when the
   // socket is full). After a partial result the caller must send the rest, the
   // same bytes, through write_all (OpenSSL requires the retry to carry them).

@@ -1,0 +1,167 @@
+"""The data path through a real vaultwire with real clients: a 20 MB COPY in and out
+(psql), pgbench, LISTEN/NOTIFY pids, the BackendKeyData pid, and shutdown (SIGTERM)
+with live sessions.
+"""
+import hashlib
+import os
+import random
+import re
+import select
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_fixture import PGBENCH, ProxyTestCase, backend_key, free_port, startup_packet, wait_for  # noqa: E402
+
+import psycopg2  # noqa: E402
+import psycopg2.extensions  # noqa: E402
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ClientsTest(ProxyTestCase):
+    @classmethod
+    def proxy_config(cls):
+        # Several io threads: a session's coroutines resume on any of them (the splice
+        # once read into another thread's buffer and crossed bytes between sessions).
+        return super().proxy_config() + "\n[runtime]\nthreads = 4\n"
+
+    def test_copy_20mb_in_and_out(self):
+        src = os.path.join(self.tmp, "copy-in.tsv")
+        rnd = random.Random(20)
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_"
+        with open(src, "w") as f:
+            size, i = 0, 0
+            while size < 20 * 1024 * 1024:
+                i += 1
+                line = "%d\t%s\n" % (i, "".join(rnd.choice(alphabet) for _ in range(rnd.randint(50, 200))))
+                f.write(line)
+                size += len(line)
+        rows = i
+        out = os.path.join(self.tmp, "copy-out.tsv")
+        r = self.psql("create table copy_t (id int primary key, payload text)")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.psql(r"\copy copy_t from '%s'" % src)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
+        r = self.psql(r"\copy (select * from copy_t order by id) to '%s'" % out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
+        self.assertGreaterEqual(os.path.getsize(out), 20 * 1024 * 1024)
+        self.assertEqual(sha256_file(out), sha256_file(src))
+
+    def test_pgbench(self):
+        pg = self.pg
+        admin_env = dict(os.environ, PGPASSWORD=pg.admin_password, PGSSLMODE="verify-full", PGSSLROOTCERT=pg.ca)
+        r = subprocess.run([PGBENCH, "-i", "-s", "1", "-h", "localhost", "-p", str(pg.port), "-U", pg.admin_user,
+                            "defaultdb"], env=admin_env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pg.admin_query("grant all on all tables in schema public to app_owner")
+        env = dict(os.environ, PGPASSWORD=self.token, PGSSLMODE="disable")
+        r = subprocess.run([PGBENCH, "-c", "4", "-j", "2", "-t", "200", "-n", "-h", "127.0.0.1",
+                            "-p", str(self.proxy.port), "-U", "crdb-role", "defaultdb"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("number of transactions actually processed: 800/800\n", r.stdout)
+        self.assertIn("number of failed transactions: 0 (0.000%)\n", r.stdout)
+
+    def test_notify_pid_and_backend_pid_agree(self):
+        listener = self.connect()
+        sender = self.connect()
+        try:
+            for c in (listener, sender):
+                c.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            lcur, scur = listener.cursor(), sender.cursor()
+            lcur.execute("select pg_backend_pid()")
+            listener_pid = lcur.fetchone()[0]
+            scur.execute("select pg_backend_pid()")
+            sender_pid = scur.fetchone()[0]
+            self.assertNotEqual(listener_pid, sender_pid)
+            # libpq's PQbackendPID comes from vaultwire's BackendKeyData.
+            self.assertEqual(listener.get_backend_pid(), listener_pid)
+            self.assertEqual(sender.get_backend_pid(), sender_pid)
+            lcur.execute("listen vw_channel")
+            lcur.execute("notify vw_channel, 'self'")
+            scur.execute("notify vw_channel, 'other'")
+
+            def drained():
+                if select.select([listener], [], [], 0.2)[0]:
+                    listener.poll()
+                return len(listener.notifies) >= 2
+            wait_for(drained, timeout=20, what="two notifications")
+            got = sorted((n.payload, n.pid, n.channel) for n in listener.notifies)
+            self.assertEqual(got, [("other", sender_pid, "vw_channel"), ("self", listener_pid, "vw_channel")])
+        finally:
+            listener.close()
+            sender.close()
+
+    def test_backend_key_data_pid_is_pg_backend_pid(self):
+        with self.raw() as r:
+            pid, secret = backend_key(r.login(self.token))
+            rows, err = r.query("select pg_backend_pid()")
+            self.assertIsNone(err)
+            self.assertEqual(int(rows[0][0]), pid)
+
+    # -- shutdown ----------------------------------------------------------
+
+    def shutdown_with_live_sessions(self):
+        """Starts a vaultwire, opens a spliced session (raw), a psycopg2 session and one in
+        admission, sends SIGTERM; checks what each client sees and the exit status.
+        Returns the dynamic users of the spliced sessions."""
+        proxy = self.start_proxy(f"""
+[vault]
+address = "{self.vault.addr}"
+
+[[listener]]
+bind = "127.0.0.1:{free_port()}"
+route = "main"
+{self.route_config()}
+[log]
+level = "trace"
+""", name="shutdown-%d" % len(self.proxies))
+        spliced = self.raw(proxy.port)
+        waiting = self.raw(proxy.port)
+        conn = self.connect(port=proxy.port)
+        try:
+            spliced.login(self.token)
+            rows, err = spliced.query("select session_user")
+            self.assertIsNone(err)
+            cur = conn.cursor()
+            cur.execute("select session_user")
+            users = [rows[0][0], cur.fetchone()[0]]
+            waiting.send(startup_packet([("user", "crdb-role"), ("database", "defaultdb")]))
+            self.assertEqual(waiting.read_message()[0], "R")
+            proxy.signal(signal.SIGTERM)
+            self.assertTrue(spliced.closed_without_reply(timeout=20), "the spliced session was not ended")
+            self.assertRefusal(waiting.read_error(), "57P01", "vaultwire is shutting down; reconnect")
+            self.assertTrue(waiting.closed_without_reply(timeout=20))
+            with self.assertRaises((psycopg2.OperationalError, psycopg2.InterfaceError)):
+                cur.execute("select 1")
+            self.assertEqual(proxy.proc.wait(timeout=30), 0, proxy.output())
+            self.assertRegex(proxy.output(), r"signal 15: no new connections")
+            self.assertEqual(len(re.findall(r"session closed: result shutdown", proxy.output())), 2, proxy.output())
+            return users
+        finally:
+            spliced.close()
+            waiting.close()
+            conn.close()
+
+    def test_sigterm_ends_sessions_and_exits_0(self):
+        self.shutdown_with_live_sessions()
+
+    def test_sigterm_revokes_the_sessions_leases(self):
+        users = self.shutdown_with_live_sessions()
+        for user in users:
+            wait_for(lambda: not self.pg.role_exists(user), timeout=20, what="SQL user %s dropped" % user)
+
+
+if __name__ == "__main__":
+    unittest.main()
