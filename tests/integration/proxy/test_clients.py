@@ -13,7 +13,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import PGBENCH, ProxyTestCase, backend_key, free_port, startup_packet, wait_for  # noqa: E402
+from proxy_fixture import (PGBENCH, ProxyTestCase, backend_key, free_port, make_listener_cert,  # noqa: E402
+                           startup_packet, wait_for)
 
 import psycopg2  # noqa: E402
 import psycopg2.extensions  # noqa: E402
@@ -28,11 +29,24 @@ def sha256_file(path):
 
 
 class ClientsTest(ProxyTestCase):
+    listeners = 2
+
     @classmethod
     def proxy_config(cls):
+        cls.client_ca, cert, key = make_listener_cert(cls.tmp)
+        cls.tls_port = free_port()
         # Several io threads: a session's coroutines resume on any of them (the splice
         # once read into another thread's buffer and crossed bytes between sessions).
-        return super().proxy_config() + "\n[runtime]\nthreads = 4\n"
+        return super().proxy_config() + f"""
+[[listener]]
+bind = "127.0.0.1:{cls.tls_port}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+route = "main"
+
+[runtime]
+threads = 4
+"""
 
     def test_copy_20mb_in_and_out(self):
         src = os.path.join(self.tmp, "copy-in.tsv")
@@ -46,17 +60,24 @@ class ClientsTest(ProxyTestCase):
                 f.write(line)
                 size += len(line)
         rows = i
-        out = os.path.join(self.tmp, "copy-out.tsv")
-        r = self.psql("create table copy_t (id int primary key, payload text)")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        r = self.psql(r"\copy copy_t from '%s'" % src)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
-        r = self.psql(r"\copy (select * from copy_t order by id) to '%s'" % out)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
-        self.assertGreaterEqual(os.path.getsize(out), 20 * 1024 * 1024)
-        self.assertEqual(sha256_file(out), sha256_file(src))
+        # Plaintext to vaultwire, and TLS (verify-full) to vaultwire; TLS upstream in both.
+        for table, port, sslmode in (("copy_plain", self.proxy.port, "disable"),
+                                     ("copy_tls", self.tls_port, "verify-full")):
+            with self.subTest(sslmode=sslmode):
+                out = os.path.join(self.tmp, table + "-out.tsv")
+                env = {"PGSSLROOTCERT": self.client_ca}
+                r = self.psql("create table %s (id int primary key, payload text)" % table, port=port,
+                              sslmode=sslmode, extra_env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                r = self.psql(r"\copy %s from '%s'" % (table, src), port=port, sslmode=sslmode, extra_env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
+                r = self.psql(r"\copy (select * from %s order by id) to '%s'" % (table, out), port=port,
+                              sslmode=sslmode, extra_env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.strip(), "COPY %d" % rows)
+                self.assertGreaterEqual(os.path.getsize(out), 20 * 1024 * 1024)
+                self.assertEqual(sha256_file(out), sha256_file(src))
 
     def test_pgbench(self):
         pg = self.pg
