@@ -43,7 +43,7 @@ tls_key = "{key}"
 route = "main"
 {cls.route_config()}
 [limits]
-startup_timeout = "1s"
+startup_timeout = "2s"
 
 [log]
 level = "trace"
@@ -164,10 +164,10 @@ level = "trace"
                 r.send(prefix)
                 fields = r.read_error()
                 elapsed = time.monotonic() - t0
-                self.assertRefusal(fields, "08P01", "startup not finished within 1s ([limits] startup_timeout)")
+                self.assertRefusal(fields, "08P01", "startup not finished within 2s ([limits] startup_timeout)")
                 self.assertTrue(r.closed_without_reply())
-                self.assertGreater(elapsed, 0.9)
-                self.assertLess(elapsed, 5.0)
+                self.assertGreater(elapsed, 1.9)
+                self.assertLess(elapsed, 6.0)
 
     def test_terminate_during_auth_closes_quietly(self):
         with self.raw() as r:
