@@ -134,33 +134,13 @@ net::awaitable<void> stream::tls_connect(SSL_CTX* ctx, const std::string& server
 }
 
 net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::error_code& ec) {
-  if (ssl_ == nullptr) {
-    // Wait for readiness, then read synchronously: the bytes land in `buf` in the
-    // same turn as the caller resumes (the splice relies on it).
-    for (;;) {
-      ssize_t n = ::recv(sd_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n > 0) co_return static_cast<std::size_t>(n);
-      if (n == 0) {
-        ec = eof_error();
-        co_return 0;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec = std::error_code(errno, std::system_category());
-        co_return 0;
-      }
-      boost::system::error_code wait_ec;
-      co_await sd_.async_wait(descriptor::wait_read, net::redirect_error(net::use_awaitable, wait_ec));
-      if (wait_ec) {
-        ec = wait_ec;
-        co_return 0;
-      }
-    }
+  for (;;) {
+    want w = want::nothing;
+    std::size_t n = try_read(buf, w, ec);
+    if (n > 0 || ec) co_return n;
+    co_await wait(w, ec);
+    if (ec) co_return 0;
   }
-  SSL* s = ssl_;
-  const int len = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
-  int n = co_await drive([s, &buf, len] { return SSL_read(s, buf.data(), len); }, ec);
-  co_return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 std::size_t stream::try_read(std::span<std::uint8_t> buf, want& w, std::error_code& ec) {

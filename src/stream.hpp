@@ -40,8 +40,8 @@ class stream {
   boost::asio::awaitable<void> tls_connect(SSL_CTX* ctx, const std::string& server_name, bool verify_name,
                                            std::error_code& ec);
 
-  // Reads what is available (at least one byte). End of stream: returns 0 with
-  // ec == boost::asio::error::eof.
+  // Reads what is available (at least one byte), waiting as needed. End of stream:
+  // returns 0 with ec == eof_error(). Not for per-thread buffers (see try_read).
   boost::asio::awaitable<std::size_t> read_some(std::span<std::uint8_t> buf, std::error_code& ec);
 
   // What a non-blocking call needs before it can make progress.
