@@ -36,6 +36,7 @@ std::string_view sqlstate_for(errc e) noexcept {
     case errc::unsupported_protocol:
     case errc::startup_timeout: return s::protocol_violation;
     case errc::session_ended: return s::admin_shutdown;
+    case errc::client_idle_timeout: return s::idle_session_timeout;
     case errc::tls_error: return s::connection_failure;
   }
   return s::internal_error;
@@ -56,6 +57,7 @@ std::string_view label_for(errc e) noexcept {
     case errc::unsupported_protocol: return "unsupported_protocol";
     case errc::startup_timeout: return "startup_timeout";
     case errc::session_ended: return "session_ended";
+    case errc::client_idle_timeout: return "client_idle_timeout";
     case errc::tls_error: return "tls_error";
   }
   return "unknown";

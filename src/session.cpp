@@ -529,8 +529,18 @@ net::awaitable<void> session::run() {
     spdlog::info("{} session open: user {} lease {} upstream {} auth {}", prefix(), credential_->username,
                  credential_->lease_id, upstream_.peer, upstream_.auth_method);
     spliced_ = true;
-    traffic_ = co_await splice(client_, *upstream_.conn);
-    if (stopping_) result_ = "shutdown";
+    std::vector<std::uint8_t> idle_message;
+    if (limits.client_idle_timeout) {
+      build_error(idle_message, sqlstate_for(errc::client_idle_timeout),
+                  "terminating connection: idle for longer than " +
+                      std::to_string(limits.client_idle_timeout->count()) + "ms ([limits] client_idle_timeout)");
+    }
+    traffic_ = co_await splice(client_, *upstream_.conn, limits.client_idle_timeout, std::move(idle_message));
+    if (stopping_) {
+      result_ = "shutdown";
+    } else if (traffic_.idle_timeout) {
+      result_ = std::string(label_for(errc::client_idle_timeout));
+    }
   } else {
     result_ = "client_gone";
   }

@@ -21,6 +21,7 @@ enum class errc {
   unsupported_protocol,      // 08P01: protocol 2, unknown request code
   startup_timeout,           // 08P01
   session_ended,             // 57P01: token revoked, lease gone, shutdown
+  client_idle_timeout,       // 57P05: no bytes either way for [limits] client_idle_timeout
   tls_error,                 // a TLS record layer failure on an established stream
 };
 

@@ -23,6 +23,7 @@ inline constexpr std::string_view too_many_connections = "53300";
 // Class 57: operator intervention.
 inline constexpr std::string_view query_canceled = "57014";
 inline constexpr std::string_view admin_shutdown = "57P01";
+inline constexpr std::string_view idle_session_timeout = "57P05";
 // Class XX: internal error.
 inline constexpr std::string_view internal_error = "XX000";
 
