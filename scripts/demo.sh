@@ -157,7 +157,9 @@ sed -e 's/^/  /' "$work/vaultwire.log"
 
 if [ "$keep" -eq 1 ]; then
   step "left running"
-  echo "connect:  VAULT_TOKEN=$VAULT_TOKEN psql \"$url\""
+  # The client token goes to a private file, not to the terminal.
+  (umask 077 && printf '%s\n' "$VAULT_TOKEN" >"$work/client-token")
+  echo "connect:  VAULT_TOKEN=\$(cat $work/client-token) $psql \"$url\""
   echo "stop:     kill $vaultwire_pid $vault_pid; tests/support/pg-harness stop $work/pg"
 fi
 step "done"
