@@ -58,6 +58,15 @@ std::string_view to_string(log_format f) noexcept {
   return "?";
 }
 
+std::string_view to_string(on_revoke_policy p) noexcept {
+  switch (p) {
+    case on_revoke_policy::at_idle: return "at_idle";
+    case on_revoke_policy::now: return "now";
+    case on_revoke_policy::ignore: return "ignore";
+  }
+  return "?";
+}
+
 std::optional<std::string> process_env(std::string_view name) {
   const std::string n{name};
   const char* v = std::getenv(n.c_str());
@@ -458,6 +467,11 @@ constexpr std::pair<std::string_view, log_level> log_levels[] = {
     {"trace", log_level::trace}, {"debug", log_level::debug}, {"info", log_level::info},
     {"warn", log_level::warn},   {"error", log_level::error}, {"off", log_level::off},
 };
+constexpr std::pair<std::string_view, on_revoke_policy> on_revoke_policies[] = {
+    {"at_idle", on_revoke_policy::at_idle},
+    {"now", on_revoke_policy::now},
+    {"ignore", on_revoke_policy::ignore},
+};
 constexpr std::pair<std::string_view, log_format> log_formats[] = {
     {"text", log_format::text},
     {"json", log_format::json},
@@ -498,7 +512,7 @@ sourced file_or_env(section& sec, std::string_view k, const env_lookup& env,
 
 void read_vault(loader& l, const toml::table* t, const config_overrides& o, const env_lookup& env,
                 vault_config& v) {
-  section sec{l, t, "vault", {"address", "namespace", "ca_file", "mount", "request_timeout"}};
+  section sec{l, t, "vault", {"address", "namespace", "ca_file", "mount", "request_timeout", "token_file"}};
 
   sourced address = file_or_env(sec, "address", env, "VAULT_ADDR");
   if (o.vault_addr) address = {o.vault_addr, "--vault-addr", false, false};
@@ -541,6 +555,52 @@ void read_vault(loader& l, const toml::table* t, const config_overrides& o, cons
       v.mount = std::string{mv};
   }
   if (auto d = sec.get_duration("request_timeout")) v.request_timeout = **d;
+  if (auto f = sec.get_nonempty_string("token_file")) v.token_file = l.check_file(sec.key("token_file"), *f);
+  sec.finish();
+}
+
+void read_credentials(loader& l, const toml::table* t, credentials_config& c) {
+  section sec{l,
+              t,
+              "credentials",
+              {"token_recheck", "negative_cache", "revoke_idle_after", "revoke_on_shutdown", "on_revoke",
+               "expiry_notice", "session_may_outlive_lease", "token_grace", "max_leases"}};
+  if (auto d = sec.get_duration("token_recheck")) c.token_recheck = **d;
+  if (auto d = sec.get_duration("negative_cache")) c.negative_cache = **d;
+  if (auto d = sec.get_duration("revoke_idle_after")) c.revoke_idle_after = **d;
+  if (auto b = sec.get_bool("revoke_on_shutdown")) c.revoke_on_shutdown = *b;
+  if (auto p = sec.get_string("on_revoke")) {
+    if (auto v = parse_enum(*p, on_revoke_policies))
+      c.on_revoke = *v;
+    else
+      l.error(sec.key("on_revoke"), in_quotes(*p) + " is not one of " + enum_names(on_revoke_policies));
+  }
+  if (auto d = sec.get_duration("expiry_notice")) c.expiry_notice = **d;
+  if (auto b = sec.get_bool("session_may_outlive_lease")) c.session_may_outlive_lease = *b;
+  if (auto d = sec.get_duration("token_grace")) c.token_grace = **d;
+  if (auto v = sec.get_integer("max_leases", 1, 1'000'000)) c.max_leases = static_cast<std::uint32_t>(*v);
+  sec.finish();
+}
+
+void read_pool(loader& l, const toml::table* t, pool_config& p) {
+  section sec{l,
+              t,
+              "pool",
+              {"reuse", "reset_query", "max_idle_per_key", "max_idle_total", "idle_timeout"}};
+  if (auto b = sec.get_bool("reuse")) p.reuse = *b;
+  if (auto q = sec.get_nonempty_string("reset_query")) {
+    // Sent as one simple Query: a NUL would end the message early.
+    if (q->find('\0') != std::string::npos)
+      l.error(sec.key("reset_query"), "must not contain a NUL character");
+    else
+      p.reset_query = *q;
+  }
+  if (auto v = sec.get_integer("max_idle_per_key", 0, 1'000'000)) p.max_idle_per_key = static_cast<std::uint32_t>(*v);
+  if (auto v = sec.get_integer("max_idle_total", 0, 1'000'000)) p.max_idle_total = static_cast<std::uint32_t>(*v);
+  if (auto d = sec.get_duration("idle_timeout")) p.idle_timeout = **d;
+  if (p.max_idle_per_key > p.max_idle_total)
+    l.error(sec.key("max_idle_per_key"), std::to_string(p.max_idle_per_key) + " is more than max_idle_total (" +
+                                             std::to_string(p.max_idle_total) + ")");
   sec.finish();
 }
 
@@ -707,9 +767,11 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   loader l;
   l.base_dir = base_dir;
   config c;
-  section top{l, &root, "", {"vault", "listener", "route", "limits", "log", "runtime"}};
+  section top{l, &root, "", {"vault", "listener", "route", "credentials", "pool", "limits", "log", "runtime"}};
 
   read_vault(l, top.get_table("vault"), overrides, env, c.vault);
+  read_credentials(l, top.get_table("credentials"), c.credentials);
+  read_pool(l, top.get_table("pool"), c.pool);
 
   // [route.NAME] first: listeners refer to them.
   if (const toml::table* routes = top.get_table("route")) {

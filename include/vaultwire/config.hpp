@@ -37,6 +37,10 @@ struct vault_config {
   std::optional<std::filesystem::path> ca_file;  // CA bundle for Vault; else the system store
   std::string mount = "database";           // database secrets engine mount, no leading/trailing '/'
   std::chrono::milliseconds request_timeout{5000};
+  // vaultwire's own token (a file written by Vault Agent or an operator): when set,
+  // leases are renewed and revoked with it instead of the client's token. Checked
+  // readable at load; the broker re-reads it when its mtime changes.
+  std::optional<std::filesystem::path> token_file;
 };
 
 // One `[[listener]]`: where clients connect.
@@ -85,6 +89,36 @@ struct limits_config {
   std::optional<std::chrono::milliseconds> client_idle_timeout;  // nullopt: off
 };
 
+// What happens to live sessions when their token is found revoked or their lease gone.
+enum class on_revoke_policy {
+  at_idle,  // end the session at its next idle ReadyForQuery (no transaction cut)
+  now,      // end it at once
+  ignore,   // let it run
+};
+[[nodiscard]] std::string_view to_string(on_revoke_policy p) noexcept;
+
+// [credentials]: the lease cache (DESIGN.md "Credentials and leases").
+struct credentials_config {
+  std::chrono::milliseconds token_recheck{10000};      // lookup-self when the last check is older
+  std::chrono::milliseconds negative_cache{2000};      // a rejected token is refused this long without Vault
+  std::chrono::milliseconds revoke_idle_after{60000};  // revoke a lease with no sessions this long
+  bool revoke_on_shutdown = true;
+  on_revoke_policy on_revoke = on_revoke_policy::at_idle;
+  std::chrono::milliseconds expiry_notice{60000};      // NoticeResponse this long before the lease ends
+  bool session_may_outlive_lease = false;
+  std::chrono::milliseconds token_grace{300000};       // keep the last good recheck while Vault is unreachable
+  std::uint32_t max_leases = 1000;                     // live leases; more are refused with 53300
+};
+
+// [pool]: upstream connection reuse.
+struct pool_config {
+  bool reuse = true;
+  std::string reset_query = "DISCARD ALL";
+  std::uint32_t max_idle_per_key = 8;
+  std::uint32_t max_idle_total = 256;
+  std::chrono::milliseconds idle_timeout{60000};
+};
+
 enum class log_level { trace, debug, info, warn, error, off };
 enum class log_format { text, json };
 [[nodiscard]] std::string_view to_string(log_level l) noexcept;
@@ -105,6 +139,8 @@ struct config {
   vault_config vault;
   std::vector<listener_config> listeners;      // at least one
   std::map<std::string, route_config> routes;  // by name; at least one
+  credentials_config credentials;
+  pool_config pool;
   limits_config limits;
   log_config log;
   runtime_config runtime;

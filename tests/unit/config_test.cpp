@@ -115,6 +115,7 @@ TEST_CASE("config: a minimal file gets every default", "[config]") {
   CHECK_FALSE(c.vault.ca_file.has_value());
   CHECK(c.vault.mount == "database");
   CHECK(c.vault.request_timeout == 5s);
+  CHECK_FALSE(c.vault.token_file.has_value());
 
   REQUIRE(c.listeners.size() == 1);
   const auto& l = c.listeners[0];
@@ -149,6 +150,23 @@ TEST_CASE("config: a minimal file gets every default", "[config]") {
   CHECK(c.limits.tcp_keepalive == 60s);
   CHECK_FALSE(c.limits.client_idle_timeout.has_value());
 
+  const auto& cr = c.credentials;
+  CHECK(cr.token_recheck == 10s);
+  CHECK(cr.negative_cache == 2s);
+  CHECK(cr.revoke_idle_after == 60s);
+  CHECK(cr.revoke_on_shutdown);
+  CHECK(cr.on_revoke == vaultwire::on_revoke_policy::at_idle);
+  CHECK(cr.expiry_notice == 60s);
+  CHECK_FALSE(cr.session_may_outlive_lease);
+  CHECK(cr.token_grace == std::chrono::milliseconds{5min});
+  CHECK(cr.max_leases == 1000);
+
+  CHECK(c.pool.reuse);
+  CHECK(c.pool.reset_query == "DISCARD ALL");
+  CHECK(c.pool.max_idle_per_key == 8);
+  CHECK(c.pool.max_idle_total == 256);
+  CHECK(c.pool.idle_timeout == 60s);
+
   CHECK(c.log.level == vaultwire::log_level::info);
   CHECK(c.log.format == vaultwire::log_format::text);
   CHECK(c.runtime.threads == std::max(1u, std::thread::hardware_concurrency()));
@@ -162,6 +180,7 @@ TEST_CASE("config: every key is read", "[config]") {
   d.file("client.key");
   d.file("listener.crt");
   d.file("listener.key");
+  d.file("token", "hvs.not-a-real-token\n");
   const std::string text = R"(
 [vault]
 address = "https://vault.example:8200/"
@@ -169,6 +188,7 @@ namespace = "admin"
 ca_file = "vault-ca.pem"
 mount = "/db-prod/"
 request_timeout = "1m30s"
+token_file = "token"
 
 [[listener]]
 bind = "[::1]:5433"
@@ -196,6 +216,24 @@ options = "--cluster=lilac-grizzly-684"
 database_prefix = "lilac-grizzly-684."
 default_database = "defaultdb"
 
+[credentials]
+token_recheck = "1s"
+negative_cache = "500ms"
+revoke_idle_after = "2s"
+revoke_on_shutdown = false
+on_revoke = "now"
+expiry_notice = "30s"
+session_may_outlive_lease = true
+token_grace = "1m"
+max_leases = 7
+
+[pool]
+reuse = false
+reset_query = "RESET ALL"
+max_idle_per_key = 2
+max_idle_total = 3
+idle_timeout = "5s"
+
 [limits]
 max_client_connections = 50
 startup_timeout = "250ms"
@@ -216,6 +254,7 @@ threads = 3
   CHECK(c.vault.ca_file == d.path / "vault-ca.pem");
   CHECK(c.vault.mount == "db-prod");
   CHECK(c.vault.request_timeout == 90s);
+  CHECK(c.vault.token_file == d.path / "token");
 
   REQUIRE(c.listeners.size() == 2);
   const auto& l = c.listeners[0];
@@ -253,6 +292,22 @@ threads = 3
   CHECK(c.log.level == vaultwire::log_level::debug);
   CHECK(c.log.format == vaultwire::log_format::json);
   CHECK(c.runtime.threads == 3);
+
+  const auto& cr = c.credentials;
+  CHECK(cr.token_recheck == 1s);
+  CHECK(cr.negative_cache == 500ms);
+  CHECK(cr.revoke_idle_after == 2s);
+  CHECK_FALSE(cr.revoke_on_shutdown);
+  CHECK(cr.on_revoke == vaultwire::on_revoke_policy::now);
+  CHECK(cr.expiry_notice == 30s);
+  CHECK(cr.session_may_outlive_lease);
+  CHECK(cr.token_grace == std::chrono::milliseconds{1min});
+  CHECK(cr.max_leases == 7);
+  CHECK_FALSE(c.pool.reuse);
+  CHECK(c.pool.reset_query == "RESET ALL");
+  CHECK(c.pool.max_idle_per_key == 2);
+  CHECK(c.pool.max_idle_total == 3);
+  CHECK(c.pool.idle_timeout == 5s);
 }
 
 TEST_CASE("config: conf/vaultwire.toml loads", "[config]") {
@@ -264,6 +319,12 @@ TEST_CASE("config: conf/vaultwire.toml loads", "[config]") {
   CHECK(r.value->vault.address == "http://127.0.0.1:8200");
   CHECK(r.value->listeners.size() == 1);
   CHECK(r.value->routes.count("main") == 1);
+  // The example sets the documented defaults.
+  CHECK(r.value->credentials.token_recheck == 10s);
+  CHECK(r.value->credentials.max_leases == 1000);
+  CHECK(r.value->credentials.on_revoke == vaultwire::on_revoke_policy::at_idle);
+  CHECK(r.value->pool.reset_query == "DISCARD ALL");
+  CHECK(r.value->pool.idle_timeout == 60s);
 }
 
 TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[config]") {
@@ -283,7 +344,7 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
     }
     text += line + "\n";
   }
-  CHECK(uncommented == 13);
+  CHECK(uncommented == 14);
   const auto errors = errors_of(text);
   for (const auto& e : errors) {
     INFO(e);
@@ -291,19 +352,26 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
                               e.find(": cannot use \"/run/vaultwire\"") != std::string::npos;
     CHECK(file_missing);
   }
-  // vault ca_file, unix_socket, tls_cert, tls_key, route ca_file, client_cert, client_key
-  CHECK(errors.size() == 7);
+  // vault ca_file, token_file, unix_socket, tls_cert, tls_key, route ca_file, client_cert,
+  // client_key
+  CHECK(errors.size() == 8);
 }
 
 TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
   SECTION("top level") {
-    CHECK(errors_of(cfg("", "", "", "[credentials]\ntoken_recheck = \"10s\"")) ==
-          strings{"credentials: unknown key"});
+    CHECK(errors_of(cfg("", "", "", "[credential]\ntoken_recheck = \"10s\"")) ==
+          strings{"credential: unknown key (did you mean \"credentials\"?)"});
+    CHECK(errors_of(cfg("", "", "", "[throttle]\nbase_delay = \"1s\"")) == strings{"throttle: unknown key"});
     CHECK(errors_of("valt = 1\n" + cfg()) ==
           strings{"valt: unknown key (did you mean \"vault\"?)"});
   }
   SECTION("in a section") {
-    CHECK(errors_of(cfg("token_file = \"/x\"")) == strings{"vault.token_file: unknown key"});
+    CHECK(errors_of(cfg("token_fil = \"/x\"")) ==
+          strings{"vault.token_fil: unknown key (did you mean \"token_file\"?)"});
+    CHECK(errors_of(cfg("", "", "", "[credentials]\nmax_lease = 5")) ==
+          strings{"credentials.max_lease: unknown key (did you mean \"max_leases\"?)"});
+    CHECK(errors_of(cfg("", "", "", "[pool]\nresue = true")) ==
+          strings{"pool.resue: unknown key (did you mean \"reuse\"?)"});
     CHECK(errors_of(cfg("", "", "", "[limits]\nstartup_timout = \"1s\"")) ==
           strings{"limits.startup_timout: unknown key (did you mean \"startup_timeout\"?)"});
   }
@@ -657,6 +725,57 @@ route = "main"
         strings{"route.main.roles[1]: expected a string, got an integer",
                 "route.main.roles[2]: must not be empty",
                 "route.main.roles[3]: \"a/b\": a Vault role name cannot contain '/'"});
+}
+
+TEST_CASE("config: [credentials], [pool] and token_file bad values name the key", "[config]") {
+  const auto creds = [](std::string_view body) { return cfg("", "", "", "[credentials]\n" + std::string{body}); };
+  const auto pool = [](std::string_view body) { return cfg("", "", "", "[pool]\n" + std::string{body}); };
+  const std::string bad_duration = R"( (write e.g. "250ms", "10s", "5m", "1h30m"; at most a year))";
+  for (const char* key : {"token_recheck", "negative_cache", "revoke_idle_after", "expiry_notice", "token_grace"}) {
+    INFO(key);
+    CHECK(errors_of(creds(std::string{key} + " = \"soon\"")) ==
+          strings{"credentials." + std::string{key} + ": invalid duration \"soon\"" + bad_duration});
+    CHECK(errors_of(creds(std::string{key} + " = 10")) ==
+          strings{"credentials." + std::string{key} + ": expected a duration string like \"10s\", got an integer"});
+    CHECK(errors_of(creds(std::string{key} + " = \"0\"")) ==
+          strings{"credentials." + std::string{key} + ": must be more than 0"});
+  }
+  CHECK(errors_of(creds("revoke_on_shutdown = \"no\"")) ==
+        strings{"credentials.revoke_on_shutdown: expected true or false, got a string"});
+  CHECK(errors_of(creds("session_may_outlive_lease = 1")) ==
+        strings{"credentials.session_may_outlive_lease: expected true or false, got an integer"});
+  CHECK(errors_of(creds("on_revoke = \"later\"")) ==
+        strings{"credentials.on_revoke: \"later\" is not one of at_idle, now, ignore"});
+  CHECK(errors_of(creds("on_revoke = true")) ==
+        strings{"credentials.on_revoke: expected a string, got a boolean"});
+  CHECK(errors_of(creds("max_leases = 0")) ==
+        strings{"credentials.max_leases: 0 is out of range (1-1000000)"});
+  CHECK(errors_of(creds("max_leases = \"5\"")) ==
+        strings{"credentials.max_leases: expected an integer, got a string"});
+  CHECK(errors_of("credentials = 3\n" + cfg()) ==
+        strings{"credentials: expected a table ([credentials]), got an integer"});
+
+  CHECK(errors_of(pool("reuse = \"yes\"")) == strings{"pool.reuse: expected true or false, got a string"});
+  CHECK(errors_of(pool("reset_query = \"\"")) == strings{"pool.reset_query: must not be empty"});
+  CHECK(errors_of(pool("reset_query = \"DISCARD\\u0000ALL\"")) ==
+        strings{"pool.reset_query: must not contain a NUL character"});
+  CHECK(errors_of(pool("max_idle_per_key = -1")) ==
+        strings{"pool.max_idle_per_key: -1 is out of range (0-1000000)"});
+  CHECK(errors_of(pool("max_idle_total = 2000000")) ==
+        strings{"pool.max_idle_total: 2000000 is out of range (0-1000000)"});
+  CHECK(errors_of(pool("max_idle_per_key = 10\nmax_idle_total = 5")) ==
+        strings{"pool.max_idle_per_key: 10 is more than max_idle_total (5)"});
+  CHECK(errors_of(pool("idle_timeout = \"1 minute\"")) ==
+        strings{"pool.idle_timeout: invalid duration \"1 minute\"" + bad_duration});
+  // Zero idle connections is allowed (reuse with nowhere to keep one is off in effect).
+  CHECK(ok(pool("max_idle_per_key = 0\nmax_idle_total = 0")).pool.max_idle_total == 0);
+
+  CHECK(errors_of(cfg("token_file = \"\"")) == strings{"vault.token_file: must not be empty"});
+  CHECK(errors_of(cfg("token_file = \"/nonexistent/vaultwire-token\"")) ==
+        strings{"vault.token_file: cannot read \"/nonexistent/vaultwire-token\": No such file or directory"});
+  temp_dir d;
+  CHECK(errors_of(cfg("token_file = \".\""), {}, no_env, d.path) ==
+        strings{"vault.token_file: \"" + (d.path / ".").string() + "\" is not a regular file"});
 }
 
 TEST_CASE("config: every error is reported at once", "[config]") {
