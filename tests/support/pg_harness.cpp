@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -83,6 +84,11 @@ pg_server::pg_server(const pg_options& options) {
 }
 
 pg_server::~pg_server() {
+  // Unwinding from a failed REQUIRE (Catch2 throws): show the server's side.
+  if (std::uncaught_exceptions() > 0) {
+    std::fprintf(stderr, "---- PostgreSQL log (%s) ----\n%s---- end of PostgreSQL log ----\n", root_.c_str(),
+                 log().c_str());
+  }
   run_command(shell_quote(harness_script()) + " stop " + shell_quote(root_ + "/pg"));
   ::rmdir(root_.c_str());
 }

@@ -3,7 +3,8 @@
 //
 // Each instance has its own temporary directory and free loopback port, so test
 // processes can run in parallel. The constructor returns once a connection
-// succeeds; the destructor stops the server by its pid and removes the directory.
+// succeeds; the destructor stops the server by its pid and removes the directory,
+// printing the server log first when it runs during a failure (a thrown REQUIRE).
 // A failed start throws std::runtime_error carrying the harness's output (which
 // includes the server log).
 #pragma once
