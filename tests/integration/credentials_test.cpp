@@ -1,0 +1,262 @@
+// credential_broker against the real vault-dev and PostgreSQL 15 (TLS): single
+// flight under 200 concurrent acquires (vault-dev's /_dev/counters), one credential
+// per token, idle revoke dropping the SQL user, and revocation with [vault]
+// token_file's token when the client's token may not revoke.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/pg_harness.hpp"
+#include "support/vault_dev.hpp"
+#include "vaultwire/credentials.hpp"
+#include "vaultwire/vault_client.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using pgwire::secret_string;
+using vaultwire::broker_result;
+using vaultwire::credential_broker;
+using vaultwire::credential_lease;
+
+// DESIGN.md "Dynamic users and object ownership", with the harness' owner role.
+constexpr const char* creation =
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE app_owner; "
+    "ALTER ROLE \"{{name}}\" SET ROLE app_owner;";
+constexpr const char* revocation =
+    "REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";";
+
+// database/ engine, config `pg` for the harness, role `app` (5 min, max 1 h), and a
+// policy `creds-only` that may read database/creds/app and nothing under sys/leases.
+void provision_broker(const vwtest::vault_dev_process& vd, const vwtest::pg_server& pg) {
+  vd.v1_ok("POST", "sys/mounts/database", json{{"type", "database"}}.dump());
+  const std::string url = "postgresql://{{username}}:{{password}}@" + pg.get("HOST") + ":" + pg.get("PORT") +
+                          "/defaultdb?sslmode=verify-full&sslrootcert=" + pg.get("CA");
+  vd.v1_ok("POST", "database/config/pg",
+           json{{"plugin_name", "postgresql-database-plugin"},
+                {"allowed_roles", "app"},
+                {"connection_url", url},
+                {"username", pg.get("ADMIN_USER")},
+                {"password", pg.get("ADMIN_PASSWORD")}}
+               .dump());
+  vd.v1_ok("POST", "database/roles/app",
+           json{{"db_name", "pg"},
+                {"creation_statements", creation},
+                {"revocation_statements", revocation},
+                {"default_ttl", "5m"},
+                {"max_ttl", "1h"}}
+               .dump());
+  vd.v1_ok("POST", "sys/policies/acl/creds-only",
+           json{{"policy", "path \"database/creds/app\" { capabilities = [\"read\"] }"}}.dump());
+}
+
+secret_string make_token(const vwtest::vault_dev_process& vd, const std::vector<std::string>& policies) {
+  const auto created =
+      json::parse(vd.v1_ok("POST", "auth/token/create", json{{"policies", policies}, {"ttl", "1h"}}.dump()));
+  return secret_string(created["auth"]["client_token"].get<std::string>());
+}
+
+bool role_exists(const vwtest::pg_server& pg, const std::string& user) {
+  return pg.psql("select count(*) from pg_roles where rolname='" + user + "'").find('1') != std::string::npos;
+}
+
+int creds_requests(const vwtest::vault_dev_process& vd) {
+  const auto counters = json::parse(vd.dev_get("counters"));
+  const auto& paths = counters["paths"];
+  return paths.contains("database/creds/app") ? paths["database/creds/app"].get<int>() : 0;
+}
+
+// Polls `done` every 50 ms for up to `limit`.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 20s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+vaultwire::credential_request request(const secret_string& token) {
+  vaultwire::credential_request r;
+  r.token = token.clone();
+  r.mount = "database";
+  r.role = "app";
+  r.route = "main";
+  return r;
+}
+
+struct servers {
+  vwtest::pg_server pg;
+  vwtest::vault_dev_process vd;
+  vaultwire::vault_client client;
+
+  servers() : client{make_options(vd)} { provision_broker(vd, pg); }
+
+  static vaultwire::vault_client_options make_options(const vwtest::vault_dev_process& vd) {
+    vaultwire::vault_client_options o;
+    o.address = vd.address();
+    o.threads = 8;
+    return o;
+  }
+
+  vaultwire::credential_broker_options broker_options(std::chrono::milliseconds revoke_idle_after) const {
+    vaultwire::credential_broker_options o;
+    o.credentials.revoke_idle_after = revoke_idle_after;
+    o.credentials.token_recheck = 1s;
+    o.tick = 50ms;
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("broker: 200 concurrent acquires with one token make one creds request", "[integration][broker]") {
+  servers s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
+  const secret_string token = make_token(s.vd, {"creds-only"});
+  s.vd.dev_post("counters/reset");
+
+  constexpr int n = 200;
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<broker_result<credential_lease>> results;
+  std::vector<std::thread> threads;
+  std::atomic<bool> go{false};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      while (!go) std::this_thread::yield();
+      for (int i = 0; i < n / 8; ++i) {
+        broker.acquire(request(token), [&](broker_result<credential_lease> r) {
+          std::lock_guard lock{m};
+          results.push_back(std::move(r));
+          cv.notify_all();
+        });
+      }
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+  {
+    std::unique_lock lock{m};
+    REQUIRE(cv.wait_for(lock, 30s, [&] { return results.size() == n; }));
+  }
+  std::set<std::string> users;
+  for (auto& r : results) {
+    INFO((r ? std::string{} : r.error().message));
+    REQUIRE(r);
+    users.insert(r.value().username());
+  }
+  CHECK(users.size() == 1);
+  CHECK(creds_requests(s.vd) == 1);
+  CHECK(role_exists(s.pg, *users.begin()));
+  CHECK(broker.stats().sessions == n);
+
+  SECTION("a second token gets its own credential") {
+    const secret_string other = make_token(s.vd, {"creds-only"});
+    auto b = broker.acquire_blocking(request(other));
+    REQUIRE(b);
+    CHECK(b.value().username() != *users.begin());
+    CHECK(role_exists(s.pg, b.value().username()));
+    CHECK(creds_requests(s.vd) == 2);
+    // And the first token still gets its own from the cache.
+    auto a = broker.acquire_blocking(request(token));
+    REQUIRE(a);
+    CHECK(a.value().username() == *users.begin());
+    CHECK(creds_requests(s.vd) == 2);
+  }
+}
+
+TEST_CASE("broker: an idle lease is revoked after revoke_idle_after and its user dropped",
+          "[integration][broker]") {
+  servers s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(1s)};
+  // The root token may revoke.
+  const secret_string token(s.vd.root_token());
+  std::string user;
+  {
+    auto a = broker.acquire_blocking(request(token));
+    REQUIRE(a);
+    user = a.value().username();
+    REQUIRE(role_exists(s.pg, user));
+    std::this_thread::sleep_for(1500ms);  // in use: not revoked
+    CHECK(role_exists(s.pg, user));
+    CHECK(broker.stats().revokes == 0);
+  }
+  const auto released = std::chrono::steady_clock::now();
+  CHECK(eventually([&] { return !role_exists(s.pg, user); }));
+  CHECK(std::chrono::steady_clock::now() - released >= 1s);
+  CHECK(broker.stats().revokes == 1);
+  CHECK(broker.stats().live_leases == 0);
+}
+
+TEST_CASE("broker: token_file revokes when the client's token may not", "[integration][broker]") {
+  servers s;
+  const secret_string client_token = make_token(s.vd, {"creds-only"});
+
+  SECTION("without token_file: Vault denies, the lease is left to its TTL") {
+    credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(500ms)};
+    std::string user;
+    {
+      auto a = broker.acquire_blocking(request(client_token));
+      REQUIRE(a);
+      user = a.value().username();
+    }
+    CHECK(eventually([&] { return broker.stats().revoke_denied == 1; }));
+    CHECK(role_exists(s.pg, user));
+    CHECK(broker.stats().live_leases == 1);
+  }
+  SECTION("with token_file: revoked with vaultwire's own token") {
+    const fs::path dir = fs::temp_directory_path() / ("vaultwire-broker-it-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const fs::path file = dir / "token";
+    // vaultwire's identity: a token whose policy may revoke this role's leases.
+    s.vd.v1_ok("POST", "sys/policies/acl/vaultwire",
+               json{{"policy", "path \"sys/leases/revoke/database/creds/app/*\" { capabilities = [\"update\"] }"}}
+                   .dump());
+    const secret_string own = make_token(s.vd, {"vaultwire"});
+    std::ofstream{file} << own.view() << "\n";
+    auto options = s.broker_options(500ms);
+    options.token_file = file;
+    credential_broker broker{vaultwire::vault_calls_for(s.client), options};
+    std::string user;
+    {
+      auto a = broker.acquire_blocking(request(client_token));
+      REQUIRE(a);
+      user = a.value().username();
+      REQUIRE(role_exists(s.pg, user));
+    }
+    CHECK(eventually([&] { return !role_exists(s.pg, user); }));
+    CHECK(broker.stats().revokes == 1);
+    CHECK(broker.stats().revoke_denied == 0);
+    fs::remove_all(dir);
+  }
+}
+
+TEST_CASE("broker: revoke_all at shutdown drops every user", "[integration][broker]") {
+  servers s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
+  const secret_string token(s.vd.root_token());
+  auto a = broker.acquire_blocking(request(token));
+  REQUIRE(a);
+  const std::string user = a.value().username();
+  CHECK(broker.revoke_all() == 1);
+  CHECK_FALSE(role_exists(s.pg, user));
+  auto late = broker.acquire_blocking(request(token));
+  REQUIRE_FALSE(late);
+  CHECK(late.error().sqlstate() == "57P01");
+}
