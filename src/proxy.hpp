@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "stream.hpp"
 #include "upstream.hpp"
@@ -59,8 +60,13 @@ struct proxy_state {
   std::atomic<bool> revoke_denied_logged{false};
   std::atomic<bool> stopping{false};
 
+  // Live sessions by id, with the lease each uses once it has a credential.
+  struct session_entry {
+    std::weak_ptr<detail::session> session;
+    std::string lease_id;
+  };
   std::mutex sessions_mutex;
-  std::map<std::uint64_t, std::weak_ptr<session>> sessions;
+  std::map<std::uint64_t, session_entry> sessions;
 };
 
 // One listener's view: its config and, when it terminates client TLS, a context.
@@ -77,5 +83,26 @@ void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* l
 // Asks every live session to end (57P01 to clients still in admission; a close of
 // both sides for spliced ones), for shutdown.
 void stop_all_sessions(proxy_state& state);
+
+// Ending sessions before their clients do: the kill-switch (`on_revoke`) and lease
+// expiry. Callable from any thread; each request is posted to the session's strand.
+// The client gets a FATAL ErrorResponse with `sqlstate` and `message`, then both
+// sides close.
+//  - at_idle: when the server's last message was ReadyForQuery 'I' and nothing is
+//    in flight, at once; otherwise right after the splice forwards the
+//    ReadyForQuery 'I' that makes the session idle. No transaction is cut.
+//  - now: at once (the ErrorResponse only when the client stream is at a message
+//    boundary; a message is never cut). Makes an armed at_idle immediate.
+enum class end_mode { at_idle, now };
+// False when there is no live session `id`.
+bool end_session(proxy_state& state, std::uint64_t id, end_mode mode, std::string sqlstate, std::string message);
+// Every live session whose credential is the lease `lease_id`; returns how many.
+std::size_t end_sessions_for_lease(proxy_state& state, std::string_view lease_id, end_mode mode,
+                                   const std::string& sqlstate, const std::string& message);
+// A NoticeResponse (severity WARNING, SQLSTATE 01000) to the client, written only at a
+// message boundary right after a ReadyForQuery: at once when the session waits for
+// its client, else after the next ReadyForQuery. Dropped once the session ended.
+bool notice_session(proxy_state& state, std::uint64_t id, std::string message);
+std::size_t notice_sessions_for_lease(proxy_state& state, std::string_view lease_id, const std::string& message);
 
 }  // namespace vaultwire::detail

@@ -149,6 +149,28 @@ class session : public std::enable_shared_from_this<session> {
     net::post(client_.socket().get_executor(), [self] { self->stop_on_strand(); });
   }
 
+  // From another thread (each posts to the session's strand), for the kill-switch
+  // and lease expiry. See splice_control for the exact points where vaultwire
+  // speaks. Before the splice starts: end_now refuses (FATAL) and closes;
+  // end_at_idle and notice wait for the splice, whose first state is the
+  // handover's ReadyForQuery.
+  void end_at_idle(std::string sqlstate, std::string message) {
+    auto self = shared_from_this();
+    net::post(executor(), [self, sqlstate = std::move(sqlstate), message = std::move(message)]() mutable {
+      self->end_on_strand(end_mode::at_idle, sqlstate, std::move(message));
+    });
+  }
+  void end_now(std::string sqlstate, std::string message) {
+    auto self = shared_from_this();
+    net::post(executor(), [self, sqlstate = std::move(sqlstate), message = std::move(message)]() mutable {
+      self->end_on_strand(end_mode::now, sqlstate, std::move(message));
+    });
+  }
+  void notice(std::string message) {
+    auto self = shared_from_this();
+    net::post(executor(), [self, message = std::move(message)] { self->notice_on_strand(message); });
+  }
+
  private:
   void stop_on_strand() {
     stopping_ = true;
@@ -157,6 +179,39 @@ class session : public std::enable_shared_from_this<session> {
     }
     client_.close();
     if (upstream_.conn) upstream_.conn->close();
+  }
+
+  void end_on_strand(end_mode mode, const std::string& sqlstate, std::string message) {
+    if (control_.ended() || finished_) return;
+    if (end_requested_ && mode == end_mode::at_idle) return;  // a second request may only make it immediate
+    end_requested_ = true;
+    end_label_ = mode == end_mode::now ? "ended_now" : "ended_at_idle";
+    end_text_ = message;
+    std::vector<std::uint8_t> out;
+    build_error(out, sqlstate, message);
+    if (mode == end_mode::now && !spliced_) {
+      stopping_ = true;
+      stop_label_ = end_label_;
+      std::error_code ec;
+      (void)client_.try_write(out, ec);  // best effort, as for shutdown
+      client_.close();
+      if (upstream_.conn) upstream_.conn->close();
+      return;
+    }
+    spdlog::debug("{} end requested ({}): {}", prefix(), mode == end_mode::now ? "now" : "at idle", message);
+    if (mode == end_mode::now) {
+      control_.end_now(std::move(out), "vaultwire (now)");
+    } else {
+      control_.end_at_idle(std::move(out), "vaultwire (at idle)");
+    }
+  }
+
+  void notice_on_strand(const std::string& message) {
+    if (control_.ended() || finished_) return;
+    std::vector<std::uint8_t> out;
+    auto fields = pgwire::error_builder(pgwire::error_severity::warning).sqlstate("01000").message(message).fields();
+    if (!pgwire::encode_notice_response(out, fields)) return;
+    control_.notice(out);
   }
 
   // Logs prefix like pgbouncer's: session id, peer, database, role.
@@ -232,6 +287,11 @@ class session : public std::enable_shared_from_this<session> {
   std::string refused_message_;
   bool spliced_ = false;
   bool stopping_ = false;
+  std::string stop_label_ = "shutdown";  // result_ when stopping_
+  splice_control control_;
+  bool end_requested_ = false;
+  bool finished_ = false;  // the splice has returned (or never will run)
+  std::string end_label_, end_text_;
   bool timed_out_ = false;
   bool over_limit_ = false;
 };
@@ -475,6 +535,10 @@ net::awaitable<void> session::run() {
     co_return;
   }
   credential_.emplace(std::move(cred).value());
+  {
+    std::lock_guard lock(state_->sessions_mutex);
+    if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = credential_->lease_id;
+  }
 
   if (!stopping_) {
     upstream_login login;
@@ -496,7 +560,8 @@ net::awaitable<void> session::run() {
 
   if (stopping_ || upstream_.error || !upstream_.conn) {
     if (stopping_) {
-      result_ = "shutdown";
+      result_ = stop_label_;
+      if (end_requested_) refused_message_ = end_text_;
     } else if (!upstream_.server_error.empty()) {
       // The server refused the login: its own ErrorResponse goes to the client.
       result_ = "upstream_refused";
@@ -529,21 +594,33 @@ net::awaitable<void> session::run() {
     spdlog::info("{} session open: user {} lease {} upstream {} auth {}", prefix(), credential_->username,
                  credential_->lease_id, upstream_.peer, upstream_.auth_method);
     spliced_ = true;
-    std::vector<std::uint8_t> idle_message;
+    splice_options so;
+    so.idle_timeout = limits.client_idle_timeout;
+    so.ready_status = upstream_.ready_status;
     if (limits.client_idle_timeout) {
-      build_error(idle_message, sqlstate_for(errc::client_idle_timeout),
+      build_error(so.idle_message, sqlstate_for(errc::client_idle_timeout),
                   "terminating connection: idle for longer than " +
                       std::to_string(limits.client_idle_timeout->count()) + "ms ([limits] client_idle_timeout)");
     }
-    traffic_ = co_await splice(client_, *upstream_.conn, limits.client_idle_timeout, std::move(idle_message));
+    traffic_ = co_await splice(client_, *upstream_.conn, control_, std::move(so));
+    if (!traffic_.protocol_violation.empty()) {
+      spdlog::warn("{} {}: both sides closed", prefix(), traffic_.protocol_violation);
+    }
     if (stopping_) {
-      result_ = "shutdown";
+      result_ = stop_label_;
     } else if (traffic_.idle_timeout) {
       result_ = std::string(label_for(errc::client_idle_timeout));
+    } else if (traffic_.ended_by_request) {
+      result_ = end_label_;
+      refused_message_ = end_text_;
+    } else if (!traffic_.protocol_violation.empty()) {
+      result_ = traffic_.ended_by == "server protocol violation" ? "server_protocol_violation"
+                                                                 : "client_protocol_violation";
     }
   } else {
     result_ = "client_gone";
   }
+  finished_ = true;
   state_->cancels.forget(*issued_key_);
   client_.close();
   upstream_.conn->close();
@@ -573,7 +650,7 @@ void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* l
   auto s = std::make_shared<session>(state, listener, std::move(socket), std::move(peer), id);
   {
     std::lock_guard lock(state->sessions_mutex);
-    state->sessions[id] = s;
+    state->sessions[id] = proxy_state::session_entry{s, {}};
   }
   net::co_spawn(s->executor(), [s] { return s->run(); }, [](std::exception_ptr e) {
     if (!e) return;
@@ -589,11 +666,71 @@ void stop_all_sessions(proxy_state& state) {
   std::vector<std::shared_ptr<session>> live;
   {
     std::lock_guard lock(state.sessions_mutex);
-    for (auto& [id, weak] : state.sessions) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
+    for (auto& [id, entry] : state.sessions) {
+      if (auto s = entry.session.lock()) live.push_back(std::move(s));
     }
   }
   for (auto& s : live) s->stop();
+}
+
+namespace {
+
+// The live sessions whose credential is `lease_id` (all of them when empty).
+std::vector<std::shared_ptr<session>> sessions_for_lease(proxy_state& state, std::string_view lease_id) {
+  std::vector<std::shared_ptr<session>> live;
+  std::lock_guard lock(state.sessions_mutex);
+  for (auto& [id, entry] : state.sessions) {
+    if (!lease_id.empty() && entry.lease_id != lease_id) continue;
+    if (auto s = entry.session.lock()) live.push_back(std::move(s));
+  }
+  return live;
+}
+
+std::shared_ptr<session> find_session(proxy_state& state, std::uint64_t id) {
+  std::lock_guard lock(state.sessions_mutex);
+  auto it = state.sessions.find(id);
+  return it == state.sessions.end() ? nullptr : it->second.session.lock();
+}
+
+}  // namespace
+
+bool end_session(proxy_state& state, std::uint64_t id, end_mode mode, std::string sqlstate, std::string message) {
+  auto s = find_session(state, id);
+  if (!s) return false;
+  if (mode == end_mode::now) {
+    s->end_now(std::move(sqlstate), std::move(message));
+  } else {
+    s->end_at_idle(std::move(sqlstate), std::move(message));
+  }
+  return true;
+}
+
+std::size_t end_sessions_for_lease(proxy_state& state, std::string_view lease_id, end_mode mode,
+                                   const std::string& sqlstate, const std::string& message) {
+  if (lease_id.empty()) return 0;
+  auto live = sessions_for_lease(state, lease_id);
+  for (auto& s : live) {
+    if (mode == end_mode::now) {
+      s->end_now(sqlstate, message);
+    } else {
+      s->end_at_idle(sqlstate, message);
+    }
+  }
+  return live.size();
+}
+
+bool notice_session(proxy_state& state, std::uint64_t id, std::string message) {
+  auto s = find_session(state, id);
+  if (!s) return false;
+  s->notice(std::move(message));
+  return true;
+}
+
+std::size_t notice_sessions_for_lease(proxy_state& state, std::string_view lease_id, const std::string& message) {
+  if (lease_id.empty()) return 0;
+  auto live = sessions_for_lease(state, lease_id);
+  for (auto& s : live) s->notice(message);
+  return live.size();
 }
 
 }  // namespace vaultwire::detail

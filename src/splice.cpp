@@ -22,42 +22,204 @@ std::span<std::uint8_t> thread_buffer() {
   return buffer;
 }
 
-// What the idle watchdog knows, shared by both pumps: when bytes last moved, and
-// whether the server's last bytes were a ReadyForQuery ('Z', length 5, status), so
-// the session is waiting for the client rather than running a query.
-struct activity {
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  std::array<std::uint8_t, 6> server_tail{};  // the last 6 bytes from the server
-  bool waiting_for_client = false;
-
-  void from_client() {
-    last = std::chrono::steady_clock::now();
-    waiting_for_client = false;
-  }
-  void from_server(std::span<const std::uint8_t> bytes) {
-    last = std::chrono::steady_clock::now();
-    const std::size_t keep = std::min(bytes.size(), server_tail.size());
-    std::copy(server_tail.begin() + static_cast<std::ptrdiff_t>(keep), server_tail.end(), server_tail.begin());
-    std::copy(bytes.end() - static_cast<std::ptrdiff_t>(keep), bytes.end(),
-              server_tail.end() - static_cast<std::ptrdiff_t>(keep));
-    waiting_for_client = server_tail[0] == 'Z' && server_tail[1] == 0 && server_tail[2] == 0 &&
-                         server_tail[3] == 0 && server_tail[4] == 5;
-  }
-};
-
 struct pump_state {
-  activity* seen = nullptr;  // shared by both pumps
   std::uint64_t bytes = 0;
   std::error_code read_error;   // eof_error() on a clean end
   std::error_code write_error;
+  std::string violation;        // the framing broke: both sides closed
   bool done = false;
 };
 
+}  // namespace
+
+// ---- splice_control ----
+
+bool splice_control::waiting_for_client() const noexcept {
+  return server_framer_.at_boundary() && last_was_rfq_ && client_framer_.at_boundary() && outstanding_ == 0 &&
+         !batch_open_ && !down_writing_ && !up_writing_ && client_backlog_.empty();
+}
+
+void splice_control::start(stream& client, stream& server, char ready_status) {
+  client_ = &client;
+  server_ = &server;
+  running_ = true;
+  last_was_rfq_ = true;
+  rfq_status_ = ready_status;
+  last_activity_ = std::chrono::steady_clock::now();
+  if (end_now_pending_) {
+    end_here();
+    return;
+  }
+  if (!notices_.empty()) write_notices_now();
+  if (end_armed_ && idle()) end_here();
+}
+
+void splice_control::finish() {
+  running_ = false;
+  client_ = server_ = nullptr;
+  std::vector<std::uint8_t>().swap(client_backlog_);
+  std::vector<std::uint8_t>().swap(notices_);
+}
+
+void splice_control::end_at_idle(std::vector<std::uint8_t> error_response, std::string reason) {
+  if (ended_) return;
+  end_message_ = std::move(error_response);
+  end_reason_ = std::move(reason);
+  end_armed_ = true;
+  if (running_ && idle()) end_here();
+}
+
+void splice_control::end_now(std::vector<std::uint8_t> error_response, std::string reason) {
+  if (ended_) return;
+  end_message_ = std::move(error_response);
+  end_reason_ = std::move(reason);
+  if (!running_) {
+    end_now_pending_ = true;
+    return;
+  }
+  end_here();
+}
+
+void splice_control::notice(std::span<const std::uint8_t> notice_response) {
+  if (ended_) return;
+  notices_.insert(notices_.end(), notice_response.begin(), notice_response.end());
+  if (running_ && last_was_rfq_ && client_at_boundary()) write_notices_now();
+}
+
+void splice_control::write_notices_now() {
+  std::error_code ec;
+  const std::size_t n = client_->try_write(notices_, ec);
+  if (!ec && n < notices_.size()) {
+    // The rest goes out before any further server bytes (the down pump's first step).
+    client_backlog_.assign(notices_.begin() + static_cast<std::ptrdiff_t>(n), notices_.end());
+  }
+  notices_.clear();
+}
+
+void splice_control::end_here() {
+  ended_ = true;
+  end_armed_ = false;
+  end_now_pending_ = false;
+  if (client_ == nullptr) return;
+  if (client_at_boundary() && !end_message_.empty()) {
+    std::error_code ignored;
+    (void)client_->try_write(end_message_, ignored);  // best effort: the client may not be reading
+  }
+  client_->shutdown_send();
+  client_->close();
+  server_->close();
+}
+
+// The pumps' access to the control's state (all on the session's strand).
+struct splice_access {
+  // Frames bytes from the server before they are forwarded. False: the framing
+  // broke; `what` says how.
+  static bool from_server(splice_control& c, std::span<const std::uint8_t> bytes, std::string& what) {
+    c.last_activity_ = std::chrono::steady_clock::now();
+    bool bad_status = false;
+    const bool ok = c.server_framer_.feed(bytes, [&c, &bad_status](char type, std::uint8_t first) {
+      if (type == 'Z') {
+        // ReadyForQuery: https://www.postgresql.org/docs/current/protocol-message-formats.html
+        if (first != 'I' && first != 'T' && first != 'E') bad_status = true;
+        c.last_was_rfq_ = true;
+        c.rfq_status_ = static_cast<char>(first);
+        if (c.outstanding_ > 0) --c.outstanding_;
+      } else {
+        c.last_was_rfq_ = false;
+      }
+    });
+    if (!ok) {
+      what = "the server sent a message ('" + printable(c.server_framer_.bad_type()) + "') with the impossible length " +
+             std::to_string(c.server_framer_.bad_length());
+      return false;
+    }
+    if (bad_status) {
+      what = "the server sent a ReadyForQuery with an invalid transaction status";
+      return false;
+    }
+    return true;
+  }
+
+  static bool from_client(splice_control& c, std::span<const std::uint8_t> bytes, std::string& what) {
+    c.last_activity_ = std::chrono::steady_clock::now();
+    const bool ok = c.client_framer_.feed(bytes, [&c](char type, std::uint8_t) {
+      switch (type) {
+        case 'Q':  // Query
+        case 'S':  // Sync
+        case 'F':  // FunctionCall
+          ++c.outstanding_;  // each is answered by one ReadyForQuery
+          c.batch_open_ = false;
+          break;
+        case 'P':  // Parse, Bind, Describe, Execute, Close, Flush: unsynced until Sync
+        case 'B':
+        case 'D':
+        case 'E':
+        case 'C':
+        case 'H':
+          c.batch_open_ = true;
+          break;
+        default:  // CopyData / CopyDone / CopyFail belong to a Query in flight; Terminate
+          break;
+      }
+    });
+    if (!ok) {
+      what = "the client sent a message ('" + printable(c.client_framer_.bad_type()) + "') with the impossible length " +
+             std::to_string(c.client_framer_.bad_length());
+    }
+    return ok;
+  }
+
+  static std::string printable(char t) {
+    return t >= 0x21 && t <= 0x7e ? std::string(1, t) : "\\x" + std::to_string(static_cast<unsigned char>(t));
+  }
+
+  static void set_writing(splice_control& c, bool from_server, bool writing) {
+    (from_server ? c.down_writing_ : c.up_writing_) = writing;
+  }
+  static std::vector<std::uint8_t> take_backlog(splice_control& c) {
+    std::vector<std::uint8_t> out;
+    out.swap(c.client_backlog_);
+    return out;
+  }
+
+  // After the down pump forwarded bytes: queued notices after a ReadyForQuery, then
+  // an armed end at an idle point.
+  static net::awaitable<void> after_server_bytes(splice_control& c, stream& client, std::error_code& ec) {
+    if (!c.notices_.empty() && c.last_was_rfq_ && c.server_framer_.at_boundary()) {
+      std::vector<std::uint8_t> out;
+      out.swap(c.notices_);
+      c.down_writing_ = true;
+      co_await client.write_all(out, ec);
+      c.down_writing_ = false;
+      if (ec) co_return;
+    }
+    if (c.end_armed_ && c.idle()) c.end_here();
+  }
+
+  static std::chrono::steady_clock::time_point last_activity(const splice_control& c) { return c.last_activity_; }
+};
+
+namespace {
+
 // One direction. A named coroutine with by-value pointer parameters (STYLE.md §2
 // rule 3); the caller keeps every pointee alive until `done`.
-net::awaitable<void> pump(stream* from, stream* to, pump_state* st, bool from_server) {
+net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_control* ctl, bool from_server) {
   for (;;) {
     std::error_code ec;
+    if (from_server) {
+      // The rest of an injected notice goes out before any further server bytes.
+      auto backlog = splice_access::take_backlog(*ctl);
+      if (!backlog.empty()) {
+        splice_access::set_writing(*ctl, true, true);
+        co_await to->write_all(backlog, ec);
+        splice_access::set_writing(*ctl, true, false);
+        if (ec) {
+          st->write_error = ec;
+          break;
+        }
+      }
+    }
+    if (ctl->ended()) break;
     // The buffer is this thread's: read into it and hand the bytes to try_write with
     // no co_await between, so no other pump on this thread touches it meanwhile. After
     // a wait this coroutine may run on another io thread: fetch the buffer again.
@@ -73,23 +235,28 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, bool from_se
       break;
     }
     st->bytes += n;
-    if (from_server) {
-      st->seen->from_server(buf.first(n));
-    } else {
-      st->seen->from_client();
-    }
-    std::size_t written = to->try_write(buf.first(n), ec);
+    const auto bytes = buf.first(n);
+    // Framed before it is forwarded: bytes that break the framing never pass.
+    const bool framed = from_server ? splice_access::from_server(*ctl, bytes, st->violation)
+                                    : splice_access::from_client(*ctl, bytes, st->violation);
+    if (!framed) break;
+    std::size_t written = to->try_write(bytes, ec);
     if (!ec && written < n) {
-      std::vector<std::uint8_t> rest(buf.begin() + static_cast<std::ptrdiff_t>(written),
-                                     buf.begin() + static_cast<std::ptrdiff_t>(n));
+      std::vector<std::uint8_t> rest(bytes.begin() + static_cast<std::ptrdiff_t>(written), bytes.end());
+      splice_access::set_writing(*ctl, from_server, true);
       co_await to->write_all(rest, ec);
+      splice_access::set_writing(*ctl, from_server, false);
     }
+    if (!ec && from_server) co_await splice_access::after_server_bytes(*ctl, *to, ec);
     if (ec) {
       st->write_error = ec;
       break;
     }
   }
-  if (st->read_error == eof_error() && !st->write_error && !from_server) {
+  if (ctl->ended() || !st->violation.empty()) {
+    from->close();
+    to->close();
+  } else if (st->read_error == eof_error() && !st->write_error && !from_server) {
     to->shutdown_send();  // the client is done sending: pass the half-close on
   } else if (st->read_error == eof_error() && !st->write_error) {
     // The server ended the session: everything it sent is written; close both.
@@ -104,53 +271,51 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, bool from_se
 
 }  // namespace
 
-net::awaitable<splice_result> splice(stream& client, stream& server,
-                                     std::optional<std::chrono::milliseconds> idle_timeout,
-                                     std::vector<std::uint8_t> idle_message) {
+net::awaitable<splice_result> splice(stream& client, stream& server, splice_control& control,
+                                     splice_options options) {
   auto ex = co_await net::this_coro::executor;
-  activity seen;
   pump_state up, down;
-  up.seen = down.seen = &seen;
+  control.start(client, server, options.ready_status);
 
   // The idle watchdog: one timer per session, re-armed to the last activity plus the
-  // timeout. Idle means the server sent ReadyForQuery and nothing moved since: a
-  // long-running query is not idle. Its handler runs on this strand. A completion already queued when the
-  // splice ends finds `alive` false and touches nothing of this frame.
+  // timeout. Idle means the server waits for the client (its last message was
+  // ReadyForQuery, nothing in flight) and nothing moved since: a long-running query
+  // is not idle. Its handler runs on this strand. A completion already queued when
+  // the splice ends finds `alive` false and touches nothing of this frame.
   net::steady_timer idle(ex);
   bool idle_fired = false;
   auto alive = std::make_shared<bool>(true);
   std::function<void(const boost::system::error_code&)> check_idle;
   check_idle = [&, alive](const boost::system::error_code& e) {
-    if (e || !*alive) return;
+    if (e || !*alive || control.ended()) return;
     const auto now = std::chrono::steady_clock::now();
-    const auto deadline = seen.waiting_for_client ? seen.last + *idle_timeout : now + *idle_timeout;
+    const auto deadline = control.waiting_for_client() ? splice_access::last_activity(control) + *options.idle_timeout
+                                                       : now + *options.idle_timeout;
     if (now < deadline) {
       idle.expires_at(deadline);
       idle.async_wait(check_idle);
       return;
     }
-    // Waiting for the client, and nothing moved for the whole timeout: no message is
-    // half sent, so an ErrorResponse lands on a message boundary.
+    // Waiting for the client at a message boundary: the ErrorResponse lands whole.
     idle_fired = true;
-    std::error_code ignored;
-    (void)client.try_write(idle_message, ignored);
-    client.close();
-    server.close();
+    control.end_now(std::move(options.idle_message), "idle timeout");
   };
-  if (idle_timeout) {
-    idle.expires_after(*idle_timeout);
+  if (options.idle_timeout && !control.ended()) {
+    idle.expires_after(*options.idle_timeout);
     idle.async_wait(check_idle);
   }
 
-  net::steady_timer down_done(ex, std::chrono::steady_clock::time_point::max());
-  net::co_spawn(ex, pump(&server, &client, &down, true), [&down, &down_done](std::exception_ptr) {
-    down.done = true;
-    down_done.cancel();
-  });
-  co_await pump(&client, &server, &up, false);
-  if (!down.done) {
-    boost::system::error_code ignored;
-    co_await down_done.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  if (!control.ended()) {
+    net::steady_timer down_done(ex, std::chrono::steady_clock::time_point::max());
+    net::co_spawn(ex, pump(&server, &client, &down, &control, true), [&down, &down_done](std::exception_ptr) {
+      down.done = true;
+      down_done.cancel();
+    });
+    co_await pump(&client, &server, &up, &control, false);
+    if (!down.done) {
+      boost::system::error_code ignored;
+      co_await down_done.async_wait(net::redirect_error(net::use_awaitable, ignored));
+    }
   }
   *alive = false;
   idle.cancel();
@@ -159,8 +324,16 @@ net::awaitable<splice_result> splice(stream& client, stream& server,
   r.client_to_server = up.bytes;
   r.server_to_client = down.bytes;
   r.idle_timeout = idle_fired;
+  r.protocol_violation = !down.violation.empty() ? down.violation : up.violation;
   if (idle_fired) {
     r.ended_by = "idle timeout";
+  } else if (control.ended()) {
+    r.ended_by = control.end_reason();
+    r.ended_by_request = true;
+  } else if (!down.violation.empty()) {
+    r.ended_by = "server protocol violation";
+  } else if (!up.violation.empty()) {
+    r.ended_by = "client protocol violation";
   } else if (up.read_error == eof_error() && !up.write_error) {
     r.ended_by = "client";
   } else if (down.read_error == eof_error() && !down.write_error) {
@@ -170,6 +343,7 @@ net::awaitable<splice_result> splice(stream& client, stream& server,
   } else {
     r.ended_by = "server error: " + down.read_error.message();
   }
+  control.finish();
   co_return r;
 }
 
