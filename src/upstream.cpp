@@ -10,9 +10,19 @@
 #include <pgwire/scram.hpp>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -29,6 +39,78 @@ namespace {
 
 // Messages the server sends during login are small; anything larger is a broken peer.
 constexpr std::size_t max_login_message = 64 * 1024;
+
+// ---- SCRAM key cache (issue 5 item 8) ----
+//
+// The keys derived from a credential's password (PBKDF2, the costly part of SCRAM),
+// per credential, with the salt and iteration count they were derived for: a
+// second login with the same credential skips PBKDF2 when the server sends the
+// same salt and count (scram_client checks that). Only keys of an exchange the
+// server completed (its signature verified) are kept. The map is keyed by an HMAC
+// of user and password under a random per-process key, so nothing in it reveals
+// the password; the keys are secret_strings, wiped when an entry is replaced or
+// evicted (oldest first beyond the bound).
+constexpr std::size_t scram_cache_capacity = 1024;
+
+std::atomic<std::uint64_t> scram_derivations{0};
+
+struct scram_cache_entry {
+  std::string salt;
+  std::uint32_t iterations = 0;
+  pgwire::scram_keys keys;
+};
+
+class scram_key_cache {
+ public:
+  static scram_key_cache& instance() {
+    static scram_key_cache cache;
+    return cache;
+  }
+
+  // The lookup key for a credential; empty if HMAC failed (then nothing is cached).
+  std::string key_for(const std::string& user, const pgwire::secret_string& password) const {
+    pgwire::secret_string material;
+    material.append(user);
+    material.append('\0');
+    material.append(password.view());
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    if (HMAC(EVP_sha256(), secret_, sizeof secret_, reinterpret_cast<const unsigned char*>(material.view().data()),
+             material.size(), mac, &mac_len) == nullptr) {
+      return {};
+    }
+    return std::string(reinterpret_cast<const char*>(mac), mac_len);
+  }
+
+  std::optional<scram_cache_entry> find(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    return scram_cache_entry{it->second.salt, it->second.iterations, it->second.keys.clone()};
+  }
+
+  void put(const std::string& key, scram_cache_entry entry) {
+    std::lock_guard lock(mutex_);
+    auto [it, inserted] = entries_.insert_or_assign(key, std::move(entry));  // a replaced entry's keys are wiped
+    if (!inserted) return;
+    order_.push_back(key);
+    while (order_.size() > scram_cache_capacity) {
+      entries_.erase(order_.front());  // its secret_strings wipe themselves
+      order_.pop_front();
+    }
+  }
+
+ private:
+  scram_key_cache() {
+    if (RAND_bytes(secret_, sizeof secret_) != 1) throw std::runtime_error("RAND_bytes failed");
+  }
+  ~scram_key_cache() { OPENSSL_cleanse(secret_, sizeof secret_); }
+
+  unsigned char secret_[32];
+  std::mutex mutex_;
+  std::map<std::string, scram_cache_entry> entries_;
+  std::deque<std::string> order_;  // insertion order, for eviction
+};
 
 void set_socket_options(int fd, std::chrono::seconds keepalive) {
   int one = 1;
@@ -145,6 +227,8 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
 
 }  // namespace
 
+std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
+
 net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
   upstream_session session;
   std::string dial_error;
@@ -171,6 +255,7 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
   out.clear();
 
   std::optional<pgwire::scram_client> scram;
+  std::string scram_cache_key;
   std::vector<std::uint8_t> buf, body;
   char type = 0;
   std::string error;
@@ -243,6 +328,12 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
             so.channel_binding = choice.value();
             if (so.channel_binding == pgwire::scram_channel_binding::tls_server_end_point) so.cert_hash = hash;
             scram.emplace(*login.password, std::move(so));
+            scram_cache_key = scram_key_cache::instance().key_for(login.user, *login.password);
+            if (!scram_cache_key.empty()) {
+              if (auto cached = scram_key_cache::instance().find(scram_cache_key)) {
+                scram->set_cached_keys(cached->salt, cached->iterations, std::move(cached->keys));
+              }
+            }
             session.auth_method = std::string(scram->mechanism());
             auto first = scram->client_first();
             if (!first || !pgwire::encode_sasl_initial_response(out, scram->mechanism(), first.value())) {
@@ -257,6 +348,10 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
               co_return session;
             }
             auto final_msg = scram->on_server_first(a.data);
+            if (final_msg && !scram->used_cached_keys()) {
+              scram_derivations.fetch_add(1, std::memory_order_relaxed);
+              spdlog::debug("scram keys derived for user {} ({} iterations)", login.user, scram->iterations());
+            }
             if (!final_msg) {
               fail(errc::upstream_protocol, "SCRAM exchange with the server failed: " + final_msg.error().message());
               co_return session;
@@ -275,6 +370,13 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
             if (auto v = scram->on_server_final(a.data); !v) {
               fail(errc::upstream_protocol, "the server failed SCRAM verification: " + v.error().message());
               co_return session;
+            }
+            // The server proved it knows these keys: keep them for the next login.
+            if (!scram_cache_key.empty() && !scram->used_cached_keys()) {
+              if (auto k = scram->keys()) {
+                scram_key_cache::instance().put(
+                    scram_cache_key, scram_cache_entry{std::string(scram->salt()), scram->iterations(), std::move(k).value()});
+              }
             }
             break;
           default:

@@ -51,7 +51,15 @@ struct upstream_session {
   std::string server_sqlstate;
 };
 
+// Logs in. SCRAM keys derived for a credential are cached process-wide (bounded;
+// keyed by the credential, checked against the server's salt and iteration count),
+// so a later login with the same credential skips PBKDF2; the server still sees a
+// full SCRAM exchange each time.
 boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login);
+
+// How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
+// metrics and tests.
+[[nodiscard]] std::uint64_t scram_keys_derived() noexcept;
 
 // Opens a new connection to `target` and sends a CancelRequest with `key`
 // (after SSLRequest + TLS when the target uses TLS), then closes. Errors ignored
