@@ -91,6 +91,9 @@ vault_calls vault_calls_for(vault_client& client) {
   c.revoke_lease = [p](std::string lease_id, pgwire::secret_string token, vault_client::callback<void> done) {
     p->revoke_lease(std::move(lease_id), std::move(token), std::move(done));
   };
+  c.renew_self = [p](pgwire::secret_string token, seconds increment, vault_client::callback<vault_token_info> done) {
+    p->renew_self(std::move(token), increment, std::move(done));
+  };
   return c;
 }
 
@@ -190,6 +193,13 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   std::mutex file_mutex;
   std::optional<std::filesystem::file_time_type> file_mtime;
   pgwire::secret_string file_token;
+  bool file_warned = false;  // one warning per failure streak, not one per tick
+  // Keeping that token alive (guarded by `mutex`): lookup-self when the file changes,
+  // then renew-self at about two thirds of its TTL.
+  std::optional<std::filesystem::file_time_type> own_schedule_for;  // the file version scheduled
+  bool own_known = false;        // lookup-self answered for this version
+  bool own_renew_in_flight = false;
+  time_point own_next_at{};
 
   // The maintenance thread.
   std::mutex thread_mutex;
@@ -259,7 +269,9 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     std::error_code ec;
     const auto mtime = std::filesystem::last_write_time(*options.token_file, ec);
     if (ec) {
-      spdlog::warn("credentials: cannot stat token_file {}: {}", options.token_file->string(), ec.message());
+      if (!file_warned)
+        spdlog::warn("credentials: cannot stat token_file {}: {}", options.token_file->string(), ec.message());
+      file_warned = true;
       return file_token.clone();  // the last good one, if any
     }
     if (file_mtime && *file_mtime == mtime) return file_token.clone();
@@ -270,12 +282,15 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
     if (!in || s.empty()) {
       pgwire::cleanse_string(s);
-      spdlog::warn("credentials: token_file {} is unreadable or empty; keeping the previous token",
-                   options.token_file->string());
+      if (!file_warned)
+        spdlog::warn("credentials: token_file {} is unreadable or empty; keeping the previous token",
+                     options.token_file->string());
+      file_warned = true;
       return file_token.clone();
     }
     file_token = pgwire::secret_string(std::move(s));
     file_mtime = mtime;
+    file_warned = false;
     spdlog::info("credentials: read token_file {}", options.token_file->string());
     return file_token.clone();
   }
@@ -521,7 +536,71 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   // --- maintenance -----------------------------------------------------------------
 
+  // vaultwire's own token (token_file): lookup-self once per file version, then
+  // renew-self at about two thirds of the TTL it reports, when it is renewable.
+  void maintain_own_token() {
+    if (!options.token_file || !vault.renew_self || !vault.lookup_self) return;
+    pgwire::secret_string token = read_token_file();
+    if (token.empty()) return;
+    std::optional<std::filesystem::file_time_type> version;
+    {
+      std::lock_guard lock{file_mutex};
+      version = file_mtime;
+    }
+    bool renew = false;
+    {
+      std::lock_guard lock{mutex};
+      const time_point t = now();
+      if (version != own_schedule_for && !own_renew_in_flight) {
+        own_schedule_for = version;
+        own_known = false;
+        own_next_at = t;
+      }
+      if (own_renew_in_flight || t < own_next_at) return;
+      own_renew_in_flight = true;
+      renew = own_known;
+    }
+    auto self = shared_from_this();
+    auto done = [self, renew](vault_result<vault_token_info> r) { self->on_own_token(renew, std::move(r)); };
+    if (renew)
+      vault.renew_self(std::move(token), seconds{0}, std::move(done));
+    else
+      vault.lookup_self(std::move(token), std::move(done));
+  }
+
+  void on_own_token(bool renewed, vault_result<vault_token_info> r) {
+    std::lock_guard lock{mutex};
+    own_renew_in_flight = false;
+    const time_point t = now();
+    if (!r) {
+      ++stats.own_token_failures;
+      spdlog::warn("credentials: {} of token_file's token failed: {} {}", renewed ? "renew-self" : "lookup-self",
+                   to_string(r.error().kind), r.error().message);
+      own_next_at = t + seconds{5};
+      return;
+    }
+    const vault_token_info& info = r.value();
+    if (renewed) {
+      ++stats.own_token_renewals;
+      spdlog::info("credentials: renewed token_file's token for {}s", info.ttl.count());
+    } else {
+      own_known = true;
+      spdlog::info("credentials: token_file's token is accessor {} (ttl {}s, {}renewable)", info.accessor,
+                   info.ttl.count(), info.renewable ? "" : "not ");
+      if (!info.renewable || info.ttl.count() == 0) {
+        own_next_at = time_point::max();  // nothing to renew until the file changes
+        return;
+      }
+    }
+    if (info.ttl.count() == 0) {
+      own_next_at = time_point::max();
+      return;
+    }
+    own_next_at = next_renewal(t, info.ttl);
+  }
+
   void maintain() {
+    maintain_own_token();
     deferred_list deferred;
     {
       std::lock_guard lock{mutex};
@@ -768,6 +847,11 @@ const pgwire::secret_string& credential_lease::password() const { return entry_-
 broker_clock::time_point credential_lease::expires_at() const {
   std::lock_guard lock{state_->mutex};
   return entry_->expires_at;
+}
+
+std::string credential_lease::token_name() const {
+  std::lock_guard lock{state_->mutex};
+  return state_->token_name(entry_->token_hash);
 }
 
 void credential_lease::subscribe(std::function<void(lease_event)> callback) {

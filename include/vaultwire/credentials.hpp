@@ -30,6 +30,8 @@
 //   sessions get lease_event::expiring once the end is within expiry_notice
 //   (unless session_may_outlive_lease), and lease_event::expired at the end.
 //   A renewal answered "lease not found" (400/404) gives lease_event::lease_gone.
+// - With a token_file, vaultwire's own token is looked up when the file (re)appears
+//   and renewed with renew-self at about two thirds of its TTL (when renewable).
 // - max_leases: a miss that would create a lease beyond the budget is refused with
 //   broker_error_kind::lease_budget (SQLSTATE 53300); leases being fetched count.
 // - invalidate(): the "upstream answered 28P01 for a cached credential" rule: the
@@ -91,6 +93,10 @@ struct vault_calls {
       renew_lease;
   std::function<void(std::string lease_id, pgwire::secret_string token, vault_client::callback<void> done)>
       revoke_lease;
+  // Only used with a token_file (vaultwire's own token is kept alive with it).
+  std::function<void(pgwire::secret_string token, std::chrono::seconds increment,
+                     vault_client::callback<vault_token_info> done)>
+      renew_self;
 };
 
 // The calls of a vault_client, which must outlive the broker.
@@ -171,6 +177,9 @@ class credential_lease {
   [[nodiscard]] broker_clock::time_point expires_at() const;
   // True when this acquire was served from the cache (no Vault request of its own).
   [[nodiscard]] bool from_cache() const noexcept { return from_cache_; }
+  // How logs name the token that owns this credential: "accessor <a>" once
+  // lookup-self has answered, else "token sha256:<first 8 hex digits>". Never the token.
+  [[nodiscard]] std::string token_name() const;
 
   // Registers this session's event callback (replacing an earlier one). Events that
   // happened before subscribing are not replayed; check expires_at() yourself.
@@ -205,6 +214,8 @@ struct broker_stats {
   std::uint64_t revokes = 0;              // revoke calls that succeeded
   std::uint64_t revoke_denied = 0;        // 403 on revoke: left to the TTL
   std::uint64_t revoke_failures = 0;      // other revoke failures
+  std::uint64_t own_token_renewals = 0;   // renew-self of token_file's token
+  std::uint64_t own_token_failures = 0;   // its lookup / renew-self failures
   std::size_t live_leases = 0;            // held by the broker (budget)
   std::size_t cached_leases = 0;          // servable to new sessions
   std::size_t sessions = 0;               // handles not released

@@ -48,7 +48,7 @@ void provision_broker(const vwtest::vault_dev_process& vd, const vwtest::pg_serv
                           "/defaultdb?sslmode=verify-full&sslrootcert=" + pg.get("CA");
   vd.v1_ok("POST", "database/config/pg",
            json{{"plugin_name", "postgresql-database-plugin"},
-                {"allowed_roles", "app"},
+                {"allowed_roles", "app,short,capped"},
                 {"connection_url", url},
                 {"username", pg.get("ADMIN_USER")},
                 {"password", pg.get("ADMIN_PASSWORD")}}
@@ -59,6 +59,21 @@ void provision_broker(const vwtest::vault_dev_process& vd, const vwtest::pg_serv
                 {"revocation_statements", revocation},
                 {"default_ttl", "5m"},
                 {"max_ttl", "1h"}}
+               .dump());
+  // Short leases for renewal: `short` renews freely, `capped` reaches its max TTL.
+  vd.v1_ok("POST", "database/roles/short",
+           json{{"db_name", "pg"},
+                {"creation_statements", creation},
+                {"revocation_statements", revocation},
+                {"default_ttl", "6s"},
+                {"max_ttl", "1h"}}
+               .dump());
+  vd.v1_ok("POST", "database/roles/capped",
+           json{{"db_name", "pg"},
+                {"creation_statements", creation},
+                {"revocation_statements", revocation},
+                {"default_ttl", "6s"},
+                {"max_ttl", "9s"}}
                .dump());
   vd.v1_ok("POST", "sys/policies/acl/creds-only",
            json{{"policy", "path \"database/creds/app\" { capabilities = [\"read\"] }"}}.dump());
@@ -91,11 +106,11 @@ bool eventually(F done, std::chrono::milliseconds limit = 20s) {
   return done();
 }
 
-vaultwire::credential_request request(const secret_string& token) {
+vaultwire::credential_request request(const secret_string& token, const std::string& role = "app") {
   vaultwire::credential_request r;
   r.token = token.clone();
   r.mount = "database";
-  r.role = "app";
+  r.role = role;
   r.route = "main";
   return r;
 }
@@ -259,4 +274,54 @@ TEST_CASE("broker: revoke_all at shutdown drops every user", "[integration][brok
   auto late = broker.acquire_blocking(request(token));
   REQUIRE_FALSE(late);
   CHECK(late.error().sqlstate() == "57P01");
+}
+
+TEST_CASE("broker: a lease in use is renewed and VALID UNTIL advances; at max TTL sessions hear of it",
+          "[integration][broker]") {
+  servers s;
+  auto options = s.broker_options(60s);
+  options.credentials.expiry_notice = 4s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), options};
+  const secret_string token(s.vd.root_token());
+  auto valid_until = [&](const std::string& user) {
+    return s.pg.psql("select extract(epoch from rolvaliduntil)::bigint from pg_roles where rolname='" + user + "'");
+  };
+
+  auto a = broker.acquire_blocking(request(token, "short"));
+  REQUIRE(a);
+  const std::string user = a.value().username();
+  const std::string first = valid_until(user);
+  const auto first_expiry = a.value().expires_at();
+  std::mutex m;
+  std::vector<vaultwire::lease_event> events;
+  a.value().subscribe([&](vaultwire::lease_event e) {
+    std::lock_guard lock{m};
+    events.push_back(e);
+  });
+  // Renewed at about 4 s (two thirds of 6 s), then every ~4 s: alive past 6 s.
+  CHECK(eventually([&] { return broker.stats().renewals >= 2; }, 15s));
+  CHECK(a.value().expires_at() > first_expiry);
+  CHECK(std::stol(valid_until(user)) > std::stol(first));
+  CHECK(role_exists(s.pg, user));
+
+  auto c = broker.acquire_blocking(request(token, "capped"));
+  REQUIRE(c);
+  std::vector<vaultwire::lease_event> capped_events;
+  c.value().subscribe([&](vaultwire::lease_event e) {
+    std::lock_guard lock{m};
+    capped_events.push_back(e);
+  });
+  CHECK(eventually(
+      [&] {
+        std::lock_guard lock{m};
+        return capped_events.size() == 2;
+      },
+      20s));
+  {
+    std::lock_guard lock{m};
+    CHECK(capped_events == std::vector<vaultwire::lease_event>{vaultwire::lease_event::expiring,
+                                                               vaultwire::lease_event::expired});
+    CHECK(events.empty());  // the freely renewing lease is untouched
+  }
+  CHECK(broker.stats().renewal_failures == 0);
 }

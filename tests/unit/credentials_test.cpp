@@ -62,6 +62,8 @@ struct fake_vault {
   std::vector<std::string> lookup_tokens;
   std::vector<std::pair<std::string, std::string>> revokes;  // lease id, token
   std::vector<std::pair<std::string, std::chrono::seconds>> renews;
+  std::vector<std::string> renew_self_tokens;
+  std::chrono::seconds own_ttl{30s};
   std::vector<vaultwire::vault_client::callback<vaultwire::vault_credential>> pending_creds;
 
   vault_result<vaultwire::vault_credential> next_credential(const std::string& token) {
@@ -98,6 +100,8 @@ struct fake_vault {
       } else {
         r.value().accessor = "acc-" + std::string{token.view()};
         r.value().display_name = "token-test";
+        r.value().ttl = own_ttl;
+        r.value().renewable = true;
       }
       lock.unlock();
       done(std::move(r));
@@ -113,6 +117,15 @@ struct fake_vault {
         r.value().lease_duration = renew_grant.count() != 0 ? renew_grant : increment;
         r.value().renewable = true;
       }
+      lock.unlock();
+      done(std::move(r));
+    };
+    c.renew_self = [this](secret_string token, std::chrono::seconds, auto done) {
+      std::unique_lock lock{mutex};
+      renew_self_tokens.emplace_back(token.view());
+      vault_result<vaultwire::vault_token_info> r = vaultwire::vault_token_info{};
+      r.value().ttl = own_ttl;
+      r.value().renewable = true;
       lock.unlock();
       done(std::move(r));
     };
@@ -442,6 +455,33 @@ TEST_CASE("broker: token_file's token revokes, re-read when the file changes", "
   fs::remove_all(dir);
 }
 
+TEST_CASE("broker: token_file's token is looked up, then renewed with renew-self", "[broker]") {
+  const fs::path dir = fs::temp_directory_path() / ("vaultwire-broker-own-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "token";
+  std::ofstream{file} << "own-1\n";
+  fixture f{[&](auto& o) { o.token_file = file; }};  // own_ttl 30 s, jitter 0: renew at 18 s
+  f.broker->maintain();
+  CHECK(f.vault.lookup_tokens == std::vector<std::string>{"own-1"});
+  CHECK(f.vault.renew_self_tokens.empty());
+  f.clock.advance(17s);
+  f.broker->maintain();
+  CHECK(f.vault.renew_self_tokens.empty());
+  f.clock.advance(1s);
+  f.broker->maintain();
+  CHECK(f.vault.renew_self_tokens == std::vector<std::string>{"own-1"});
+  CHECK(f.broker->stats().own_token_renewals == 1);
+  // A new file: looked up again, the old schedule forgotten.
+  std::ofstream{file} << "own-2\n";
+  fs::last_write_time(file, fs::last_write_time(file) + 5s);
+  f.broker->maintain();
+  CHECK(f.vault.lookup_tokens == std::vector<std::string>{"own-1", "own-2"});
+  f.clock.advance(18s);
+  f.broker->maintain();
+  CHECK(f.vault.renew_self_tokens == std::vector<std::string>{"own-1", "own-2"});
+  fs::remove_all(dir);
+}
+
 TEST_CASE("broker: a revoke Vault denies is counted and the lease left to its TTL", "[broker]") {
   fixture f{[](auto& o) { o.credentials.revoke_idle_after = 1s; }};
   f.vault.revoke_error = make_error(vault_error_kind::forbidden, 403, "permission denied");
@@ -467,6 +507,7 @@ TEST_CASE("broker: a cached hit rechecks its token after token_recheck", "[broke
   REQUIRE(a);
   // The first sight looks the token up once (accessor for the logs).
   CHECK(f.vault.lookup_tokens == std::vector<std::string>{"t1"});
+  CHECK(a.value().token_name() == "accessor acc-t1");
   std::vector<lease_event> events;
   a.value().subscribe([&](lease_event e) { events.push_back(e); });
   f.clock.advance(9s);
