@@ -21,6 +21,7 @@
 #include "support/pg_harness.hpp"
 #include "support/vault_dev.hpp"
 #include "vaultwire/credentials.hpp"
+#include "vaultwire/credentials_await.hpp"
 #include "vaultwire/vault_client.hpp"
 
 namespace {
@@ -113,6 +114,27 @@ vaultwire::credential_request request(const secret_string& token, const std::str
   r.role = role;
   r.route = "main";
   return r;
+}
+
+// What acquire_in_coroutine saw.
+struct acquire_outcome {
+  std::string username;
+  std::string sqlstate;
+  bool from_cache = false;
+  std::thread::id resumed_on;
+};
+
+// A named coroutine with by-value parameters (STYLE.md §2 rule 3).
+boost::asio::awaitable<void> acquire_in_coroutine(credential_broker* broker, secret_string token,
+                                                  acquire_outcome* out) {
+  auto r = co_await vaultwire::async_acquire(*broker, request(token));
+  out->resumed_on = std::this_thread::get_id();
+  if (!r) {
+    out->sqlstate = std::string{r.error().sqlstate()};
+    co_return;
+  }
+  out->username = r.value().username();
+  out->from_cache = r.value().from_cache();
 }
 
 struct servers {
@@ -324,4 +346,32 @@ TEST_CASE("broker: a lease in use is renewed and VALID UNTIL advances; at max TT
     CHECK(events.empty());  // the freely renewing lease is untouched
   }
   CHECK(broker.stats().renewal_failures == 0);
+}
+
+TEST_CASE("broker: async_acquire resumes the coroutine on its own executor", "[integration][broker]") {
+  servers s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
+  const secret_string token(s.vd.root_token());
+  boost::asio::io_context io;
+  acquire_outcome miss, hit, refused;
+  // A miss completes on a vault_client pool thread, a hit inside acquire(): both
+  // resume on the io_context's thread (this one).
+  boost::asio::co_spawn(io, acquire_in_coroutine(&broker, token.clone(), &miss), boost::asio::detached);
+  io.run();
+  io.restart();
+  boost::asio::co_spawn(io, acquire_in_coroutine(&broker, token.clone(), &hit), boost::asio::detached);
+  io.run();
+  CHECK(miss.resumed_on == std::this_thread::get_id());
+  CHECK(hit.resumed_on == std::this_thread::get_id());
+  REQUIRE_FALSE(miss.username.empty());
+  CHECK_FALSE(miss.from_cache);
+  CHECK(hit.username == miss.username);
+  CHECK(hit.from_cache);
+
+  broker.revoke_all();
+  io.restart();
+  boost::asio::co_spawn(io, acquire_in_coroutine(&broker, token.clone(), &refused), boost::asio::detached);
+  io.run();
+  CHECK(refused.sqlstate == "57P01");
+  CHECK(refused.resumed_on == std::this_thread::get_id());
 }

@@ -1,0 +1,39 @@
+// Awaiting credential_broker::acquire from an Asio coroutine (the session).
+//
+// This header includes Asio: include it only from .cpp files that run coroutines,
+// never from another header.
+//
+//   broker_result<credential_lease> lease = co_await async_acquire(broker, std::move(request));
+//
+// The broker's callback runs on the calling thread (answer known at once) or on a
+// vault_client pool thread; either way the coroutine resumes on its own executor
+// (the one it was co_spawned on) through a post, never inline inside acquire() and
+// never on a pool thread. `broker` must outlive the call.
+#pragma once
+
+#include <memory>
+#include <utility>
+
+#include "vaultwire/credentials.hpp"
+#include "vaultwire/detail/asio.hpp"
+
+namespace vaultwire {
+
+inline boost::asio::awaitable<broker_result<credential_lease>> async_acquire(credential_broker& broker,
+                                                                            credential_request request) {
+  auto executor = co_await boost::asio::this_coro::executor;
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                 void(broker_result<credential_lease>)>(
+      [executor](auto handler, credential_broker* b, credential_request req) {
+        // std::function needs a copyable callable; the awaitable handler is move-only.
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        b->acquire(std::move(req), [shared, executor](broker_result<credential_lease> r) {
+          // The result holds a move-only handle: carry it in a shared_ptr through post.
+          auto result = std::make_shared<broker_result<credential_lease>>(std::move(r));
+          boost::asio::post(executor, [shared, result] { (*shared)(std::move(*result)); });
+        });
+      },
+      boost::asio::use_awaitable, &broker, std::move(request));
+}
+
+}  // namespace vaultwire
