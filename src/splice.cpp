@@ -83,7 +83,7 @@ void splice_control::end_now(std::vector<std::uint8_t> error_response, std::stri
 void splice_control::notice(std::span<const std::uint8_t> notice_response) {
   if (ended_) return;
   notices_.insert(notices_.end(), notice_response.begin(), notice_response.end());
-  if (running_ && last_was_rfq_ && client_at_boundary()) write_notices_now();
+  if (running_ && waiting_for_client()) write_notices_now();
 }
 
 void splice_control::write_notices_now() {

@@ -122,8 +122,8 @@ class splice_control {
   // close, since a message cannot be cut), then both sides close.
   void end_now(std::vector<std::uint8_t> error_response, std::string reason);
   // Queues an encoded NoticeResponse for the client: written at once when the
-  // server's last message was a ReadyForQuery (any status) and nothing is being
-  // written to the client, else right after the next ReadyForQuery is forwarded.
+  // session waits for its client (waiting_for_client(), any transaction status),
+  // else right after the next ReadyForQuery is forwarded.
   void notice(std::span<const std::uint8_t> notice_response);
 
   // The server waits for the client: its last message was ReadyForQuery, the

@@ -1,0 +1,145 @@
+// splice() against a scripted server in-process (socket pairs, no TLS): the cases a
+// real PostgreSQL will not produce on demand — an impossible message length, a
+// ReadyForQuery split across reads — and the exact point where an armed
+// end_at_idle speaks.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../../src/splice.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+using vaultwire::detail::splice_control;
+using vaultwire::detail::splice_result;
+using vaultwire::detail::stream;
+
+std::vector<std::uint8_t> msg(char type, const std::string& body) {
+  std::vector<std::uint8_t> out{static_cast<std::uint8_t>(type)};
+  const auto len = static_cast<std::uint32_t>(body.size() + 4);
+  for (int shift : {24, 16, 8, 0}) out.push_back(static_cast<std::uint8_t>(len >> shift));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+void put(int fd, const std::vector<std::uint8_t>& bytes) {
+  REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+}
+
+// Everything readable on fd now (non-blocking); `eof` set at end of stream.
+std::vector<std::uint8_t> drain(int fd, bool& eof) {
+  std::vector<std::uint8_t> out;
+  std::uint8_t chunk[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n > 0) {
+      out.insert(out.end(), chunk, chunk + n);
+      continue;
+    }
+    eof = n == 0;
+    return out;
+  }
+}
+
+// A splice between two socket pairs; the test holds the far ends.
+struct rig {
+  net::io_context io;
+  int client_peer = -1, server_peer = -1;
+  std::optional<stream> client, server;
+  splice_control control;
+  std::optional<splice_result> result;
+
+  rig() {
+    int c[2], s[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, c) == 0);
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+    client_peer = c[1];
+    server_peer = s[1];
+    client.emplace(stream::descriptor(io, c[0]));
+    server.emplace(stream::descriptor(io, s[0]));
+    net::co_spawn(io, vaultwire::detail::splice(*client, *server, control, {}),
+                  [this](std::exception_ptr e, splice_result r) {
+                    if (e) std::rethrow_exception(e);
+                    result = std::move(r);
+                  });
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  ~rig() {
+    // Both peers gone: the splice ends, then the streams go.
+    ::close(client_peer);
+    ::close(server_peer);
+    for (int i = 0; i < 50 && !result; ++i) io.run_for(std::chrono::milliseconds(20));
+    client.reset();
+    server.reset();
+  }
+  void run() { io.run_for(std::chrono::milliseconds(100)); }
+};
+
+}  // namespace
+
+TEST_CASE("splice: a ReadyForQuery split across reads is tracked", "[integration][splice]") {
+  rig r;
+  CHECK(r.control.idle());  // the handover ended with ReadyForQuery 'I'
+  put(r.client_peer, msg('Q', std::string("begin\0", 6)));
+  r.run();
+  CHECK_FALSE(r.control.waiting_for_client());  // a query in flight
+  auto reply = msg('C', std::string("BEGIN\0", 6));
+  auto z = msg('Z', "T");
+  reply.insert(reply.end(), z.begin(), z.begin() + 3);
+  put(r.server_peer, reply);
+  r.run();
+  CHECK_FALSE(r.control.waiting_for_client());  // half a header
+  put(r.server_peer, std::vector<std::uint8_t>(z.begin() + 3, z.end()));
+  r.run();
+  CHECK(r.control.waiting_for_client());
+  CHECK_FALSE(r.control.idle());  // in a transaction
+  bool eof = false;
+  CHECK(drain(r.client_peer, eof).size() == reply.size() + 3);
+}
+
+TEST_CASE("splice: an impossible length from the server closes both sides", "[integration][splice]") {
+  rig r;
+  auto bytes = msg('C', std::string("SELECT 1\0", 9));
+  bytes.insert(bytes.end(), {'D', 0, 0, 0, 2});
+  put(r.server_peer, bytes);
+  r.run();
+  REQUIRE(r.result);
+  CHECK(r.result->ended_by == "server protocol violation");
+  CHECK(r.result->protocol_violation == "the server sent a message ('D') with the impossible length 2");
+  bool eof = false;
+  CHECK(drain(r.client_peer, eof).empty());  // nothing of the read that broke the framing passes
+  CHECK(eof);
+  drain(r.server_peer, eof);
+  CHECK(eof);
+}
+
+TEST_CASE("splice: an armed end_at_idle speaks right after the ReadyForQuery 'I'", "[integration][splice]") {
+  rig r;
+  put(r.client_peer, msg('Q', std::string("select 1\0", 9)));
+  r.run();
+  auto fatal = msg('E', std::string("SFATAL\0C57P01\0Mbye\0\0", 20));
+  r.control.end_at_idle(fatal, "test");
+  r.run();
+  CHECK(r.control.end_armed());
+  CHECK_FALSE(r.result);
+  auto reply = msg('C', std::string("SELECT 1\0", 9));
+  auto z = msg('Z', "I");
+  reply.insert(reply.end(), z.begin(), z.end());
+  put(r.server_peer, reply);
+  r.run();
+  REQUIRE(r.result);
+  CHECK(r.result->ended_by_request);
+  bool eof = false;
+  auto got = drain(r.client_peer, eof);
+  auto want = reply;
+  want.insert(want.end(), fatal.begin(), fatal.end());
+  CHECK(got == want);
+  CHECK(eof);
+}
