@@ -126,6 +126,16 @@ struct splice_access {
         if (c.outstanding_ > 0) --c.outstanding_;
       } else {
         c.last_was_rfq_ = false;
+        if (type == 'G') {
+          // CopyInResponse. The server ignores Sync while in copy-in mode, and a
+          // COPY started by Execute is followed by the client's Sync (libpq sends
+          // another after CopyDone): Syncs seen since that Execute, and those until
+          // CopyDone / CopyFail, get no ReadyForQuery.
+          // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-COPY
+          c.copy_in_ = true;
+          if (c.last_command_ == 'E') c.outstanding_ -= std::min(c.outstanding_, c.syncs_since_execute_);
+          c.syncs_since_execute_ = 0;
+        }
       }
     });
     if (!ok) {
@@ -144,11 +154,21 @@ struct splice_access {
     c.last_activity_ = std::chrono::steady_clock::now();
     const bool ok = c.client_framer_.feed(bytes, [&c](char type, std::uint8_t) {
       switch (type) {
-        case 'Q':  // Query
         case 'S':  // Sync
+          c.batch_open_ = false;
+          if (c.copy_in_) break;  // ignored by a server in copy-in mode
+          ++c.syncs_since_execute_;
+          ++c.outstanding_;
+          break;
+        case 'Q':  // Query
         case 'F':  // FunctionCall
           ++c.outstanding_;  // each is answered by one ReadyForQuery
           c.batch_open_ = false;
+          c.last_command_ = type;
+          break;
+        case 'c':  // CopyDone, CopyFail: copy-in mode ends
+        case 'f':
+          c.copy_in_ = false;
           break;
         case 'P':  // Parse, Bind, Describe, Execute, Close, Flush: unsynced until Sync
         case 'B':
@@ -157,6 +177,10 @@ struct splice_access {
         case 'C':
         case 'H':
           c.batch_open_ = true;
+          if (type == 'E') {
+            c.last_command_ = 'E';
+            c.syncs_since_execute_ = 0;
+          }
           break;
         default:  // CopyData / CopyDone / CopyFail belong to a Query in flight; Terminate
           break;

@@ -165,6 +165,9 @@ class splice_control {
   message_framer client_framer_;
   std::uint64_t outstanding_ = 0;  // Query / Sync / FunctionCall not yet answered by ReadyForQuery
   bool batch_open_ = false;        // extended-protocol messages since the last Sync
+  char last_command_ = 0;          // the client's last Query / FunctionCall / Execute
+  std::uint64_t syncs_since_execute_ = 0;
+  bool copy_in_ = false;           // the server sent CopyInResponse; no CopyDone / CopyFail yet
   bool up_writing_ = false;
 
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();

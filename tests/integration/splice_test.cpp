@@ -143,3 +143,47 @@ TEST_CASE("splice: an armed end_at_idle speaks right after the ReadyForQuery 'I'
   CHECK(got == want);
   CHECK(eof);
 }
+
+TEST_CASE("splice: a COPY FROM STDIN started by Execute ends idle (its first Sync gets no ReadyForQuery)",
+          "[integration][splice]") {
+  rig r;
+  // libpq's PQexecParams("COPY t FROM STDIN"): Parse, Bind, Describe, Execute, Sync.
+  std::vector<std::uint8_t> c;
+  for (auto& m : {msg('P', std::string("\0COPY t FROM STDIN\0\0\0", 22)), msg('B', std::string(8, '\0')),
+                  msg('D', std::string("P\0", 2)), msg('E', std::string(5, '\0')), msg('S', "")}) {
+    c.insert(c.end(), m.begin(), m.end());
+  }
+  put(r.client_peer, c);
+  r.run();
+  std::vector<std::uint8_t> s;
+  for (auto& m : {msg('1', ""), msg('2', ""), msg('n', ""), msg('G', std::string("\0\0\0", 3))}) {
+    s.insert(s.end(), m.begin(), m.end());
+  }
+  put(r.server_peer, s);
+  r.run();
+  CHECK_FALSE(r.control.waiting_for_client());
+  // The data, CopyDone and libpq's second Sync; the server answers once.
+  c.clear();
+  for (auto& m : {msg('d', "1\n"), msg('c', ""), msg('S', "")}) c.insert(c.end(), m.begin(), m.end());
+  put(r.client_peer, c);
+  r.run();
+  CHECK_FALSE(r.control.waiting_for_client());
+  s.clear();
+  for (auto& m : {msg('C', std::string("COPY 1\0", 7)), msg('Z', "I")}) s.insert(s.end(), m.begin(), m.end());
+  put(r.server_peer, s);
+  r.run();
+  CHECK(r.control.idle());
+  // Pipelined simple queries: idle only after the second ReadyForQuery.
+  c.clear();
+  for (auto& m : {msg('Q', std::string("select 1\0", 9)), msg('Q', std::string("select 2\0", 9))}) {
+    c.insert(c.end(), m.begin(), m.end());
+  }
+  put(r.client_peer, c);
+  r.run();
+  put(r.server_peer, msg('Z', "I"));
+  r.run();
+  CHECK_FALSE(r.control.idle());
+  put(r.server_peer, msg('Z', "I"));
+  r.run();
+  CHECK(r.control.idle());
+}
