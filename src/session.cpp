@@ -507,6 +507,10 @@ net::awaitable<void> session::run() {
   bool admitted = co_await admission();
   startup_timer_.cancel();
   if (!admitted || timed_out_ || stopping_) {
+    if (end_requested_ && stopping_) {
+      result_ = stop_label_;
+      refused_message_ = end_text_;
+    }
     state_->active_clients.fetch_sub(1);
     if (result_ != "cancel" && result_ != "cancel_unknown_key") {
       log_end();

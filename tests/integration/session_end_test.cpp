@@ -231,8 +231,8 @@ class raw_client {
     return !m && eof_;
   }
 
-  // Startup with the token as the password, up to the first ReadyForQuery.
-  void login(const std::string& token) {
+  // StartupMessage, up to vaultwire's AuthenticationCleartextPassword.
+  void start() {
     std::vector<std::uint8_t> out;
     pgwire::startup_message sm;
     sm.params = {{"user", "app"}, {"database", "defaultdb"}};
@@ -241,7 +241,12 @@ class raw_client {
     auto auth = next();
     REQUIRE(auth);
     REQUIRE(auth->type == 'R');
-    out.clear();
+  }
+
+  // Startup with the token as the password, up to the first ReadyForQuery.
+  void login(const std::string& token) {
+    start();
+    std::vector<std::uint8_t> out;
     REQUIRE(pgwire::encode_password_message(out, token));
     send(out);
     for (;;) {
@@ -398,4 +403,20 @@ TEST_CASE("end_now ends a session inside a transaction at once", "[integration][
                                                     "terminating connection: the credential expired; reconnect") == 1);
   require_fatal(c, "57P01", "terminating connection: the credential expired; reconnect");
   px.wait_log("session closed: result ended_now");
+}
+
+TEST_CASE("end_now during admission refuses with the FATAL; by session id", "[integration][session]") {
+  proxy_fixture px;
+  raw_client c(px.port);
+  c.start();  // waiting for the token
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(px.state->sessions_mutex);
+    REQUIRE(px.state->sessions.size() == 1);
+    id = px.state->sessions.begin()->first;
+  }
+  CHECK_FALSE(vaultwire::detail::end_session(*px.state, id + 1000, end_mode::now, "57P01", reason));
+  REQUIRE(vaultwire::detail::end_session(*px.state, id, end_mode::now, "57P01", reason));
+  require_fatal(c, "57P01", reason);
+  px.wait_log("session closed: result ended_now (" + reason + ")");
 }
