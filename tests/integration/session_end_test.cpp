@@ -42,12 +42,6 @@ using namespace std::chrono_literals;
 using vaultwire::detail::end_mode;
 using vaultwire::detail::proxy_state;
 
-constexpr const char* creation =
-    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE app_owner; "
-    "ALTER ROLE \"{{name}}\" SET ROLE app_owner;";
-constexpr const char* revocation =
-    "REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";";
-
 // Accepts as server.cpp does: each session on its own strand.
 net::awaitable<void> accept_loop(std::shared_ptr<proxy_state> state, net::ip::tcp::acceptor* acceptor,
                                  const vaultwire::detail::listener_runtime* listener, net::io_context* io) {
@@ -77,23 +71,8 @@ struct proxy_fixture {
   std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
 
   proxy_fixture() {
-    vd.v1_ok("POST", "sys/mounts/database", json{{"type", "database"}}.dump());
-    const std::string url = "postgresql://{{username}}:{{password}}@" + pg.get("HOST") + ":" + pg.get("PORT") +
-                            "/defaultdb?sslmode=verify-full&sslrootcert=" + pg.get("CA");
-    vd.v1_ok("POST", "database/config/pg",
-             json{{"plugin_name", "postgresql-database-plugin"},
-                  {"allowed_roles", "app"},
-                  {"connection_url", url},
-                  {"username", pg.get("ADMIN_USER")},
-                  {"password", pg.get("ADMIN_PASSWORD")}}
-                 .dump());
-    vd.v1_ok("POST", "database/roles/app",
-             json{{"db_name", "pg"},
-                  {"creation_statements", creation},
-                  {"revocation_statements", revocation},
-                  {"default_ttl", "1h"},
-                  {"max_ttl", "2h"}}
-                 .dump());
+    vwtest::provision_database(vd, pg, "app");
+    vwtest::write_owned_role(vd, "app", "1h", "2h");
     const std::string toml = "[vault]\naddress = \"" + vd.address() +
                              "\"\n[[listener]]\nbind = \"127.0.0.1:26257\"\nroute = \"main\"\n[route.main]\n"
                              "host = \"localhost\"\nport = " +

@@ -37,33 +37,11 @@ using vaultwire::vault_client;
 using vaultwire::vault_error_kind;
 using vaultwire::vault_result;
 
-// DESIGN.md "Dynamic users and object ownership", with the harness' owner role.
-constexpr const char* creation =
-    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE app_owner; "
-    "ALTER ROLE \"{{name}}\" SET ROLE app_owner;";
-constexpr const char* revocation =
-    "REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";";
-
 // Enables the database engine at `database/`, a config `pg` for the harness and a
 // role `app` (default TTL 5 minutes, max 1 hour).
 void provision(const vwtest::vault_dev_process& vd, const vwtest::pg_server& pg) {
-  vd.v1_ok("POST", "sys/mounts/database", json{{"type", "database"}}.dump());
-  const std::string url = "postgresql://{{username}}:{{password}}@" + pg.get("HOST") + ":" + pg.get("PORT") +
-                          "/defaultdb?sslmode=verify-full&sslrootcert=" + pg.get("CA");
-  vd.v1_ok("POST", "database/config/pg",
-           json{{"plugin_name", "postgresql-database-plugin"},
-                {"allowed_roles", "app"},
-                {"connection_url", url},
-                {"username", pg.get("ADMIN_USER")},
-                {"password", pg.get("ADMIN_PASSWORD")}}
-               .dump());
-  vd.v1_ok("POST", "database/roles/app",
-           json{{"db_name", "pg"},
-                {"creation_statements", creation},
-                {"revocation_statements", revocation},
-                {"default_ttl", "5m"},
-                {"max_ttl", "1h"}}
-               .dump());
+  vwtest::provision_database(vd, pg, "app");
+  vwtest::write_owned_role(vd, "app", "5m", "1h");
 }
 
 bool role_exists(const vwtest::pg_server& pg, const std::string& user) {

@@ -1,5 +1,9 @@
 #include "support/vault_dev.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include "support/pg_harness.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -243,6 +247,37 @@ std::string vault_dev_process::v1_ok(const std::string& method, const std::strin
     throw std::runtime_error(method + " /v1/" + path + " -> " + std::to_string(r.status) + " " + r.body);
   }
   return r.body;
+}
+
+void provision_database(const vault_dev_process& vd, const pg_server& pg, const std::string& allowed_roles) {
+  using json = nlohmann::json;
+  vd.v1_ok("POST", "sys/mounts/database", json{{"type", "database"}}.dump());
+  const std::string url = "postgresql://{{username}}:{{password}}@" + pg.get("HOST") + ":" + pg.get("PORT") +
+                          "/defaultdb?sslmode=verify-full&sslrootcert=" + pg.get("CA");
+  vd.v1_ok("POST", "database/config/pg",
+           json{{"plugin_name", "postgresql-database-plugin"},
+                {"allowed_roles", allowed_roles},
+                {"connection_url", url},
+                {"username", pg.get("ADMIN_USER")},
+                {"password", pg.get("ADMIN_PASSWORD")}}
+               .dump());
+}
+
+void write_owned_role(const vault_dev_process& vd, const std::string& name, const std::string& default_ttl,
+                      const std::string& max_ttl) {
+  using json = nlohmann::json;
+  static constexpr const char* creation =
+      "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE app_owner; "
+      "ALTER ROLE \"{{name}}\" SET ROLE app_owner;";
+  static constexpr const char* revocation =
+      "REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; DROP ROLE IF EXISTS \"{{name}}\";";
+  vd.v1_ok("POST", "database/roles/" + name,
+           json{{"db_name", "pg"},
+                {"creation_statements", creation},
+                {"revocation_statements", revocation},
+                {"default_ttl", default_ttl},
+                {"max_ttl", max_ttl}}
+               .dump());
 }
 
 }  // namespace vwtest

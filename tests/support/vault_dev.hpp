@@ -83,4 +83,15 @@ class vault_dev_process {
   bool eof_ = false;
 };
 
+class pg_server;
+
+// Test setup against a vault-dev and a pg_server, shared by the C++ integration tests.
+// Enables the database engine at database/ and writes the connection config `pg` for
+// the harness (TLS verify-full, the harness admin) allowing `allowed_roles`.
+void provision_database(const vault_dev_process& vd, const pg_server& pg, const std::string& allowed_roles);
+// Writes database/roles/<name> for config `pg` with the statements of DESIGN.md
+// "Dynamic users and object ownership" (the harness' owner role app_owner).
+void write_owned_role(const vault_dev_process& vd, const std::string& name, const std::string& default_ttl,
+                      const std::string& max_ttl);
+
 }  // namespace vwtest
