@@ -387,18 +387,25 @@ default_database = "defaultdb"
 """
 
     @classmethod
-    def proxy_config(cls):
+    def single_listener_config(cls, port, extra=""):
+        """vault-dev, one plaintext listener on `port` to route main, trace logs, and
+        `extra` TOML sections (e.g. a [limits] table)."""
         return f"""
 [vault]
 address = "{cls.vault.addr}"
 
 [[listener]]
-bind = "127.0.0.1:{cls.port}"
+bind = "127.0.0.1:{port}"
 route = "main"
 {cls.route_config()}
+{extra}
 [log]
 level = "trace"
 """
+
+    @classmethod
+    def proxy_config(cls):
+        return cls.single_listener_config(cls.port)
 
     @classmethod
     def start_proxy(cls, config_text, listeners=1, name=None):

@@ -137,17 +137,7 @@ threads = 4
         """Starts a vaultwire, opens a spliced session (raw), a psycopg2 session and one in
         admission, sends SIGTERM; checks what each client sees and the exit status.
         Returns the dynamic users of the spliced sessions."""
-        proxy = self.start_proxy(f"""
-[vault]
-address = "{self.vault.addr}"
-
-[[listener]]
-bind = "127.0.0.1:{free_port()}"
-route = "main"
-{self.route_config()}
-[log]
-level = "trace"
-""", name="shutdown-%d" % len(self.proxies))
+        proxy = self.start_proxy(self.single_listener_config(free_port()), name="shutdown-%d" % len(self.proxies))
         spliced = self.raw(proxy.port)
         waiting = self.raw(proxy.port)
         conn = self.connect(port=proxy.port)

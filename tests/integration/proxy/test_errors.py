@@ -167,20 +167,8 @@ level = "trace"
     # -- limits --------------------------------------------------------------
 
     def test_max_client_connections_53300(self):
-        proxy = self.start_proxy(f"""
-[vault]
-address = "{self.vault.addr}"
-
-[[listener]]
-bind = "127.0.0.1:{free_port()}"
-route = "main"
-{self.route_config()}
-[limits]
-max_client_connections = 2
-
-[log]
-level = "trace"
-""", name="two-clients")
+        proxy = self.start_proxy(self.single_listener_config(free_port(), "[limits]\nmax_client_connections = 2\n"),
+                                 name="two-clients")
         first, second = self.raw(proxy.port), self.raw(proxy.port)
         try:
             self.assertEqual(first.login(self.token)[-1][0], "Z")

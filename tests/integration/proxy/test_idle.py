@@ -15,10 +15,7 @@ import psycopg2  # noqa: E402
 class IdleTimeoutTest(ProxyTestCase):
     @classmethod
     def proxy_config(cls):
-        return super().proxy_config() + """
-[limits]
-client_idle_timeout = "1s"
-"""
+        return cls.single_listener_config(cls.port, '[limits]\nclient_idle_timeout = "1s"\n')
 
     def connect(self):
         return psycopg2.connect(host="127.0.0.1", port=self.port, user="crdb-role", dbname="defaultdb",
