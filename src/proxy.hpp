@@ -17,6 +17,7 @@
 #include "stream.hpp"
 #include "upstream.hpp"
 #include "vaultwire/config.hpp"
+#include "vaultwire/credentials.hpp"
 #include "vaultwire/vault_client.hpp"
 
 namespace vaultwire::detail {
@@ -54,10 +55,10 @@ struct proxy_state {
   const config* cfg = nullptr;
   std::map<std::string, std::unique_ptr<route_runtime>> routes;
   std::unique_ptr<vault_client> vault;
+  std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
   cancel_map cancels;
   std::atomic<std::uint64_t> next_session_id{1};
   std::atomic<std::uint32_t> active_clients{0};
-  std::atomic<bool> revoke_denied_logged{false};
   std::atomic<bool> stopping{false};
 
   // Live sessions by id, with the lease each uses once it has a credential.

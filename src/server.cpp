@@ -88,6 +88,18 @@ spdlog::level::level_enum to_spdlog(log_level l) {
   return spdlog::level::info;
 }
 
+// One line of counters at shutdown, for operators and tests.
+void log_stats(const proxy_state& state) {
+  const broker_stats b = state.broker->stats();
+  spdlog::info(
+      "stats: acquires={} cache_hits={} vault_fetches={} single_flight_joins={} negative_cache_hits={} "
+      "budget_refusals={} token_rechecks={} rechecks_in_grace={} tokens_revoked={} renewals={} renewal_failures={} "
+      "revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={}",
+      b.acquires, b.cache_hits, b.vault_fetches, b.single_flight_joins, b.negative_cache_hits, b.budget_refusals,
+      b.token_rechecks, b.rechecks_in_grace, b.tokens_revoked, b.renewals, b.renewal_failures, b.revokes,
+      b.revoke_denied, b.revoke_failures, b.live_leases, detail::scram_keys_derived());
+}
+
 }  // namespace
 
 int run_server(const config& cfg) {
@@ -131,6 +143,10 @@ int run_server(const config& cfg) {
   vo.request_timeout = cfg.vault.request_timeout;
   vo.threads = std::max<std::size_t>(4, cfg.runtime.threads * 2);
   state->vault = std::make_unique<vault_client>(vo);
+  credential_broker_options bo;
+  bo.credentials = cfg.credentials;
+  bo.token_file = cfg.vault.token_file;
+  state->broker = std::make_unique<credential_broker>(vault_calls_for(*state->vault), std::move(bo));
 
   const unsigned threads = std::max(1u, cfg.runtime.threads);
   net::io_context io(static_cast<int>(threads));
@@ -236,7 +252,12 @@ int run_server(const config& cfg) {
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
-  state->vault.reset();  // waits for queued revocations
+  // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
+  const std::size_t revoked = state->broker->revoke_all();
+  log_stats(*state);
+  spdlog::info("revoked {} leases at shutdown", revoked);
+  state->broker.reset();
+  state->vault.reset();  // waits for queued Vault calls
   cleanup();
   spdlog::info("stopped");
   return 0;

@@ -19,6 +19,7 @@
 
 #include "proxy.hpp"
 #include "splice.hpp"
+#include "vaultwire/credentials_await.hpp"
 #include "vaultwire/errc.hpp"
 
 namespace vaultwire::detail {
@@ -75,26 +76,6 @@ void cancel_map::forget(const pgwire::backend_key_data& key) {
 // ---- awaiting the Vault client's callbacks ----
 
 namespace {
-
-// Runs `start(callback)` and resumes the coroutine on its own executor with the
-// result. The Vault client calls back on a pool thread; we post back.
-// `start` must capture only pointers and references (it is copied into Asio's
-// initiating coroutine, and g++ 12 mishandles closures with owning captures in
-// coroutine frames); everything it points to lives in the awaiting frame.
-template <class T, class Start>
-net::awaitable<vault_result<T>> await_vault(Start start) {
-  static_assert(std::is_trivially_copyable_v<Start>, "capture pointers and references only");
-  return net::async_initiate<const net::use_awaitable_t<>, void(vault_result<T>)>(
-      [start](auto handler) {
-        auto ex = net::get_associated_executor(handler);
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        start([ex, shared](vault_result<T> r) {
-          auto boxed = std::make_shared<vault_result<T>>(std::move(r));
-          net::post(ex, [shared, boxed] { (*shared)(std::move(*boxed)); });
-        });
-      },
-      net::use_awaitable);
-}
 
 constexpr std::size_t max_auth_message = 8 * 1024;
 
@@ -264,7 +245,10 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<bool> admission();
   net::awaitable<bool> read_token();
   net::awaitable<void> cancel(pgwire::cancel_request key);
-  net::awaitable<void> release_lease();
+  net::awaitable<bool> acquire_credential();
+  net::awaitable<void> login_upstream();
+  void watch_lease();
+  void on_lease_event(lease_event event);
   void log_end();
   void forget_session();
 
@@ -279,7 +263,8 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<std::pair<std::string, std::string>> params_;  // client startup, minus user
   std::string role_, database_;
   std::optional<pgwire::secret_string> token_;
-  std::optional<vault_credential> credential_;
+  credential_lease lease_;
+  std::string username_ = "-", lease_id_ = "-";  // for the log, kept after the lease is released
   upstream_session upstream_;
   std::optional<pgwire::backend_key_data> issued_key_;
   splice_result traffic_;
@@ -461,27 +446,107 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
   co_await send_upstream_cancel(target->route->target(state_->cfg->limits), target->upstream_key);
 }
 
-net::awaitable<void> session::release_lease() {
-  if (!credential_ || !token_) co_return;
-  auto lease = credential_->lease_id;
-  vault_client* vault = state_->vault.get();
-  auto token = token_->clone();
-  auto r = co_await await_vault<void>([vault, &lease, &token](vault_client::callback<void> done) {
-    vault->revoke_lease(lease, std::move(token), std::move(done));
-  });
+net::awaitable<bool> session::acquire_credential() {
+  credential_request request;
+  request.token = token_->clone();
+  request.vault_namespace = state_->cfg->vault.namespace_.value_or("");
+  request.mount = state_->cfg->vault.mount;
+  request.role = role_;
+  request.route = listener_->config->route;
+  auto r = co_await async_acquire(*state_->broker, std::move(request));
   if (!r) {
-    const auto& e = r.error();
-    if (e.kind == vault_error_kind::forbidden) {
-      if (!state_->revoke_denied_logged.exchange(true)) {
-        spdlog::warn(
-            "vaultwire may not revoke leases with the client's token (Vault: {}); leases end at their TTL. "
-            "Allow update on sys/leases/revoke for the role's leases, or set [vault] token_file",
-            e.message);
-      }
+    const broker_error& e = r.error();
+    std::string_view label = "vault_unavailable";
+    switch (e.kind) {
+      case broker_error_kind::vault: label = e.vault.token_rejected() ? "vault_rejected_token" : "vault_unavailable"; break;
+      case broker_error_kind::token_rejected: label = "vault_rejected_token"; break;
+      case broker_error_kind::token_unverified: label = "vault_unavailable"; break;
+      case broker_error_kind::lease_budget: label = "lease_budget"; break;
+      case broker_error_kind::shutting_down: label = "shutdown"; break;
+    }
+    co_await refuse_with(e.sqlstate(), e.to_client_message(), label);
+    co_return false;
+  }
+  lease_ = std::move(r).value();
+  username_ = lease_.username();
+  lease_id_ = lease_.lease_id();
+  {
+    std::lock_guard lock(state_->sessions_mutex);
+    if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = lease_id_;
+  }
+  // The broker calls back on its own threads: hop to this session's strand.
+  std::weak_ptr<session> weak = weak_from_this();
+  lease_.subscribe([weak](lease_event event) {
+    if (auto self = weak.lock()) {
+      net::post(self->executor(), [self, event] { self->on_lease_event(event); });
+    }
+  });
+  co_return true;
+}
+
+// The kill-switch and expiry at a transaction boundary (DESIGN.md "Credentials and
+// leases"), on the session's strand.
+void session::on_lease_event(lease_event event) {
+  if (!lease_ || finished_ || control_.ended()) return;
+  const credentials_config& policy = state_->cfg->credentials;
+  const std::string sqlstate(sqlstate_for(errc::session_ended));
+  switch (event) {
+    case lease_event::token_revoked:
+    case lease_event::lease_gone: {
+      const std::string message =
+          event == lease_event::token_revoked
+              ? "terminating connection: the Vault token that opened this session was revoked or has expired; "
+                "reconnect with a valid token"
+              : "terminating connection: Vault no longer knows this session's database credential (its lease was "
+                "revoked); reconnect";
+      spdlog::warn("{} {} (lease {}, {}); on_revoke = {}", prefix(),
+                   event == lease_event::token_revoked ? "token revoked or expired" : "lease gone", lease_id_,
+                   lease_.token_name(), to_string(policy.on_revoke));
+      if (policy.on_revoke == on_revoke_policy::ignore) return;
+      end_on_strand(policy.on_revoke == on_revoke_policy::now ? end_mode::now : end_mode::at_idle, sqlstate, message);
+      return;
+    }
+    case lease_event::expiring: {
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(lease_.expires_at() - broker_clock::now());
+      spdlog::info("{} lease {} cannot be renewed past its max TTL: ends in {}s; the session ends at its next idle point",
+                   prefix(), lease_id_, std::max<long long>(0, left.count()));
+      notice_on_strand("the database credential of this session expires in " +
+                       std::to_string(std::max<long long>(0, left.count())) +
+                       "s (its Vault lease reached the role's max TTL); the session ends at its next idle point; "
+                       "reconnect to continue");
+      end_on_strand(end_mode::at_idle, sqlstate,
+                    "terminating connection: the database credential of this session expires (its lease reached "
+                    "Vault's max TTL); reconnect");
+      return;
+    }
+    case lease_event::expired:
+      end_on_strand(end_mode::now, sqlstate,
+                    "terminating connection: the database credential of this session expired (its lease reached "
+                    "Vault's max TTL); reconnect");
+      return;
+    case lease_event::shutdown:
+      return;  // the server's stop path ends every session
+  }
+}
+
+net::awaitable<void> session::login_upstream() {
+  if (stopping_) co_return;
+  const route_config& route = listener_->route->config;
+  upstream_login login;
+  login.user = lease_.username();
+  login.password = &lease_.password();
+  login.parameters.emplace_back("database", route.database_prefix.value_or("") + database_);
+  std::string options;
+  for (auto& [name, value] : params_) {
+    if (name == "options") {
+      options = value;
     } else {
-      spdlog::warn("{} revoking lease {} failed: {}", prefix(), lease, e.message);
+      login.parameters.emplace_back(name, value);
     }
   }
+  if (route.options) options += (options.empty() ? "" : " ") + *route.options;
+  if (!options.empty()) login.parameters.emplace_back("options", options);
+  upstream_ = co_await connect_upstream(listener_->route->target(state_->cfg->limits), std::move(login));
 }
 
 net::awaitable<void> session::run() {
@@ -520,46 +585,26 @@ net::awaitable<void> session::run() {
     co_return;
   }
 
-  // Credential from Vault, never on this thread.
-  const route_config& route = listener_->route->config;
-  vault_client* vault = state_->vault.get();
-  std::string mount = state_->cfg->vault.mount;
-  std::string role = role_;
-  auto token = token_->clone();
-  auto cred = co_await await_vault<vault_credential>(
-      [vault, &mount, &role, &token](vault_client::callback<vault_credential> done) {
-        vault->read_credentials(mount, role, std::move(token), std::move(done));
-      });
-  if (!cred) {
-    const auto& e = cred.error();
-    co_await refuse_with(e.sqlstate(), e.to_client_message(),
-                         e.token_rejected() ? "vault_rejected_token" : "vault_unavailable");
+  // The credential: the broker's cache, or Vault on its worker pool.
+  if (!co_await acquire_credential()) {
     state_->active_clients.fetch_sub(1);
     log_end();
     co_return;
   }
-  credential_.emplace(std::move(cred).value());
-  {
-    std::lock_guard lock(state_->sessions_mutex);
-    if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = credential_->lease_id;
-  }
-
-  if (!stopping_) {
-    upstream_login login;
-    login.user = credential_->username;
-    login.password = &credential_->password;
-    login.parameters.emplace_back("database", route.database_prefix.value_or("") + database_);
-    std::string options;
-    for (auto& [name, value] : params_) {
-      if (name == "options") {
-        options = value;
-      } else {
-        login.parameters.emplace_back(name, value);
-      }
+  co_await login_upstream();
+  if (!stopping_ && upstream_.server_sqlstate == "28P01" && lease_.from_cache()) {
+    // The server refused a cached credential: drop it and fetch a fresh one, once.
+    spdlog::warn("{} the server refused cached credential {} (28P01): fetching a fresh one", prefix(), lease_id_);
+    if (upstream_.conn) upstream_.conn->close();
+    upstream_ = upstream_session{};
+    state_->broker->invalidate(lease_);
+    lease_.release();
+    if (!co_await acquire_credential()) {
+      state_->active_clients.fetch_sub(1);
+      log_end();
+      co_return;
     }
-    if (route.options) options += (options.empty() ? "" : " ") + *route.options;
-    if (!options.empty()) login.parameters.emplace_back("options", options);
-    upstream_ = co_await connect_upstream(listener_->route->target(limits), std::move(login));
+    co_await login_upstream();
   }
 
   if (stopping_ || upstream_.error || !upstream_.conn) {
@@ -577,7 +622,7 @@ net::awaitable<void> session::run() {
       co_await refuse(static_cast<errc>(upstream_.error.value()), upstream_.message);
     }
     if (upstream_.conn) upstream_.conn->close();
-    co_await release_lease();
+    lease_.release();
     state_->active_clients.fetch_sub(1);
     log_end();
     co_return;
@@ -595,8 +640,8 @@ net::awaitable<void> session::run() {
   co_await client_.write_all(out, ec);
   std::vector<std::uint8_t>().swap(upstream_.handover);
   if (!ec) {
-    spdlog::info("{} session open: user {} lease {} upstream {} auth {}", prefix(), credential_->username,
-                 credential_->lease_id, upstream_.peer, upstream_.auth_method);
+    spdlog::info("{} session open: user {} lease {} upstream {} auth {} connection {} ({})", prefix(), username_,
+                 lease_id_, upstream_.peer, upstream_.auth_method, "new", lease_.token_name());
     spliced_ = true;
     splice_options so;
     so.idle_timeout = limits.client_idle_timeout;
@@ -628,7 +673,7 @@ net::awaitable<void> session::run() {
   state_->cancels.forget(*issued_key_);
   client_.close();
   upstream_.conn->close();
-  co_await release_lease();
+  lease_.release();
   state_->active_clients.fetch_sub(1);
   log_end();
 }
@@ -637,7 +682,7 @@ void session::log_end() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
   spdlog::info("{} session closed: result {}{}{} user {} lease {} duration {}ms bytes in {} out {}{}", prefix(), result_,
                refused_message_.empty() ? "" : " (", refused_message_.empty() ? "" : refused_message_ + ")",
-               credential_ ? credential_->username : "-", credential_ ? credential_->lease_id : "-", ms.count(),
+               username_, lease_id_, ms.count(),
                traffic_.client_to_server, traffic_.server_to_client,
                traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
   forget_session();

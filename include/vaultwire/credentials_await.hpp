@@ -19,12 +19,14 @@
 
 namespace vaultwire {
 
+// The initiation lambda captures nothing: g++ 12 mishandles lambdas with owning
+// captures (an executor holds a shared_ptr) inside coroutine frames. The executor
+// to resume on is the handler's own.
 inline boost::asio::awaitable<broker_result<credential_lease>> async_acquire(credential_broker& broker,
                                                                             credential_request request) {
-  auto executor = co_await boost::asio::this_coro::executor;
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                 void(broker_result<credential_lease>)>(
-      [executor](auto handler, credential_broker* b, credential_request req) {
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(broker_result<credential_lease>)>(
+      [](auto handler, credential_broker* b, credential_request req) {
+        auto executor = boost::asio::get_associated_executor(handler);
         // std::function needs a copyable callable; the awaitable handler is move-only.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         b->acquire(std::move(req), [shared, executor](broker_result<credential_lease> r) {
