@@ -155,6 +155,14 @@ class session : public std::enable_shared_from_this<session> {
  private:
   void stop_on_strand() {
     stopping_ = true;
+    if (spliced_ && !finished_ && !control_.ended()) {
+      // The splice frames both directions: the 57P01 goes out at a message
+      // boundary (never inside a message), then both sides close.
+      std::vector<std::uint8_t> out;
+      build_error(out, sqlstate_for(errc::session_ended), "terminating connection: vaultwire is shutting down; reconnect");
+      control_.end_now(std::move(out), "shutdown");
+      return;
+    }
     if (!spliced_) {
       refuse_now(errc::session_ended, "vaultwire is shutting down; reconnect");
     }
