@@ -114,6 +114,12 @@ port = $PGH_PORT
 ca_file = "$PGH_CA"
 roles = ["crdb-role"]
 default_database = "defaultdb"
+
+# Short timers for the demo (defaults 60s and 10s): a lease no connection has used
+# for 2s is revoked; a token is rechecked with Vault every second.
+[credentials]
+revoke_idle_after = "2s"
+token_recheck = "1s"
 EOF
 cat "$work/vaultwire.toml"
 "$bin/vaultwire" run --config "$work/vaultwire.toml" >"$work/vaultwire.log" 2>&1 &
@@ -139,7 +145,12 @@ if through -c 'SELECT rolname FROM pg_authid' 2>&1; then
   exit 1
 fi
 
-step "After the client disconnects, vaultwire revokes the lease: the SQL user is gone"
+step "The connections shared one credential: vaultwire caches it for the token"
+opens=$(grep -c ' session open: ' "$work/vaultwire.log" || true)
+leases=$(sed -nE 's/.* session open: .* lease ([^ ]+) .*/\1/p' "$work/vaultwire.log" | sort -u | wc -l)
+echo "$opens sessions, $leases lease(s) from Vault, SQL user $dynamic_user"
+
+step "When no connection has used it for revoke_idle_after, vaultwire revokes the lease: the SQL user is gone"
 admin() { PGPASSWORD=$PGH_ADMIN_PASSWORD "$psql" -X -A -t "host=localhost port=$PGH_PORT user=$PGH_ADMIN_USER dbname=defaultdb sslmode=verify-full sslrootcert=$PGH_CA" -c "$1"; }
 deadline=$((SECONDS + 30))
 while [ "$(admin "SELECT count(*) FROM pg_roles WHERE rolname = '$dynamic_user'")" != 0 ]; do

@@ -12,6 +12,7 @@ Environment: VAULTWIRE_BIN, VAULT_DEV_BIN, PG_HARNESS. Run with /usr/bin/python3
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import ssl
@@ -42,6 +43,39 @@ path "sys/leases/revoke/database/creds/crdb-role/*" { capabilities = ["update"] 
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNING: ThreadSanitizer")
 LISTENING_RE = re.compile(r"listening on (?:127\.0\.0\.1:(\d+)|\[[^\]]+\]:(\d+)|(/\S+))")
 SESSION_CLOSED_RE = re.compile(r"(C-\d+): .* session closed: result (\S+).* user (\S+) lease (\S+) duration")
+SESSION_OPEN_RE = re.compile(r"(C-\d+): \S+ session open: user (\S+) lease (\S+) upstream (\S+) auth (\S+) "
+                             r"connection (new|reused)")
+STATS_RE = re.compile(r"stats: ((?:\w+=\d+ ?)+)")
+
+# The [credentials] and [pool] tables every test vaultwire gets unless a class or a call
+# overrides a key (issue 5 item 11): short broker timers, so the tests can wait for an
+# idle lease's revocation and a token's recheck in seconds; no upstream reuse except
+# where a test turns it on (test_reuse.py).
+CREDENTIALS_DEFAULTS = {"revoke_idle_after": "2s", "token_recheck": "1s"}
+POOL_DEFAULTS = {"reuse": False}
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return '"%s"' % str(v).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def toml_table(name, keys):
+    """`[name]` with keys (a dict; a None value leaves the key out, i.e. vaultwire's default)."""
+    lines = ["[%s]" % name] + ["%s = %s" % (k, toml_value(v)) for k, v in keys.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def merged(*dicts):
+    out = {}
+    for d in dicts:
+        out.update(d or {})
+    return out
 
 
 def free_port():
@@ -92,6 +126,17 @@ class Vaultwire:
         """Waits until the log matches `pattern` (a regex); returns the match."""
         rx = re.compile(pattern)
         return wait_for(lambda: rx.search(self.output()), timeout=timeout, what=what or "log line /%s/" % pattern)
+
+    def opened_sessions(self):
+        """[(session id, user, lease, upstream, auth, new|reused)] from the "session open" lines."""
+        return SESSION_OPEN_RE.findall(self.output())
+
+    def stats(self):
+        """The key=value counters of the last "stats:" line (logged at shutdown), or None."""
+        found = STATS_RE.findall(self.output())
+        if not found:
+            return None
+        return {k: int(v) for k, v in (kv.split("=") for kv in found[-1].split())}
 
     def closed_sessions(self):
         """[(session id, result, user, lease)] from the "session closed" lines."""
@@ -173,6 +218,7 @@ class Raw:
         else:
             self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
+        self.status = None  # the transaction status of the last ReadyForQuery (I, T or E)
 
     def close(self):
         try:
@@ -208,7 +254,17 @@ class Raw:
         """(type char, body bytes)."""
         header = self.recv_exact(5)
         (length,) = struct.unpack("!I", header[1:5])
-        return chr(header[0]), self.recv_exact(length - 4)
+        t, body = chr(header[0]), self.recv_exact(length - 4)
+        if t == "Z":
+            self.status = body.decode()
+        return t, body
+
+    def has_pending(self, timeout=0.0):
+        """True when bytes (or EOF) arrive within timeout."""
+        if self.buf:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(readable)
 
     def read_until(self, types):
         """Messages up to and including the first whose type is in `types`."""
@@ -337,6 +393,13 @@ class ProxyTestCase(unittest.TestCase):
     listeners = 1
     pg_auth = None
     pg_max_connections = None
+    # Class-wide overrides of the [credentials], [pool] and [vault] keys (merged over
+    # CREDENTIALS_DEFAULTS / POOL_DEFAULTS; a call's own dicts are merged over these).
+    credentials_settings = {}
+    # The roles route main allows (each needs a Vault role of that name).
+    route_roles = ["crdb-role"]
+    pool_settings = {}
+    vault_settings = {}
 
     @classmethod
     def setUpClass(cls):
@@ -381,24 +444,40 @@ class ProxyTestCase(unittest.TestCase):
 host = "localhost"
 port = {cls.pg.port}
 ca_file = "{cls.pg.ca}"
-roles = ["crdb-role"]
+roles = {toml_value(cls.route_roles)}
 default_database = "defaultdb"
 {extra}
 """
 
     @classmethod
-    def single_listener_config(cls, port, extra=""):
-        """vault-dev, one plaintext listener on `port` to route main, trace logs, and
-        `extra` TOML sections (e.g. a [limits] table)."""
-        return f"""
-[vault]
-address = "{cls.vault.addr}"
+    def vault_table(cls, vault=None):
+        """The [vault] table: vault-dev's address plus vault_settings and `vault` keys."""
+        return toml_table("vault", merged({"address": cls.vault.addr}, cls.vault_settings, vault))
 
+    @classmethod
+    def broker_tables(cls, credentials=None, pool=None):
+        """The [credentials] and [pool] tables: the defaults, then the class' settings, then
+        `credentials` / `pool` (dicts; a None value drops the key). Every hand-written config
+        includes this, since TOML forbids a second [credentials] table."""
+        return (toml_table("credentials", merged(CREDENTIALS_DEFAULTS, cls.credentials_settings, credentials)) + "\n"
+                + toml_table("pool", merged(POOL_DEFAULTS, cls.pool_settings, pool)))
+
+    @classmethod
+    def single_listener_config(cls, port, extra="", credentials=None, pool=None, vault=None):
+        """vault-dev, one plaintext listener on `port` to route main, the broker tables
+        (broker_tables(credentials, pool)), trace logs, and `extra` TOML sections (e.g. a
+        [limits] table; not [vault], [credentials] or [pool]: pass those keys as dicts)."""
+        for table in ("vault", "credentials", "pool"):
+            if re.search(r"^\s*\[%s\]" % table, extra, re.M):
+                raise ValueError("pass [%s] keys as %s=..., not in extra (TOML forbids a second table)" % (table, table))
+        return f"""
+{cls.vault_table(vault)}
 [[listener]]
 bind = "127.0.0.1:{port}"
 route = "main"
 {cls.route_config()}
 {extra}
+{cls.broker_tables(credentials, pool)}
 [log]
 level = "trace"
 """
@@ -525,6 +604,16 @@ level = "trace"
     def assertRefusal(self, fields, sqlstate, message):
         self.assertEqual((fields.get("S"), fields.get("V"), fields.get("C"), fields.get("M")),
                          ("FATAL", "FATAL", sqlstate, message))
+
+    def creds_reads(self, role="crdb-role"):
+        """vault-dev's count of requests to database/creds/<role>."""
+        return self.vault.dev("GET", "counters")["paths"].get("database/creds/" + role, 0)
+
+    def lease_gone(self, lease, user=None, timeout=20):
+        """Waits until vault-dev no longer holds `lease` and (if given) the SQL user is gone."""
+        wait_for(lambda: lease not in self.vault.dev_lease_ids(), timeout=timeout, what="lease %s revoked" % lease)
+        if user is not None:
+            wait_for(lambda: not self.pg.role_exists(user), timeout=timeout, what="SQL user %s dropped" % user)
 
     def last_closed_session(self, proxy, result, timeout=20):
         """Waits for a "session closed" line with this result; returns (id, result, user, lease)

@@ -45,6 +45,7 @@ route = "main"
 [limits]
 startup_timeout = "2s"
 
+{cls.broker_tables()}
 [log]
 level = "trace"
 """

@@ -133,11 +133,12 @@ threads = 4
 
     # -- shutdown ----------------------------------------------------------
 
-    def shutdown_with_live_sessions(self):
+    def shutdown_with_live_sessions(self, credentials=None):
         """Starts a vaultwire, opens a spliced session (raw), a psycopg2 session and one in
         admission, sends SIGTERM; checks what each client sees and the exit status.
-        Returns the dynamic users of the spliced sessions."""
-        proxy = self.start_proxy(self.single_listener_config(free_port()), name="shutdown-%d" % len(self.proxies))
+        Returns the proxy and the dynamic users of the spliced sessions."""
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials=credentials),
+                                 name="shutdown-%d" % len(self.proxies))
         spliced = self.raw(proxy.port)
         waiting = self.raw(proxy.port)
         conn = self.connect(port=proxy.port)
@@ -151,6 +152,8 @@ threads = 4
             waiting.send(startup_packet([("user", "crdb-role"), ("database", "defaultdb")]))
             self.assertEqual(waiting.read_message()[0], "R")
             proxy.signal(signal.SIGTERM)
+            # The spliced session is idle: it gets the FATAL at a message boundary, then the close.
+            self.assertRefusal(spliced.read_error(), "57P01", "terminating connection: vaultwire is shutting down; reconnect")
             self.assertTrue(spliced.closed_without_reply(timeout=20), "the spliced session was not ended")
             self.assertRefusal(waiting.read_error(), "57P01", "vaultwire is shutting down; reconnect")
             self.assertTrue(waiting.closed_without_reply(timeout=20))
@@ -159,7 +162,7 @@ threads = 4
             self.assertEqual(proxy.proc.wait(timeout=30), 0, proxy.output())
             self.assertRegex(proxy.output(), r"signal 15: no new connections")
             self.assertEqual(len(re.findall(r"session closed: result shutdown", proxy.output())), 2, proxy.output())
-            return users
+            return proxy, users
         finally:
             spliced.close()
             waiting.close()
@@ -169,9 +172,14 @@ threads = 4
         self.shutdown_with_live_sessions()
 
     def test_sigterm_revokes_the_sessions_leases(self):
-        users = self.shutdown_with_live_sessions()
-        for user in users:
-            wait_for(lambda: not self.pg.role_exists(user), timeout=20, what="SQL user %s dropped" % user)
+        # revoke_idle_after far beyond the test: only the shutdown can revoke the leases,
+        # and it does so before vaultwire exits.
+        proxy, users = self.shutdown_with_live_sessions(credentials={"revoke_idle_after": "1h"})
+        leases = {lease for _, _, lease, _, _, _ in proxy.opened_sessions()}
+        self.assertTrue(leases, proxy.output())
+        self.assertFalse(leases & self.vault.dev_lease_ids(), "leases still live after vaultwire exited")
+        for user in set(users):
+            self.assertFalse(self.pg.role_exists(user), "SQL user %s still exists after vaultwire exited" % user)
 
 
 if __name__ == "__main__":

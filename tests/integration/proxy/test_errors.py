@@ -71,27 +71,30 @@ server_name = "wrong.example"
 ca_file = "{cls.pg.ca}"
 roles = ["crdb-role"]
 
+{cls.broker_tables()}
 [log]
 level = "trace"
 """
 
-    def creds_reads(self, role="crdb-role"):
-        return self.vault.dev("GET", "counters")["paths"].get("database/creds/" + role, 0)
-
     # -- Vault -------------------------------------------------------------
 
+    # A fresh token in each: a credential cached for the class token would be served
+    # without asking Vault.
+
     def test_vault_sealed_08001(self):
+        token = self.make_token(["errors-client"])
         self.vault.dev("POST", "seal")
         try:
-            fields = self.refused()
+            fields = self.refused(token=token)
         finally:
             self.vault.dev("POST", "unseal")
         self.assertRefusal(fields, "08001", "Vault at %s is unavailable: Vault is sealed (HTTP 503)" % self.vault.addr)
 
     def test_vault_503_08001(self):
+        token = self.make_token(["errors-client"])
         self.vault.dev("POST", "fail", {"path": "database/creds/crdb-role", "count": 1000, "status": 503})
         try:
-            fields = self.refused()
+            fields = self.refused(token=token)
         finally:
             self.vault.dev("DELETE", "fail")
         self.assertRefusal(fields, "08001", "Vault at %s is unavailable: injected failure (vault-dev /_dev/fail) "
@@ -108,6 +111,7 @@ request_timeout = "2s"
 bind = "127.0.0.1:{free_port()}"
 route = "main"
 {self.route_config()}
+{self.broker_tables()}
 [log]
 level = "trace"
 """, name="unreachable-vault")

@@ -1,6 +1,7 @@
 """[limits] client_idle_timeout: a spliced session waiting for its client (the server's
 last message was ReadyForQuery) with no bytes either way for that long gets FATAL
-57P05 and is closed, its lease revoked; an active session or a long query is not."""
+57P05 and is closed (its lease, unused, is revoked after revoke_idle_after); an active
+session or a long query is not."""
 import os
 import sys
 import time

@@ -26,7 +26,7 @@ route = "main"
 bind = "[::1]:{cls.port6}"
 route = "main"
 {cls.route_config()}
-"""
+{cls.broker_tables()}"""
 
     def psql_at(self, host, port):
         env = dict(os.environ, PGPASSWORD=self.token)

@@ -22,8 +22,14 @@ class ProxyTest(ProxyTestCase):
         session_user, current_user = r.stdout.strip().split("|")
         self.assertRegex(session_user, r"^v-token-[A-Za-z0-9-]+-crdb-rol-[A-Za-z0-9]{20}-\d+$")
         self.assertEqual(current_user, "app_owner")
-        # After the client leaves, vaultwire revokes the lease: the SQL user is gone.
-        wait_for(lambda: not self.pg.role_exists(session_user), timeout=20, what="dynamic user dropped")
+        # The credential is cached for the token; once no session has used it for
+        # [credentials] revoke_idle_after (2s in the fixture), vaultwire revokes the lease
+        # and Vault drops the SQL user.
+        rows = wait_for(lambda: [row for row in self.proxy.closed_sessions() if row[2] == session_user],
+                        what="the psql session's close line")
+        lease = rows[-1][3]
+        self.assertRegex(lease, r"^database/creds/crdb-role/")
+        self.lease_gone(lease, session_user, timeout=30)
 
     def test_privileged_query_is_refused(self):
         r = self.psql("select * from pg_authid")
