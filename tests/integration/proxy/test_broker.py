@@ -238,6 +238,63 @@ class BrokerTest(ProxyTestCase):
             idle.close()
             txn.close()
 
+    def test_on_revoke_now_cuts_an_open_transaction(self):
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"on_revoke": "now"}),
+                                 name="on-revoke-now")
+        token = self.fresh_token()
+        txn, _ = self.session(token, port=proxy.port)
+        try:
+            self.assertEqual(txn.query("begin"), ([], None))
+            self.assertEqual(txn.query("select 1"), ([("1",)], None))
+            self.root.auth.token.revoke(token)
+            # No COMMIT: the session ends anyway, within a few rechecks.
+            self.assertEndsWithFatal(txn, "57P01", TOKEN_REVOKED)
+        finally:
+            txn.close()
+
+    def test_on_revoke_ignore_lets_sessions_run(self):
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"on_revoke": "ignore"}),
+                                 name="on-revoke-ignore")
+        token = self.fresh_token()
+        r, _ = self.session(token, port=proxy.port)
+        try:
+            self.root.auth.token.revoke(token)
+            # vaultwire has seen the revocation once it refuses the token ...
+            fields = wait_for(lambda: self.login_refusal(token, port=proxy.port), timeout=15, interval=0.2,
+                              what="a login with the revoked token refused")
+            self.assertEqual((fields["S"], fields["C"]), ("FATAL", "28P01"), fields)
+            # ... and the live session is left alone (several rechecks later): no FATAL, and
+            # it still carries queries (the server may refuse them: Vault dropped the user).
+            self.assertFalse(r.has_pending(timeout=3.0), "vaultwire wrote to a session with on_revoke = ignore")
+            rows, err = r.query("select 1")
+            if err is not None:
+                self.assertNotEqual(err.get("C"), "57P01", err)
+                self.assertEqual(err.get("S"), "ERROR", err)
+            self.assertEqual(r.status, "I")
+        finally:
+            r.close()
+
+    # -- a cached credential the server refuses -----------------------------
+
+    def test_upstream_28P01_for_a_cached_credential_fetches_a_fresh_one(self):
+        token = self.fresh_token()
+        before = self.creds_reads()
+        first, user = self.session(token)
+        try:
+            # The cached credential stops working (its password changed behind Vault's back).
+            self.pg.admin_query('ALTER ROLE "%s" PASSWORD NULL' % user)
+            second, other = self.session(token)
+            second.close()
+            self.assertNotEqual(other, user, "the refused credential was served again")
+            self.assertEqual(self.creds_reads() - before, 2)
+            # A third connection uses the fresh credential from the cache.
+            third, again = self.session(token)
+            third.close()
+            self.assertEqual(again, other)
+            self.assertEqual(self.creds_reads() - before, 2)
+        finally:
+            first.close()
+
     # -- vaultwire's own token ----------------------------------------------
 
     def test_token_file_revokes_idle_leases_the_client_token_may_not(self):
