@@ -480,6 +480,24 @@ class BrokerTest(ProxyTestCase):
         wait_for(lambda: self.login_refusal(second, port=proxy.port) is None, timeout=30, interval=0.5,
                  what="the second token admitted after the first lease was revoked")
 
+    def test_a_revoked_tokens_lease_does_not_hold_the_budget(self):
+        # Vault revokes a token's leases with the token: the lease is no longer live, so it
+        # must not keep counting against max_leases (for the rest of its TTL, an hour).
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"max_leases": 1}),
+                                 name="budget-revoked")
+        first = self.fresh_token()
+        r, user = self.session(first, port=proxy.port)
+        try:
+            lease = self.lease_of(user, proxy)
+            self.root.auth.token.revoke(first)
+            self.assertEndsWithFatal(r, "57P01", TOKEN_REVOKED)
+        finally:
+            r.close()
+        self.lease_gone(lease, user, timeout=30)
+        second = self.fresh_token()
+        wait_for(lambda: self.login_refusal(second, port=proxy.port) is None, timeout=30, interval=0.5,
+                 what="a new token admitted once the revoked token's lease is gone")
+
 
 if __name__ == "__main__":
     unittest.main()
