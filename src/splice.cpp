@@ -81,7 +81,7 @@ void splice_control::end_now(std::vector<std::uint8_t> error_response, std::stri
 }
 
 void splice_control::notice(std::span<const std::uint8_t> notice_response) {
-  if (ended_) return;
+  if (ended_ || client_terminated_idle_) return;  // the client is gone
   notices_.insert(notices_.end(), notice_response.begin(), notice_response.end());
   if (running_ && waiting_for_client()) write_notices_now();
 }
@@ -101,6 +101,12 @@ void splice_control::end_here() {
   end_armed_ = false;
   end_now_pending_ = false;
   if (client_ == nullptr) return;
+  if (client_terminated_idle_) {
+    // The client stream is closed (its SSL may still name the old descriptor
+    // number: leave it alone). The kept server is not to be kept after all.
+    server_->close();
+    return;
+  }
   if (client_at_boundary() && !end_message_.empty()) {
     std::error_code ignored;
     (void)client_->try_write(end_message_, ignored);  // best effort: the client may not be reading
@@ -221,6 +227,30 @@ struct splice_access {
   }
 
   static std::chrono::steady_clock::time_point last_activity(const splice_control& c) { return c.last_activity_; }
+
+  static void configure(splice_control& c, const splice_options& o) {
+    c.keep_server_on_idle_terminate_ = o.keep_server_on_idle_terminate;
+    c.client_terminated_idle_ = false;
+  }
+  // The client swallowed an idle Terminate: the down pump stops without touching
+  // the server.
+  static bool terminated_idle(const splice_control& c) { return c.client_terminated_idle_; }
+
+  // Bytes of one client read: exactly one Terminate at a message boundary while
+  // idle, with keep_server_on_idle_terminate set. Then the Terminate is not
+  // forwarded and the down pump's wait on the server is cancelled (the stream
+  // stays open); returns true. Otherwise false: forward as usual.
+  // https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-TERMINATION
+  static bool swallow_idle_terminate(splice_control& c, std::span<const std::uint8_t> bytes, stream& server) {
+    static constexpr std::array<std::uint8_t, 5> terminate{'X', 0, 0, 0, 4};
+    if (!c.keep_server_on_idle_terminate_ || c.ended_ || c.end_armed_ || !c.idle()) return false;
+    if (!std::equal(bytes.begin(), bytes.end(), terminate.begin(), terminate.end())) return false;
+    c.client_terminated_idle_ = true;
+    c.last_activity_ = std::chrono::steady_clock::now();
+    boost::system::error_code ignored;
+    server.socket().cancel(ignored);  // wakes the down pump's wait; no I/O on the server
+    return true;
+  }
 };
 
 namespace {
@@ -244,6 +274,7 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
       }
     }
     if (ctl->ended()) break;
+    if (splice_access::terminated_idle(*ctl)) break;
     // The buffer is this thread's: read into it and hand the bytes to try_write with
     // no co_await between, so no other pump on this thread touches it meanwhile. After
     // a wait this coroutine may run on another io thread: fetch the buffer again.
@@ -252,14 +283,16 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
     std::size_t n = from->try_read(buf, w, ec);
     if (n == 0 && !ec) {
       co_await from->wait(w, ec);
+      if (splice_access::terminated_idle(*ctl)) break;  // woken by the cancel: the server is not ours
       if (!ec) continue;
     }
     if (ec || n == 0) {
       st->read_error = ec ? ec : eof_error();
       break;
     }
-    st->bytes += n;
     const auto bytes = buf.first(n);
+    if (!from_server && splice_access::swallow_idle_terminate(*ctl, bytes, *to)) break;
+    st->bytes += n;
     // Framed before it is forwarded: bytes that break the framing never pass.
     const bool framed = from_server ? splice_access::from_server(*ctl, bytes, st->violation)
                                     : splice_access::from_client(*ctl, bytes, st->violation);
@@ -277,7 +310,14 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
       break;
     }
   }
-  if (ctl->ended() || !st->violation.empty()) {
+  if (ctl->client_terminated_idle()) {
+    // The client said Terminate while idle: end its side as PostgreSQL would
+    // (close_notify, FIN, close). The server stream stays open and untouched.
+    if (!from_server) {
+      from->shutdown_send();
+      from->close();
+    }
+  } else if (ctl->ended() || !st->violation.empty()) {
     from->close();
     to->close();
   } else if (st->read_error == eof_error() && !st->write_error && !from_server) {
@@ -299,6 +339,7 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
                                      splice_options options) {
   auto ex = co_await net::this_coro::executor;
   pump_state up, down;
+  splice_access::configure(control, options);
   control.start(client, server, options.ready_status);
 
   // The idle watchdog: one timer per session, re-armed to the last activity plus the
@@ -311,7 +352,7 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
   auto alive = std::make_shared<bool>(true);
   std::function<void(const boost::system::error_code&)> check_idle;
   check_idle = [&, alive](const boost::system::error_code& e) {
-    if (e || !*alive || control.ended()) return;
+    if (e || !*alive || control.ended() || control.client_terminated_idle()) return;
     const auto now = std::chrono::steady_clock::now();
     const auto deadline = control.waiting_for_client() ? splice_access::last_activity(control) + *options.idle_timeout
                                                        : now + *options.idle_timeout;
@@ -349,11 +390,14 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
   r.server_to_client = down.bytes;
   r.idle_timeout = idle_fired;
   r.protocol_violation = !down.violation.empty() ? down.violation : up.violation;
+  r.client_terminated_idle = control.client_terminated_idle();
   if (idle_fired) {
     r.ended_by = "idle timeout";
   } else if (control.ended()) {
     r.ended_by = control.end_reason();
     r.ended_by_request = true;
+  } else if (r.client_terminated_idle) {
+    r.ended_by = "client";
   } else if (!down.violation.empty()) {
     r.ended_by = "server protocol violation";
   } else if (!up.violation.empty()) {

@@ -133,6 +133,12 @@ class splice_control {
   [[nodiscard]] bool waiting_for_client() const noexcept;
   [[nodiscard]] bool idle() const noexcept { return waiting_for_client() && rfq_status_ == 'I'; }
 
+  // The client ended an idle session with Terminate and the splice kept the server
+  // (splice_options::keep_server_on_idle_terminate): the server stream is no longer
+  // the splice's. An end_now / end_at_idle after this closes the server after all
+  // (the session asked for an end), and this turns false.
+  [[nodiscard]] bool client_terminated_idle() const noexcept { return client_terminated_idle_ && !ended_; }
+
   [[nodiscard]] bool ended() const noexcept { return ended_; }
   [[nodiscard]] const std::string& end_reason() const noexcept { return end_reason_; }
   [[nodiscard]] bool end_armed() const noexcept { return end_armed_; }
@@ -172,6 +178,9 @@ class splice_control {
 
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
 
+  bool keep_server_on_idle_terminate_ = false;  // from splice_options
+  bool client_terminated_idle_ = false;         // the splice swallowed an idle Terminate
+
   std::vector<std::uint8_t> notices_;  // encoded NoticeResponses waiting for a ReadyForQuery
   bool end_armed_ = false;
   bool end_now_pending_ = false;  // requested before the splice started
@@ -188,6 +197,14 @@ struct splice_result {
   bool ended_by_request = false;  // end_at_idle / end_now
   // The server (or client) broke the framing: what was wrong, for the log.
   std::string protocol_violation;
+  // With splice_options::keep_server_on_idle_terminate: the client sent Terminate
+  // while the session was idle. The Terminate was not forwarded; the client stream
+  // is closed; the server stream is open and untouched: no operation outstanding,
+  // nothing written to it since the client's last message, and anything the server
+  // sent after its ReadyForQuery 'I' left unread in the socket (upstream_pool then
+  // refuses it as dead). ended_by is "client". False whenever anything else ended
+  // the splice.
+  bool client_terminated_idle = false;
 };
 
 struct splice_options {
@@ -197,6 +214,14 @@ struct splice_options {
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::vector<std::uint8_t> idle_message;
   char ready_status = 'I';  // of the ReadyForQuery the handover sent
+  // Keep the server when the client ends an idle session: when one read from the
+  // client is exactly one Terminate ('X', length 4) at a message boundary while
+  // splice_control::idle() holds, the splice swallows it, closes the client side
+  // only, stops reading the server (its pending wait is cancelled; the server
+  // stream stays open) and returns with client_terminated_idle. In every other case
+  // (a Terminate inside a transaction, behind a query in flight, or sharing a read
+  // with other bytes) Terminate is forwarded as usual.
+  bool keep_server_on_idle_terminate = false;
 };
 
 // Runs until both directions are done. Both streams and `control` outlive the call.

@@ -241,6 +241,17 @@ std::size_t stream::try_write(std::span<const std::uint8_t> data, std::error_cod
 
 bool stream::has_buffered_plaintext() const { return ssl_ != nullptr && SSL_pending(ssl_) > 0; }
 
+void stream::rebind(const descriptor::executor_type& ex) {
+  if (!sd_.is_open()) {
+    sd_ = descriptor(ex);
+    return;
+  }
+  const int fd = sd_.release();  // deregistered from the old reactor, still open
+  sd_ = descriptor(ex, fd);
+  boost::system::error_code ignored;
+  sd_.non_blocking(true, ignored);
+}
+
 void stream::shutdown_send() {
   if (ssl_ != nullptr) {
     ERR_clear_error();

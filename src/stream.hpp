@@ -62,6 +62,14 @@ class stream {
   // Bytes already received and decrypted but not yet read (TLS only).
   [[nodiscard]] bool has_buffered_plaintext() const;
 
+  // Moves the stream to another executor (another session's strand, possibly
+  // another io_context): the descriptor is released from its reactor and wrapped
+  // again with `ex`; the TLS session (SSL*) and any bytes buffered in it are kept.
+  // Precondition: no operation outstanding on the stream, and the caller is the
+  // only user of it. Afterwards use the stream only from `ex`. A closed stream stays
+  // closed (bound to `ex`).
+  void rebind(const descriptor::executor_type& ex);
+
   // Half-close: TLS close_notify (best effort), then shutdown(SHUT_WR).
   void shutdown_send();
   void close();

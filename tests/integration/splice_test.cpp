@@ -48,6 +48,24 @@ std::vector<std::uint8_t> drain(int fd, bool& eof) {
   }
 }
 
+// Writes `out` to `s`, then reads what `s` receives first (the scripted peer's reply).
+net::awaitable<std::vector<std::uint8_t>> exchange(stream* s, std::vector<std::uint8_t> out, std::error_code* ec) {
+  co_await s->write_all(out, *ec);
+  if (*ec) co_return std::vector<std::uint8_t>{};
+  std::vector<std::uint8_t> in(4096);
+  const std::size_t n = co_await s->read_some(in, *ec);
+  in.resize(n);
+  co_return in;
+}
+
+vaultwire::detail::splice_options keep_server() {
+  vaultwire::detail::splice_options o;
+  o.keep_server_on_idle_terminate = true;
+  return o;
+}
+
+const std::vector<std::uint8_t> terminate_message{'X', 0, 0, 0, 4};
+
 // A splice between two socket pairs; the test holds the far ends.
 struct rig {
   net::io_context io;
@@ -56,7 +74,7 @@ struct rig {
   splice_control control;
   std::optional<splice_result> result;
 
-  rig() {
+  explicit rig(vaultwire::detail::splice_options options = {}) {
     int c[2], s[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, c) == 0);
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
@@ -64,7 +82,7 @@ struct rig {
     server_peer = s[1];
     client.emplace(stream::descriptor(io, c[0]));
     server.emplace(stream::descriptor(io, s[0]));
-    net::co_spawn(io, vaultwire::detail::splice(*client, *server, control, {}),
+    net::co_spawn(io, vaultwire::detail::splice(*client, *server, control, std::move(options)),
                   [this](std::exception_ptr e, splice_result r) {
                     if (e) std::rethrow_exception(e);
                     result = std::move(r);
@@ -79,7 +97,10 @@ struct rig {
     client.reset();
     server.reset();
   }
-  void run() { io.run_for(std::chrono::milliseconds(100)); }
+  void run() {
+    io.restart();  // once the splice returned, the io_context ran out of work and stopped
+    io.run_for(std::chrono::milliseconds(100));
+  }
 };
 
 }  // namespace
@@ -186,4 +207,111 @@ TEST_CASE("splice: a COPY FROM STDIN started by Execute ends idle (its first Syn
   put(r.server_peer, msg('Z', "I"));
   r.run();
   CHECK(r.control.idle());
+}
+
+TEST_CASE("splice: an idle Terminate ends the client side only and leaves the server stream usable",
+          "[integration][splice][pool]") {
+  rig r(keep_server());
+  // A query and its answer first: idle again afterwards.
+  const auto q = msg('Q', std::string("select 1\0", 9));
+  put(r.client_peer, q);
+  r.run();
+  auto reply = msg('C', std::string("SELECT 1\0", 9));
+  const auto z = msg('Z', "I");
+  reply.insert(reply.end(), z.begin(), z.end());
+  put(r.server_peer, reply);
+  r.run();
+  REQUIRE(r.control.idle());
+  put(r.client_peer, terminate_message);
+  r.run();
+  REQUIRE(r.result);
+  CHECK(r.result->client_terminated_idle);
+  CHECK(r.result->ended_by == "client");
+  CHECK(r.result->client_to_server == q.size());  // the Terminate is not counted: it never went
+  bool eof = false;
+  CHECK(drain(r.client_peer, eof) == reply);
+  CHECK(eof);  // the client side is closed
+  eof = false;
+  CHECK(drain(r.server_peer, eof) == q);  // the server got the query, not the Terminate
+  CHECK_FALSE(eof);                       // and its connection is open
+  REQUIRE(r.server->native_handle() >= 0);
+
+  // The server stream still works on its own: a query out, the scripted reply in.
+  std::error_code ec;
+  std::optional<std::vector<std::uint8_t>> got;
+  const auto q2 = msg('Q', std::string("select 2\0", 9));
+  net::co_spawn(r.io, exchange(&*r.server, q2, &ec),
+                [&got](std::exception_ptr e, std::vector<std::uint8_t> v) {
+                  if (e) std::rethrow_exception(e);
+                  got = std::move(v);
+                });
+  r.run();
+  CHECK(drain(r.server_peer, eof) == q2);
+  CHECK_FALSE(got);
+  auto reply2 = msg('C', std::string("SELECT 1\0", 9));
+  reply2.insert(reply2.end(), z.begin(), z.end());
+  put(r.server_peer, reply2);
+  r.run();
+  REQUIRE(got);
+  CHECK_FALSE(ec);
+  CHECK(*got == reply2);
+}
+
+TEST_CASE("splice: a Terminate that is not at an idle point is forwarded as before", "[integration][splice][pool]") {
+  SECTION("a query in flight") {
+    rig r(keep_server());
+    const auto q = msg('Q', std::string("select pg_sleep(1)\0", 19));
+    put(r.client_peer, q);
+    r.run();
+    put(r.client_peer, terminate_message);
+    r.run();
+    CHECK_FALSE(r.result);
+    bool eof = false;
+    auto want = q;
+    want.insert(want.end(), terminate_message.begin(), terminate_message.end());
+    CHECK(drain(r.server_peer, eof) == want);
+  }
+  SECTION("inside a transaction") {
+    rig r(keep_server());
+    const auto q = msg('Q', std::string("begin\0", 6));
+    put(r.client_peer, q);
+    r.run();
+    auto reply = msg('C', std::string("BEGIN\0", 6));
+    const auto z = msg('Z', "T");
+    reply.insert(reply.end(), z.begin(), z.end());
+    put(r.server_peer, reply);
+    r.run();
+    REQUIRE(r.control.waiting_for_client());
+    put(r.client_peer, terminate_message);
+    r.run();
+    CHECK_FALSE(r.result);
+    bool eof = false;
+    auto want = q;
+    want.insert(want.end(), terminate_message.begin(), terminate_message.end());
+    CHECK(drain(r.server_peer, eof) == want);
+    // The client goes; the server ends the session as PostgreSQL does: both closed.
+    ::shutdown(r.client_peer, SHUT_WR);
+    ::shutdown(r.server_peer, SHUT_WR);
+    r.run();
+    REQUIRE(r.result);
+    CHECK_FALSE(r.result->client_terminated_idle);
+  }
+  SECTION("split across reads") {
+    rig r(keep_server());
+    put(r.client_peer, std::vector<std::uint8_t>(terminate_message.begin(), terminate_message.begin() + 3));
+    r.run();
+    put(r.client_peer, std::vector<std::uint8_t>(terminate_message.begin() + 3, terminate_message.end()));
+    r.run();
+    CHECK_FALSE(r.result);
+    bool eof = false;
+    CHECK(drain(r.server_peer, eof) == terminate_message);
+  }
+  SECTION("without keep_server_on_idle_terminate") {
+    rig r;
+    put(r.client_peer, terminate_message);
+    r.run();
+    CHECK_FALSE(r.result);
+    bool eof = false;
+    CHECK(drain(r.server_peer, eof) == terminate_message);
+  }
 }
