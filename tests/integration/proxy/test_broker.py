@@ -274,6 +274,24 @@ class BrokerTest(ProxyTestCase):
         finally:
             r.close()
 
+    def test_a_rejected_token_is_remembered(self):
+        # negative_cache long enough that timing cannot matter: one Vault request answers
+        # a flood of logins with a token Vault does not know.
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"negative_cache": "1m"}),
+                                 name="negative-cache")
+        bad = "hvs.NotAToken" + "x" * 11
+
+        def vault_requests():
+            paths = self.vault.dev("GET", "counters")["paths"]
+            return sum(n for p, n in paths.items() if p in ("database/creds/crdb-role", "auth/token/lookup-self"))
+
+        before = vault_requests()
+        for _ in range(10):
+            fields = self.refused(port=proxy.port, token=bad)
+            self.assertEqual((fields.get("S"), fields.get("C")), ("FATAL", "28P01"), fields)
+            self.assertIn("Vault rejected the token", fields.get("M", ""))
+        self.assertEqual(vault_requests() - before, 1, "a rejected token was sent to Vault again")
+
     # -- a cached credential the server refuses -----------------------------
 
     def test_upstream_28P01_for_a_cached_credential_fetches_a_fresh_one(self):
