@@ -50,12 +50,16 @@ class cancel_map {
 };
 
 class session;
+class upstream_pool;
 
 struct proxy_state {
   const config* cfg = nullptr;
   std::map<std::string, std::unique_ptr<route_runtime>> routes;
   std::unique_ptr<vault_client> vault;
   std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
+  std::shared_ptr<upstream_pool> pool;        // null when [pool] reuse = false; holds lease handles
+  std::atomic<std::uint64_t> upstream_logins{0};
+  std::atomic<std::uint64_t> upstream_reuses{0};
   cancel_map cancels;
   std::atomic<std::uint64_t> next_session_id{1};
   std::atomic<std::uint32_t> active_clients{0};

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <filesystem>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "proxy.hpp"
+#include "upstream_pool.hpp"
 #include "vaultwire/version.hpp"
 
 namespace vaultwire {
@@ -91,13 +93,16 @@ spdlog::level::level_enum to_spdlog(log_level l) {
 // One line of counters at shutdown, for operators and tests.
 void log_stats(const proxy_state& state) {
   const broker_stats b = state.broker->stats();
+  const detail::upstream_pool::stats_t pool = state.pool ? state.pool->stats() : detail::upstream_pool::stats_t{};
   spdlog::info(
       "stats: acquires={} cache_hits={} vault_fetches={} single_flight_joins={} negative_cache_hits={} "
       "budget_refusals={} token_rechecks={} rechecks_in_grace={} tokens_revoked={} renewals={} renewal_failures={} "
-      "revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={}",
+      "revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={} upstream_logins={} "
+      "upstream_reuses={} pool_checkins={} pool_discards={}",
       b.acquires, b.cache_hits, b.vault_fetches, b.single_flight_joins, b.negative_cache_hits, b.budget_refusals,
       b.token_rechecks, b.rechecks_in_grace, b.tokens_revoked, b.renewals, b.renewal_failures, b.revokes,
-      b.revoke_denied, b.revoke_failures, b.live_leases, detail::scram_keys_derived());
+      b.revoke_denied, b.revoke_failures, b.live_leases, detail::scram_keys_derived(), state.upstream_logins.load(),
+      state.upstream_reuses.load(), pool.checkins, pool.discards);
 }
 
 }  // namespace
@@ -108,6 +113,9 @@ int run_server(const config& cfg) {
     spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
   }
   spdlog::info("{} starting", version_banner());
+  // A peer that resets while OpenSSL writes (it uses write(), not send with
+  // MSG_NOSIGNAL) must give EPIPE, not kill the process.
+  ::signal(SIGPIPE, SIG_IGN);
 
   auto state = std::make_shared<proxy_state>();
   state->cfg = &cfg;
@@ -147,6 +155,13 @@ int run_server(const config& cfg) {
   bo.credentials = cfg.credentials;
   bo.token_file = cfg.vault.token_file;
   state->broker = std::make_unique<credential_broker>(vault_calls_for(*state->vault), std::move(bo));
+  if (cfg.pool.reuse) {
+    // A pooled connection holds its lease; it counts as a use of the lease for at most
+    // revoke_idle_after, so an unused credential is still revoked on that schedule.
+    pool_config pc = cfg.pool;
+    pc.idle_timeout = std::min(pc.idle_timeout, cfg.credentials.revoke_idle_after);
+    state->pool = std::make_shared<detail::upstream_pool>(pc);
+  }
 
   const unsigned threads = std::max(1u, cfg.runtime.threads);
   net::io_context io(static_cast<int>(threads));
@@ -216,6 +231,17 @@ int run_server(const config& cfg) {
     listeners.push_back(std::move(l));
   }
 
+  // Idle pooled connections past their idle timeout or near their lease's end.
+  net::steady_timer sweep(io);
+  std::function<void(const boost::system::error_code&)> on_sweep;
+  on_sweep = [&](const boost::system::error_code& ec) {
+    if (ec || !state->pool) return;
+    state->pool->sweep();
+    sweep.expires_after(std::chrono::seconds(1));
+    sweep.async_wait(on_sweep);
+  };
+  on_sweep({});
+
   net::signal_set signals(io, SIGINT, SIGTERM);
   // After a signal: once every session has ended, the signal wait is the only work
   // left; cancel it and io.run() returns.
@@ -243,6 +269,8 @@ int run_server(const config& cfg) {
     for (auto& a : tcp_acceptors) a->close(ignored);
     for (auto& a : unix_acceptors) a->close(ignored);
     detail::stop_all_sessions(*state);
+    sweep.cancel();
+    if (state->pool) state->pool->clear();
     signals.async_wait(on_signal);
     check_drained({});
   };
@@ -252,6 +280,7 @@ int run_server(const config& cfg) {
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
+  if (state->pool) state->pool->clear();  // pooled streams are bound to io: close them before it goes
   // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
   const std::size_t revoked = state->broker->revoke_all();
   log_stats(*state);

@@ -19,6 +19,7 @@
 
 #include "proxy.hpp"
 #include "splice.hpp"
+#include "upstream_pool.hpp"
 #include "vaultwire/credentials_await.hpp"
 #include "vaultwire/errc.hpp"
 
@@ -257,6 +258,8 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<void> login_upstream();
   void watch_lease();
   void on_lease_event(lease_event event);
+  bool take_pooled_upstream();
+  pooled_upstream pooled_from_session();
   void log_end();
   void forget_session();
 
@@ -274,6 +277,9 @@ class session : public std::enable_shared_from_this<session> {
   credential_lease lease_;
   std::string username_ = "-", lease_id_ = "-";  // for the log, kept after the lease is released
   upstream_session upstream_;
+  bool reused_ = false;                        // upstream_ came from the pool
+  std::string pool_key_;
+  std::vector<std::uint8_t> pool_parameters_;  // the login's ParameterStatus set, kept for the pool
   std::optional<pgwire::backend_key_data> issued_key_;
   splice_result traffic_;
   std::string result_ = "ok";
@@ -482,6 +488,12 @@ net::awaitable<bool> session::acquire_credential() {
     std::lock_guard lock(state_->sessions_mutex);
     if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = lease_id_;
   }
+  watch_lease();
+  co_return true;
+}
+
+// Not a coroutine: g++ 12 mishandles lambdas with owning captures in coroutine frames.
+void session::watch_lease() {
   // The broker calls back on its own threads: hop to this session's strand.
   std::weak_ptr<session> weak = weak_from_this();
   lease_.subscribe([weak](lease_event event) {
@@ -489,7 +501,43 @@ net::awaitable<bool> session::acquire_credential() {
       net::post(self->executor(), [self, event] { self->on_lease_event(event); });
     }
   });
-  co_return true;
+}
+
+// An idle connection of the pool for this credential, database and parameters.
+bool session::take_pooled_upstream() {
+  if (!state_->pool) return false;
+  pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+  auto up = state_->pool->checkout(pool_key_, executor());
+  if (!up) return false;
+  upstream_.conn = std::move(up->conn);
+  upstream_.peer = std::move(up->peer);
+  upstream_.key = up->key;
+  upstream_.handover = std::move(up->parameter_status);
+  upstream_.ready_status = 'I';
+  upstream_.auth_method = std::move(up->auth_method);
+  reused_ = true;
+  state_->upstream_reuses.fetch_add(1, std::memory_order_relaxed);
+  return true;  // up->lease (the pool's hold on the same lease) is released here
+}
+
+// What the pool keeps of this session's upstream; the lease hold moves with it and is
+// watched so that a lease event closes the idle connection.
+pooled_upstream session::pooled_from_session() {
+  pooled_upstream up;
+  up.conn = std::move(upstream_.conn);
+  up.peer = upstream_.peer;
+  up.key = upstream_.key;
+  up.parameter_status = std::move(pool_parameters_);
+  up.auth_method = upstream_.auth_method;
+  up.lease_id = lease_id_;
+  up.lease_expires_at = lease_.expires_at();
+  up.lease = std::move(lease_);
+  std::weak_ptr<upstream_pool> pool = state_->pool;
+  std::string lease_id = lease_id_;
+  up.lease.subscribe([pool, lease_id](lease_event) {
+    if (auto p = pool.lock()) p->evict_lease(lease_id);
+  });
+  return up;
 }
 
 // The kill-switch and expiry at a transaction boundary (DESIGN.md "Credentials and
@@ -555,6 +603,8 @@ net::awaitable<void> session::login_upstream() {
   if (route.options) options += (options.empty() ? "" : " ") + *route.options;
   if (!options.empty()) login.parameters.emplace_back("options", options);
   upstream_ = co_await connect_upstream(listener_->route->target(state_->cfg->limits), std::move(login));
+  state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
+  if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
 }
 
 net::awaitable<void> session::run() {
@@ -599,7 +649,7 @@ net::awaitable<void> session::run() {
     log_end();
     co_return;
   }
-  co_await login_upstream();
+  if (stopping_ || !take_pooled_upstream()) co_await login_upstream();
   if (!stopping_ && upstream_.server_sqlstate == "28P01" && lease_.from_cache()) {
     // The server refused a cached credential: drop it and fetch a fresh one, once.
     spdlog::warn("{} the server refused cached credential {} (28P01): fetching a fresh one", prefix(), lease_id_);
@@ -646,14 +696,17 @@ net::awaitable<void> session::run() {
   (void)pgwire::encode_ready_for_query(out, static_cast<pgwire::transaction_status>(upstream_.ready_status));
   std::error_code ec;
   co_await client_.write_all(out, ec);
+  if (state_->pool && !reused_) pool_parameters_ = upstream_pool::parameter_status_of(upstream_.handover);
+  if (state_->pool && reused_) pool_parameters_ = std::move(upstream_.handover);
   std::vector<std::uint8_t>().swap(upstream_.handover);
   if (!ec) {
     spdlog::info("{} session open: user {} lease {} upstream {} auth {} connection {} ({})", prefix(), username_,
-                 lease_id_, upstream_.peer, upstream_.auth_method, "new", lease_.token_name());
+                 lease_id_, upstream_.peer, upstream_.auth_method, reused_ ? "reused" : "new", lease_.token_name());
     spliced_ = true;
     splice_options so;
     so.idle_timeout = limits.client_idle_timeout;
     so.ready_status = upstream_.ready_status;
+    so.keep_server_on_idle_terminate = state_->pool != nullptr;
     if (limits.client_idle_timeout) {
       build_error(so.idle_message, sqlstate_for(errc::client_idle_timeout),
                   "terminating connection: idle for longer than " +
@@ -680,7 +733,14 @@ net::awaitable<void> session::run() {
   finished_ = true;
   state_->cancels.forget(*issued_key_);
   client_.close();
-  upstream_.conn->close();
+  if (traffic_.client_terminated_idle && state_->pool && !stopping_ && !end_requested_ && lease_) {
+    // The client left with Terminate while idle: the pool resets the connection and
+    // keeps it for the next client with this credential, database and parameters.
+    const bool kept = co_await state_->pool->checkin(pool_key_, pooled_from_session());
+    spdlog::debug("{} upstream connection {}", prefix(), kept ? "kept for reuse" : "closed (not reusable)");
+  } else {
+    upstream_.conn->close();
+  }
   lease_.release();
   state_->active_clients.fetch_sub(1);
   log_end();

@@ -40,6 +40,7 @@
 
 #include "stream.hpp"
 #include "vaultwire/config.hpp"
+#include "vaultwire/credentials.hpp"
 
 namespace vaultwire::detail {
 
@@ -58,6 +59,10 @@ struct pooled_upstream {
   // The lease's end. Never kept or handed out within lease_margin of it; a default
   // (epoch) value counts as already ended.
   std::chrono::steady_clock::time_point lease_expires_at;
+  // The session's hold on the credential, kept while the connection is pooled (the
+  // lease stays renewed and is not revoked under it); released when the entry is
+  // closed or handed out.
+  credential_lease lease;
 };
 
 class upstream_pool : public std::enable_shared_from_this<upstream_pool> {

@@ -96,6 +96,9 @@ struct proxy_fixture {
     listener.route = route.get();
     state->routes["main"] = std::move(route);
     state->vault = std::make_unique<vaultwire::vault_client>(vaultwire::make_vault_client_options(cfg.vault));
+    vaultwire::credential_broker_options bo;
+    bo.credentials = cfg.credentials;
+    state->broker = std::make_unique<vaultwire::credential_broker>(vaultwire::vault_calls_for(*state->vault), bo);
 
     auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
     spdlog::set_default_logger(std::make_shared<spdlog::logger>("session-end-test", sink));
@@ -123,6 +126,8 @@ struct proxy_fixture {
     work.reset();
     io.stop();
     runner.join();
+    (void)state->broker->revoke_all();
+    state->broker.reset();
     state->vault.reset();
     spdlog::set_default_logger(previous);
   }
