@@ -66,7 +66,9 @@ class ReuseTestBase(ProxyTestCase):
     # -- vaultwire ---------------------------------------------------------
 
     def new_proxy(self, credentials=None, pool=None, extra=""):
-        """A vaultwire of this test's own: its own lease cache, upstream pool and counters."""
+        """A vaultwire of this test's own: its own lease cache, upstream pool and counters.
+        (vaultwire caps the pool's idle_timeout at revoke_idle_after: tests that keep a
+        connection across several steps pass a longer revoke_idle_after.)"""
         return self.start_proxy(self.single_listener_config(free_port(), extra=extra, credentials=credentials,
                                                             pool=pool),
                                 name="%s-%d" % (self._testMethodName, len(self.proxies)))
@@ -113,9 +115,11 @@ class ReuseTestBase(ProxyTestCase):
         return tuple(rows[0]) if rows else None
 
     def wait_kept(self, proxy, pid, session_id):
-        """Waits until the client's session `session_id` has ended in vaultwire's log and
-        its upstream backend `pid` sits idle after the reset query (DISCARD ALL): the
-        connection is back in the pool, ready for the next client."""
+        """Waits until vaultwire logs that session `session_id` left its upstream to the
+        pool and the session ended, and PostgreSQL shows the backend `pid` idle after the
+        reset query (DISCARD ALL): the connection is ready for the next client."""
+        proxy.wait_log(r"%s: .* upstream connection kept for reuse" % session_id, timeout=30,
+                       what="session %s's upstream kept for reuse" % session_id)
         wait_for(lambda: any(row[0] == session_id for row in proxy.closed_sessions()), timeout=30,
                  what="session %s closed in the log" % session_id)
         wait_for(lambda: self.backend_state(pid) == ("idle", "DISCARD ALL"), timeout=30,
@@ -188,6 +192,8 @@ class ReuseOnTest(ReuseTestBase):
     """[pool] reuse = true."""
 
     pool_settings = {"reuse": True}
+    # For the tests where a kept connection must wait across several client steps.
+    LONG_IDLE = {"revoke_idle_after": "60s"}
 
     @classmethod
     def setup_vault(cls):
@@ -221,15 +227,13 @@ class ReuseOnTest(ReuseTestBase):
         self.assertLess(logins, 0.10 * len(opened), summary)
         # vaultwire's own account agrees with the server's.
         self.assertEqual(kinds.count("new"), logins, summary)
-        if "upstream_logins" in stats:
-            self.assertEqual(stats["upstream_logins"], logins, summary)
-        if "upstream_reuses" in stats:
-            self.assertEqual(stats["upstream_reuses"], kinds.count("reused"), summary)
+        self.assertEqual(stats.get("upstream_logins"), logins, summary)
+        self.assertEqual(stats.get("upstream_reuses"), kinds.count("reused"), summary)
 
     # -- reuse is invisible ------------------------------------------------
 
     def test_next_client_sees_a_fresh_session(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
         a = self.pg_connect(proxy)
         a.autocommit = True
         pid = self.one(a, "select pg_backend_pid()")
@@ -275,7 +279,7 @@ class ReuseOnTest(ReuseTestBase):
             b.close()
 
     def test_old_cancel_key_cannot_cancel_the_next_client(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
         a = Raw(proxy.port)
         try:
             a_login = a.login(self.token)
@@ -345,6 +349,7 @@ class ReuseOnTest(ReuseTestBase):
         wait_for(lambda: any(row[0] == a_session for row in proxy.closed_sessions()), timeout=30,
                  what="session %s closed in the log" % a_session)
         self.wait_backend_gone(pid)
+        self.assertNotRegex(proxy.output(), r"%s: .* upstream connection kept for reuse" % a_session)
         b = self.pg_connect(proxy)
         try:
             b.autocommit = True
@@ -364,7 +369,7 @@ class ReuseOnTest(ReuseTestBase):
             c.close()
 
     def test_open_transaction_is_not_kept(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
 
         def leave(a):
             rows, err = a.query("begin; create temp table t_open (x int)")
@@ -373,7 +378,7 @@ class ReuseOnTest(ReuseTestBase):
         self.assert_not_kept(proxy, leave)
 
     def test_failed_transaction_is_not_kept(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
 
         def leave(a):
             rows, err = a.query("begin")
@@ -384,7 +389,7 @@ class ReuseOnTest(ReuseTestBase):
         self.assert_not_kept(proxy, leave)
 
     def test_psycopg2_close_inside_transaction_is_not_kept(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
         a = self.pg_connect(proxy)  # not autocommit: the select opens a transaction
         pid = self.one(a, "select pg_backend_pid()")
         self.assertEqual(a.get_transaction_status(), psycopg2.extensions.TRANSACTION_STATUS_INTRANS)
@@ -393,6 +398,7 @@ class ReuseOnTest(ReuseTestBase):
         wait_for(lambda: any(row[0] == a_session for row in proxy.closed_sessions()), timeout=30,
                  what="session %s closed in the log" % a_session)
         self.wait_backend_gone(pid)
+        self.assertNotRegex(proxy.output(), r"%s: .* upstream connection kept for reuse" % a_session)
         b = self.pg_connect(proxy)
         try:
             self.assertNotEqual(self.one(b, "select pg_backend_pid()"), pid)
@@ -401,11 +407,11 @@ class ReuseOnTest(ReuseTestBase):
             b.close()
 
     def test_client_gone_without_terminate_is_not_kept(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
         self.assert_not_kept(proxy, lambda a: None)  # the socket just closes
 
     def test_other_database_or_parameters_get_their_own_upstream(self):
-        proxy = self.new_proxy()
+        proxy = self.new_proxy(credentials=self.LONG_IDLE)
         a = self.pg_connect(proxy)
         a.autocommit = True
         pid = self.one(a, "select pg_backend_pid()")
@@ -524,10 +530,8 @@ class ReuseOffTest(ReuseTestBase):
         self.assertEqual(self.server_logins(offset, users), 20)
         stats = self.stop_for_stats(proxy)
         self.assertEqual(stats.get("scram_keys_derived"), 1, stats)
-        if "upstream_logins" in stats:
-            self.assertEqual(stats["upstream_logins"], 20, stats)
-        if "upstream_reuses" in stats:
-            self.assertEqual(stats["upstream_reuses"], 0, stats)
+        self.assertEqual(stats.get("upstream_logins"), 20, stats)
+        self.assertEqual(stats.get("upstream_reuses"), 0, stats)
 
 
 if __name__ == "__main__":
