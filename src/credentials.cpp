@@ -145,6 +145,8 @@ struct lease_entry {
   bool renew_in_flight = false;
   bool revoke_in_flight = false;
   bool abandoned = false;  // revoke was denied: left to its TTL
+  time_point revoke_retry_at{};  // an idle revoke skipped by the open breaker waits for this
+  std::optional<lease_event> ended_by;  // the terminal event its sessions were sent
 };
 
 struct pending_acquire {
@@ -188,6 +190,15 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   bool shutting_down = false;
   bool revoke_denied_logged = false;
   std::mt19937_64 prng{std::random_device{}()};
+
+  // The circuit breaker (guarded by `mutex`); see the header comment.
+  std::uint64_t vault_failures = 0;  // consecutive "unreachable" failures
+  bool breaker_open = false;
+  bool probe_in_flight = false;
+  time_point breaker_retry_at{};     // while open: no call before this
+  time_point breaker_opened_at{};
+  broker_clock::duration breaker_backoff{};
+  vault_error breaker_last;          // the last unreachable failure (names Vault's address)
 
   // [vault] token_file, cached by mtime (own mutex: file I/O outside the main lock).
   std::mutex file_mutex;
@@ -246,7 +257,9 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   }
 
   // Events to the sessions of `e`, collected for after the unlock.
-  static void collect_events(const lease_entry& e, lease_event ev, deferred_list& deferred) {
+  // A terminal event (all but `expiring`) is also kept in `ended_by` for late subscribers.
+  static void collect_events(lease_entry& e, lease_event ev, deferred_list& deferred) {
+    if (ev != lease_event::expiring && !e.ended_by) e.ended_by = ev;
     for (const auto& [id, cb] : e.sessions) {
       (void)id;
       if (cb) deferred.push_back([cb, ev] { cb(ev); });
@@ -293,6 +306,110 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     file_warned = false;
     spdlog::info("credentials: read token_file {}", options.token_file->string());
     return file_token.clone();
+  }
+
+  // --- circuit breaker ---------------------------------------------------------
+  // All under `mutex`. admit() is asked right before a call is made (and only then:
+  // it may hand out the probe); note_vault() is told every completion.
+
+  static bool is_outage(vault_error_kind kind) noexcept {
+    switch (kind) {
+      case vault_error_kind::unreachable:
+      case vault_error_kind::timeout:
+      case vault_error_kind::server_error:
+      case vault_error_kind::rate_limited:
+      case vault_error_kind::sealed: return true;
+      default: return false;
+    }
+  }
+
+  bool vault_healthy() const { return !breaker_open && vault_failures == 0; }
+
+  enum class admission { call, probe, skip };
+
+  admission admit(time_point t) {
+    if (!breaker_open) return admission::call;
+    if (probe_in_flight || t < breaker_retry_at) return admission::skip;
+    probe_in_flight = true;
+    ++stats.breaker_probes;
+    spdlog::debug("credentials: circuit breaker half-open: probing Vault at {}", breaker_last.address);
+    return admission::probe;
+  }
+
+  // When a skipped call may be tried again: the next probe time.
+  time_point breaker_retry(time_point t) const { return std::max(t + milliseconds{1}, breaker_retry_at); }
+
+  static std::string condensed(const vault_error& e) {
+    const std::string status = e.http_status > 0 ? "HTTP " + std::to_string(e.http_status) : std::string();
+    if (e.message.empty()) return status.empty() ? std::string{to_string(e.kind)} : status;
+    return status.empty() ? e.message : e.message + " (" + status + ")";
+  }
+
+  // The client's message for a request refused because the breaker is open.
+  std::string breaker_message(time_point t) const {
+    std::string retry = "retrying now";
+    if (!probe_in_flight && t < breaker_retry_at) {
+      const auto left = breaker_retry_at - t;
+      retry = "retrying in " + std::to_string(std::chrono::ceil<seconds>(left).count()) + "s";
+    }
+    return "Vault at " + breaker_last.address + " is unreachable (" + std::to_string(vault_failures) +
+           " consecutive failures; last: " + condensed(breaker_last) + "); " + retry;
+  }
+
+  // A Vault call completed: `error` is null when Vault answered (any success, or a
+  // 403/400/404/redirect/bad body); `probe` when admit() made it the probe.
+  void note_vault(const vault_error* error, bool probe, time_point t, deferred_list& deferred) {
+    if (probe) probe_in_flight = false;
+    if (error == nullptr || !is_outage(error->kind)) {
+      if (breaker_open) {
+        breaker_open = false;
+        ++stats.breaker_closes;
+        spdlog::info("credentials: circuit breaker closed: Vault at {} answers again (after {}s open, {} failures)",
+                     breaker_last.address,
+                     std::chrono::duration_cast<seconds>(t - breaker_opened_at).count(), vault_failures);
+      }
+      vault_failures = 0;
+      return;
+    }
+    ++stats.vault_outages;
+    ++vault_failures;
+    breaker_last = *error;
+    if (breaker_open) {
+      if (probe) {
+        ++stats.breaker_probe_failures;
+        breaker_backoff = std::min<broker_clock::duration>(breaker_backoff * 2, breaker_max_backoff);
+        breaker_retry_at = t + breaker_backoff;
+        spdlog::debug("credentials: probe of Vault at {} failed ({}); next in {}ms", breaker_last.address,
+                      condensed(breaker_last),
+                      std::chrono::duration_cast<milliseconds>(breaker_backoff).count());
+      }
+    } else if (vault_failures >= breaker_threshold) {
+      breaker_open = true;
+      breaker_opened_at = t;
+      breaker_backoff = breaker_initial_backoff;
+      breaker_retry_at = t + breaker_backoff;
+      ++stats.breaker_opens;
+      spdlog::warn(
+          "credentials: circuit breaker open: Vault at {} is unreachable ({} consecutive failures; last: {} {}); "
+          "new credentials fail fast with 08001, cached ones are served (token_grace {}s); probing every {}-{}s",
+          breaker_last.address, vault_failures, to_string(breaker_last.kind), condensed(breaker_last),
+          std::chrono::duration_cast<seconds>(options.credentials.token_grace).count(),
+          breaker_initial_backoff.count(), breaker_max_backoff.count());
+    }
+    release_waiters_in_grace(t, deferred);
+  }
+
+  // Vault is failing: acquires waiting for a recheck whose token is within grace are
+  // served now (stale-while-revalidate) instead of waiting out request_timeout.
+  void release_waiters_in_grace(time_point t, deferred_list& deferred) {
+    std::vector<pending_acquire> released;
+    for (auto& [hash, tok] : tokens) {
+      (void)hash;
+      if (tok.waiting.empty() || t >= tok.last_ok + options.credentials.token_grace) continue;
+      for (auto& w : tok.waiting) released.push_back(std::move(w));
+      tok.waiting.clear();
+    }
+    for (auto& w : released) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
   }
 
   // --- acquire -----------------------------------------------------------------
@@ -346,15 +463,30 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
     if (auto c = cache.find(key); c != cache.end()) {
       const auto entry = c->second;
-      if (servable(*entry, t)) {
+      const bool fresh = servable(*entry, t);
+      // While the breaker is open a cold miss could only fail: serve what is left.
+      const bool outage = !fresh && breaker_open && !entry->gone && entry->expires_at - t > outage_reuse_floor;
+      if (fresh || outage) {
         auto& tok = tokens[hash];
         if (tok.token.empty()) tok.token = req.token.clone();
-        if (t < tok.next_check_at) {
+        auto serve = [&] {
           ++stats.cache_hits;
+          if (outage) ++stats.outage_hits;
           deferred.push_back([done = std::move(done), h = make_handle(entry, true)]() mutable { done(std::move(h)); });
+        };
+        if (t < tok.next_check_at) {
+          serve();
           return;
         }
-        // Stale check: wait for lookup-self (one per token), then try again.
+        // Stale check. Stale-while-revalidate (header comment): within token_grace,
+        // do not wait when a recheck is already in flight or Vault is not healthy.
+        if (t < tok.last_ok + options.credentials.token_grace && (tok.recheck_in_flight || !vault_healthy())) {
+          ++stats.stale_hits;
+          serve();
+          start_recheck(hash, tok, deferred);
+          return;
+        }
+        // Wait for lookup-self (one per token), then try again.
         tok.waiting.push_back({std::move(req), std::move(done)});
         start_recheck(hash, tok, deferred);
         return;
@@ -367,7 +499,18 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       f->second.waiters.push_back(std::move(done));
       return;
     }
+    const admission gate = admit(t);
+    if (gate == admission::skip) {
+      ++stats.fast_failures;
+      broker_error e;
+      e.kind = broker_error_kind::vault;
+      e.vault = breaker_last;
+      e.message = breaker_message(t);
+      refuse(std::move(e));
+      return;
+    }
     if (live.size() + flights.size() >= options.credentials.max_leases) {
+      if (gate == admission::probe) probe_in_flight = false;  // not used: the next call probes
       ++stats.budget_refusals;
       spdlog::warn("credentials: lease budget reached ({} live leases, max_leases = {}); refusing a new credential",
                    live.size() + flights.size(), options.credentials.max_leases);
@@ -382,66 +525,72 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     fl.role = req.role;
     fl.waiters.push_back(std::move(done));
     auto self = shared_from_this();
-    deferred.push_back([self, key, hash, mount = std::move(req.mount), role = std::move(req.role),
+    const bool probe = gate == admission::probe;
+    deferred.push_back([self, key, hash, probe, mount = std::move(req.mount), role = std::move(req.role),
                         token = std::move(req.token)]() mutable {
       self->vault.read_credentials(std::move(mount), std::move(role), std::move(token),
-                                   [self, key, hash](vault_result<vault_credential> r) {
-                                     self->on_fetched(key, hash, std::move(r));
+                                   [self, key, hash, probe](vault_result<vault_credential> r) {
+                                     self->on_fetched(key, hash, probe, std::move(r));
                                    });
     });
   }
 
-  void on_fetched(const std::string& key, const std::string& hash, vault_result<vault_credential> r) {
+  void on_fetched(const std::string& key, const std::string& hash, bool probe, vault_result<vault_credential> r) {
     deferred_list deferred;
     {
       std::lock_guard lock{mutex};
-      auto node = flights.extract(key);
-      if (node.empty()) return;  // cannot happen: one completion per flight
-      flight& fl = node.mapped();
       const time_point t = now();
-      if (r) {
-        vault_credential& c = r.value();
-        auto e = std::make_shared<lease_entry>();
-        e->key = key;
-        e->token_hash = hash;
-        e->lease_id = c.lease_id;
-        e->username = c.username;
-        e->password = std::move(c.password);
-        e->role = fl.role;
-        e->duration = c.lease_duration;
-        e->current_duration = c.lease_duration;
-        e->renewable = c.renewable;
-        e->expires_at = t + c.lease_duration;
-        e->next_renew_at = next_renewal(t, c.lease_duration);
-        e->idle_since = t;
-        live[e->lease_id] = e;
-        cache[key] = e;
-        auto& tok = tokens[hash];
-        const bool first_sight = tok.token.empty();
-        if (first_sight) tok.token = std::move(fl.token);
-        tok.last_ok = t;  // Vault just honoured the token
-        tok.next_check_at = t + options.credentials.token_recheck;
-        spdlog::info("credentials: new lease {} for role {} ({}s, {}renewable), {}, {} waiting", e->lease_id, e->role,
-                     c.lease_duration.count(), c.renewable ? "" : "not ", token_name(hash), fl.waiters.size());
-        bool first = true;
-        for (auto& w : fl.waiters) {
-          deferred.push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
-          first = false;
-        }
-        // Learn the accessor and policies for the logs (also the first recheck).
-        if (first_sight) start_recheck(hash, tok, deferred);
-      } else {
-        broker_error err;
-        err.kind = broker_error_kind::vault;
-        err.vault = r.error();
-        err.message = r.error().to_client_message();
-        if (r.error().token_rejected()) remember_rejection(hash, r.error(), t);
-        spdlog::info("credentials: fetch for role {} failed ({}, {} waiting): {} {}", fl.role, token_name(hash),
-                     fl.waiters.size(), to_string(r.error().kind), r.error().message);
-        for (auto& w : fl.waiters) deferred.push_back([w = std::move(w), err]() mutable { w(err); });
-      }
+      note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+      // Always present (one completion per flight); extracted after note_vault so that
+      // waiters it releases may still join this flight.
+      if (auto node = flights.extract(key); !node.empty()) finish_fetch(key, hash, node.mapped(), r, t, deferred);
     }
     for (auto& f : deferred) f();
+  }
+
+  void finish_fetch(const std::string& key, const std::string& hash, flight& fl, vault_result<vault_credential>& r,
+                    time_point t, deferred_list& deferred) {
+    if (r) {
+      vault_credential& c = r.value();
+      auto e = std::make_shared<lease_entry>();
+      e->key = key;
+      e->token_hash = hash;
+      e->lease_id = c.lease_id;
+      e->username = c.username;
+      e->password = std::move(c.password);
+      e->role = fl.role;
+      e->duration = c.lease_duration;
+      e->current_duration = c.lease_duration;
+      e->renewable = c.renewable;
+      e->expires_at = t + c.lease_duration;
+      e->next_renew_at = next_renewal(t, c.lease_duration);
+      e->idle_since = t;
+      live[e->lease_id] = e;
+      cache[key] = e;
+      auto& tok = tokens[hash];
+      const bool first_sight = tok.token.empty();
+      if (first_sight) tok.token = std::move(fl.token);
+      tok.last_ok = t;  // Vault just honoured the token
+      tok.next_check_at = t + options.credentials.token_recheck;
+      spdlog::info("credentials: new lease {} for role {} ({}s, {}renewable), {}, {} waiting", e->lease_id, e->role,
+                   c.lease_duration.count(), c.renewable ? "" : "not ", token_name(hash), fl.waiters.size());
+      bool first = true;
+      for (auto& w : fl.waiters) {
+        deferred.push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
+        first = false;
+      }
+      // Learn the accessor and policies for the logs (also the first recheck).
+      if (first_sight) start_recheck(hash, tok, deferred);
+    } else {
+      broker_error err;
+      err.kind = broker_error_kind::vault;
+      err.vault = r.error();
+      err.message = r.error().to_client_message();
+      if (r.error().token_rejected()) remember_rejection(hash, r.error(), t);
+      spdlog::info("credentials: fetch for role {} failed ({}, {} waiting): {} {}", fl.role, token_name(hash),
+                   fl.waiters.size(), to_string(r.error().kind), r.error().message);
+      for (auto& w : fl.waiters) deferred.push_back([w = std::move(w), err]() mutable { w(err); });
+    }
   }
 
   void remember_rejection(const std::string& hash, const vault_error& error, time_point t) {
@@ -452,71 +601,100 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   void start_recheck(const std::string& hash, token_entry& tok, deferred_list& deferred) {
     if (tok.recheck_in_flight) return;
+    const time_point t = now();
+    const admission gate = admit(t);
+    if (gate == admission::skip) {
+      // The breaker is open: no Vault call; the answer is "unreachable".
+      ++stats.breaker_skips;
+      std::vector<pending_acquire> waiting = std::move(tok.waiting);
+      tok.waiting.clear();
+      recheck_unreachable(hash, tok, breaker_last, false, std::move(waiting), t, deferred);
+      return;
+    }
     tok.recheck_in_flight = true;
     ++stats.token_rechecks;
     auto self = shared_from_this();
-    deferred.push_back([self, hash, token = tok.token.clone()]() mutable {
-      self->vault.lookup_self(std::move(token), [self, hash](vault_result<vault_token_info> r) {
-        self->on_rechecked(hash, std::move(r));
+    const bool probe = gate == admission::probe;
+    deferred.push_back([self, hash, probe, token = tok.token.clone()]() mutable {
+      self->vault.lookup_self(std::move(token), [self, hash, probe](vault_result<vault_token_info> r) {
+        self->on_rechecked(hash, probe, std::move(r));
       });
     });
   }
 
-  void on_rechecked(const std::string& hash, vault_result<vault_token_info> r) {
+  void on_rechecked(const std::string& hash, bool probe, vault_result<vault_token_info> r) {
     deferred_list deferred;
     {
       std::lock_guard lock{mutex};
-      const auto it = tokens.find(hash);
-      if (it == tokens.end()) return;
-      token_entry& tok = it->second;
-      tok.recheck_in_flight = false;
       const time_point t = now();
-      std::vector<pending_acquire> waiting = std::move(tok.waiting);
-      tok.waiting.clear();
-      if (r) {
-        const bool first = !tok.has_info;
-        tok.info = std::move(r.value());
-        tok.has_info = true;
-        tok.last_ok = t;
-        tok.next_check_at = t + options.credentials.token_recheck;
-        if (first)
-          spdlog::info("credentials: token sha256:{} is accessor {} ({})", short_hash(hash), tok.info.accessor,
-                       tok.info.display_name);
-        for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
-      } else if (r.error().token_rejected()) {
-        ++stats.tokens_revoked;
-        spdlog::warn("credentials: {} was rejected by Vault on recheck ({}); ending its sessions", token_name(hash),
-                     r.error().message);
-        remember_rejection(hash, r.error(), t);
-        for (auto& [id, e] : live) {
-          (void)id;
-          if (e->token_hash != hash || e->gone) continue;
-          e->gone = true;
-          if (auto c = cache.find(e->key); c != cache.end() && c->second == e) cache.erase(c);
-          collect_events(*e, lease_event::token_revoked, deferred);
-        }
-        // The waiters now meet the negative cache.
-        for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
-      } else {
-        const auto grace_end = tok.last_ok + options.credentials.token_grace;
-        if (t < grace_end) {
-          ++stats.rechecks_in_grace;
-          tok.next_check_at = std::min(t + options.credentials.token_recheck, grace_end);
-          spdlog::warn("credentials: recheck of {} failed ({} {}); trusting the last good check for up to {}s",
-                       token_name(hash), to_string(r.error().kind), r.error().message,
-                       std::chrono::duration_cast<seconds>(grace_end - t).count());
-          for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
-        } else {
-          broker_error err;
-          err.kind = broker_error_kind::token_unverified;
-          err.vault = r.error();
-          err.message = r.error().to_client_message();
-          for (auto& w : waiting)
-            deferred.push_back([done = std::move(w.done), err]() mutable { done(err); });
-        }
+      const auto it = tokens.find(hash);
+      std::vector<pending_acquire> waiting;
+      if (it != tokens.end()) {
+        it->second.recheck_in_flight = false;
+        waiting = std::move(it->second.waiting);
+        it->second.waiting.clear();
       }
+      note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+      if (it != tokens.end()) finish_recheck(hash, it->second, r, std::move(waiting), t, deferred);
     }
     for (auto& f : deferred) f();
+  }
+
+  void finish_recheck(const std::string& hash, token_entry& tok, vault_result<vault_token_info>& r,
+                      std::vector<pending_acquire> waiting, time_point t, deferred_list& deferred) {
+    if (r) {
+      const bool first = !tok.has_info;
+      tok.info = std::move(r.value());
+      tok.has_info = true;
+      tok.last_ok = t;
+      tok.next_check_at = t + options.credentials.token_recheck;
+      if (first)
+        spdlog::info("credentials: token sha256:{} is accessor {} ({})", short_hash(hash), tok.info.accessor,
+                     tok.info.display_name);
+      for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
+    } else if (r.error().token_rejected()) {
+      ++stats.tokens_revoked;
+      spdlog::warn("credentials: {} was rejected by Vault on recheck ({}); ending its sessions", token_name(hash),
+                   r.error().message);
+      remember_rejection(hash, r.error(), t);
+      for (auto& [id, e] : live) {
+        (void)id;
+        if (e->token_hash != hash || e->gone) continue;
+        e->gone = true;
+        if (auto c = cache.find(e->key); c != cache.end() && c->second == e) cache.erase(c);
+        collect_events(*e, lease_event::token_revoked, deferred);
+      }
+      // The waiters now meet the negative cache.
+      for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
+    } else {
+      recheck_unreachable(hash, tok, r.error(), true, std::move(waiting), t, deferred);
+    }
+  }
+
+  // A recheck that Vault did not answer (`real`), or that the open breaker did not
+  // send: the last good check is trusted for token_grace, then waiters get 08001.
+  void recheck_unreachable(const std::string& hash, token_entry& tok, const vault_error& error, bool real,
+                           std::vector<pending_acquire> waiting, time_point t, deferred_list& deferred) {
+    const auto grace_end = tok.last_ok + options.credentials.token_grace;
+    if (t < grace_end) {
+      ++stats.rechecks_in_grace;
+      tok.next_check_at = std::min(t + options.credentials.token_recheck, grace_end);
+      const auto left = std::chrono::duration_cast<seconds>(grace_end - t).count();
+      if (real)
+        spdlog::warn("credentials: recheck of {} failed ({} {}); trusting the last good check for up to {}s",
+                     token_name(hash), to_string(error.kind), error.message, left);
+      else
+        spdlog::debug("credentials: recheck of {} skipped (circuit breaker open); trusting the last good check "
+                      "for up to {}s",
+                      token_name(hash), left);
+      for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
+      return;
+    }
+    broker_error err;
+    err.kind = broker_error_kind::token_unverified;
+    err.vault = error;
+    err.message = real ? error.to_client_message() : breaker_message(t);
+    for (auto& w : waiting) deferred.push_back([done = std::move(w.done), err]() mutable { done(err); });
   }
 
   // --- release, invalidate -----------------------------------------------------
@@ -548,6 +726,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       version = file_mtime;
     }
     bool renew = false;
+    admission gate = admission::call;
     {
       std::lock_guard lock{mutex};
       const time_point t = now();
@@ -557,21 +736,39 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         own_next_at = t;
       }
       if (own_renew_in_flight || t < own_next_at) return;
+      gate = admit(t);
+      if (gate == admission::skip) {
+        ++stats.breaker_skips;
+        own_next_at = breaker_retry(t);
+        return;
+      }
       own_renew_in_flight = true;
       renew = own_known;
     }
     auto self = shared_from_this();
-    auto done = [self, renew](vault_result<vault_token_info> r) { self->on_own_token(renew, std::move(r)); };
+    const bool probe = gate == admission::probe;
+    auto done = [self, renew, probe](vault_result<vault_token_info> r) {
+      self->on_own_token(renew, probe, std::move(r));
+    };
     if (renew)
       vault.renew_self(std::move(token), seconds{0}, std::move(done));
     else
       vault.lookup_self(std::move(token), std::move(done));
   }
 
-  void on_own_token(bool renewed, vault_result<vault_token_info> r) {
-    std::lock_guard lock{mutex};
-    own_renew_in_flight = false;
-    const time_point t = now();
+  void on_own_token(bool renewed, bool probe, vault_result<vault_token_info> r) {
+    deferred_list deferred;
+    {
+      std::lock_guard lock{mutex};
+      own_renew_in_flight = false;
+      const time_point t = now();
+      note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+      own_token_done(renewed, r, t);
+    }
+    for (auto& f : deferred) f();
+  }
+
+  void own_token_done(bool renewed, vault_result<vault_token_info>& r, time_point t) {
     if (!r) {
       ++stats.own_token_failures;
       spdlog::warn("credentials: {} of token_file's token failed: {} {}", renewed ? "renew-self" : "lookup-self",
@@ -621,11 +818,21 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
             it = live.erase(it);
             continue;
           }
-          if (!e->abandoned && t - e->idle_since >= cfg.revoke_idle_after) {
+          if (!e->abandoned && t - e->idle_since >= cfg.revoke_idle_after && t >= e->revoke_retry_at) {
+            const admission gate = admit(t);
+            if (gate == admission::skip) {
+              // Kept cached and live (still servable); revoked once Vault is back.
+              ++stats.breaker_skips;
+              e->revoke_retry_at = breaker_retry(t);
+              ++it;
+              continue;
+            }
             if (auto c = cache.find(e->key); c != cache.end() && c->second == e) cache.erase(c);
             e->gone = true;
             e->revoke_in_flight = true;
-            deferred.push_back([self = shared_from_this(), e] { self->revoke(e, nullptr); });
+            deferred.push_back([self = shared_from_this(), e, probe = gate == admission::probe] {
+              self->revoke(e, nullptr, probe);
+            });
           }
           ++it;
           continue;
@@ -642,8 +849,16 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
           continue;
         }
         if (e->renewable && !e->at_max && !e->gone && !e->renew_in_flight && t >= e->next_renew_at) {
-          e->renew_in_flight = true;
-          deferred.push_back([self = shared_from_this(), e] { self->renew(e); });
+          const admission gate = admit(t);
+          if (gate == admission::skip) {
+            ++stats.breaker_skips;
+            e->next_renew_at = breaker_retry(t);
+          } else {
+            e->renew_in_flight = true;
+            deferred.push_back([self = shared_from_this(), e, probe = gate == admission::probe] {
+              self->renew(e, probe);
+            });
+          }
         }
         if ((e->at_max || !e->renewable) && !e->expiring_sent && !cfg.session_may_outlive_lease &&
             e->expires_at - t <= cfg.expiry_notice) {
@@ -658,6 +873,21 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         if (tk == tokens.end()) continue;
         if (negative.count(hash) != 0) continue;  // already known rejected
         if (t >= tk->second.next_check_at) start_recheck(hash, tk->second, deferred);
+      }
+      // Half-open and nothing above took the probe: probe with a lookup-self of a
+      // token we hold (live sessions' tokens first), so the breaker closes soon after
+      // Vault is back even without traffic.
+      if (breaker_open && !probe_in_flight && t >= breaker_retry_at) {
+        token_entry* pick = nullptr;
+        std::string pick_hash;
+        for (auto& [hash, tok] : tokens) {
+          if (tok.recheck_in_flight || tok.token.empty() || negative.count(hash) != 0) continue;
+          if (pick == nullptr || (tokens_in_use.count(hash) != 0 && tokens_in_use.count(pick_hash) == 0)) {
+            pick = &tok;
+            pick_hash = hash;
+          }
+        }
+        if (pick != nullptr) start_recheck(pick_hash, *pick, deferred);
       }
       for (auto n = negative.begin(); n != negative.end();) n = t >= n->second.until ? negative.erase(n) : std::next(n);
       // Forget tokens nothing refers to any more (wipes the secret).
@@ -678,19 +908,21 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     for (auto& f : deferred) f();
   }
 
-  void renew(const std::shared_ptr<lease_entry>& e) {
+  void renew(const std::shared_ptr<lease_entry>& e, bool probe) {
     auto token = management_token(e->token_hash);
     auto self = shared_from_this();
-    vault.renew_lease(e->lease_id, e->duration, std::move(token),
-                      [self, e](vault_result<vault_lease_renewal> r) { self->on_renewed(e, std::move(r)); });
+    vault.renew_lease(e->lease_id, e->duration, std::move(token), [self, e, probe](vault_result<vault_lease_renewal> r) {
+      self->on_renewed(e, probe, std::move(r));
+    });
   }
 
-  void on_renewed(const std::shared_ptr<lease_entry>& e, vault_result<vault_lease_renewal> r) {
+  void on_renewed(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<vault_lease_renewal> r) {
     deferred_list deferred;
     {
       std::lock_guard lock{mutex};
       e->renew_in_flight = false;
       const time_point t = now();
+      note_vault(r ? nullptr : &r.error(), probe, t, deferred);
       if (r) {
         ++stats.renewals;
         const seconds got = r.value().lease_duration;
@@ -731,12 +963,12 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     std::size_t succeeded = 0;
   };
 
-  void revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr<revoke_wait> wait) {
+  void revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr<revoke_wait> wait, bool probe) {
     auto token = management_token(e->token_hash);
     auto self = shared_from_this();
-    vault.revoke_lease(e->lease_id, std::move(token), [self, e, wait](vault_result<void> r) {
+    vault.revoke_lease(e->lease_id, std::move(token), [self, e, wait, probe](vault_result<void> r) {
       const bool ok = static_cast<bool>(r);
-      self->on_revoked(e, std::move(r));
+      self->on_revoked(e, probe, std::move(r));
       if (wait) {
         std::lock_guard lock{wait->mutex};
         --wait->pending;
@@ -746,9 +978,18 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     });
   }
 
-  void on_revoked(const std::shared_ptr<lease_entry>& e, vault_result<void> r) {
-    std::lock_guard lock{mutex};
-    e->revoke_in_flight = false;
+  void on_revoked(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<void> r) {
+    deferred_list deferred;
+    {
+      std::lock_guard lock{mutex};
+      e->revoke_in_flight = false;
+      note_vault(r ? nullptr : &r.error(), probe, now(), deferred);
+      revoke_done(e, r);
+    }
+    for (auto& f : deferred) f();
+  }
+
+  void revoke_done(const std::shared_ptr<lease_entry>& e, const vault_result<void>& r) {
     if (r) {
       ++stats.revokes;
       spdlog::info("credentials: revoked lease {}", e->lease_id);
@@ -795,7 +1036,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     auto wait = std::make_shared<revoke_wait>();
     wait->pending = to_revoke.size();
     spdlog::info("credentials: revoking {} leases at shutdown", to_revoke.size());
-    for (auto& e : to_revoke) revoke(e, wait);
+    for (auto& e : to_revoke) revoke(e, wait, false);  // at shutdown even an open breaker is tried
     std::unique_lock lock{wait->mutex};
     wait->cv.wait_for(lock, wait_for, [&] { return wait->pending == 0; });
     return wait->succeeded;
@@ -855,9 +1096,15 @@ std::string credential_lease::token_name() const {
 }
 
 void credential_lease::subscribe(std::function<void(lease_event)> callback) {
-  std::lock_guard lock{state_->mutex};
-  auto it = entry_->sessions.find(session_id_);
-  if (it != entry_->sessions.end()) it->second = std::move(callback);
+  std::optional<lease_event> missed;
+  {
+    std::lock_guard lock{state_->mutex};
+    auto it = entry_->sessions.find(session_id_);
+    if (it == entry_->sessions.end()) return;
+    it->second = callback;
+    missed = entry_->ended_by;
+  }
+  if (missed && callback) callback(*missed);  // outside the lock, on this thread
 }
 
 void credential_lease::release() noexcept {
@@ -914,6 +1161,8 @@ std::size_t credential_broker::revoke_all(milliseconds wait) { return state_->re
 broker_stats credential_broker::stats() const {
   std::lock_guard lock{state_->mutex};
   broker_stats s = state_->stats;
+  s.breaker_open = state_->breaker_open;
+  s.consecutive_vault_failures = state_->vault_failures;
   s.live_leases = state_->live.size();
   s.cached_leases = state_->cache.size();
   s.sessions = 0;

@@ -14,12 +14,53 @@
 // - A token Vault rejected (403/400/404) is refused again without a Vault call for
 //   [credentials] negative_cache.
 // - Token recheck: a cache hit whose token was last checked more than token_recheck
-//   ago waits for auth/token/lookup-self first (single flight per token). 403 → the
-//   token is refused, its cached leases are dropped and their sessions get
-//   lease_event::token_revoked. Vault unreachable (not a rejection) → the last good
+//   ago waits for auth/token/lookup-self first (single flight per token; but see
+//   stale-while-revalidate below). 403 → the token is refused, its cached leases
+//   are dropped and their sessions get lease_event::token_revoked. Vault unreachable (not a rejection) → the last good
 //   check is trusted for token_grace, then the request fails with 08001.
 //   The maintenance pass also rechecks tokens that have live sessions on the same
 //   schedule, so sessions learn about a revoked token without a new connection.
+// - Stale-while-revalidate: a cache hit whose check is stale does NOT wait when the
+//   token's last good check is within token_grace and either (a) a recheck of that
+//   token is already in flight, or (b) Vault is not known healthy (the circuit
+//   breaker is open, or the last broker Vault call failed as "unreachable"). It is
+//   served at once and the recheck runs in the background. Only the hit that finds
+//   the check stale while Vault is healthy and nothing is in flight waits (bounded by
+//   request_timeout). When the first "unreachable" failure is recorded, acquires
+//   already waiting for a recheck whose token is within grace are served at once.
+//   Correctness: with Vault healthy a revoked token is refused by the first stale
+//   hit (it waits for the 403); hits admitted while that recheck was in flight (a few
+//   milliseconds) are on leases whose sessions then get lease_event::token_revoked
+//   (replayed by subscribe() if it comes later). So a revoked token opens no
+//   connection more than token_recheck + one lookup after its revocation, and no
+//   such session outlives the recheck. A Vault that freezes (connections accepted,
+//   no answer) costs at most one waiting hit per token, once, up to request_timeout:
+//   after the first failure nothing waits, and after breaker_threshold failures
+//   rechecks stop calling Vault until a probe succeeds.
+// - Circuit breaker (issue 5 item 9, "Vault outage"). Every broker Vault call
+//   (creds, lookup-self, renew, revoke, token_file's lookup/renew-self) reports to
+//   one breaker. "Unreachable" failures are vault_error_kind unreachable, timeout,
+//   server_error (5xx), rate_limited (429) and sealed; any other answer (success,
+//   403/400/404, a redirect, a bad body) means Vault answered and resets the count.
+//   After breaker_threshold consecutive unreachable failures the breaker opens
+//   (logged once at warn; closing is logged once at info):
+//   * a cold miss (would call read_credentials) fails at once, without a Vault call,
+//     with broker_error_kind::vault, SQLSTATE 08001 and the message "Vault at <addr>
+//     is unreachable (N consecutive failures; last: <Vault's text>); retrying in Xs";
+//   * a token recheck does not call Vault: it takes the unreachable path (the last
+//     good check is trusted for token_grace), so cache hits cost no added latency;
+//   * a cached credential below its reuse floor but with more than
+//     outage_reuse_floor left is still served (a cold miss would only fail);
+//   * renewals, idle revocations and token_file upkeep are skipped and retried when
+//     the breaker lets calls through again (a skipped idle revocation keeps its lease
+//     cached and live: nothing is forgotten). revoke_all() always calls Vault.
+//   Half-open: breaker_initial_backoff after opening, exactly one real Vault call is
+//   let through as the probe: whichever call comes next (a recheck, renewal,
+//   revocation or cold miss; joiners of a probing fetch wait for it), and maintain()
+//   issues one itself (a lookup-self of a token it holds) when nothing else did. A
+//   probe that Vault answers closes the breaker and resets the count; an unreachable
+//   probe re-opens it with the backoff doubled, up to breaker_max_backoff. Any other
+//   call Vault answers while open also closes it. Backoff runs on options.clock.
 // - Each successful acquire counts one session on the lease; the returned handle's
 //   release() (or destructor) uncounts it. A lease with no session for
 //   revoke_idle_after is revoked: with [vault] token_file's token when configured
@@ -49,8 +90,8 @@
 //   completes). It must not block and must not throw; a coroutine posts back to its
 //   own executor from it (see the wiring notes in src/credentials.cpp).
 // - Event callbacks (credential_lease::subscribe) run on a vault_client pool thread or
-//   on the broker's maintenance thread, never under the broker's lock; the same rules
-//   apply. A callback may call release() on its own handle.
+//   on the broker's maintenance thread (or inside subscribe() for a terminal event
+//   the lease already had), never under the broker's lock; the same rules apply. A callback may call release() on its own handle.
 // - No callback is ever invoked while the broker's internal mutex is held, so
 //   callbacks may call back into the broker.
 // - Time comes from `options.clock` (steady); the maintenance work (idle revoke,
@@ -103,6 +144,13 @@ struct vault_calls {
 [[nodiscard]] vault_calls vault_calls_for(vault_client& client);
 
 using broker_clock = std::chrono::steady_clock;
+
+// The circuit breaker's constants (see the header comment; DESIGN.md has no key).
+inline constexpr unsigned breaker_threshold = 5;  // consecutive unreachable failures that open it
+inline constexpr std::chrono::seconds breaker_initial_backoff{1};  // open → first probe
+inline constexpr std::chrono::seconds breaker_max_backoff{30};     // doubling stops here
+// While the breaker is open a cached credential is served down to this much TTL left.
+inline constexpr std::chrono::seconds outage_reuse_floor{5};
 
 struct credential_broker_options {
   credentials_config credentials{};
@@ -181,8 +229,11 @@ class credential_lease {
   // lookup-self has answered, else "token sha256:<first 8 hex digits>". Never the token.
   [[nodiscard]] std::string token_name() const;
 
-  // Registers this session's event callback (replacing an earlier one). Events that
-  // happened before subscribing are not replayed; check expires_at() yourself.
+  // Registers this session's event callback (replacing an earlier one). A terminal
+  // event (token_revoked, lease_gone, expired, shutdown) that the lease already had
+  // is delivered at once, inside subscribe(), on the calling thread (not under the
+  // broker's lock): a handle served while a recheck was in flight must not miss the
+  // token_revoked that recheck finds. `expiring` is not replayed; check expires_at().
   void subscribe(std::function<void(lease_event)> callback);
   void release() noexcept;
 
@@ -216,6 +267,17 @@ struct broker_stats {
   std::uint64_t revoke_failures = 0;      // other revoke failures
   std::uint64_t own_token_renewals = 0;   // renew-self of token_file's token
   std::uint64_t own_token_failures = 0;   // its lookup / renew-self failures
+  std::uint64_t stale_hits = 0;           // hits served while their recheck was pending/failing (SWR)
+  std::uint64_t vault_outages = 0;        // calls that failed "unreachable" (timeout, 5xx, 429, sealed, ...)
+  std::uint64_t breaker_opens = 0;        // closed → open transitions
+  std::uint64_t breaker_closes = 0;       // open → closed transitions
+  std::uint64_t breaker_probes = 0;       // calls let through while open
+  std::uint64_t breaker_probe_failures = 0;  // probes that failed (backoff doubled)
+  std::uint64_t fast_failures = 0;        // cold misses refused at once while open (08001)
+  std::uint64_t breaker_skips = 0;        // rechecks, renewals, revokes not sent while open
+  std::uint64_t outage_hits = 0;          // hits below the reuse floor served while open
+  bool breaker_open = false;              // now
+  std::uint64_t consecutive_vault_failures = 0;  // now
   std::size_t live_leases = 0;            // held by the broker (budget)
   std::size_t cached_leases = 0;          // servable to new sessions
   std::size_t sessions = 0;               // handles not released

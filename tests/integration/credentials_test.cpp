@@ -1,7 +1,10 @@
 // credential_broker against the real vault-dev and PostgreSQL 15 (TLS): single
 // flight under 200 concurrent acquires (vault-dev's /_dev/counters), one credential
-// per token, idle revoke dropping the SQL user, and revocation with [vault]
-// token_file's token when the client's token may not revoke.
+// per token, idle revoke dropping the SQL user, revocation with [vault]
+// token_file's token when the client's token may not revoke, and a Vault outage
+// (every /v1 call stalled past request_timeout, or Vault sealed): cached
+// credentials keep serving, the circuit breaker opens, cold requests fail fast with
+// 08001, and the breaker closes once Vault answers again.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -11,6 +14,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -341,4 +345,128 @@ TEST_CASE("broker: async_acquire resumes the coroutine on its own executor", "[i
   io.run();
   CHECK(refused.sqlstate == "57P01");
   CHECK(refused.resumed_on == std::this_thread::get_id());
+}
+
+namespace {
+
+// vault-dev stalls every /v1 request for `delay` (a frozen Vault, as with SIGSTOP:
+// connections are accepted, nothing is answered in time).
+void freeze_vault(const vwtest::vault_dev_process& vd, std::chrono::milliseconds delay) {
+  vd.dev_post("fail", json{{"path", ""}, {"count", 1000000}, {"mode", "delay"}, {"delay_ms", delay.count()}}.dump());
+}
+
+std::chrono::milliseconds timed(const std::function<void()>& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+}  // namespace
+
+TEST_CASE("broker: a frozen Vault: cached credentials keep serving, cold requests fail fast, the breaker closes after",
+          "[integration][broker][breaker]") {
+  servers s;
+  auto client_options = servers::make_options(s.vd);
+  client_options.request_timeout = 1s;
+  vaultwire::vault_client client{client_options};
+  credential_broker broker{vaultwire::vault_calls_for(client), s.broker_options(60s)};  // token_recheck 1 s
+
+  // Five tokens with a session each: their rechecks are what Vault fails first.
+  std::vector<secret_string> tokens;
+  std::vector<credential_lease> sessions;
+  for (int i = 0; i < 5; ++i) {
+    tokens.push_back(make_token(s.vd, {"creds-only"}));
+    auto a = broker.acquire_blocking(request(tokens.back()));
+    REQUIRE(a);
+    sessions.push_back(std::move(a).value());
+  }
+  const secret_string cold = make_token(s.vd, {"creds-only"});  // never used before the freeze
+  const int creds_before = creds_requests(s.vd);
+
+  freeze_vault(s.vd, 2500ms);
+  // Connections keep coming with a warm cache (pgbench -C): none fails; once the
+  // breaker is open none waits for Vault.
+  int errors = 0;
+  std::chrono::milliseconds slowest{0}, slowest_open{0};
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+    const bool open = broker.stats().breaker_open;
+    const auto took = timed([&] {
+      auto r = broker.acquire_blocking(request(tokens[i % tokens.size()]));
+      if (!r) ++errors;
+    });
+    slowest = std::max(slowest, took);
+    if (open) slowest_open = std::max(slowest_open, took);
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto stats = broker.stats();
+  CHECK(errors == 0);
+  CHECK(slowest < 1500ms);  // at most one recheck's request_timeout
+  CHECK(stats.breaker_open);
+  CHECK(stats.breaker_opens == 1);
+  CHECK(slowest_open < 250ms);
+  CHECK(stats.stale_hits > 0);
+
+  // A cold request fails at once with 08001 without a creds request (unless it is
+  // the probe; the maintenance thread takes probes as soon as they are due).
+  int fast = 0;
+  std::string message;
+  for (int i = 0; i < 3; ++i) {
+    const auto took = timed([&] {
+      auto r = broker.acquire_blocking(request(cold));
+      REQUIRE_FALSE(r);
+      CHECK(r.error().sqlstate() == "08001");
+      if (r.error().message.find("is unreachable (") != std::string::npos) message = r.error().message;
+    });
+    if (took < 250ms) ++fast;
+  }
+  CHECK(fast >= 2);
+  CHECK(broker.stats().fast_failures >= 2);
+  CHECK(creds_requests(s.vd) - creds_before == 3 - fast);
+  CHECK(message.rfind("Vault at " + s.vd.address() + " is unreachable (", 0) == 0);
+  CHECK(message.find(cold.view()) == std::string::npos);
+  INFO(message);
+
+  // Vault answers again: a probe closes the breaker and cold requests work.
+  s.vd.dev_post("fail/clear");
+  CHECK(eventually([&] { return !broker.stats().breaker_open; }, 45s));
+  CHECK(broker.stats().breaker_closes == 1);
+  auto fresh = broker.acquire_blocking(request(cold));
+  REQUIRE(fresh);
+  CHECK(role_exists(s.pg, fresh.value().username()));
+}
+
+TEST_CASE("broker: a sealed Vault opens the breaker; cached credentials keep serving; unsealed, it closes",
+          "[integration][broker][breaker]") {
+  servers s;
+  credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
+  const secret_string token = make_token(s.vd, {"creds-only"});
+  const secret_string cold = make_token(s.vd, {"creds-only"});
+  auto a = broker.acquire_blocking(request(token));
+  REQUIRE(a);
+
+  s.vd.dev_post("seal");
+  for (unsigned i = 0; i < vaultwire::breaker_threshold && !broker.stats().breaker_open; ++i) {
+    auto r = broker.acquire_blocking(request(cold));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().sqlstate() == "08001");
+  }
+  REQUIRE(broker.stats().breaker_open);
+  auto fast = broker.acquire_blocking(request(cold));
+  REQUIRE_FALSE(fast);
+  CHECK(fast.error().message.find("is unreachable (") != std::string::npos);
+  CHECK(fast.error().message.find("Vault is sealed (HTTP 503)") != std::string::npos);
+  for (int i = 0; i < 20; ++i) {
+    auto hit = broker.acquire_blocking(request(token));
+    REQUIRE(hit);
+    CHECK(hit.value().username() == a.value().username());
+    std::this_thread::sleep_for(100ms);  // across token_recheck (1 s)
+  }
+  CHECK(broker.stats().rechecks_in_grace > 0);
+
+  s.vd.dev_post("unseal");
+  CHECK(eventually([&] { return !broker.stats().breaker_open; }, 45s));
+  auto fresh = broker.acquire_blocking(request(cold));
+  REQUIRE(fresh);
+  CHECK(role_exists(s.pg, fresh.value().username()));
 }

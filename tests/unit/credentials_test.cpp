@@ -1,7 +1,9 @@
 // credential_broker with a fake Vault (vault_calls that record each call and answer
 // inline or later) and a fake clock: floor and TTL math, key separation between
 // tokens, single flight, negative cache, budget (53300), token recheck and grace,
-// idle revoke timing (client token and token_file), renewal and events, shutdown.
+// idle revoke timing (client token and token_file), renewal and events, shutdown,
+// and the Vault-outage rules: circuit breaker, fast failures, probes with backoff,
+// skipped renewals/revocations, stale-while-revalidate for rechecks.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +68,21 @@ struct fake_vault {
   std::vector<std::string> renew_self_tokens;
   std::chrono::seconds own_ttl{30s};
   std::vector<vaultwire::vault_client::callback<vaultwire::vault_credential>> pending_creds;
+  bool hold_lookups = false;  // lookup-self calls wait in pending_lookups
+  std::vector<std::pair<std::string, vaultwire::vault_client::callback<vaultwire::vault_token_info>>> pending_lookups;
+
+  // Vault stops answering: every call fails with `e` (until recover()).
+  void outage(const vault_error& e) {
+    std::lock_guard lock{mutex};
+    creds_error = lookup_error = renew_error = revoke_error = e;
+  }
+  void recover() {
+    std::lock_guard lock{mutex};
+    creds_error.reset();
+    lookup_error.reset();
+    renew_error.reset();
+    revoke_error.reset();
+  }
 
   vault_result<vaultwire::vault_credential> next_credential(const std::string& token) {
     if (creds_error) return *creds_error;
@@ -94,6 +112,10 @@ struct fake_vault {
     c.lookup_self = [this](secret_string token, auto done) {
       std::unique_lock lock{mutex};
       lookup_tokens.emplace_back(token.view());
+      if (hold_lookups) {
+        pending_lookups.emplace_back(std::string{token.view()}, std::move(done));
+        return;
+      }
       vault_result<vaultwire::vault_token_info> r = vaultwire::vault_token_info{};
       if (lookup_error) {
         r = *lookup_error;
@@ -155,6 +177,35 @@ struct fake_vault {
     std::lock_guard lock{mutex};
     return creds_tokens.size();
   }
+  std::size_t lookup_count() {
+    std::lock_guard lock{mutex};
+    return lookup_tokens.size();
+  }
+
+  // Answers the held lookup-self calls for `token`: an error, or the token's info.
+  void complete_lookups(const std::string& token, std::optional<vault_error> error = std::nullopt) {
+    std::unique_lock lock{mutex};
+    std::vector<vaultwire::vault_client::callback<vaultwire::vault_token_info>> done;
+    for (auto it = pending_lookups.begin(); it != pending_lookups.end();) {
+      if (it->first != token) {
+        ++it;
+        continue;
+      }
+      done.push_back(std::move(it->second));
+      it = pending_lookups.erase(it);
+    }
+    lock.unlock();
+    for (auto& d : done) {
+      vault_result<vaultwire::vault_token_info> r = vaultwire::vault_token_info{};
+      if (error) {
+        r = *error;
+      } else {
+        r.value().accessor = "acc-" + token;
+        r.value().ttl = own_ttl;
+      }
+      d(std::move(r));
+    }
+  }
 };
 
 struct fixture {
@@ -184,6 +235,15 @@ struct fixture {
   broker_result<credential_lease> acquire(const std::string& token, const std::string& role = "app",
                                           const std::string& route = "main") {
     return broker->acquire_blocking(request(token, role, route));
+  }
+
+  // An acquire that must be answered before acquire() returns (a hit, a refusal, or
+  // the inline fake): a test fails here instead of hanging when it is not.
+  broker_result<credential_lease> acquire_now(const std::string& token) {
+    std::optional<broker_result<credential_lease>> out;
+    broker->acquire(request(token), [&](broker_result<credential_lease> r) { out.emplace(std::move(r)); });
+    REQUIRE(out.has_value());
+    return std::move(*out);
   }
 };
 
@@ -679,4 +739,375 @@ TEST_CASE("broker: the maintenance thread revokes idle leases on its own", "[bro
   REQUIRE(broker.acquire_blocking(fixture::request("t1")));
   for (int i = 0; i < 250 && broker.stats().revokes == 0; ++i) std::this_thread::sleep_for(20ms);
   CHECK(broker.stats().revokes == 1);
+}
+
+// --- Vault outage: circuit breaker, fast failures, stale-while-revalidate --------
+
+namespace {
+
+using vaultwire::breaker_threshold;
+
+vault_error unreachable() { return make_error(vault_error_kind::unreachable, 0, "Couldn't connect to server"); }
+
+// Opens the breaker with cold misses of a token nobody else uses.
+void open_breaker(fixture& f) {
+  const auto before = f.vault.creds_count();
+  for (unsigned i = 0; i < breaker_threshold; ++i) REQUIRE_FALSE(f.acquire_now("hvs.cold"));
+  REQUIRE(f.vault.creds_count() == before + breaker_threshold);
+  REQUIRE(f.broker->stats().breaker_open);
+}
+
+std::string breaker_message(int failures, const std::string& last, int retry_s) {
+  return "Vault at http://vault.test is unreachable (" + std::to_string(failures) + " consecutive failures; last: " +
+         last + "); retrying in " + std::to_string(retry_s) + "s";
+}
+
+}  // namespace
+
+TEST_CASE("breaker: opens after consecutive unreachable failures; cold acquires then fail fast with 08001",
+          "[broker][breaker]") {
+  fixture f;
+  SECTION("no Vault call while open, and a message a person can act on") {
+    f.vault.creds_error = unreachable();
+    for (unsigned i = 1; i < breaker_threshold; ++i) {
+      auto r = f.acquire_now("hvs.secret-1");
+      REQUIRE_FALSE(r);
+      CHECK(r.error().sqlstate() == "08001");
+    }
+    CHECK(f.vault.creds_count() == breaker_threshold - 1);
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().consecutive_vault_failures == breaker_threshold - 1);
+    REQUIRE_FALSE(f.acquire_now("hvs.secret-1"));  // the fifth opens it
+    CHECK(f.vault.creds_count() == breaker_threshold);
+    CHECK(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().breaker_opens == 1);
+
+    f.clock.advance(400ms);
+    for (int i = 0; i < 20; ++i) {
+      auto fast = f.acquire_now("hvs.secret-2");
+      REQUIRE_FALSE(fast);
+      CHECK(fast.error().kind == broker_error_kind::vault);
+      CHECK(fast.error().sqlstate() == "08001");
+      CHECK(fast.error().to_client_message() == breaker_message(5, "Couldn't connect to server", 1));
+      CHECK(fast.error().message.find("secret") == std::string::npos);
+    }
+    CHECK(f.vault.creds_count() == breaker_threshold);  // not one more Vault call
+    CHECK(f.broker->stats().fast_failures == 20);
+    CHECK(f.broker->stats().vault_fetches == breaker_threshold);
+  }
+  SECTION("timeouts, 5xx, 429 and sealed count; an answer from Vault resets the count") {
+    for (auto e : {make_error(vault_error_kind::timeout, 0, "Operation timed out"),
+                   make_error(vault_error_kind::server_error, 500, "internal error"),
+                   make_error(vault_error_kind::rate_limited, 429, "rate limit quota exceeded"),
+                   make_error(vault_error_kind::sealed, 503, "Vault is sealed")}) {
+      f.vault.creds_error = e;
+      REQUIRE_FALSE(f.acquire_now("t1"));
+    }
+    CHECK(f.broker->stats().consecutive_vault_failures == 4);
+    f.vault.creds_error = make_error(vault_error_kind::forbidden, 403, "permission denied");
+    REQUIRE_FALSE(f.acquire_now("bad"));  // Vault answered: not an outage
+    CHECK(f.broker->stats().consecutive_vault_failures == 0);
+    f.vault.creds_error = make_error(vault_error_kind::sealed, 503, "Vault is sealed");
+    for (unsigned i = 1; i < breaker_threshold; ++i) REQUIRE_FALSE(f.acquire_now("t1"));
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    REQUIRE_FALSE(f.acquire_now("t1"));
+    CHECK(f.broker->stats().breaker_open);
+    auto fast = f.acquire_now("t1");
+    REQUIRE_FALSE(fast);
+    CHECK(fast.error().to_client_message() == breaker_message(5, "Vault is sealed (HTTP 503)", 1));
+    CHECK(f.vault.creds_count() == 10);
+  }
+}
+
+TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the last good check",
+          "[broker][breaker]") {
+  fixture f{[](auto& o) { o.credentials.token_recheck = 1s; }};  // token_grace 5 min
+  f.vault.lease_duration = 1h;
+  const auto t0 = f.clock.now.load();
+  auto a = f.acquire_now("t1");
+  REQUIRE(a);
+  CHECK(f.vault.lookup_count() == 1);  // first sight
+  std::vector<lease_event> events;
+  a.value().subscribe([&](lease_event e) { events.push_back(e); });
+
+  f.vault.outage(unreachable());
+  open_breaker(f);  // at t0; first probe allowed at t0 + 1 s
+  const auto creds = f.vault.creds_count();
+
+  f.clock.advance(500ms);  // the check is still fresh
+  CHECK(f.acquire_now("t1").value().from_cache());
+  CHECK(f.vault.lookup_count() == 1);
+
+  f.clock.advance(600ms);  // stale, and the breaker lets one probe through: this recheck
+  auto b = f.acquire_now("t1");
+  REQUIRE(b);
+  CHECK(b.value().from_cache());
+  CHECK(f.vault.lookup_count() == 2);
+  CHECK(f.broker->stats().breaker_probes == 1);
+  CHECK(f.broker->stats().breaker_probe_failures == 1);  // next probe at t0 + 1.1 s + 2 s
+  CHECK(f.broker->stats().stale_hits == 1);
+
+  f.clock.advance(1s);  // stale again; no probe allowed: no Vault call at all
+  const auto skips = f.broker->stats().breaker_skips;
+  for (int i = 0; i < 10; ++i) CHECK(f.acquire_now("t1").value().from_cache());
+  CHECK(f.vault.lookup_count() == 2);
+  CHECK(f.broker->stats().breaker_skips == skips + 1);  // one skipped recheck, then the check is "fresh" again
+  CHECK(f.broker->stats().rechecks_in_grace == 2);
+  CHECK_FALSE(f.acquire_now("hvs.other"));  // a cold miss still fails fast
+  CHECK(f.vault.creds_count() == creds);
+
+  // The next probe hangs (a frozen Vault): hits are still served meanwhile.
+  f.vault.hold_lookups = true;
+  f.clock.advance(1100ms);
+  CHECK(f.acquire_now("t1").value().from_cache());
+  CHECK(f.vault.lookup_count() == 3);
+  f.clock.advance(1100ms);
+  CHECK(f.acquire_now("t1").value().from_cache());
+  CHECK(f.vault.lookup_count() == 3);  // one probe at a time
+
+  // Past token_grace (from the last good check at t0) a hit is refused with 08001.
+  f.clock.now = t0 + 5min + 1s;
+  std::vector<broker_result<credential_lease>> late;
+  f.broker->acquire(fixture::request("t1"), [&](auto r) { late.push_back(std::move(r)); });
+  CHECK(late.empty());  // waits for the probe in flight
+  f.vault.complete_lookups("t1", unreachable());
+  REQUIRE(late.size() == 1);
+  REQUIRE_FALSE(late[0]);
+  CHECK(late[0].error().kind == broker_error_kind::token_unverified);
+  CHECK(late[0].error().sqlstate() == "08001");
+  // With the breaker open and no probe due: refused at once, no Vault call.
+  auto refused = f.acquire_now("t1");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().kind == broker_error_kind::token_unverified);
+  CHECK(refused.error().sqlstate() == "08001");
+  CHECK(refused.error().to_client_message().find("is unreachable") != std::string::npos);
+  CHECK(f.vault.lookup_count() == 3);
+  CHECK(events.empty());  // sessions are not ended by an outage
+}
+
+TEST_CASE("breaker: a probe after the backoff closes it; a failed probe doubles the backoff",
+          "[broker][breaker]") {
+  fixture f;
+  SECTION("the next cold miss is the probe") {
+    f.vault.outage(unreachable());
+    open_breaker(f);
+    std::size_t creds = f.vault.creds_count();
+    int failures = breaker_threshold;
+    for (const int backoff : {1, 2, 4, 8, 16, 30, 30}) {
+      auto fast = f.acquire_now("c");
+      REQUIRE_FALSE(fast);
+      CHECK(fast.error().to_client_message() == breaker_message(failures, "Couldn't connect to server", backoff));
+      f.clock.advance(std::chrono::seconds{backoff} - 1ms);
+      REQUIRE_FALSE(f.acquire_now("c"));
+      CHECK(f.vault.creds_count() == creds);  // not yet
+      f.clock.advance(1ms);
+      REQUIRE_FALSE(f.acquire_now("c"));  // the probe, which fails
+      CHECK(f.vault.creds_count() == ++creds);
+      ++failures;
+    }
+    CHECK(f.broker->stats().breaker_probes == 7);
+    CHECK(f.broker->stats().breaker_probe_failures == 7);
+    CHECK(f.broker->stats().breaker_opens == 1);
+
+    f.vault.recover();
+    f.clock.advance(30s);
+    auto ok = f.acquire_now("c");  // the probe, answered
+    REQUIRE(ok);
+    CHECK_FALSE(ok.value().from_cache());
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().breaker_closes == 1);
+    CHECK(f.broker->stats().consecutive_vault_failures == 0);
+    CHECK(f.broker->stats().breaker_probes == 8);
+    CHECK(f.acquire_now("d"));  // normal again
+    CHECK(f.broker->stats().breaker_probes == 8);
+    CHECK(f.vault.creds_count() == creds + 2);
+  }
+  SECTION("without traffic, maintain() probes with a token it holds") {
+    auto a = f.acquire_now("t1");
+    REQUIRE(a);
+    CHECK(f.vault.lookup_count() == 1);
+    f.vault.outage(unreachable());
+    open_breaker(f);
+    f.clock.advance(999ms);
+    f.broker->maintain();
+    CHECK(f.vault.lookup_count() == 1);
+    f.clock.advance(1ms);
+    f.broker->maintain();  // probe: fails, next in 2 s
+    CHECK(f.vault.lookup_count() == 2);
+    CHECK(f.vault.lookup_tokens.back() == "t1");
+    CHECK(f.broker->stats().breaker_open);
+    f.vault.recover();
+    f.clock.advance(1s);
+    f.broker->maintain();
+    CHECK(f.vault.lookup_count() == 2);
+    f.clock.advance(1s);
+    f.broker->maintain();  // probe: answered
+    CHECK(f.vault.lookup_count() == 3);
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().breaker_closes == 1);
+  }
+}
+
+TEST_CASE("breaker: an idle revocation and a renewal are skipped while open and done after recovery",
+          "[broker][breaker]") {
+  SECTION("idle revocation") {
+    fixture f{[](auto& o) { o.credentials.revoke_idle_after = 500ms; }};
+    auto kept = f.acquire_now("t1");
+    REQUIRE(kept);
+    std::string idle_lease;
+    {
+      auto idle = f.acquire_now("t2");
+      REQUIRE(idle);
+      idle_lease = idle.value().lease_id();
+    }
+    f.vault.outage(unreachable());
+    open_breaker(f);  // first probe at +1 s
+    f.clock.advance(600ms);
+    f.broker->maintain();
+    CHECK(f.vault.revokes.empty());
+    CHECK(f.broker->stats().breaker_skips == 1);
+    CHECK(f.broker->stats().live_leases == 2);
+    CHECK(f.broker->stats().cached_leases == 2);  // still servable during the outage
+    f.clock.advance(300ms);
+    f.broker->maintain();
+    CHECK(f.vault.revokes.empty());
+    CHECK(f.broker->stats().breaker_skips == 1);  // retried at the probe time, not every tick
+
+    f.vault.recover();
+    f.clock.advance(100ms);
+    f.broker->maintain();  // the revocation is the probe
+    REQUIRE(f.vault.revokes.size() == 1);
+    CHECK(f.vault.revokes[0].first == idle_lease);
+    CHECK(f.broker->stats().revokes == 1);
+    CHECK(f.broker->stats().live_leases == 1);
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().breaker_probes == 1);
+  }
+  SECTION("renewal") {
+    fixture f;
+    f.vault.lease_duration = 30s;  // renewed at 18 s
+    auto a = f.acquire_now("t1");
+    REQUIRE(a);
+    const auto start = f.clock.now.load();
+    f.clock.advance(17500ms);
+    f.vault.outage(unreachable());
+    open_breaker(f);  // first probe at 18.5 s
+    f.clock.advance(600ms);
+    f.broker->maintain();
+    CHECK(f.vault.renews.empty());
+    f.clock.advance(300ms);
+    f.broker->maintain();
+    CHECK(f.vault.renews.empty());
+    f.vault.recover();
+    f.clock.advance(100ms);
+    f.broker->maintain();  // the renewal is the probe
+    REQUIRE(f.vault.renews.size() == 1);
+    CHECK(a.value().expires_at() == start + 18500ms + 30s);
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.vault.lookup_count() == 1);  // the token's recheck was skipped, not sent
+  }
+}
+
+TEST_CASE("breaker: while open, a cached credential below the floor is served while it lasts", "[broker][breaker]") {
+  fixture f;  // lease 100 s: floor 25 s
+  auto a = f.acquire_now("t1");
+  REQUIRE(a);
+  f.vault.outage(unreachable());
+  f.clock.advance(79s);
+  open_breaker(f);
+  f.clock.advance(500ms);  // 20.5 s left
+  auto b = f.acquire_now("t1");
+  REQUIRE(b);
+  CHECK(b.value().lease_id() == a.value().lease_id());
+  CHECK(f.broker->stats().outage_hits == 1);
+  f.clock.advance(16s);  // 4.5 s left: too little to log in with
+  auto c = f.acquire_now("t1");
+  REQUIRE_FALSE(c);
+  CHECK(c.error().sqlstate() == "08001");
+}
+
+TEST_CASE("broker: stale-while-revalidate: a recheck in flight does not hold up cache hits", "[broker][breaker]") {
+  fixture f{[](auto& o) { o.credentials.token_recheck = 1s; }};
+  f.vault.lease_duration = 1h;
+  auto a = f.acquire_now("t1");
+  auto other = f.acquire_now("t2");
+  REQUIRE(a);
+  REQUIRE(other);
+  CHECK(f.vault.lookup_count() == 2);
+  f.vault.hold_lookups = true;
+  f.clock.advance(1100ms);
+
+  // Vault healthy, nothing in flight: the first stale hit waits for lookup-self.
+  std::vector<broker_result<credential_lease>> waiting;
+  f.broker->acquire(fixture::request("t1"), [&](auto r) { waiting.push_back(std::move(r)); });
+  CHECK(waiting.empty());
+  CHECK(f.vault.lookup_count() == 3);
+  // While it is in flight, hits within token_grace are served at once.
+  std::vector<broker_result<credential_lease>> served;
+  for (int i = 0; i < 5; ++i)
+    f.broker->acquire(fixture::request("t1"), [&](auto r) { served.push_back(std::move(r)); });
+  REQUIRE(served.size() == 5);
+  for (auto& r : served) CHECK(r);
+  CHECK(f.vault.lookup_count() == 3);
+  CHECK(f.broker->stats().stale_hits == 5);
+  std::vector<lease_event> events;
+  served[0].value().subscribe([&](lease_event e) { events.push_back(e); });
+
+  SECTION("a revoked token is still caught by that recheck") {
+    f.vault.complete_lookups("t1", make_error(vault_error_kind::forbidden, 403, "permission denied"));
+    REQUIRE(waiting.size() == 1);
+    REQUIRE_FALSE(waiting[0]);
+    CHECK(waiting[0].error().sqlstate() == "28P01");
+    CHECK(events == std::vector<lease_event>{lease_event::token_revoked});  // served meanwhile: ended now
+    // A session served meanwhile that subscribes only now still hears of it.
+    std::vector<lease_event> late;
+    served[1].value().subscribe([&](lease_event e) { late.push_back(e); });
+    CHECK(late == std::vector<lease_event>{lease_event::token_revoked});
+    auto again = f.acquire_now("t1");
+    REQUIRE_FALSE(again);
+    CHECK(again.error().sqlstate() == "28P01");
+    CHECK(f.vault.lookup_count() == 3);
+  }
+  SECTION("a good answer serves the waiter") {
+    f.vault.complete_lookups("t1");
+    REQUIRE(waiting.size() == 1);
+    CHECK(waiting[0]);
+    CHECK(events.empty());
+    std::vector<lease_event> late;
+    served[1].value().subscribe([&](lease_event e) { late.push_back(e); });
+    CHECK(late.empty());
+  }
+  SECTION("the first unreachable failure releases the waiters in grace") {
+    std::vector<broker_result<credential_lease>> waiting2;
+    f.broker->acquire(fixture::request("t2"), [&](auto r) { waiting2.push_back(std::move(r)); });
+    CHECK(waiting2.empty());
+    CHECK(f.vault.lookup_count() == 4);
+    // t2's lookup fails as "unreachable": t1's waiter is served too, though its own
+    // lookup-self is still in flight (Vault looks down: do not wait for it).
+    f.vault.complete_lookups("t2", unreachable());
+    REQUIRE(waiting2.size() == 1);
+    CHECK(waiting2[0]);
+    REQUIRE(waiting.size() == 1);
+    CHECK(waiting[0]);
+    CHECK(f.vault.pending_lookups.size() == 1);
+    // Vault not known healthy: a stale hit does not wait for a new recheck either.
+    f.clock.advance(1100ms);
+    std::vector<broker_result<credential_lease>> more;
+    f.broker->acquire(fixture::request("t2"), [&](auto r) { more.push_back(std::move(r)); });
+    REQUIRE(more.size() == 1);
+    CHECK(more[0]);
+    CHECK(f.vault.lookup_count() == 5);  // revalidating in the background
+    // Vault answers again: the next stale hit waits as usual.
+    f.vault.complete_lookups("t2");
+    CHECK(f.broker->stats().consecutive_vault_failures == 0);
+    f.clock.advance(1100ms);
+    std::vector<broker_result<credential_lease>> strict;
+    f.broker->acquire(fixture::request("t2"), [&](auto r) { strict.push_back(std::move(r)); });
+    CHECK(strict.empty());
+    f.vault.complete_lookups("t2");
+    CHECK(strict.size() == 1);
+  }
+  f.vault.hold_lookups = false;
+  f.vault.complete_lookups("t1");
+  f.vault.complete_lookups("t2");
 }
