@@ -54,7 +54,13 @@ int run(const std::string& file, const vaultwire::config_overrides& o) {
 int main(int argc, char** argv) {
   CLI::App app{"vaultwire: Vault dynamic credentials for PostgreSQL and CockroachDB clients"};
   app.require_subcommand(1);
-  auto* version_cmd = app.add_subcommand("version", "print the version and exit");
+  app.footer(
+      "Environment: VAULT_ADDR, VAULT_NAMESPACE and VAULT_CACERT are used for vault.address,\n"
+      "vault.namespace and vault.ca_file when the configuration file leaves them out;\n"
+      "--vault-addr wins over both.\n"
+      "Run `vaultwire SUBCOMMAND --help` for a subcommand's options.");
+  auto* version_cmd = app.add_subcommand(
+      "version", "print the version, git commit and OpenSSL, libcurl, Boost versions and exit");
 
   vaultwire::config_overrides check_overrides;
   std::string check_file;
@@ -67,11 +73,18 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "run the proxy");
   run_cmd->add_option("--config,-c", run_file, "the TOML configuration file")->required();
   add_config_flags(*run_cmd, run_overrides);
+  run_cmd->footer(
+      "Serves until SIGINT or SIGTERM: then no new connections, sessions end, leases are\n"
+      "revoked (revoke_on_shutdown) and it exits 0; a second signal exits at once.\n"
+      "Exits 1 when the configuration is not valid or a listener cannot start.\n"
+      "Logs go to stdout ([log] level, format); tokens and passwords are never logged.\n"
+      "Check a file first with `vaultwire check-config FILE`; the documented example is\n"
+      "conf/vaultwire.toml (installed as /etc/vaultwire/vaultwire.toml by the package).");
 
   CLI11_PARSE(app, argc, argv);
 
   if (*version_cmd) {
-    std::printf("%s\n", vaultwire::version_banner().c_str());
+    std::fputs(vaultwire::version_report().c_str(), stdout);
     return 0;
   }
   if (*check_cmd) return check_config(check_file, check_overrides);
