@@ -145,6 +145,7 @@ struct lease_entry {
   bool renew_in_flight = false;
   bool revoke_in_flight = false;
   bool abandoned = false;  // revoke was denied: left to its TTL
+  bool token_rejected = false;  // its token failed a recheck: Vault revokes a token's leases with it
   time_point revoke_retry_at{};  // an idle revoke skipped by the open breaker waits for this
   std::optional<lease_event> ended_by;  // the terminal event its sessions were sent
 };
@@ -661,6 +662,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         (void)id;
         if (e->token_hash != hash || e->gone) continue;
         e->gone = true;
+        e->token_rejected = true;
         if (auto c = cache.find(e->key); c != cache.end() && c->second == e) cache.erase(c);
         collect_events(*e, lease_event::token_revoked, deferred);
       }
@@ -993,6 +995,16 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     if (r) {
       ++stats.revokes;
       spdlog::info("credentials: revoked lease {}", e->lease_id);
+      live.erase(e->lease_id);
+      return;
+    }
+    if (e->token_rejected && (r.error().kind == vault_error_kind::forbidden ||
+                              r.error().kind == vault_error_kind::bad_request ||
+                              r.error().kind == vault_error_kind::not_found)) {
+      // The revoke used the dead token itself (or the lease is already gone): Vault
+      // revoked the token's leases when it revoked the token. Not a policy problem,
+      // and the lease no longer counts against max_leases.
+      spdlog::info("credentials: lease {} went with its revoked token ({})", e->lease_id, r.error().message);
       live.erase(e->lease_id);
       return;
     }

@@ -604,6 +604,33 @@ TEST_CASE("broker: a cached hit rechecks its token after token_recheck", "[broke
   }
 }
 
+TEST_CASE("broker: a revoked token's lease stops counting against the budget once idle", "[broker]") {
+  fixture f{[](auto& o) {
+    o.credentials.token_recheck = 1s;
+    o.credentials.revoke_idle_after = 1s;
+    o.credentials.max_leases = 1;
+  }};
+  auto a = f.acquire("t1");
+  REQUIRE(a);
+  // Vault revoked the token (and with it its leases): the recheck says 403, and so
+  // does the revoke made with the same dead token.
+  f.vault.lookup_error = make_error(vault_error_kind::forbidden, 403, "permission denied");
+  f.vault.revoke_error = make_error(vault_error_kind::forbidden, 403, "permission denied");
+  f.clock.advance(1100ms);
+  f.broker->maintain();
+  CHECK(f.broker->stats().tokens_revoked == 1);
+  CHECK(f.broker->stats().live_leases == 1);  // a session still holds it
+  a.value().release();
+  f.clock.advance(1100ms);
+  f.broker->maintain();
+  CHECK(f.vault.revokes.size() == 1);
+  CHECK(f.broker->stats().revoke_denied == 0);  // not a policy problem
+  CHECK(f.broker->stats().live_leases == 0);
+  f.vault.lookup_error.reset();
+  f.vault.revoke_error.reset();
+  CHECK(f.acquire("t2"));  // the budget is free again
+}
+
 TEST_CASE("broker: live sessions' tokens are rechecked by maintain", "[broker]") {
   fixture f{[](auto& o) { o.credentials.token_recheck = 1s; }};
   auto a = f.acquire("t1");
