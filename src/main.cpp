@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 
+#include "provision_cli.hpp"
 #include "vaultwire/config.hpp"
 #include "vaultwire/server.hpp"
 #include "vaultwire/version.hpp"
@@ -81,6 +83,9 @@ int main(int argc, char** argv) {
       "Check a file first with `vaultwire check-config FILE`; the documented example is\n"
       "conf/vaultwire.toml (installed as /etc/vaultwire/vaultwire.toml by the package).");
 
+  vaultwire::provision_options provision_opts;
+  auto* provision_cmd = vaultwire::add_provision_subcommand(app, provision_opts);
+
   CLI11_PARSE(app, argc, argv);
 
   if (*version_cmd) {
@@ -89,5 +94,9 @@ int main(int argc, char** argv) {
   }
   if (*check_cmd) return check_config(check_file, check_overrides);
   if (*run_cmd) return run(run_file, run_overrides);
+  if (*provision_cmd) {
+    vaultwire::provision_options_from_env(provision_opts);
+    return vaultwire::run_provision(std::move(provision_opts), stdout, stderr);
+  }
   return 0;
 }

@@ -1,0 +1,76 @@
+// The `vaultwire provision` subcommand's flags (CLI11). Included by main.cpp only;
+// the logic is in provision.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "vaultwire/provision.hpp"
+
+namespace vaultwire {
+
+inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
+  auto* cmd = app.add_subcommand(
+      "provision",
+      "set up Vault for vaultwire once (the tutorial's admin phase): database engine, connection, role with "
+      "an owner role, client policy, tokens; idempotent");
+  cmd->add_option("--vault-addr", o.vault_addr, "Vault address (default: VAULT_ADDR)");
+  cmd->add_option("--mount", o.mount, "mount path of the database secrets engine")->capture_default_str();
+  cmd->add_option("--db-config", o.config_name, "name of the connection (<mount>/config/NAME)")
+      ->capture_default_str();
+  cmd->add_option("--role", o.role, "Vault role (<mount>/roles/NAME); clients give it as their user name")
+      ->capture_default_str();
+  cmd->add_option("--db-host", o.db_host, "the cluster's host (for Vault's connection and vaultwire's route)")
+      ->required();
+  cmd->add_option("--db-port", o.db_port, "the cluster's SQL port")->capture_default_str();
+  cmd->add_option("--database", o.database, "database Vault connects to (and the clients' default)")
+      ->capture_default_str();
+  cmd->add_option("--sslmode", o.sslmode, "sslmode of Vault's connection")->capture_default_str();
+  cmd->add_option("--sslrootcert", o.sslrootcert, "the cluster CA, as a path on the Vault server");
+  cmd->add_option("--db-options", o.db_options,
+                  "startup options, e.g. --cluster=NAME (CockroachDB Serverless): in the URL and the route");
+  cmd->add_option("--connection-url", o.connection_url,
+                  "Vault's connection_url as a template with {{username}} and {{password}} (instead of the "
+                  "URL built from --db-host ... --db-options)");
+  cmd->add_option("--admin-user", o.admin_user, "the database admin user Vault connects as")->required();
+  cmd->add_option("--admin-password-file", o.admin_password_file,
+                  "file holding the admin password, or - for stdin; read only when the connection is written");
+  cmd->add_flag("--write-password", o.write_password,
+                "write the connection (and the password) even when Vault's copy matches, e.g. after a rotation");
+  cmd->add_option("--owner-role", o.owner_role,
+                  "NOLOGIN role (must exist in the database) that owns what dynamic users create")
+      ->required();
+  cmd->add_option("--grant", o.grants,
+                  "privilege granted to the owner role at each credential, e.g. \"ALL ON DATABASE defaultdb\" "
+                  "(repeatable)");
+  cmd->add_option("--default-ttl", o.default_ttl, "the role's default lease TTL")->capture_default_str();
+  cmd->add_option("--max-ttl", o.max_ttl, "the role's max lease TTL")->capture_default_str();
+  cmd->add_option("--policy", o.policy, "the client policy's name (default: <role>-client)");
+  cmd->add_flag("--create-token", o.create_token, "mint a client token with the client policy");
+  cmd->add_option("--client-token-file", o.client_token_file,
+                  "where --create-token writes the token (mode 0600), or - for stdout (the report then goes to "
+                  "stderr)");
+  cmd->add_option("--token-ttl", o.token_ttl, "the client token's TTL (default: Vault's)");
+  cmd->add_option("--vaultwire-token-file", o.vaultwire_token_file,
+                  "write a token for vaultwire's own lease management (renew, revoke) here, mode 0600; kept when "
+                  "the file already holds a valid one");
+  cmd->add_option("--vaultwire-policy", o.vaultwire_policy, "its policy's name (default: <role>-vaultwire)");
+  cmd->add_option("--vaultwire-token-ttl", o.vaultwire_token_ttl, "its TTL (default: Vault's)");
+  cmd->add_option("--listen", o.listen, "vaultwire's listener, for the printed URL and vaultwire.toml")
+      ->capture_default_str();
+  cmd->add_option("--route-name", o.route_name, "the [route.NAME] printed")->capture_default_str();
+  cmd->add_option("--route-ca-file", o.route_ca_file, "the cluster CA for vaultwire (default: --sslrootcert)");
+  cmd->add_option("--client-sslmode", o.client_sslmode, "sslmode in the printed client URL")
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", o.dry_run, "print the requests a first run would send; send nothing");
+  cmd->footer(
+      "Vault: VAULT_ADDR, VAULT_TOKEN (else ~/.vault-token), VAULT_NAMESPACE, VAULT_CACERT.\n"
+      "Each object is read first and written only when it differs; a second run reports\n"
+      "\"unchanged\" for every step and writes nothing, unless a token is asked for.\n"
+      "Secrets never reach argv, the report or errors: the admin password comes from a file or\n"
+      "stdin, tokens go to 0600 files (or the client token alone to stdout with\n"
+      "--client-token-file -). Exit status: 0 done, 1 a step failed (named, with Vault's text),\n"
+      "2 bad options.");
+  return cmd;
+}
+
+}  // namespace vaultwire
