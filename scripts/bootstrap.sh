@@ -15,6 +15,8 @@ packages=(
   procps curl
   # tests: JDBC through vaultwire (single-file source launcher needs the JDK)
   openjdk-17-jdk-headless libpostgresql-jdbc-java
+  # tests: packaging (cpack -G DEB runs dpkg-shlibdeps; systemd-analyze verify)
+  dpkg-dev systemd
 )
 
 missing=()
