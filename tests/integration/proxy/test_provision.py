@@ -318,6 +318,8 @@ class ProvisionFlow(unittest.TestCase):
         args = self.base_args()
         args[args.index("--db-config") + 1] = "other-config"
         args[args.index("--role") + 1] = "other-role"
+        args[args.index("--policy") + 1] = "other-client"
+        args[args.index("--vaultwire-token-file") + 1] = os.path.join(self.tmp, "other-vaultwire.token")
         args[args.index("--admin-password-file") + 1] = wrong
         proc = self.provision(*args, expect_rc=1)
         self.assertRegex(proc.stderr, r"error: step config: POST database/config/other-config: Vault answered "
@@ -347,6 +349,30 @@ class ProvisionFlow(unittest.TestCase):
         self.assertIn("--default-ttl is longer than --max-ttl", proc.stderr)
         self.assertIn("--create-token needs --client-token-file", proc.stderr)
         self.assertEqual(self.counters()["total"], before)
+
+    def test_6_namespace(self):
+        """VAULT_NAMESPACE: every object is written in that namespace (X-Vault-Namespace) and the
+        printed vaultwire.toml names it."""
+        token_file = os.path.join(self.tmp, "ns-client.token")
+        args = self.base_args()
+        args = args[:args.index("--vaultwire-token-file")] + args[args.index("--vaultwire-token-file") + 2:]
+        proc = self.provision(*args, "--create-token", "--client-token-file", token_file,
+                              env={"VAULT_NAMESPACE": "team-a"})
+        self.assertEqual({k: v[1] for k, v in steps(proc.stdout).items()},
+                         {"mount": "created", "config": "created", "role": "created", "policy": "created",
+                          "client-token": "created"}, proc.stdout)
+        self.assertIn('namespace = "team-a"', TOML_RE.search(proc.stdout).group(1))
+        ns = self.vault.client(namespace="team-a")
+        self.assertEqual(ns.read("database/roles/crdb-role")["data"]["db_name"], "crdb-config")
+        with open(token_file) as f:
+            token = f.read().strip()
+        creds = self.vault.client(token=token, namespace="team-a").read("database/creds/crdb-role")
+        self.assertTrue(self.pg.role_exists(creds["data"]["username"]))
+        self.vault.client(namespace="team-a").sys.revoke_lease(creds["lease_id"])
+        self.assertFalse(self.pg.role_exists(creds["data"]["username"]), "revocation drops the user")
+        # The root namespace kept its own objects (a second run there is still unchanged).
+        proc = self.provision(*self.base_args())
+        self.assertEqual({v[1] for v in steps(proc.stdout).values()}, {"unchanged"}, proc.stdout)
 
 
 if __name__ == "__main__":
