@@ -1,0 +1,185 @@
+// The pure parts of `vaultwire provision`: option checks, the connection URL template,
+// the role's statements (DESIGN.md "Dynamic users and object ownership"), the
+// policies, the printed URL and vaultwire.toml, the read-compare step (what differs
+// from a GET answer), and the dry run's text (no secret in it).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "vaultwire/config.hpp"
+#include "vaultwire/provision.hpp"
+
+namespace {
+
+namespace vd = vaultwire::detail;
+
+vaultwire::provision_options base() {
+  vaultwire::provision_options o;
+  o.vault_addr = "http://127.0.0.1:8200";
+  o.db_host = "free-tier.example";
+  o.db_port = 26257;
+  o.sslrootcert = "/etc/vault/root ca.crt";
+  o.admin_user = "vault";
+  o.admin_password_file = "/run/secrets/admin";
+  o.owner_role = "app_owner";
+  o.policy = "crdb-role-client";
+  o.vaultwire_policy = "crdb-role-vaultwire";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("provision: the connection URL is a template with sslmode, CA and options", "[provision]") {
+  auto o = base();
+  CHECK(vd::templated_connection_url(o) ==
+        "postgresql://{{username}}:{{password}}@free-tier.example:26257/defaultdb?sslmode=verify-full"
+        "&sslrootcert=/etc/vault/root%20ca.crt");
+  o.db_options = "--cluster=lilac-grizzly-684";
+  o.db_host = "::1";
+  CHECK(vd::templated_connection_url(o) ==
+        "postgresql://{{username}}:{{password}}@[::1]:26257/defaultdb?sslmode=verify-full"
+        "&sslrootcert=/etc/vault/root%20ca.crt&options=--cluster%3Dlilac-grizzly-684");
+  o.connection_url = "postgresql://{{username}}:{{password}}@db/app";
+  CHECK(vd::templated_connection_url(o) == o.connection_url);
+}
+
+TEST_CASE("provision: the role follows the ownership pattern", "[provision]") {
+  auto o = base();
+  CHECK(vd::creation_statements(o) ==
+        std::vector<std::string>{"CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL "
+                                 "'{{expiration}}' IN ROLE app_owner;",
+                                 "ALTER ROLE \"{{name}}\" SET ROLE app_owner;"});
+  CHECK(vd::revocation_statements(o) ==
+        std::vector<std::string>{"REASSIGN OWNED BY \"{{name}}\" TO app_owner;", "DROP OWNED BY \"{{name}}\";",
+                                 "DROP ROLE IF EXISTS \"{{name}}\";"});
+  o.owner_role = "App Owner";
+  o.grants = {"ALL ON DATABASE defaultdb"};
+  const auto c = vd::creation_statements(o);
+  REQUIRE(c.size() == 3);
+  CHECK(c[0].ends_with("IN ROLE \"App Owner\";"));
+  CHECK(c[2] == "GRANT ALL ON DATABASE defaultdb TO \"App Owner\";");
+  CHECK(vd::sql_identifier("a\"b") == "\"a\"\"b\"");
+  CHECK(vd::sql_identifier("_x1") == "_x1");
+}
+
+TEST_CASE("provision: policies are least privilege", "[provision]") {
+  auto o = base();
+  o.mount = "db/prod";
+  o.role = "app";
+  const auto client = vd::client_policy_hcl(o);
+  CHECK(client.find("path \"db/prod/creds/app\" {\n  capabilities = [\"read\"]\n}") != std::string::npos);
+  CHECK(client.find("path \"sys/leases/revoke/db/prod/creds/app/*\" {\n  capabilities = [\"update\"]\n}") !=
+        std::string::npos);
+  CHECK(client.find("sys/leases/renew") == std::string::npos);
+  const auto own = vd::vaultwire_policy_hcl(o);
+  for (const char* p : {"\"sys/leases/renew\"", "\"sys/leases/revoke/db/prod/creds/app/*\"",
+                        "\"auth/token/lookup-self\"", "\"auth/token/renew-self\""}) {
+    CHECK(own.find(p) != std::string::npos);
+  }
+  CHECK(own.find("creds/app\" {") == std::string::npos);  // no credentials for vaultwire's token
+}
+
+TEST_CASE("provision: the printed URL and vaultwire.toml", "[provision]") {
+  auto o = base();
+  o.listen = "0.0.0.0:26257";
+  o.db_options = "--cluster=x";
+  CHECK(vd::client_url(o) == "postgresql://crdb-role:$VAULT_CLIENT_TOKEN@127.0.0.1:26257/defaultdb?sslmode=disable");
+  const auto toml = vd::route_toml(o);
+  const auto parsed = vaultwire::parse_config(toml + "\n[log]\nlevel = \"info\"\n");
+  std::string errors;
+  for (const auto& e : parsed.errors) errors += e + "\n";
+  INFO(toml << errors);
+  // 0.0.0.0 plaintext is refused by vaultwire (allow_plaintext_remote); that is the only error.
+  REQUIRE(parsed.errors.size() == 1);
+  CHECK(parsed.errors[0].find("allow_plaintext_remote") != std::string::npos);
+  o.listen = "127.0.0.1:26257";
+  const auto ok = vaultwire::parse_config(vd::route_toml(o));
+  REQUIRE(ok.ok());
+  REQUIRE(ok.value->routes.size() == 1);
+}
+
+TEST_CASE("provision: a GET answer is compared with what would be written", "[provision]") {
+  auto o = base();
+  const std::string url = vd::templated_connection_url(o);
+  const std::string same = R"({"data":{"allowed_roles":["other","crdb-role"],"connection_details":{"connection_url":")" +
+                           url + R"(","username":"vault"},"plugin_name":"postgresql-database-plugin",
+                           "verify_connection":true}})";
+  CHECK(vd::config_differences(same, o).empty());
+  const std::string star = R"({"data":{"allowed_roles":["*"],"connection_details":{"connection_url":")" + url +
+                           R"(","username":"root"},"plugin_name":"postgresql-database-plugin"}})";
+  CHECK(vd::config_differences(star, o) == std::vector<std::string>{"username"});
+  const auto all = vd::config_differences(R"({"data":{"allowed_roles":"a,b"}})", o);
+  CHECK(all == std::vector<std::string>{"plugin_name", "connection_url", "username", "allowed_roles"});
+  CHECK(vd::config_differences("not json", o).size() == 4);
+
+  std::string role = R"({"data":{"db_name":"crdb-config","creation_statements":[)";
+  const auto c = vd::creation_statements(o);
+  const auto r = vd::revocation_statements(o);
+  auto quote = [](const std::string& s) {
+    std::string out = "\"";
+    for (char ch : s) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    return out + "\"";
+  };
+  for (std::size_t i = 0; i < c.size(); ++i) role += (i ? "," : "") + quote(c[i]);
+  role += R"(],"revocation_statements":[)";
+  for (std::size_t i = 0; i < r.size(); ++i) role += (i ? "," : "") + quote(r[i]);
+  const std::string tail = R"(],"renew_statements":[],"default_ttl":3600,"max_ttl":86400}})";
+  CHECK(vd::role_differences(role + tail, o).empty());
+  o.default_ttl = "30m";
+  o.grants = {"SELECT ON ALL TABLES IN SCHEMA public"};
+  CHECK(vd::role_differences(role + tail, o) == std::vector<std::string>{"creation_statements", "default_ttl"});
+}
+
+TEST_CASE("provision: durations and option checks", "[provision]") {
+  CHECK(vd::duration_seconds("1h") == 3600);
+  CHECK(vd::duration_seconds("90") == 90);
+  CHECK(vd::duration_seconds("1h30m") == 5400);
+  CHECK_FALSE(vd::duration_seconds("1.5h"));
+  CHECK_FALSE(vd::duration_seconds(""));
+  CHECK_FALSE(vd::duration_seconds("250ms"));
+
+  auto o = base();
+  CHECK(vd::validate_provision_options(o).empty());
+  o.owner_role = "x; DROP TABLE t";
+  o.grants = {"ALL ON t; DROP ROLE admin"};
+  o.max_ttl = "10m";
+  o.create_token = true;
+  o.sslmode = "verify-everything";
+  o.connection_url = "postgresql://vault:pw@db/app";
+  o.vault_addr = "vault:8200";
+  o.role = "a/b";
+  const auto p = vd::validate_provision_options(o);
+  std::string all;
+  for (const auto& e : p) all += e + "\n";
+  INFO(all);
+  CHECK(p.size() == 8);
+  for (const char* e : {"--owner-role may not contain ';'", "--grant: empty or contains ';'",
+                        "--default-ttl is longer than --max-ttl", "--create-token needs --client-token-file",
+                        "--sslmode: unknown mode", "--connection-url must contain {{username}} and {{password}}",
+                        "must start with http:// or https://", "--role: letters, digits"}) {
+    CHECK(all.find(e) != std::string::npos);
+  }
+}
+
+TEST_CASE("provision: the dry run shows every write and no secret", "[provision]") {
+  auto o = base();
+  o.create_token = true;
+  o.client_token_file = "/tmp/client.token";
+  o.vaultwire_token_file = "/tmp/vaultwire.token";
+  const auto t = vd::dry_run_text(o);
+  for (const char* line : {"\nGET http://127.0.0.1:8200/v1/sys/mounts\n",
+                           "\nPOST http://127.0.0.1:8200/v1/sys/mounts/database {",
+                           "\nPOST http://127.0.0.1:8200/v1/database/config/crdb-config {",
+                           "\nPOST http://127.0.0.1:8200/v1/database/roles/crdb-role {",
+                           "\nPUT http://127.0.0.1:8200/v1/sys/policies/acl/crdb-role-client {",
+                           "\nPUT http://127.0.0.1:8200/v1/sys/policies/acl/crdb-role-vaultwire {",
+                           "-> written to /tmp/vaultwire.token (0600)", "-> /tmp/client.token (0600)"}) {
+    INFO(line);
+    CHECK(t.find(line) != std::string::npos);
+  }
+  CHECK(t.find("\"password\":\"<redacted: read from /run/secrets/admin") != std::string::npos);
+}
