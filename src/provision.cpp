@@ -659,11 +659,13 @@ std::string route_toml(const provision_options& o) {
 std::string owner_role_sql(const provision_options& o) {
   const std::string owner = sql_identifier(o.owner_role);
   const std::string db = sql_identifier(o.database);
+  std::string grants;
+  for (const auto& g : o.grants) grants += "#   GRANT " + g + " TO " + owner + ";\n";
   return "# provision does not connect to the database. The owner role must exist there; if it does not,\n"
          "# create it once as the admin (in database " + o.database + "):\n"
          "#   CREATE ROLE " + owner + " NOLOGIN;\n"
          "#   GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + owner + ";\n"
-         "#   GRANT USAGE, CREATE ON SCHEMA public TO " + owner + ";\n"
+         "#   GRANT USAGE, CREATE ON SCHEMA public TO " + owner + ";\n" + grants +
          "# Dynamic users are created IN ROLE " + owner + " with SET ROLE " + owner +
          ", so what they create is owned by it;\n"
          "# at revocation Vault runs REASSIGN OWNED / DROP OWNED / DROP ROLE in database " + o.database + ".\n";

@@ -40,8 +40,9 @@ inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
                   "NOLOGIN role (must exist in the database) that owns what dynamic users create")
       ->required();
   cmd->add_option("--grant", o.grants,
-                  "privilege granted to the owner role at each credential, e.g. \"ALL ON DATABASE defaultdb\" "
-                  "(repeatable)");
+                  "privilege granted to the owner role by each credential's creation statements, e.g. \"ALL ON "
+                  "DATABASE defaultdb\" (repeatable); on PostgreSQL concurrent GRANTs on one object can fail with "
+                  "\"tuple concurrently updated\": prefer granting once by hand (see the printed SQL)");
   cmd->add_option("--default-ttl", o.default_ttl, "the role's default lease TTL")->capture_default_str();
   cmd->add_option("--max-ttl", o.max_ttl, "the role's max lease TTL")->capture_default_str();
   cmd->add_option("--policy", o.policy, "the client policy's name (default: <role>-client)");
