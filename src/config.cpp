@@ -693,7 +693,7 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
   section sec{l,
               t,
               "listener[" + std::to_string(index) + "]",
-              {"bind", "unix_socket", "tls_cert", "tls_key", "route", "allow_plaintext_remote"}};
+              {"bind", "unix_socket", "tls_cert", "tls_key", "route", "allow_plaintext_remote", "proxy_protocol"}};
   std::optional<std::string> bind = sec.get_string("bind");
   std::string bind_label = sec.key("bind");
   if (overridable && o.listen) {
@@ -735,6 +735,7 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
   else if (sec.get("route") == nullptr)
     l.error(sec.key("route"), "required (the [route.NAME] this listener forwards to)");
   if (auto a = sec.get_bool("allow_plaintext_remote")) c.allow_plaintext_remote = *a;
+  if (auto p = sec.get_bool("proxy_protocol")) c.proxy_protocol = *p;
 
   const bool plaintext = sec.get("tls_cert") == nullptr && sec.get("tls_key") == nullptr;
   const bool loopback = addr ? addr->loopback : true;  // the default bind is loopback
@@ -767,7 +768,10 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   loader l;
   l.base_dir = base_dir;
   config c;
-  section top{l, &root, "", {"vault", "listener", "route", "credentials", "pool", "limits", "log", "runtime"}};
+  section top{l,
+              &root,
+              "",
+              {"vault", "listener", "route", "credentials", "pool", "limits", "log", "runtime", "admin", "audit"}};
 
   read_vault(l, top.get_table("vault"), overrides, env, c.vault);
   read_credentials(l, top.get_table("credentials"), c.credentials);
@@ -872,7 +876,8 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   }
 
   {
-    section sec{l, top.get_table("runtime"), "runtime", {"threads"}};
+    section sec{l, top.get_table("runtime"), "runtime", {"threads", "shutdown_grace"}};
+    if (auto d = sec.get_duration("shutdown_grace")) c.runtime.shutdown_grace = **d;
     c.runtime.threads = std::max(1u, std::thread::hardware_concurrency());
     if (auto t = sec.get_integer("threads", 1, max_threads))
       c.runtime.threads = static_cast<unsigned>(*t);
@@ -882,6 +887,36 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
                                  std::to_string(max_threads) + ")");
       else
         c.runtime.threads = static_cast<unsigned>(*overrides.threads);
+    }
+    sec.finish();
+  }
+
+  {
+    section sec{l, top.get_table("admin"), "admin", {"bind"}};
+    if (auto b = sec.get_string("bind")) {
+      if (b->empty()) {
+        c.admin.enabled = false;
+        c.admin.bind.clear();
+      } else if (auto addr = parse_bind(*b)) {
+        c.admin.host = addr->host;
+        c.admin.port = addr->port;
+        c.admin.bind = addr->ipv6 ? "[" + addr->host + "]:" + std::to_string(addr->port)
+                                  : addr->host + ":" + std::to_string(addr->port);
+      } else {
+        l.error(sec.key("bind"), in_quotes(*b) + " is not an IP address and port (e.g. 127.0.0.1:9187), or \"\" for none");
+      }
+    }
+    sec.finish();
+  }
+
+  {
+    section sec{l, top.get_table("audit"), "audit", {"file"}};
+    if (auto f = sec.get_nonempty_string("file")) {
+      const fs::path p = fs::absolute(l.resolve(*f));
+      if (!fs::is_directory(p.parent_path()))
+        l.error(sec.key("file"), in_quotes(*f) + ": the directory does not exist");
+      else
+        c.audit.file = p;
     }
     sec.finish();
   }

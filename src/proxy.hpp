@@ -88,6 +88,9 @@ void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* l
 // Asks every live session to end (57P01 to clients still in admission; a close of
 // both sides for spliced ones), for shutdown.
 void stop_all_sessions(proxy_state& state);
+// The first step of a graceful shutdown: spliced sessions end with 57P01 at their next
+// idle point (a transaction finishes first); sessions not yet spliced are refused now.
+void drain_all_sessions(proxy_state& state);
 
 // Ending sessions before their clients do: the kill-switch (`on_revoke`) and lease
 // expiry. Callable from any thread; each request is posted to the session's strand.

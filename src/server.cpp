@@ -246,11 +246,14 @@ int run_server(const config& cfg) {
   // After a signal: once every session has ended, the signal wait is the only work
   // left; cancel it and io.run() returns.
   net::steady_timer drain(io);
+  net::steady_timer grace(io);  // shutdown_grace
+  bool exit_at_once = false;    // a second signal: no revocation round either
   std::function<void(const boost::system::error_code&)> check_drained;
   check_drained = [&](const boost::system::error_code& ec) {
     if (ec) return;
     if (state->active_clients.load() == 0) {
       signals.cancel();
+      grace.cancel();
       return;
     }
     drain.expires_after(std::chrono::milliseconds(20));
@@ -260,15 +263,24 @@ int run_server(const config& cfg) {
   on_signal = [&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (state->stopping.exchange(true)) {
-      spdlog::warn("second signal {}: stopping now", sig);
+      spdlog::warn("second signal {}: stopping now; leases are left to their TTL", sig);
+      exit_at_once = true;
       io.stop();
       return;
     }
-    spdlog::info("signal {}: no new connections; ending {} sessions", sig, state->active_clients.load());
+    spdlog::info("signal {}: no new connections; {} sessions end at their next idle point, the rest in {}ms "
+                 "([runtime] shutdown_grace)",
+                 sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
     boost::system::error_code ignored;
     for (auto& a : tcp_acceptors) a->close(ignored);
     for (auto& a : unix_acceptors) a->close(ignored);
-    detail::stop_all_sessions(*state);
+    detail::drain_all_sessions(*state);
+    grace.expires_after(cfg.runtime.shutdown_grace);
+    grace.async_wait([&](const boost::system::error_code& e) {
+      if (e || state->active_clients.load() == 0) return;
+      spdlog::info("shutdown_grace over: ending {} sessions now", state->active_clients.load());
+      detail::stop_all_sessions(*state);
+    });
     sweep.cancel();
     if (state->pool) state->pool->clear();
     signals.async_wait(on_signal);
@@ -282,9 +294,11 @@ int run_server(const config& cfg) {
   for (auto& t : pool) t.join();
   if (state->pool) state->pool->clear();  // pooled streams are bound to io: close them before it goes
   // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
-  const std::size_t revoked = state->broker->revoke_all();
+  if (!exit_at_once) {
+    const std::size_t revoked = state->broker->revoke_all();
+    spdlog::info("revoked {} leases at shutdown", revoked);
+  }
   log_stats(*state);
-  spdlog::info("revoked {} leases at shutdown", revoked);
   state->broker.reset();
   state->vault.reset();  // waits for queued Vault calls
   cleanup();

@@ -130,6 +130,12 @@ class session : public std::enable_shared_from_this<session> {
     auto self = shared_from_this();
     net::post(client_.socket().get_executor(), [self] { self->stop_on_strand(); });
   }
+  // Shutdown with a grace period: a spliced session ends at its next idle point (no
+  // transaction cut); one still in admission or login is refused now.
+  void drain() {
+    auto self = shared_from_this();
+    net::post(client_.socket().get_executor(), [self] { self->drain_on_strand(); });
+  }
 
   // From another thread (each posts to the session's strand), for the kill-switch
   // and lease expiry. See splice_control for the exact points where vaultwire
@@ -154,6 +160,17 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
+  void drain_on_strand() {
+    if (spliced_ && !finished_ && !control_.ended()) {
+      stopping_ = true;
+      std::vector<std::uint8_t> out;
+      build_error(out, sqlstate_for(errc::session_ended), "terminating connection: vaultwire is shutting down; reconnect");
+      control_.end_at_idle(std::move(out), "shutdown");
+      return;
+    }
+    stop_on_strand();
+  }
+
   void stop_on_strand() {
     stopping_ = true;
     if (spliced_ && !finished_ && !control_.ended()) {
@@ -779,15 +796,25 @@ void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* l
   });
 }
 
-void stop_all_sessions(proxy_state& state) {
+namespace {
+
+std::vector<std::shared_ptr<session>> live_sessions(proxy_state& state) {
   std::vector<std::shared_ptr<session>> live;
-  {
-    std::lock_guard lock(state.sessions_mutex);
-    for (auto& [id, entry] : state.sessions) {
-      if (auto s = entry.session.lock()) live.push_back(std::move(s));
-    }
+  std::lock_guard lock(state.sessions_mutex);
+  for (auto& [id, entry] : state.sessions) {
+    if (auto s = entry.session.lock()) live.push_back(std::move(s));
   }
-  for (auto& s : live) s->stop();
+  return live;
+}
+
+}  // namespace
+
+void stop_all_sessions(proxy_state& state) {
+  for (auto& s : live_sessions(state)) s->stop();
+}
+
+void drain_all_sessions(proxy_state& state) {
+  for (auto& s : live_sessions(state)) s->drain();
 }
 
 namespace {

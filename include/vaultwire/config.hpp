@@ -56,6 +56,9 @@ struct listener_config {
   std::optional<std::filesystem::path> tls_key;
   std::string route;                     // names a key of config::routes
   bool allow_plaintext_remote = false;
+  // A PROXY protocol v2 header precedes every connection (a load balancer in front);
+  // the client address comes from it, and a connection without a valid one is refused.
+  bool proxy_protocol = false;
 
   [[nodiscard]] bool tls() const noexcept { return tls_cert.has_value(); }
 };
@@ -133,6 +136,21 @@ struct log_config {
 // [runtime]
 struct runtime_config {
   unsigned threads = 1;  // default: std::thread::hardware_concurrency() (at least 1)
+  // After SIGTERM / SIGINT, sessions have this long to finish; the rest get 57P01.
+  std::chrono::milliseconds shutdown_grace{30000};
+};
+
+// [admin]: the HTTP listener for /metrics, /healthz, /readyz, /leases.
+struct admin_config {
+  std::string bind = "127.0.0.1:9187";  // normalised like a listener's
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9187;
+  bool enabled = true;  // bind = "" turns it off
+};
+
+// [audit]: JSON lines, one per session start / end and credential event.
+struct audit_config {
+  std::optional<std::filesystem::path> file;  // none: no audit log
 };
 
 struct config {
@@ -144,6 +162,8 @@ struct config {
   limits_config limits;
   log_config log;
   runtime_config runtime;
+  admin_config admin;
+  audit_config audit;
 };
 
 // Command-line flags; each set member wins over the file and the environment.

@@ -344,17 +344,18 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
     }
     text += line + "\n";
   }
-  CHECK(uncommented == 14);
+  CHECK(uncommented == 15);
   const auto errors = errors_of(text);
   for (const auto& e : errors) {
     INFO(e);
     const bool file_missing = e.find(": cannot read \"/etc/vaultwire/") != std::string::npos ||
-                              e.find(": cannot use \"/run/vaultwire\"") != std::string::npos;
+                              e.find(": cannot use \"/run/vaultwire\"") != std::string::npos ||
+                              e == "audit.file: \"/var/log/vaultwire/audit.jsonl\": the directory does not exist";
     CHECK(file_missing);
   }
   // vault ca_file, token_file, unix_socket, tls_cert, tls_key, route ca_file, client_cert,
-  // client_key
-  CHECK(errors.size() == 8);
+  // client_key, and the audit file's directory where it does not exist
+  CHECK(errors.size() == (fs::is_directory("/var/log/vaultwire") ? 8u : 9u));
 }
 
 TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
@@ -380,8 +381,7 @@ TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
           strings{"route.main.hots: unknown key (did you mean \"host\"?)"});
   }
   SECTION("in a listener") {
-    CHECK(errors_of(cfg("", "proxy_protocol = true")) ==
-          strings{"listener[0].proxy_protocol: unknown key"});
+    CHECK(errors_of(cfg("", "proxy_v1 = true")) == strings{"listener[0].proxy_v1: unknown key"});
   }
   SECTION("a dotted key is the same key") {
     CHECK(errors_of("vault.address = \"http://v:8200\"\nvault.adress = \"x\"\n"
@@ -776,6 +776,36 @@ TEST_CASE("config: [credentials], [pool] and token_file bad values name the key"
   temp_dir d;
   CHECK(errors_of(cfg("token_file = \".\""), {}, no_env, d.path) ==
         strings{"vault.token_file: \"" + (d.path / ".").string() + "\" is not a regular file"});
+}
+
+TEST_CASE("config: [admin], [audit], proxy_protocol and shutdown_grace", "[config]") {
+  const auto defaults = ok(cfg());
+  CHECK(defaults.admin.enabled);
+  CHECK(defaults.admin.bind == "127.0.0.1:9187");
+  CHECK_FALSE(defaults.audit.file);
+  CHECK_FALSE(defaults.listeners.at(0).proxy_protocol);
+  CHECK(defaults.runtime.shutdown_grace == std::chrono::seconds(30));
+
+  temp_dir d;
+  const auto c = ok(cfg("", "proxy_protocol = true\n", "",
+                        "[admin]\nbind = \"[::1]:9999\"\n[audit]\nfile = \"audit.jsonl\"\n"
+                        "[runtime]\nshutdown_grace = \"2s\"\n"),
+                    {}, no_env, d.path);
+  CHECK(c.admin.bind == "[::1]:9999");
+  CHECK(c.admin.port == 9999);
+  CHECK(c.audit.file == fs::absolute(d.path / "audit.jsonl"));
+  CHECK(c.listeners.at(0).proxy_protocol);
+  CHECK(c.runtime.shutdown_grace == std::chrono::seconds(2));
+  CHECK_FALSE(ok(cfg("", "", "", "[admin]\nbind = \"\"\n")).admin.enabled);
+
+  CHECK(errors_of(cfg("", "", "", "[admin]\nbind = \"localhost\"\n")) ==
+        strings{"admin.bind: \"localhost\" is not an IP address and port (e.g. 127.0.0.1:9187), or \"\" for none"});
+  CHECK(errors_of(cfg("", "", "", "[audit]\nfile = \"/nonexistent-dir/audit.jsonl\"\n")) ==
+        strings{"audit.file: \"/nonexistent-dir/audit.jsonl\": the directory does not exist"});
+  CHECK(errors_of(cfg("", "proxy_protocol = 1\n")) ==
+        strings{"listener[0].proxy_protocol: expected true or false, got an integer"});
+  CHECK(errors_of(cfg("", "", "", "[runtime]\nshutdown_grace = \"0\"\n")) ==
+        strings{"runtime.shutdown_grace: must be more than 0"});
 }
 
 TEST_CASE("config: every error is reported at once", "[config]") {

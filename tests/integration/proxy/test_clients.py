@@ -157,6 +157,12 @@ threads = 4
             self.assertTrue(spliced.closed_without_reply(timeout=20), "the spliced session was not ended")
             self.assertRefusal(waiting.read_error(), "57P01", "vaultwire is shutting down; reconnect")
             self.assertTrue(waiting.closed_without_reply(timeout=20))
+            # psycopg2's session is inside a transaction: it is not cut, and it ends
+            # with 57P01 right after its COMMIT.
+            cur.execute("select 1")
+            self.assertEqual(cur.fetchone()[0], 1)
+            conn.commit()
+            # (libpq reports the close; the Raw session above shows the 57P01 itself)
             with self.assertRaises((psycopg2.OperationalError, psycopg2.InterfaceError)):
                 cur.execute("select 1")
             self.assertEqual(proxy.proc.wait(timeout=30), 0, proxy.output())
@@ -167,6 +173,20 @@ threads = 4
             spliced.close()
             waiting.close()
             conn.close()
+
+    def test_sigterm_cuts_a_transaction_after_shutdown_grace(self):
+        proxy = self.start_proxy(self.single_listener_config(free_port(), extra='[runtime]\nshutdown_grace = "2s"\n'),
+                                 name="grace-%d" % len(self.proxies))
+        with self.raw(proxy.port) as r:
+            r.login(self.token)
+            rows, err = r.query("begin")
+            self.assertIsNone(err)
+            self.assertEqual(r.status, "T")
+            proxy.signal(signal.SIGTERM)
+            proxy.wait_log(r"shutdown_grace over: ending 1 sessions now", timeout=30)
+            self.assertRefusal(r.read_error(), "57P01", "terminating connection: vaultwire is shutting down; reconnect")
+            self.assertTrue(r.closed_without_reply(timeout=20))
+        self.assertEqual(proxy.proc.wait(timeout=30), 0, proxy.output())
 
     def test_sigterm_ends_sessions_and_exits_0(self):
         self.shutdown_with_live_sessions()
