@@ -129,6 +129,7 @@ struct lease_entry {
   std::string username;
   pgwire::secret_string password;
   std::string role;
+  std::string mount;
   seconds duration{0};  // as first issued: the renewal increment
   bool renewable = false;
 
@@ -168,6 +169,7 @@ struct token_entry {
 struct flight {
   pgwire::secret_string token;
   std::string role;
+  std::string mount;
   std::vector<credential_broker::acquire_callback> waiters;
 };
 
@@ -524,6 +526,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     auto& fl = flights[key];
     fl.token = req.token.clone();
     fl.role = req.role;
+    fl.mount = req.mount;
     fl.waiters.push_back(std::move(done));
     auto self = shared_from_this();
     const bool probe = gate == admission::probe;
@@ -560,6 +563,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       e->username = c.username;
       e->password = std::move(c.password);
       e->role = fl.role;
+      e->mount = fl.mount;
       e->duration = c.lease_duration;
       e->current_duration = c.lease_duration;
       e->renewable = c.renewable;
@@ -1183,6 +1187,32 @@ broker_stats credential_broker::stats() const {
     s.sessions += e->sessions.size();
   }
   return s;
+}
+
+std::vector<lease_info> credential_broker::leases() const {
+  std::lock_guard lock{state_->mutex};
+  const time_point t = state_->now();
+  std::vector<lease_info> out;
+  out.reserve(state_->live.size());
+  for (const auto& [id, e] : state_->live) {
+    lease_info i;
+    i.lease_id = id;
+    i.role = e->role;
+    i.mount = e->mount;
+    i.ttl_left = e->expires_at > t ? std::chrono::duration_cast<seconds>(e->expires_at - t) : seconds{0};
+    i.duration = e->current_duration;
+    i.renewable = e->renewable;
+    const auto c = state_->cache.find(e->key);
+    i.cached = !e->gone && c != state_->cache.end() && c->second == e;
+    i.at_max_ttl = e->at_max;
+    i.revoke_denied = e->abandoned;
+    i.sessions = e->sessions.size();
+    const auto tok = state_->tokens.find(e->token_hash);
+    if (tok != state_->tokens.end() && tok->second.has_info) i.token_accessor = tok->second.info.accessor;
+    i.token_sha256_prefix = detail::broker_state::short_hash(e->token_hash);
+    out.push_back(std::move(i));
+  }
+  return out;
 }
 
 milliseconds credential_broker::reuse_floor(seconds lease_duration) noexcept {

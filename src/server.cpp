@@ -15,6 +15,8 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "admin.hpp"
+#include "metrics.hpp"
 #include "proxy.hpp"
 #include "upstream_pool.hpp"
 #include "vaultwire/version.hpp"
@@ -150,6 +152,7 @@ int run_server(const config& cfg) {
   vo.ca_file = cfg.vault.ca_file ? cfg.vault.ca_file->string() : "";
   vo.request_timeout = cfg.vault.request_timeout;
   vo.threads = std::max<std::size_t>(4, cfg.runtime.threads * 2);
+  vo.observer = metrics::vault_request;
   state->vault = std::make_unique<vault_client>(vo);
   credential_broker_options bo;
   bo.credentials = cfg.credentials;
@@ -231,6 +234,15 @@ int run_server(const config& cfg) {
     listeners.push_back(std::move(l));
   }
 
+  // Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
+  // /leases), which stops itself once a drain has ended.
+  metrics::set_sources(detail::metric_sources(state));
+  std::unique_ptr<detail::admin_server> admin;
+  if (cfg.admin.enabled) {
+    admin = std::make_unique<detail::admin_server>(io, state);
+    if (admin->start()) admin->set_listeners_up();
+  }
+
   // Idle pooled connections past their idle timeout or near their lease's end.
   net::steady_timer sweep(io);
   std::function<void(const boost::system::error_code&)> on_sweep;
@@ -299,6 +311,7 @@ int run_server(const config& cfg) {
     spdlog::info("revoked {} leases at shutdown", revoked);
   }
   log_stats(*state);
+  metrics::clear_sources();
   state->broker.reset();
   state->vault.reset();  // waits for queued Vault calls
   cleanup();

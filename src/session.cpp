@@ -17,6 +17,7 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include "metrics.hpp"
 #include "proxy.hpp"
 #include "splice.hpp"
 #include "upstream_pool.hpp"
@@ -472,8 +473,10 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
   auto target = state_->cancels.find(key);
   if (!target) {
     result_ = "cancel_unknown_key";  // dropped silently, as PostgreSQL does
+    metrics::cancel_request("unknown_key");
     co_return;
   }
+  metrics::cancel_request("forwarded");
   co_await send_upstream_cancel(target->route->target(state_->cfg->limits), target->upstream_key);
 }
 
@@ -619,7 +622,12 @@ net::awaitable<void> session::login_upstream() {
   }
   if (route.options) options += (options.empty() ? "" : " ") + *route.options;
   if (!options.empty()) login.parameters.emplace_back("options", options);
+  const auto dial_started = std::chrono::steady_clock::now();
   upstream_ = co_await connect_upstream(listener_->route->target(state_->cfg->limits), std::move(login));
+  metrics::upstream_connect(!upstream_.server_error.empty() ? std::string_view("refused")
+                            : upstream_.error ? label_for(static_cast<errc>(upstream_.error.value()))
+                                              : std::string_view("ok"),
+                            std::chrono::steady_clock::now() - dial_started);
   state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
   if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
 }
@@ -770,6 +778,8 @@ void session::log_end() {
                username_, lease_id_, ms.count(),
                traffic_.client_to_server, traffic_.server_to_client,
                traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
+  metrics::client_connection_closed(result_, std::chrono::steady_clock::now() - started_, traffic_.client_to_server,
+                                    traffic_.server_to_client);
   forget_session();
 }
 

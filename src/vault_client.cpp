@@ -374,6 +374,18 @@ vault_result<vault_token_info> parse_renew_self(std::string_view body, std::stri
   });
 }
 
+std::string_view endpoint_label(std::string_view path) noexcept {
+  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  if (path == "sys/leases/renew" || path.starts_with("sys/leases/renew/")) return "renew";
+  if (path == "sys/leases/revoke" || path.starts_with("sys/leases/revoke/")) return "revoke";
+  if (path == "auth/token/lookup-self") return "lookup-self";
+  if (path == "auth/token/renew-self") return "renew-self";
+  if (path == "sys/health") return "health";
+  if (path.find("/creds/") != std::string_view::npos) return "creds";
+  return "other";
+}
+
 std::string escape_path(std::string_view segment, bool keep_slash) {
   static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
@@ -549,6 +561,22 @@ class vault_client::impl {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
 
+    if (options_.observer) {
+      long status = 0;
+      if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+      const std::string code = rc == CURLE_OK                     ? std::to_string(status)
+                               : rc == CURLE_OPERATION_TIMEDOUT ? std::string("timeout")
+                               : rc == CURLE_WRITE_ERROR && answer.body.size() > 0 ? std::string("too_large")
+                                                                                   : std::string("unreachable");
+      try {
+        options_.observer(detail::endpoint_label(path), code,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
+      } catch (const std::exception& e) {
+        spdlog::error("vault: the request observer threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("vault: the request observer threw");
+      }
+    }
     if (rc != CURLE_OK) {
       const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
       spdlog::debug("vault: {} {} failed after {} ms: {}", method, path, ms, detail);

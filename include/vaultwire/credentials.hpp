@@ -283,6 +283,23 @@ struct broker_stats {
   std::size_t sessions = 0;               // handles not released
 };
 
+// One lease the broker holds, for the admin /leases listing. No secrets: the token
+// is named by its accessor (once lookup-self has answered) or a digest prefix.
+struct lease_info {
+  std::string lease_id;
+  std::string role;
+  std::string mount;
+  std::chrono::seconds ttl_left{0};  // until Vault drops the credential; 0 when past
+  std::chrono::seconds duration{0};  // the current lease duration (moves with renewals)
+  bool renewable = false;
+  bool cached = false;     // servable to new sessions
+  bool at_max_ttl = false;  // Vault stopped extending it
+  bool revoke_denied = false;  // left to its TTL
+  std::size_t sessions = 0;  // sessions and pooled upstream connections holding it
+  std::string token_accessor;  // "" until lookup-self has answered
+  std::string token_sha256_prefix;  // first 8 hex digits of the token's SHA-256
+};
+
 class credential_broker {
  public:
   using acquire_callback = std::function<void(broker_result<credential_lease>)>;
@@ -313,6 +330,8 @@ class credential_broker {
   std::size_t revoke_all(std::chrono::milliseconds wait = std::chrono::seconds(10));
 
   [[nodiscard]] broker_stats stats() const;
+  // Every lease held (live), ordered by lease id.
+  [[nodiscard]] std::vector<lease_info> leases() const;
 
   // The floor: 25 % of the lease duration, clamped to [5 s, 60 s]. A cached
   // credential is served while expires_at - now > floor.

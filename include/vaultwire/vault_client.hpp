@@ -50,6 +50,13 @@ struct vault_client_options {
   std::string ca_file{};        // PEM bundle for Vault's certificate; empty = system CAs
   std::chrono::milliseconds request_timeout{5000};  // whole request, connect included
   std::size_t threads = 4;      // worker pool size = most requests in flight at once
+  // Called after every HTTP exchange (metrics), on the thread that made it (a pool
+  // thread, or the caller of a *_blocking function), with detail::endpoint_label of
+  // the path, the HTTP status ("200", "403") or the transport failure ("timeout",
+  // "unreachable", "too_large"), and the time it took. Never given a path, a token
+  // or a lease id. Must not block; an exception it throws is logged and dropped.
+  std::function<void(std::string_view endpoint, std::string_view code, std::chrono::duration<double> elapsed)>
+      observer{};
 };
 
 struct vault_config;  // vaultwire/config.hpp
@@ -207,6 +214,12 @@ namespace detail {
                                                                std::string_view request);
 [[nodiscard]] vault_result<vault_token_info> parse_renew_self(std::string_view body, std::string_view address,
                                                               std::string_view request);
+
+// A bounded label for a request path (after /v1/), for metrics: "creds"
+// (<mount>/creds/<role>), "renew" (sys/leases/renew), "revoke" (sys/leases/revoke...),
+// "lookup-self", "renew-self", "health" (sys/health), else "other". Never contains
+// a lease id, a role or a token.
+[[nodiscard]] std::string_view endpoint_label(std::string_view path) noexcept;
 
 // Percent-encodes everything but RFC 3986 unreserved characters (and '/' when
 // keep_slash).
