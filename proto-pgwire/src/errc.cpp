@@ -26,6 +26,16 @@ class category final : public std::error_category {
       case errc::scram_bad_server_signature: return "SCRAM server signature does not match";
       case errc::scram_mechanism_unsupported: return "no supported SASL mechanism offered";
       case errc::crypto_failure: return "cryptographic operation failed";
+      case errc::proxy_bad_signature: return "no PROXY protocol v2 header (bad signature)";
+      case errc::proxy_v1_unsupported:
+        return "PROXY protocol v1 (text) header received; only v2 (binary) is supported";
+      case errc::proxy_bad_version: return "PROXY protocol header version is not 2";
+      case errc::proxy_bad_command: return "PROXY protocol v2 command is neither LOCAL nor PROXY";
+      case errc::proxy_bad_family:
+        return "PROXY protocol v2 address family or transport not supported (want TCP or UNIX stream)";
+      case errc::proxy_too_short: return "PROXY protocol v2 length too short for the address family";
+      case errc::proxy_too_long: return "PROXY protocol v2 header over the size limit";
+      case errc::proxy_bad_tlv: return "PROXY protocol v2 TLV runs past the end of the header";
     }
     return "unknown pgwire error";
   }

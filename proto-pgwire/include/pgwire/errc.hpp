@@ -28,6 +28,15 @@ enum class errc {
   scram_bad_server_signature,   // fails closed: the server did not prove the key
   scram_mechanism_unsupported,
   crypto_failure,               // OpenSSL reported an error
+  // PROXY protocol v2 (proxy_protocol.hpp)
+  proxy_bad_signature,   // the first bytes are not the v2 signature
+  proxy_v1_unsupported,  // a v1 text header ("PROXY TCP4 ..."): only v2 is accepted
+  proxy_bad_version,     // version nibble != 2
+  proxy_bad_command,     // command neither LOCAL nor PROXY
+  proxy_bad_family,      // address family / transport not supported
+  proxy_too_short,       // length below the family's address block
+  proxy_too_long,        // header over the cap
+  proxy_bad_tlv,         // a TLV runs past the end of the header
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;
