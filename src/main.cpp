@@ -48,7 +48,7 @@ int run(const std::string& file, const vaultwire::config_overrides& o) {
     for (const auto& e : r.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
     return 1;
   }
-  return vaultwire::run_server(*r.value);
+  return vaultwire::run_server(*r.value, [file, o] { return vaultwire::load_config(file, o); });
 }
 
 }  // namespace

@@ -22,12 +22,19 @@
 
 namespace vaultwire::detail {
 
-// A route as the proxy uses it: the config plus its TLS context (owned).
+// A route as the proxy uses it: the config at start plus its TLS context (owned).
+// SIGHUP may replace the context (a rotated CA): connections take a reference for
+// their handshake, so the old context lives until its last handshake is done.
 struct route_runtime {
   route_config config;
-  SSL_CTX* tls = nullptr;  // nullptr for sslmode = disable
+  SSL_CTX* tls = nullptr;  // nullptr for sslmode = disable; set before start, then replace_tls()
   ~route_runtime();
+  // The target with a reference on the current context (held by the target).
   [[nodiscard]] upstream_target target(const limits_config& limits) const;
+  void replace_tls(SSL_CTX* fresh);
+
+ private:
+  mutable std::mutex tls_mutex_;
 };
 
 // What a CancelRequest for a key vaultwire issued is forwarded to.
@@ -53,7 +60,20 @@ class session;
 class upstream_pool;
 
 struct proxy_state {
-  const config* cfg = nullptr;
+  const config* cfg = nullptr;  // as started: what a reload cannot change (binds, threads, broker)
+  // What sessions read (limits, routes' roles and options): the started config, then
+  // each good SIGHUP reload's. A session takes one snapshot when it starts.
+  [[nodiscard]] std::shared_ptr<const config> current() const {
+    std::lock_guard lock(current_mutex);
+    if (current_cfg) return current_cfg;
+    return std::shared_ptr<const config>(std::shared_ptr<const config>{}, cfg);  // not owned: cfg outlives us
+  }
+  void set_current(std::shared_ptr<const config> c) {
+    std::lock_guard lock(current_mutex);
+    current_cfg = std::move(c);
+  }
+  mutable std::mutex current_mutex;
+  std::shared_ptr<const config> current_cfg;
   std::map<std::string, std::unique_ptr<route_runtime>> routes;
   std::unique_ptr<vault_client> vault;
   std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
@@ -78,7 +98,14 @@ struct proxy_state {
 struct listener_runtime {
   const listener_config* config = nullptr;
   const route_runtime* route = nullptr;
-  SSL_CTX* tls = nullptr;  // owned by the server
+  SSL_CTX* tls = nullptr;  // owned by the server; set before start, then replace_tls()
+  // A reference on the current context (the caller SSL_CTX_free()s it), or nullptr.
+  [[nodiscard]] SSL_CTX* acquire_tls() const;
+  // SIGHUP: a new certificate and key. Returns the old context for the caller to free.
+  [[nodiscard]] SSL_CTX* replace_tls(SSL_CTX* fresh);
+
+ private:
+  mutable std::mutex tls_mutex_;
 };
 
 // Starts a session on its own strand for an accepted socket.

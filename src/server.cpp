@@ -8,7 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
+#include <map>
 #include <filesystem>
 #include <thread>
 
@@ -92,6 +94,140 @@ spdlog::level::level_enum to_spdlog(log_level l) {
   return spdlog::level::info;
 }
 
+// The TLS context towards a route's cluster: its CA (or the system store), its
+// client certificate. nullptr with `error` set on failure.
+SSL_CTX* make_route_tls(const route_config& route, std::string& error) {
+  detail::tls_client_context_options o;
+  o.ca_file = route.ca_file ? route.ca_file->string() : "";
+  o.client_cert = route.client_cert ? route.client_cert->string() : "";
+  o.client_key = route.client_key ? route.client_key->string() : "";
+  o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
+  SSL_CTX* ctx = detail::make_client_tls_context(o, error);
+  if (ctx != nullptr && !route.ca_file) SSL_CTX_set_default_verify_paths(ctx);
+  return ctx;
+}
+
+// What differs between the running and the reloaded configuration that only a
+// restart applies.
+std::vector<std::string> needs_restart(const config& running, const config& next) {
+  std::vector<std::string> keys;
+  if (running.listeners.size() != next.listeners.size()) {
+    keys.emplace_back("[[listener]] (added or removed)");
+  } else {
+    for (std::size_t i = 0; i < running.listeners.size(); ++i) {
+      const auto& a = running.listeners[i];
+      const auto& b = next.listeners[i];
+      const std::string at = "listener[" + std::to_string(i) + "].";
+      if (a.bind != b.bind) keys.push_back(at + "bind");
+      if (a.unix_socket != b.unix_socket) keys.push_back(at + "unix_socket");
+      if (a.route != b.route) keys.push_back(at + "route");
+      if (a.tls() != b.tls()) keys.push_back(at + "tls_cert (TLS on or off)");
+      if (a.proxy_protocol != b.proxy_protocol) keys.push_back(at + "proxy_protocol");
+    }
+  }
+  for (const auto& [name, a] : running.routes) {
+    auto it = next.routes.find(name);
+    if (it == next.routes.end()) {
+      keys.push_back("route." + name + " (removed)");
+      continue;
+    }
+    const auto& b = it->second;
+    if (a.host != b.host || a.port != b.port || a.server_name != b.server_name || a.sslmode != b.sslmode)
+      keys.push_back("route." + name + " host, port, server_name or sslmode");
+  }
+  for (const auto& [name, b] : next.routes) {
+    (void)b;
+    if (!running.routes.contains(name)) keys.push_back("route." + name + " (added)");
+  }
+  if (running.vault.address != next.vault.address || running.vault.namespace_ != next.vault.namespace_ ||
+      running.vault.ca_file != next.vault.ca_file || running.vault.mount != next.vault.mount ||
+      running.vault.token_file != next.vault.token_file || running.vault.request_timeout != next.vault.request_timeout)
+    keys.emplace_back("[vault]");
+  if (running.runtime.threads != next.runtime.threads) keys.emplace_back("runtime.threads");
+  if (running.admin.bind != next.admin.bind) keys.emplace_back("admin.bind");
+  return keys;
+}
+
+// SIGHUP. All-or-nothing for what it applies: every new TLS context is built before
+// any is swapped in.
+void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
+            const config_reloader& load) {
+  if (!load) {
+    spdlog::warn("SIGHUP: reloading is not available here; ignored");
+    return;
+  }
+  const config_result r = load();
+  for (const auto& w : r.warnings) spdlog::warn("reload: {}", w);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) spdlog::error("reload: {}", e);
+    spdlog::error("reload failed: keeping the running configuration");
+    metrics::config_reload(false);
+    return;
+  }
+  const config& next = *r.value;
+  const std::vector<std::string> restart = needs_restart(*state.cfg, next);
+  const bool structural = std::any_of(restart.begin(), restart.end(), [](const std::string& k) {
+    return k.starts_with("listener") || k.starts_with("[[listener]]") || k.find("(added)") != std::string::npos ||
+           k.find("(removed)") != std::string::npos;
+  });
+  if (structural) {
+    std::string all;
+    for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
+    spdlog::error("reload failed: listeners or routes changed ({}); restart vaultwire to apply; keeping the "
+                  "running configuration",
+                  all);
+    metrics::config_reload(false);
+    return;
+  }
+
+  std::vector<SSL_CTX*> listener_tls(listeners.size(), nullptr);
+  std::map<std::string, SSL_CTX*> route_tls;
+  auto discard = [&] {
+    for (auto* c : listener_tls)
+      if (c != nullptr) SSL_CTX_free(c);
+    for (auto& [n, c] : route_tls)
+      if (c != nullptr) SSL_CTX_free(c);
+  };
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto& lc = next.listeners[i];
+    if (!lc.tls()) continue;
+    std::string error;
+    listener_tls[i] = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
+    if (listener_tls[i] == nullptr) {
+      spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind, error);
+      discard();
+      metrics::config_reload(false);
+      return;
+    }
+  }
+  for (const auto& [name, route] : next.routes) {
+    if (route.sslmode == ssl_mode::disable) continue;
+    std::string error;
+    SSL_CTX* ctx = make_route_tls(route, error);
+    if (ctx == nullptr) {
+      spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, error);
+      discard();
+      metrics::config_reload(false);
+      return;
+    }
+    route_tls[name] = ctx;
+  }
+
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    if (listener_tls[i] == nullptr) continue;
+    if (SSL_CTX* old = listeners[i]->replace_tls(listener_tls[i]); old != nullptr) SSL_CTX_free(old);
+  }
+  for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(ctx);
+  spdlog::set_level(to_spdlog(next.log.level));
+  state.set_current(std::make_shared<const config>(next));
+  if (state.pool) state.pool->close_idle("configuration reloaded");
+  metrics::config_reload(true);
+  std::string all;
+  for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
+  spdlog::info("configuration reloaded (certificates, CA files, roles, limits, log level){}{}",
+               restart.empty() ? "" : "; these need a restart to take effect: ", all);
+}
+
 // One line of counters at shutdown, for operators and tests.
 void log_stats(const proxy_state& state) {
   const broker_stats b = state.broker->stats();
@@ -109,7 +245,7 @@ void log_stats(const proxy_state& state) {
 
 }  // namespace
 
-int run_server(const config& cfg) {
+int run_server(const config& cfg, config_reloader reload_config) {
   spdlog::set_level(to_spdlog(cfg.log.level));
   if (cfg.log.format == log_format::json) {
     spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
@@ -130,18 +266,12 @@ int run_server(const config& cfg) {
                    to_string(route.sslmode));
     }
     if (route.sslmode != ssl_mode::disable) {
-      detail::tls_client_context_options o;
-      o.ca_file = route.ca_file ? route.ca_file->string() : "";
-      o.client_cert = route.client_cert ? route.client_cert->string() : "";
-      o.client_key = route.client_key ? route.client_key->string() : "";
-      o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
       std::string error;
-      rt->tls = detail::make_client_tls_context(o, error);
+      rt->tls = make_route_tls(route, error);
       if (rt->tls == nullptr) {
         spdlog::error("route {}: {}", name, error);
         return 1;
       }
-      if (!route.ca_file) SSL_CTX_set_default_verify_paths(rt->tls);
     }
     state->routes[name] = std::move(rt);
   }
@@ -254,6 +384,16 @@ int run_server(const config& cfg) {
   };
   on_sweep({});
 
+  net::signal_set hup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hup;
+  on_hup = [&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    spdlog::info("SIGHUP: reloading the configuration");
+    reload(*state, listeners, reload_config);
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
+
   net::signal_set signals(io, SIGINT, SIGTERM);
   // After a signal: once every session has ended, the signal wait is the only work
   // left; cancel it and io.run() returns.
@@ -266,6 +406,7 @@ int run_server(const config& cfg) {
     if (state->active_clients.load() == 0) {
       signals.cancel();
       grace.cancel();
+      hup.cancel();
       return;
     }
     drain.expires_after(std::chrono::milliseconds(20));

@@ -35,12 +35,42 @@ route_runtime::~route_runtime() {
   if (tls != nullptr) SSL_CTX_free(tls);
 }
 
+void route_runtime::replace_tls(SSL_CTX* fresh) {
+  SSL_CTX* old = nullptr;
+  {
+    std::lock_guard lock(tls_mutex_);
+    old = tls;
+    tls = fresh;
+  }
+  if (old != nullptr) SSL_CTX_free(old);
+}
+
+SSL_CTX* listener_runtime::acquire_tls() const {
+  std::lock_guard lock(tls_mutex_);
+  if (tls != nullptr) SSL_CTX_up_ref(tls);
+  return tls;
+}
+
+SSL_CTX* listener_runtime::replace_tls(SSL_CTX* fresh) {
+  std::lock_guard lock(tls_mutex_);
+  SSL_CTX* old = tls;
+  tls = fresh;
+  return old;
+}
+
 upstream_target route_runtime::target(const limits_config& limits) const {
   upstream_target t;
   t.host = config.host;
   t.port = config.port;
   t.server_name = config.server_name.empty() ? config.host : config.server_name;
-  t.tls = tls;
+  {
+    std::lock_guard lock(tls_mutex_);
+    if (tls != nullptr) {
+      SSL_CTX_up_ref(tls);
+      t.tls = tls;
+      t.tls_hold = std::shared_ptr<void>(tls, [](void* c) { SSL_CTX_free(static_cast<SSL_CTX*>(c)); });
+    }
+  }
   t.verify_name = config.sslmode == ssl_mode::verify_full;
   t.connect_timeout = limits.upstream_connect_timeout;
   t.tcp_keepalive = std::chrono::duration_cast<std::chrono::seconds>(limits.tcp_keepalive);
@@ -118,6 +148,7 @@ class session : public std::enable_shared_from_this<session> {
   session(std::shared_ptr<proxy_state> state, const listener_runtime* listener, stream::descriptor sd,
           std::string peer, std::uint64_t id)
       : state_(std::move(state)),
+        cfg_(state_->current()),
         listener_(listener),
         client_(std::move(sd)),
         peer_(std::move(peer)),
@@ -281,7 +312,11 @@ class session : public std::enable_shared_from_this<session> {
   void log_end();
   void forget_session();
 
+  // This session's route settings (roles, options, database): from its config snapshot.
+  const route_config& route_config_() const { return cfg_->routes.at(listener_->config->route); }
+
   std::shared_ptr<proxy_state> state_;
+  std::shared_ptr<const config> cfg_;  // the configuration when the session started (SIGHUP swaps the next)
   const listener_runtime* listener_;
   stream client_;
   std::string peer_;
@@ -338,7 +373,8 @@ net::awaitable<bool> session::admission() {
         result_ = "unencrypted_data_after_ssl_request";
         co_return false;
       }
-      if (tls_done || listener_->tls == nullptr) {
+      SSL_CTX* tls = tls_done ? nullptr : listener_->acquire_tls();
+      if (tls == nullptr) {
         std::uint8_t no = 'N';
         std::error_code ec;
         co_await client_.write_all(std::span<const std::uint8_t>(&no, 1), ec);
@@ -348,7 +384,8 @@ net::awaitable<bool> session::admission() {
       std::uint8_t yes = 'S';
       std::error_code ec;
       co_await client_.write_all(std::span<const std::uint8_t>(&yes, 1), ec);
-      if (!ec) co_await client_.tls_accept(listener_->tls, ec);
+      if (!ec) co_await client_.tls_accept(tls, ec);
+      SSL_CTX_free(tls);  // the connection holds its own reference
       if (ec) {
         result_ = "client_tls_failed";
         spdlog::info("{} client TLS handshake failed: {}", prefix(), client_.tls_error());
@@ -375,7 +412,7 @@ net::awaitable<bool> session::admission() {
     }
     if (over_limit_) {
       co_await refuse(errc::too_many_clients, "too many client connections (limit " +
-                                                  std::to_string(state_->cfg->limits.max_client_connections) + ")");
+                                                  std::to_string(cfg_->limits.max_client_connections) + ")");
       co_return false;
     }
     // Protocol 3.x above 3.0, or _pq_ options: tell the client what we speak.
@@ -406,7 +443,7 @@ net::awaitable<bool> session::admission() {
       co_return false;
     }
     role_ = *user;
-    const route_config& route = listener_->route->config;
+    const route_config& route = route_config_();
     // libpq defaults the database to the user name: the route's default replaces it.
     if ((!database || database->empty() || *database == role_) && route.default_database) {
       database = *route.default_database;
@@ -477,13 +514,13 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
     co_return;
   }
   metrics::cancel_request("forwarded");
-  co_await send_upstream_cancel(target->route->target(state_->cfg->limits), target->upstream_key);
+  co_await send_upstream_cancel(target->route->target(cfg_->limits), target->upstream_key);
 }
 
 net::awaitable<bool> session::acquire_credential() {
   credential_request request;
   request.token = token_->clone();
-  request.vault_namespace = state_->cfg->vault.namespace_.value_or("");
+  request.vault_namespace = state_->cfg->vault.namespace_.value_or("");  // as the Vault client sends it
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
   request.route = listener_->config->route;
@@ -564,7 +601,7 @@ pooled_upstream session::pooled_from_session() {
 // leases"), on the session's strand.
 void session::on_lease_event(lease_event event) {
   if (!lease_ || finished_ || control_.ended()) return;
-  const credentials_config& policy = state_->cfg->credentials;
+  const credentials_config& policy = cfg_->credentials;
   const std::string sqlstate(sqlstate_for(errc::session_ended));
   switch (event) {
     case lease_event::token_revoked:
@@ -607,7 +644,7 @@ void session::on_lease_event(lease_event event) {
 
 net::awaitable<void> session::login_upstream() {
   if (stopping_) co_return;
-  const route_config& route = listener_->route->config;
+  const route_config& route = route_config_();
   upstream_login login;
   login.user = lease_.username();
   login.password = &lease_.password();
@@ -623,7 +660,7 @@ net::awaitable<void> session::login_upstream() {
   if (route.options) options += (options.empty() ? "" : " ") + *route.options;
   if (!options.empty()) login.parameters.emplace_back("options", options);
   const auto dial_started = std::chrono::steady_clock::now();
-  upstream_ = co_await connect_upstream(listener_->route->target(state_->cfg->limits), std::move(login));
+  upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
   metrics::upstream_connect(!upstream_.server_error.empty() ? std::string_view("refused")
                             : upstream_.error ? label_for(static_cast<errc>(upstream_.error.value()))
                                               : std::string_view("ok"),
@@ -634,7 +671,7 @@ net::awaitable<void> session::login_upstream() {
 
 net::awaitable<void> session::run() {
   auto self = shared_from_this();
-  const auto& limits = state_->cfg->limits;
+  const auto& limits = cfg_->limits;
   // The startup timeout covers admission: a timer that refuses and closes.
   startup_timer_.expires_after(limits.startup_timeout);
   startup_timer_.async_wait([self](const boost::system::error_code& ec) {
@@ -642,7 +679,7 @@ net::awaitable<void> session::run() {
     self->timed_out_ = true;
     self->result_ = "startup_timeout";
     self->refuse_now(errc::startup_timeout, "startup not finished within " +
-                                                describe_duration(self->state_->cfg->limits.startup_timeout) +
+                                                describe_duration(self->cfg_->limits.startup_timeout) +
                                                 " ([limits] startup_timeout)");
     self->client_.close();
   });

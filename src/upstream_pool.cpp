@@ -427,6 +427,18 @@ void upstream_pool::sweep() {
   close_all(victims);
 }
 
+void upstream_pool::close_idle(std::string_view why) {
+  std::vector<victim> victims;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& e : idle_) victims.push_back({std::move(e.up), std::string(why)});
+    stats_.discards += idle_.size();
+    idle_.clear();
+    for (auto& [id, f] : resetting_) f.doomed = true;
+  }
+  close_all(victims);
+}
+
 void upstream_pool::clear() {
   std::vector<victim> victims;
   {

@@ -124,6 +124,8 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
   // Shutdown: closes every idle entry; checkins from now on (including those still
   // resetting) close their connection.
   void clear();
+  // SIGHUP: closes every idle entry (made under the old CA, perhaps); the pool stays open.
+  void close_idle(std::string_view why);
 
   struct stats_t {
     std::uint64_t checkins = 0;  // connections kept

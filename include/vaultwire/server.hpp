@@ -1,5 +1,8 @@
-// The proxy's main loop: listeners, sessions, shutdown on SIGINT / SIGTERM.
+// The proxy's main loop: listeners, sessions, shutdown on SIGINT / SIGTERM, reload
+// on SIGHUP.
 #pragma once
+
+#include <functional>
 
 #include "vaultwire/config.hpp"
 
@@ -9,6 +12,14 @@ namespace vaultwire {
 // stops accepting, ends every session (revoking their leases) and returns 0.
 // Returns non-zero when it cannot start (a listener that cannot bind, a bad
 // certificate), after logging why.
-int run_server(const config& cfg);
+//
+// SIGHUP calls `reload` (loads the file again) and applies what can change while
+// running: listener certificates and keys, routes' CA files and client certificates,
+// routes' roles, options and databases, limits, the log level; idle pooled upstream
+// connections are closed. A bad file keeps the running configuration (logged); keys
+// that need a restart are named in the log. Without `reload`, SIGHUP is logged and
+// ignored.
+using config_reloader = std::function<config_result()>;
+int run_server(const config& cfg, config_reloader reload = {});
 
 }  // namespace vaultwire
