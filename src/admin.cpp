@@ -30,7 +30,7 @@ namespace {
 constexpr std::size_t max_request = 8 * 1024;  // request line and headers; no body
 constexpr std::size_t max_connections = 64;
 constexpr auto io_timeout = 5s;
-constexpr auto tick = 100ms;  // drain watch; the Vault health check runs every health_interval
+constexpr auto tick = 100ms;  // drain watch
 
 // What /readyz knows about Vault, from the last sys/health answer.
 struct vault_health {
@@ -78,9 +78,16 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   std::mutex health_mutex;
   vault_health health;
   std::atomic<bool> health_in_flight{false};
+  std::chrono::steady_clock::time_point health_asked{};  // guarded by health_mutex
 
+  // Asks Vault's sys/health in the background (one request at a time); the answer
+  // replaces `health`.
   void check_health() {
     if (!state->vault || health_in_flight.exchange(true)) return;
+    {
+      std::lock_guard lock(health_mutex);
+      health_asked = std::chrono::steady_clock::now();
+    }
     std::weak_ptr<impl> weak = weak_from_this();
     const std::string address = state->vault->options().address;
     state->vault->request("GET", "sys/health?standbyok=true&perfstandbyok=true", "", pgwire::secret_string(),
@@ -114,13 +121,27 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     spdlog::debug("admin: stopped");
   }
 
-  // 200 "ready", or 503 with the first reason it is not.
+  // 200 "ready", or 503 with the first reason it is not. Vault's part is the last
+  // sys/health answer; when it is older than health_interval a new check starts in the
+  // background (so Vault sees at most one request per interval, and none while nobody
+  // probes), and the broker's circuit breaker counts at once.
   std::pair<http::status, std::string> readiness() {
     if (state->stopping.load()) return {http::status::service_unavailable, "draining: vaultwire is shutting down"};
     if (!listeners_up.load()) return {http::status::service_unavailable, "listeners are not up yet"};
-    std::lock_guard lock(health_mutex);
-    if (!health.known) return {http::status::service_unavailable, "Vault health not checked yet"};
-    if (!health.ok) return {http::status::service_unavailable, health.reason};
+    vault_health h;
+    bool stale = false;
+    {
+      std::lock_guard lock(health_mutex);
+      h = health;
+      stale = std::chrono::steady_clock::now() - health_asked >= admin_server::health_interval;
+    }
+    if (stale) check_health();
+    if (!h.known) return {http::status::service_unavailable, "Vault health not checked yet"};
+    if (!h.ok) return {http::status::service_unavailable, h.reason};
+    if (state->broker && state->broker->stats().breaker_open) {
+      return {http::status::service_unavailable, "Vault at " + state->vault->options().address +
+                                                     " is unreachable (circuit breaker open)"};
+    }
     return {http::status::ok, "ready"};
   }
 
@@ -266,19 +287,13 @@ net::awaitable<void> accept_loop(impl_ptr self) {
   }
 }
 
-// Vault health every health_interval; stops the server once a drain has ended.
+// Stops the server once a drain has ended.
 net::awaitable<void> ticker(impl_ptr self) {
-  auto next_health = std::chrono::steady_clock::now();
   for (;;) {
     if (self->stopped) co_return;
     if (self->state->stopping.load() && self->state->active_clients.load() == 0) {
       self->stop_on_strand();
       co_return;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_health) {
-      self->check_health();
-      next_health = now + admin_server::health_interval;
     }
     self->timer.expires_after(tick);
     boost::system::error_code ec;
@@ -342,6 +357,7 @@ bool admin_server::start() {
   const std::string host = address.is_v6() ? "[" + cfg.host + "]" : cfg.host;
   impl_->url = "http://" + host + ":" + std::to_string(ec ? cfg.port : bound.port());
   spdlog::info("admin: serving /metrics, /healthz, /readyz, /leases on {}", impl_->url);
+  impl_->check_health();  // the first answer for /readyz
   net::co_spawn(impl_->strand, accept_loop(impl_), log_exception);
   net::co_spawn(impl_->strand, ticker(impl_), log_exception);
   return true;
