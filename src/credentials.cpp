@@ -231,6 +231,24 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   static std::string short_hash(const std::string& hash) { return hash.substr(0, 8); }
   // How a token is named in logs: its accessor, else a digest prefix.
+  // An audit event for lease `e`, delivered after the lock is released.
+  void audit(const lease_entry& e, credential_audit_event::kind what, std::string result, std::string reason,
+             deferred_list& deferred) const {
+    if (!options.on_audit) return;
+    credential_audit_event ev;
+    ev.what = what;
+    ev.lease_id = e.lease_id;
+    ev.role = e.role;
+    ev.db_user = e.username;
+    if (const auto it = tokens.find(e.token_hash); it != tokens.end() && it->second.has_info) {
+      ev.token_accessor = it->second.info.accessor;
+      ev.token_display_name = it->second.info.display_name;
+    }
+    ev.result = std::move(result);
+    ev.reason = std::move(reason);
+    deferred.push_back([cb = options.on_audit, ev = std::move(ev)] { cb(ev); });
+  }
+
   std::string token_name(const std::string& hash) const {
     const auto it = tokens.find(hash);
     if (it != tokens.end() && it->second.has_info && !it->second.info.accessor.empty())
@@ -579,6 +597,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       tok.next_check_at = t + options.credentials.token_recheck;
       spdlog::info("credentials: new lease {} for role {} ({}s, {}renewable), {}, {} waiting", e->lease_id, e->role,
                    c.lease_duration.count(), c.renewable ? "" : "not ", token_name(hash), fl.waiters.size());
+      audit(*e, credential_audit_event::kind::issue, "ok", "", deferred);
       bool first = true;
       for (auto& w : fl.waiters) {
         deferred.push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
@@ -931,6 +950,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       note_vault(r ? nullptr : &r.error(), probe, t, deferred);
       if (r) {
         ++stats.renewals;
+        audit(*e, credential_audit_event::kind::renew, "ok", "", deferred);
         const seconds got = r.value().lease_duration;
         e->current_duration = got;
         e->expires_at = t + got;
@@ -944,6 +964,9 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       } else {
         ++stats.renewal_failures;
         const auto kind = r.error().kind;
+        audit(*e, credential_audit_event::kind::renew,
+              kind == vault_error_kind::bad_request || kind == vault_error_kind::not_found ? "gone" : "failed",
+              r.error().message, deferred);
         if (kind == vault_error_kind::bad_request || kind == vault_error_kind::not_found) {
           spdlog::warn("credentials: lease {} is gone ({}); ending its sessions", e->lease_id, r.error().message);
           e->gone = true;
@@ -990,12 +1013,23 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       std::lock_guard lock{mutex};
       e->revoke_in_flight = false;
       note_vault(r ? nullptr : &r.error(), probe, now(), deferred);
-      revoke_done(e, r);
+      revoke_done(e, r, deferred);
     }
     for (auto& f : deferred) f();
   }
 
-  void revoke_done(const std::shared_ptr<lease_entry>& e, const vault_result<void>& r) {
+  void revoke_done(const std::shared_ptr<lease_entry>& e, const vault_result<void>& r, deferred_list& deferred) {
+    {
+      const std::string reason = shutting_down ? "shutdown" : e->token_rejected ? "token revoked" : "idle";
+      std::string result = "ok";
+      if (!r) {
+        const auto k = r.error().kind;
+        result = k == vault_error_kind::forbidden ? "denied"
+                 : k == vault_error_kind::bad_request || k == vault_error_kind::not_found ? "gone"
+                                                                                          : "failed";
+      }
+      audit(*e, credential_audit_event::kind::revoke, result, reason, deferred);
+    }
     if (r) {
       ++stats.revokes;
       spdlog::info("credentials: revoked lease {}", e->lease_id);
@@ -1104,6 +1138,13 @@ const pgwire::secret_string& credential_lease::password() const { return entry_-
 broker_clock::time_point credential_lease::expires_at() const {
   std::lock_guard lock{state_->mutex};
   return entry_->expires_at;
+}
+
+std::pair<std::string, std::string> credential_lease::token_identity() const {
+  std::lock_guard lock{state_->mutex};
+  const auto it = state_->tokens.find(entry_->token_hash);
+  if (it == state_->tokens.end() || !it->second.has_info) return {};
+  return {it->second.info.accessor, it->second.info.display_name};
 }
 
 std::string credential_lease::token_name() const {

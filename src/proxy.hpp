@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "audit.hpp"
 #include "stream.hpp"
 #include "upstream.hpp"
 #include "vaultwire/config.hpp"
@@ -75,6 +76,7 @@ struct proxy_state {
   mutable std::mutex current_mutex;
   std::shared_ptr<const config> current_cfg;
   std::map<std::string, std::unique_ptr<route_runtime>> routes;
+  std::unique_ptr<audit_log> audit;  // [audit] file; null when none. Outlives the broker (declared before it)
   std::unique_ptr<vault_client> vault;
   std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
   std::shared_ptr<upstream_pool> pool;        // null when [pool] reuse = false; holds lease handles

@@ -284,8 +284,34 @@ int run_server(const config& cfg, config_reloader reload_config) {
   vo.threads = std::max<std::size_t>(4, cfg.runtime.threads * 2);
   vo.observer = metrics::vault_request;
   state->vault = std::make_unique<vault_client>(vo);
+  if (cfg.audit.file) {
+    auto opened = detail::audit_log::open(*cfg.audit.file);
+    if (!opened.log) {
+      spdlog::error("[audit] file: {}", opened.message);
+      return 1;
+    }
+    state->audit = std::move(opened.log);
+    spdlog::info("audit log: {}", cfg.audit.file->string());
+  }
   credential_broker_options bo;
   bo.credentials = cfg.credentials;
+  if (state->audit) {
+    detail::audit_log* audit = state->audit.get();  // outlives the broker
+    bo.on_audit = [audit](const credential_audit_event& c) {
+      detail::audit_event e;
+      e.type = c.what == credential_audit_event::kind::issue   ? detail::audit_event_type::credential_issue
+               : c.what == credential_audit_event::kind::renew ? detail::audit_event_type::credential_renew
+                                                               : detail::audit_event_type::credential_revoke;
+      e.lease_id = c.lease_id;
+      e.role = c.role;
+      e.db_user = c.db_user;
+      if (!c.token_accessor.empty()) e.token_accessor = c.token_accessor;
+      if (!c.token_display_name.empty()) e.token_display_name = c.token_display_name;
+      e.result = c.result;
+      if (!c.reason.empty()) e.reason = c.reason;
+      audit->write(e);
+    };
+  }
   bo.token_file = cfg.vault.token_file;
   state->broker = std::make_unique<credential_broker>(vault_calls_for(*state->vault), std::move(bo));
   if (cfg.pool.reuse) {
@@ -389,6 +415,9 @@ int run_server(const config& cfg, config_reloader reload_config) {
   on_hup = [&](const boost::system::error_code& ec, int) {
     if (ec) return;
     spdlog::info("SIGHUP: reloading the configuration");
+    if (state->audit) {
+      if (auto e = state->audit->reopen()) spdlog::error("audit log: reopen failed: {}", e.message());
+    }
     reload(*state, listeners, reload_config);
     hup.async_wait(on_hup);
   };

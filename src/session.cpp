@@ -7,6 +7,7 @@
 
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
+#include <pgwire/proxy_protocol.hpp>
 #include <pgwire/sqlstate.hpp>
 
 #include <spdlog/spdlog.h>
@@ -198,6 +199,7 @@ class session : public std::enable_shared_from_this<session> {
       std::vector<std::uint8_t> out;
       build_error(out, sqlstate_for(errc::session_ended), "terminating connection: vaultwire is shutting down; reconnect");
       control_.end_at_idle(std::move(out), "shutdown");
+      sqlstate_ = std::string(sqlstate_for(errc::session_ended));
       return;
     }
     stop_on_strand();
@@ -211,6 +213,7 @@ class session : public std::enable_shared_from_this<session> {
       std::vector<std::uint8_t> out;
       build_error(out, sqlstate_for(errc::session_ended), "terminating connection: vaultwire is shutting down; reconnect");
       control_.end_now(std::move(out), "shutdown");
+      sqlstate_ = std::string(sqlstate_for(errc::session_ended));
       return;
     }
     if (!spliced_) {
@@ -226,6 +229,7 @@ class session : public std::enable_shared_from_this<session> {
     end_requested_ = true;
     end_label_ = mode == end_mode::now ? "ended_now" : "ended_at_idle";
     end_text_ = message;
+    sqlstate_ = sqlstate;
     std::vector<std::uint8_t> out;
     build_error(out, sqlstate, message);
     if (mode == end_mode::now && !spliced_) {
@@ -263,6 +267,7 @@ class session : public std::enable_shared_from_this<session> {
 
   // Best effort, never blocks: used by timers and shutdown.
   void refuse_now(errc code, const std::string& message) {
+    sqlstate_ = std::string(sqlstate_for(code));
     std::vector<std::uint8_t> out;
     build_error(out, sqlstate_for(code), message);
     std::error_code ec;
@@ -281,6 +286,7 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<void> refuse_with(std::string_view sqlstate, const std::string& message, std::string_view label) {
     result_ = std::string(label);
     refused_message_ = message;
+    sqlstate_ = std::string(sqlstate);
     std::vector<std::uint8_t> out;
     build_error(out, sqlstate, message);
     std::error_code ec;
@@ -301,6 +307,8 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   net::awaitable<bool> admission();
+  net::awaitable<bool> read_proxy_header();
+  void audit_start();
   net::awaitable<bool> read_token();
   net::awaitable<void> cancel(pgwire::cancel_request key);
   net::awaitable<bool> acquire_credential();
@@ -336,6 +344,8 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<pgwire::backend_key_data> issued_key_;
   splice_result traffic_;
   std::string result_ = "ok";
+  std::string sqlstate_;  // of the ErrorResponse vaultwire sent the client, if any (audit)
+  std::vector<std::uint8_t> early_bytes_;  // client bytes read after a PROXY header: the start of admission
   std::string refused_message_;
   bool spliced_ = false;
   bool stopping_ = false;
@@ -349,7 +359,7 @@ class session : public std::enable_shared_from_this<session> {
 };
 
 net::awaitable<bool> session::admission() {
-  std::vector<std::uint8_t> buf;
+  std::vector<std::uint8_t> buf = std::move(early_bytes_);
   bool tls_done = false;
   for (;;) {
     auto d = pgwire::decode_startup_packet(buf);
@@ -461,6 +471,33 @@ net::awaitable<bool> session::admission() {
       co_return false;
     }
     co_return co_await read_token();
+  }
+}
+
+// A listener behind a load balancer: the PROXY protocol v2 header comes first and
+// names the client. A connection without a valid one is refused.
+net::awaitable<bool> session::read_proxy_header() {
+  std::vector<std::uint8_t> buf;
+  for (;;) {
+    auto d = pgwire::decode_proxy_v2(buf);
+    if (d.status == pgwire::decode_status::need_more) {
+      if (!co_await read_more(buf)) co_return false;
+      continue;
+    }
+    if (d.status == pgwire::decode_status::error) {
+      co_await refuse(errc::protocol_violation, "invalid PROXY protocol header: " + d.error.message() +
+                                                    "; this listener expects a PROXY protocol v2 header first "
+                                                    "(proxy_protocol = true)");
+      co_return false;
+    }
+    if (d.header.has_address()) {
+      const auto& a = d.header.src_address;
+      peer_ = d.header.family == pgwire::proxy_family::inet6 ? "[" + a + "]:" + std::to_string(d.header.src_port)
+              : d.header.family == pgwire::proxy_family::inet ? a + ":" + std::to_string(d.header.src_port)
+                                                               : a;
+    }
+    early_bytes_.assign(buf.begin() + static_cast<std::ptrdiff_t>(d.consumed), buf.end());
+    co_return true;
   }
 }
 
@@ -689,7 +726,7 @@ net::awaitable<void> session::run() {
   // in place of it, and a CancelRequest is still served.
   over_limit_ = state_->active_clients.fetch_add(1) >= limits.max_client_connections;
 
-  bool admitted = co_await admission();
+  bool admitted = (!listener_->config->proxy_protocol || co_await read_proxy_header()) && co_await admission();
   startup_timer_.cancel();
   if (!admitted || timed_out_ || stopping_) {
     if (end_requested_ && stopping_) {
@@ -764,6 +801,7 @@ net::awaitable<void> session::run() {
   if (!ec) {
     spdlog::info("{} session open: user {} lease {} upstream {} auth {} connection {} ({})", prefix(), username_,
                  lease_id_, upstream_.peer, upstream_.auth_method, reused_ ? "reused" : "new", lease_.token_name());
+    audit_start();
     spliced_ = true;
     splice_options so;
     so.idle_timeout = limits.client_idle_timeout;
@@ -808,8 +846,46 @@ net::awaitable<void> session::run() {
   log_end();
 }
 
+void session::audit_start() {
+  if (!state_->audit) return;
+  audit_event e;
+  e.type = audit_event_type::session_start;
+  e.session_id = id_;
+  e.client_address = describe_peer(peer_);
+  e.listener = listener_->config->bind;
+  e.role = role_;
+  e.database = database_;
+  if (lease_) {
+    auto [accessor, display] = lease_.token_identity();
+    if (!accessor.empty()) e.token_accessor = accessor;
+    if (!display.empty()) e.token_display_name = display;
+  }
+  e.lease_id = lease_id_;
+  e.db_user = username_;
+  e.result = reused_ ? "reused connection" : "new connection";
+  state_->audit->write(e);
+}
+
 void session::log_end() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+  if (state_->audit) {
+    audit_event e;
+    e.type = audit_event_type::session_end;
+    e.session_id = id_;
+    e.client_address = describe_peer(peer_);
+    e.listener = listener_->config->bind;
+    if (!role_.empty()) e.role = role_;
+    if (!database_.empty()) e.database = database_;
+    if (lease_id_ != "-") e.lease_id = lease_id_;
+    if (username_ != "-") e.db_user = username_;
+    e.result = result_;
+    if (!sqlstate_.empty()) e.sqlstate = sqlstate_;
+    if (!refused_message_.empty()) e.reason = refused_message_;
+    e.bytes_in = traffic_.client_to_server;
+    e.bytes_out = traffic_.server_to_client;
+    e.duration_ms = ms.count();
+    state_->audit->write(e);
+  }
   spdlog::info("{} session closed: result {}{}{} user {} lease {} duration {}ms bytes in {} out {}{}", prefix(), result_,
                refused_message_.empty() ? "" : " (", refused_message_.empty() ? "" : refused_message_ + ")",
                username_, lease_id_, ms.count(),

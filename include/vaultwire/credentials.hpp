@@ -152,8 +152,23 @@ inline constexpr std::chrono::seconds breaker_max_backoff{30};     // doubling s
 // While the breaker is open a cached credential is served down to this much TTL left.
 inline constexpr std::chrono::seconds outage_reuse_floor{5};
 
+// A credential's life for the audit log: issued, renewed, revoked. Never a secret.
+struct credential_audit_event {
+  enum class kind { issue, renew, revoke } what = kind::issue;
+  std::string lease_id;
+  std::string role;
+  std::string db_user;
+  std::string token_accessor;      // empty before the first lookup-self
+  std::string token_display_name;
+  std::string result;              // "ok", or the failure ("denied", "failed", "gone")
+  std::string reason;              // revoke: "idle", "shutdown", "token revoked"; renew failures: Vault's text
+};
+
 struct credential_broker_options {
   credentials_config credentials{};
+  // Called for each issue, renewal and revocation (on a Vault or maintenance thread,
+  // never under the broker's lock). Must not block for long or throw.
+  std::function<void(const credential_audit_event&)> on_audit{};
   std::optional<std::filesystem::path> token_file{};  // [vault] token_file
   std::function<broker_clock::time_point()> clock{};  // default: steady_clock::now
   std::function<double()> jitter{};  // in [0, 1); default: a PRNG. Renewal at (0.6 + 0.1 * jitter) of the TTL
@@ -228,6 +243,8 @@ class credential_lease {
   // How logs name the token that owns this credential: "accessor <a>" once
   // lookup-self has answered, else "token sha256:<first 8 hex digits>". Never the token.
   [[nodiscard]] std::string token_name() const;
+  // The token's accessor and display name once lookup-self has answered (else empty).
+  [[nodiscard]] std::pair<std::string, std::string> token_identity() const;
 
   // Registers this session's event callback (replacing an earlier one). A terminal
   // event (token_revoked, lease_gone, expired, shutdown) that the lease already had
