@@ -164,6 +164,10 @@ struct token_entry {
   bool has_info = false;
   vault_token_info info;
   std::vector<pending_acquire> waiting;
+  // A new token's first credential is handed out once its first lookup-self has
+  // answered (whatever the answer), so every log line and audit event of its
+  // sessions can name the token by accessor.
+  std::vector<unique_task> after_first_lookup;
 };
 
 struct flight {
@@ -597,14 +601,28 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       tok.next_check_at = t + options.credentials.token_recheck;
       spdlog::info("credentials: new lease {} for role {} ({}s, {}renewable), {}, {} waiting", e->lease_id, e->role,
                    c.lease_duration.count(), c.renewable ? "" : "not ", token_name(hash), fl.waiters.size());
-      audit(*e, credential_audit_event::kind::issue, "ok", "", deferred);
       bool first = true;
       for (auto& w : fl.waiters) {
-        deferred.push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
+        (first_sight ? tok.after_first_lookup : deferred)
+            .push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
         first = false;
       }
-      // Learn the accessor and policies for the logs (also the first recheck).
-      if (first_sight) start_recheck(hash, tok, deferred);
+      if (first_sight) {
+        // Learn the accessor and policies (also the first recheck); the waiters and
+        // the issue event follow its answer.
+        tok.after_first_lookup.push_back([self = shared_from_this(), e] {
+          deferred_list later;
+          {
+            std::lock_guard lock{self->mutex};
+            self->audit(*e, credential_audit_event::kind::issue, "ok", "", later);
+          }
+          for (auto& f : later) f();
+        });
+        start_recheck(hash, tok, deferred);
+        if (!tok.recheck_in_flight) flush_after_first_lookup(tok, deferred);  // the breaker skipped it
+      } else {
+        audit(*e, credential_audit_event::kind::issue, "ok", "", deferred);
+      }
     } else {
       broker_error err;
       err.kind = broker_error_kind::vault;
@@ -615,6 +633,16 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
                    fl.waiters.size(), to_string(r.error().kind), r.error().message);
       for (auto& w : fl.waiters) deferred.push_back([w = std::move(w), err]() mutable { w(err); });
     }
+  }
+
+  static void flush_after_first_lookup(token_entry& tok, deferred_list& deferred) {
+    // The issue event first (it was queued last), then the waiters.
+    if (!tok.after_first_lookup.empty()) {
+      deferred.push_back(std::move(tok.after_first_lookup.back()));
+      tok.after_first_lookup.pop_back();
+    }
+    for (auto& f : tok.after_first_lookup) deferred.push_back(std::move(f));
+    tok.after_first_lookup.clear();
   }
 
   void remember_rejection(const std::string& hash, const vault_error& error, time_point t) {
@@ -659,7 +687,10 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         it->second.waiting.clear();
       }
       note_vault(r ? nullptr : &r.error(), probe, t, deferred);
-      if (it != tokens.end()) finish_recheck(hash, it->second, r, std::move(waiting), t, deferred);
+      if (it != tokens.end()) {
+        finish_recheck(hash, it->second, r, std::move(waiting), t, deferred);
+        flush_after_first_lookup(it->second, deferred);
+      }
     }
     for (auto& f : deferred) f();
   }

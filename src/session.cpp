@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <span>
+#include <tuple>
 #include <type_traits>
 
 #include <boost/asio/this_coro.hpp>
@@ -344,6 +345,7 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<pgwire::backend_key_data> issued_key_;
   splice_result traffic_;
   std::string result_ = "ok";
+  std::string token_accessor_, token_display_name_;  // for the audit log; never the token
   std::string sqlstate_;  // of the ErrorResponse vaultwire sent the client, if any (audit)
   std::vector<std::uint8_t> early_bytes_;  // client bytes read after a PROXY header: the start of admission
   std::string refused_message_;
@@ -578,6 +580,7 @@ net::awaitable<bool> session::acquire_credential() {
   lease_ = std::move(r).value();
   username_ = lease_.username();
   lease_id_ = lease_.lease_id();
+  std::tie(token_accessor_, token_display_name_) = lease_.token_identity();
   {
     std::lock_guard lock(state_->sessions_mutex);
     if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = lease_id_;
@@ -855,14 +858,12 @@ void session::audit_start() {
   e.listener = listener_->config->bind;
   e.role = role_;
   e.database = database_;
-  if (lease_) {
-    auto [accessor, display] = lease_.token_identity();
-    if (!accessor.empty()) e.token_accessor = accessor;
-    if (!display.empty()) e.token_display_name = display;
-  }
+  if (!token_accessor_.empty()) e.token_accessor = token_accessor_;
+  if (!token_display_name_.empty()) e.token_display_name = token_display_name_;
   e.lease_id = lease_id_;
+  e.result = "ok";
   e.db_user = username_;
-  e.result = reused_ ? "reused connection" : "new connection";
+  e.reason = reused_ ? "reused upstream connection" : "new upstream connection";
   state_->audit->write(e);
 }
 
@@ -878,6 +879,8 @@ void session::log_end() {
     if (!database_.empty()) e.database = database_;
     if (lease_id_ != "-") e.lease_id = lease_id_;
     if (username_ != "-") e.db_user = username_;
+    if (!token_accessor_.empty()) e.token_accessor = token_accessor_;
+    if (!token_display_name_.empty()) e.token_display_name = token_display_name_;
     e.result = result_;
     if (!sqlstate_.empty()) e.sqlstate = sqlstate_;
     if (!refused_message_.empty()) e.reason = refused_message_;
