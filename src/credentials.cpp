@@ -247,6 +247,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     if (const auto it = tokens.find(e.token_hash); it != tokens.end() && it->second.has_info) {
       ev.token_accessor = it->second.info.accessor;
       ev.token_display_name = it->second.info.display_name;
+      ev.entity_id = it->second.info.entity_id;
     }
     ev.result = std::move(result);
     ev.reason = std::move(reason);
@@ -1171,11 +1172,12 @@ broker_clock::time_point credential_lease::expires_at() const {
   return entry_->expires_at;
 }
 
-std::pair<std::string, std::string> credential_lease::token_identity() const {
+credential_lease::identity credential_lease::token_identity() const {
   std::lock_guard lock{state_->mutex};
   const auto it = state_->tokens.find(entry_->token_hash);
   if (it == state_->tokens.end() || !it->second.has_info) return {};
-  return {it->second.info.accessor, it->second.info.display_name};
+  const vault_token_info& info = it->second.info;
+  return {info.accessor, info.display_name, info.entity_id};
 }
 
 std::string credential_lease::token_name() const {

@@ -307,6 +307,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
       e.db_user = c.db_user;
       if (!c.token_accessor.empty()) e.token_accessor = c.token_accessor;
       if (!c.token_display_name.empty()) e.token_display_name = c.token_display_name;
+      if (!c.entity_id.empty()) e.entity_id = c.entity_id;
       e.result = c.result;
       if (!c.reason.empty()) e.reason = c.reason;
       audit->write(e);

@@ -14,7 +14,6 @@
 
 #include <chrono>
 #include <span>
-#include <tuple>
 #include <type_traits>
 
 #include <boost/asio/this_coro.hpp>
@@ -310,6 +309,7 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<bool> admission();
   net::awaitable<bool> read_proxy_header();
   void audit_start();
+  void fill_identity(audit_event& e) const;
   net::awaitable<bool> read_token();
   net::awaitable<void> cancel(pgwire::cancel_request key);
   net::awaitable<bool> acquire_credential();
@@ -345,7 +345,7 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<pgwire::backend_key_data> issued_key_;
   splice_result traffic_;
   std::string result_ = "ok";
-  std::string token_accessor_, token_display_name_;  // for the audit log; never the token
+  credential_lease::identity token_identity_;  // accessor, display name, entity: for the audit log; never the token
   std::string sqlstate_;  // of the ErrorResponse vaultwire sent the client, if any (audit)
   std::vector<std::uint8_t> early_bytes_;  // client bytes read after a PROXY header: the start of admission
   std::string refused_message_;
@@ -580,7 +580,7 @@ net::awaitable<bool> session::acquire_credential() {
   lease_ = std::move(r).value();
   username_ = lease_.username();
   lease_id_ = lease_.lease_id();
-  std::tie(token_accessor_, token_display_name_) = lease_.token_identity();
+  token_identity_ = lease_.token_identity();
   {
     std::lock_guard lock(state_->sessions_mutex);
     if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = lease_id_;
@@ -849,6 +849,12 @@ net::awaitable<void> session::run() {
   log_end();
 }
 
+void session::fill_identity(audit_event& e) const {
+  if (!token_identity_.accessor.empty()) e.token_accessor = token_identity_.accessor;
+  if (!token_identity_.display_name.empty()) e.token_display_name = token_identity_.display_name;
+  if (!token_identity_.entity_id.empty()) e.entity_id = token_identity_.entity_id;
+}
+
 void session::audit_start() {
   if (!state_->audit) return;
   audit_event e;
@@ -858,8 +864,7 @@ void session::audit_start() {
   e.listener = listener_->config->bind;
   e.role = role_;
   e.database = database_;
-  if (!token_accessor_.empty()) e.token_accessor = token_accessor_;
-  if (!token_display_name_.empty()) e.token_display_name = token_display_name_;
+  fill_identity(e);
   e.lease_id = lease_id_;
   e.result = "ok";
   e.db_user = username_;
@@ -879,8 +884,7 @@ void session::log_end() {
     if (!database_.empty()) e.database = database_;
     if (lease_id_ != "-") e.lease_id = lease_id_;
     if (username_ != "-") e.db_user = username_;
-    if (!token_accessor_.empty()) e.token_accessor = token_accessor_;
-    if (!token_display_name_.empty()) e.token_display_name = token_display_name_;
+    fill_identity(e);
     e.result = result_;
     if (!sqlstate_.empty()) e.sqlstate = sqlstate_;
     if (!refused_message_.empty()) e.reason = refused_message_;

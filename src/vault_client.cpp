@@ -354,6 +354,7 @@ vault_result<vault_token_info> parse_lookup_self(std::string_view body, std::str
     t.ttl = seconds_member(data, "ttl");
     t.policies = strings_member(data, "policies");
     t.display_name = string_member(data, "display_name", false);
+    t.entity_id = string_member(data, "entity_id", false);
     t.renewable = bool_member(data, "renewable");
     t.warnings = strings_member(j, "warnings");
     return t;

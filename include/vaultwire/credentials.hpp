@@ -160,6 +160,7 @@ struct credential_audit_event {
   std::string db_user;
   std::string token_accessor;      // empty before the first lookup-self
   std::string token_display_name;
+  std::string entity_id;
   std::string result;              // "ok", or the failure ("denied", "failed", "gone")
   std::string reason;              // revoke: "idle", "shutdown", "token revoked"; renew failures: Vault's text
 };
@@ -243,8 +244,13 @@ class credential_lease {
   // How logs name the token that owns this credential: "accessor <a>" once
   // lookup-self has answered, else "token sha256:<first 8 hex digits>". Never the token.
   [[nodiscard]] std::string token_name() const;
-  // The token's accessor and display name once lookup-self has answered (else empty).
-  [[nodiscard]] std::pair<std::string, std::string> token_identity() const;
+  // Who the token is, once lookup-self has answered (else empty strings). Never the token.
+  struct identity {
+    std::string accessor;
+    std::string display_name;
+    std::string entity_id;
+  };
+  [[nodiscard]] identity token_identity() const;
 
   // Registers this session's event callback (replacing an earlier one). A terminal
   // event (token_revoked, lease_gone, expired, shutdown) that the lease already had

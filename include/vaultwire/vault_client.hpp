@@ -127,6 +127,7 @@ struct vault_token_info {
   std::chrono::seconds ttl{0};
   std::vector<std::string> policies;
   std::string display_name;
+  std::string entity_id;  // "" for a token with no identity entity
   bool renewable = false;
   std::vector<std::string> warnings;
 };

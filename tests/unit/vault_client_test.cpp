@@ -115,7 +115,7 @@ TEST_CASE("lease renewal, lookup-self and renew-self answers are parsed", "[vaul
 
   auto look = vd::parse_lookup_self(
       R"({"request_id":"x","lease_id":"","renewable":false,"lease_duration":0,"data":{"accessor":"B6oixijqmeR4bsLOJH88Ska9",)"
-      R"("creation_time":1653512968,"creation_ttl":3600,"display_name":"token-app","entity_id":"","expire_time":"2022-05-25T21:49:28Z",)"
+      R"("creation_time":1653512968,"creation_ttl":3600,"display_name":"token-app","entity_id":"7d2e3179-f69b-450c-7179-ac8ee8bd8ca9","expire_time":"2022-05-25T21:49:28Z",)"
       R"("explicit_max_ttl":0,"id":"hvs.SECRETTOKENVALUE","issue_time":"2022-05-25T20:49:28Z","meta":null,"num_uses":0,)"
       R"("orphan":false,"path":"auth/token/create","policies":["app","default"],"renewable":true,"ttl":3559,"type":"service"},)"
       R"("wrap_info":null,"warnings":null,"auth":null})",
@@ -125,6 +125,7 @@ TEST_CASE("lease renewal, lookup-self and renew-self answers are parsed", "[vaul
   CHECK(look.value().ttl == std::chrono::seconds(3559));
   CHECK(look.value().policies == std::vector<std::string>{"app", "default"});
   CHECK(look.value().display_name == "token-app");
+  CHECK(look.value().entity_id == "7d2e3179-f69b-450c-7179-ac8ee8bd8ca9");
   CHECK(look.value().renewable);
 
   auto self = vd::parse_renew_self(

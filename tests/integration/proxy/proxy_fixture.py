@@ -462,6 +462,14 @@ default_database = "defaultdb"
         return (toml_table("credentials", merged(CREDENTIALS_DEFAULTS, cls.credentials_settings, credentials)) + "\n"
                 + toml_table("pool", merged(POOL_DEFAULTS, cls.pool_settings, pool)))
 
+    # vaultwire's admin listener defaults to 127.0.0.1:9187; tests that do not ask for
+    # it (an [admin] table in extra) run without it, so parallel vaultwires do not compete.
+    NO_ADMIN = '[admin]\nbind = ""\n'
+
+    @classmethod
+    def admin_table(cls, extra):
+        return "" if re.search(r"^\s*\[admin\]", extra, re.M) else cls.NO_ADMIN
+
     @classmethod
     def single_listener_config(cls, port, extra="", credentials=None, pool=None, vault=None):
         """vault-dev, one plaintext listener on `port` to route main, the broker tables
@@ -478,6 +486,7 @@ route = "main"
 {cls.route_config()}
 {extra}
 {cls.broker_tables(credentials, pool)}
+{cls.admin_table(extra)}
 [log]
 level = "trace"
 """

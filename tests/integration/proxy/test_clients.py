@@ -8,6 +8,7 @@ import random
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import unittest
@@ -152,6 +153,10 @@ threads = 4
             waiting.send(startup_packet([("user", "crdb-role"), ("database", "defaultdb")]))
             self.assertEqual(waiting.read_message()[0], "R")
             proxy.signal(signal.SIGTERM)
+            proxy.wait_log(r"signal 15: no new connections")
+            # New connections are refused while the sessions finish.
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=5).close()
             # The spliced session is idle: it gets the FATAL at a message boundary, then the close.
             self.assertRefusal(spliced.read_error(), "57P01", "terminating connection: vaultwire is shutting down; reconnect")
             self.assertTrue(spliced.closed_without_reply(timeout=20), "the spliced session was not ended")
