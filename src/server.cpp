@@ -139,10 +139,11 @@ std::vector<std::string> needs_restart(const config& running, const config& next
     (void)b;
     if (!running.routes.contains(name)) keys.push_back("route." + name + " (added)");
   }
-  if (running.vault.address != next.vault.address || running.vault.namespace_ != next.vault.namespace_ ||
-      running.vault.ca_file != next.vault.ca_file || running.vault.mount != next.vault.mount ||
-      running.vault.token_file != next.vault.token_file || running.vault.request_timeout != next.vault.request_timeout)
-    keys.emplace_back("[vault]");
+  if (running.vault.mount != next.vault.mount) keys.emplace_back("vault.mount");
+  if (running.vault.token_file != next.vault.token_file) keys.emplace_back("vault.token_file");
+  if (running.vault.request_timeout != next.vault.request_timeout) keys.emplace_back("vault.request_timeout");
+  if (running.credentials != next.credentials) keys.emplace_back("[credentials]");
+  if (running.pool != next.pool) keys.emplace_back("[pool]");
   if (running.runtime.threads != next.runtime.threads) keys.emplace_back("runtime.threads");
   if (running.admin.bind != next.admin.bind) keys.emplace_back("admin.bind");
   return keys;
@@ -218,13 +219,21 @@ void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listen
     if (SSL_CTX* old = listeners[i]->replace_tls(listener_tls[i]); old != nullptr) SSL_CTX_free(old);
   }
   for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(ctx);
+  // Vault's address, namespace and CA: requests from now on (credentials cached under
+  // the old namespace are not served for the new one: the namespace is in the key).
+  try {
+    state.vault->reconfigure(next.vault.address, next.vault.namespace_.value_or(""),
+                             next.vault.ca_file ? next.vault.ca_file->string() : "");
+  } catch (const std::exception& e) {  // the config loader validated it already
+    spdlog::error("reload: vault.address: {}; Vault settings kept", e.what());
+  }
   spdlog::set_level(to_spdlog(next.log.level));
   state.set_current(std::make_shared<const config>(next));
   if (state.pool) state.pool->close_idle("configuration reloaded");
   metrics::config_reload(true);
   std::string all;
   for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
-  spdlog::info("configuration reloaded (certificates, CA files, roles, limits, log level){}{}",
+  spdlog::info("configuration reloaded (certificates, CA files, Vault address, roles, limits, log level){}{}",
                restart.empty() ? "" : "; these need a restart to take effect: ", all);
 }
 

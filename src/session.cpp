@@ -559,7 +559,7 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
 net::awaitable<bool> session::acquire_credential() {
   credential_request request;
   request.token = token_->clone();
-  request.vault_namespace = state_->cfg->vault.namespace_.value_or("");  // as the Vault client sends it
+  request.vault_namespace = cfg_->vault.namespace_.value_or("");  // as the Vault client sends it (SIGHUP may change it)
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
   request.route = listener_->config->route;

@@ -493,7 +493,7 @@ class vault_client::impl {
       return work();
     } catch (const std::exception& e) {
       return make_error(vault_error_kind::bad_response, 0, std::string("internal error: ") + e.what(),
-                        options_.address, "");
+                        current().address, "");
     }
   }
 
@@ -509,7 +509,8 @@ class vault_client::impl {
     } release_on_exit{this, h};
     curl_easy_reset(h);
 
-    const std::string url = options_.address + "/v1/" + path;
+    const where at = current();
+    const std::string url = at.address + "/v1/" + path;
     char errbuf[CURL_ERROR_SIZE] = {};
     http_answer answer;
 
@@ -522,7 +523,7 @@ class vault_client::impl {
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (!at.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, at.ca_file.c_str());
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
 
@@ -535,8 +536,8 @@ class vault_client::impl {
       line.append('\0');  // curl wants a C string; the NUL is wiped with the rest
       headers.add(line.data());
     }
-    if (!options_.vault_namespace.empty()) {
-      headers.add(("X-Vault-Namespace: " + options_.vault_namespace).c_str());
+    if (!at.vault_namespace.empty()) {
+      headers.add(("X-Vault-Namespace: " + at.vault_namespace).c_str());
     }
     headers.add("X-Vault-Request: true");
     headers.add("Expect:");
@@ -582,11 +583,11 @@ class vault_client::impl {
       const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
       spdlog::debug("vault: {} {} failed after {} ms: {}", method, path, ms, detail);
       if (rc == CURLE_WRITE_ERROR && answer.body.size() > 0) {
-        return make_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB", options_.address,
+        return make_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB", at.address,
                           request_label);
       }
       const auto kind = rc == CURLE_OPERATION_TIMEDOUT ? vault_error_kind::timeout : vault_error_kind::unreachable;
-      return make_error(kind, 0, detail, options_.address, request_label);
+      return make_error(kind, 0, detail, at.address, request_label);
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &answer.status);
     spdlog::debug("vault: {} {} -> {} in {} ms", method, path, answer.status, ms);
@@ -595,9 +596,26 @@ class vault_client::impl {
       curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect);
       return detail::error_from_response(static_cast<int>(answer.status), answer.body.view(),
                                          redirect != nullptr ? std::string_view(redirect) : std::string_view(),
-                                         options_.address, request_label);
+                                         at.address, request_label);
     }
     return answer;
+  }
+
+  // Where requests go: SIGHUP may change it (reconfigure); each request reads it once.
+  struct where {
+    std::string address;
+    std::string vault_namespace;
+    std::string ca_file;
+  };
+  where current() {
+    std::lock_guard lock(mutex_);
+    return {options_.address, options_.vault_namespace, options_.ca_file};
+  }
+  void reconfigure(const where& w) {
+    std::lock_guard lock(mutex_);
+    options_.address = w.address;
+    options_.vault_namespace = w.vault_namespace;
+    options_.ca_file = w.ca_file;
   }
 
  private:
@@ -656,6 +674,15 @@ std::string increment_body(std::string_view lease_id, std::chrono::seconds incre
 }
 
 }  // namespace
+
+void vault_client::reconfigure(std::string address, std::string vault_namespace, std::string ca_file) {
+  vault_client_options o = options_;
+  o.address = std::move(address);
+  o.vault_namespace = std::move(vault_namespace);
+  o.ca_file = std::move(ca_file);
+  o = validated(std::move(o));
+  impl_->reconfigure({o.address, o.vault_namespace, o.ca_file});
+}
 
 vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
   vault_client_options o;

@@ -111,6 +111,8 @@ struct credentials_config {
   bool session_may_outlive_lease = false;
   std::chrono::milliseconds token_grace{300000};       // keep the last good recheck while Vault is unreachable
   std::uint32_t max_leases = 1000;                     // live leases; more are refused with 53300
+
+  bool operator==(const credentials_config&) const = default;
 };
 
 // [pool]: upstream connection reuse.
@@ -120,6 +122,8 @@ struct pool_config {
   std::uint32_t max_idle_per_key = 8;
   std::uint32_t max_idle_total = 256;
   std::chrono::milliseconds idle_timeout{60000};
+
+  bool operator==(const pool_config&) const = default;
 };
 
 enum class log_level { trace, debug, info, warn, error, off };

@@ -15,7 +15,8 @@ namespace vaultwire {
 //
 // SIGHUP calls `reload` (loads the file again) and applies what can change while
 // running: listener certificates and keys, routes' CA files and client certificates,
-// routes' roles, options and databases, limits, the log level; idle pooled upstream
+// Vault's address, namespace and CA file, routes' roles, options and databases,
+// limits, the log level; idle pooled upstream
 // connections are closed. A bad file keeps the running configuration (logged); keys
 // that need a restart are named in the log. Without `reload`, SIGHUP is logged and
 // ignored.

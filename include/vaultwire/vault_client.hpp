@@ -148,7 +148,13 @@ class vault_client {
   vault_client(const vault_client&) = delete;
   vault_client& operator=(const vault_client&) = delete;
 
+  // The options at construction (reconfigure does not change them).
   [[nodiscard]] const vault_client_options& options() const noexcept { return options_; }
+
+  // SIGHUP: requests queued or made from now on go to this address, with this
+  // namespace and CA file; requests in flight finish where they started. Throws
+  // std::invalid_argument for an address that is not http:// or https://.
+  void reconfigure(std::string address, std::string vault_namespace, std::string ca_file);
 
   template <class T>
   using callback = std::function<void(vault_result<T>)>;

@@ -280,6 +280,29 @@ class TestReload(OpsCase):
         self.assertEqual(reload_counter(admin_port, "ok"), ok0 + 1)
         self.assertEqual(reload_counter(admin_port, "failed"), failed0)
 
+    def test_vault_address_change_applies(self):
+        port = free_port()
+        good = self.ops_config(port)
+        proxy = self.start_proxy(good, name="vault-move")
+        self.assertServes(port)
+        dead = "http://127.0.0.1:%d" % free_port()  # nothing listens there
+        moved = good.replace(self.vault.addr, dead)
+        self.assertNotEqual(moved, good)
+        self.rewrite(proxy, moved)
+        tail = self.hup(proxy, RELOADED)
+        self.assertNotIn("need a restart", tail)
+        # A token vaultwire has not seen needs Vault: it now asks the new address.
+        with Raw(port) as r:
+            with self.assertRaises(LoginRefused) as cm:
+                r.login(self.make_token(["roach-client"]))
+        self.assertEqual(cm.exception.fields.get("C"), "08001", cm.exception.fields)
+        self.assertIn(dead, cm.exception.fields.get("M", ""))
+        # And back: served again.
+        self.rewrite(proxy, good)
+        self.hup(proxy, RELOADED)
+        rc, out, err = self.select_user(port, token=self.make_token(["roach-client"]))
+        self.assertEqual(rc, 0, err)
+
     def test_broken_file_keeps_running_configuration(self):
         d = self.workdir("broken")
         port, admin_port = free_port(), free_port()
