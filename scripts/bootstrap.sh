@@ -17,6 +17,8 @@ packages=(
   openjdk-17-jdk-headless libpostgresql-jdbc-java
   # tests: packaging (cpack -G DEB runs dpkg-shlibdeps; systemd-analyze verify)
   dpkg-dev systemd
+  # bench/run.sh: PgBouncer as the comparison path, gnuplot for RESULTS.md's plots
+  pgbouncer gnuplot-nox
 )
 
 missing=()

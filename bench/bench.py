@@ -1,0 +1,696 @@
+#!/usr/bin/python3
+"""The driver behind bench/run.sh: vaultwire against a direct connection and PgBouncer.
+
+Starts PostgreSQL (tests/support/pg-harness, TLS, scram-sha-256), vault-dev, vaultwire
+and PgBouncer (session mode, server_tls_sslmode = verify-full against the same CA),
+runs the scenarios of issue 7 on each path interleaved (A B C A B C ...), and writes
+RESULTS.md and gnuplot PNGs into --output. Paths:
+
+  direct     libpq -> PostgreSQL, sslmode=verify-full, SCRAM user
+  vaultwire  libpq -> vaultwire (plaintext on loopback, password = a Vault token)
+             -> PostgreSQL (verify-full, dynamic user from vault-dev)
+  pgbouncer  libpq -> PgBouncer (plaintext on loopback, auth_type = plain)
+             -> PostgreSQL (verify-full, SCRAM user)
+
+--smoke runs every scenario once, briefly; any error or a scenario with zero
+transactions on any path exits non-zero. No timing is asserted in either mode.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import psycopg2
+
+PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+PATHS = ["direct", "vaultwire", "pgbouncer"]
+ROLE = "bench"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+def vmrss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.smoke = args.smoke
+        self.reps = 1 if args.smoke else args.reps
+        self.T = args.duration if args.duration else (2 if args.smoke else 20)
+        self.n_idle = args.idle_connections or (50 if args.smoke else 1000)
+        self.n_cold = args.cold_connections or (20 if args.smoke else 200)
+        self.copy_rows = 20_000 if args.smoke else 1_000_000
+        self.copy_width = 1000
+        self.scale = 1 if args.smoke else 10
+        self.procs = []
+        self.work = tempfile.mkdtemp(prefix="vaultwire-bench.")
+        os.chmod(self.work, 0o755)
+        self.pg = {}
+        self.results = {}   # key -> path -> list of values
+        self.extra = {}     # misc measurements
+        self.commands = []  # (scenario, command line template)
+        self.errors = []
+
+    # ---------------------------------------------------------------- processes
+    def start(self):
+        a = self.a
+        max_conn = max(self.n_idle + 256 + 64, 2 * self.n_cold + 256) + 100
+        log(f"work dir {self.work}; PostgreSQL max_connections={max_conn}")
+        out = subprocess.run([a.pg_harness, "start", f"{self.work}/pg", "--auth", "scram-sha-256",
+                              "--ssl-only", "--max-connections", str(max_conn)],
+                             check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            k, _, v = line.partition("=")
+            self.pg[k] = v
+        pg = self.pg
+        self.admin_dsn = (f"host=localhost port={pg['PGH_PORT']} dbname=defaultdb user={pg['PGH_ADMIN_USER']} "
+                          f"password={pg['PGH_ADMIN_PASSWORD']} sslmode=verify-full sslrootcert={pg['PGH_CA']}")
+
+        # vault-dev
+        vd = subprocess.Popen([a.vault_dev_bin, "--listen", "127.0.0.1:0", "--root-token", "root", "--quiet"],
+                              stdout=subprocess.PIPE, stderr=open(f"{self.work}/vault-dev.err", "w"), text=True)
+        self.procs.append(vd)
+        line = vd.stdout.readline()
+        m = re.search(r"listening on (http\S+)", line)
+        if not m:
+            raise BenchError(f"vault-dev did not start: {line!r}")
+        self.vault = m.group(1)
+        self.provision_vault()
+        self.token = self.mint_token()
+
+        # pgbench tables, owned by app_owner (the ownership pattern: dynamic users
+        # are members of app_owner and SET ROLE to it).
+        env = dict(os.environ, PGOPTIONS="-c role=app_owner")
+        cmd = [f"{PGBIN}/pgbench", "-i", "-q", "-s", str(self.scale), self.admin_dsn]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        self.commands.append(("setup", f"PGOPTIONS='-c role=app_owner' pgbench -i -q -s {self.scale} "
+                                        "'host=localhost ... user=<admin> sslmode=verify-full sslrootcert=<CA>'"))
+
+        # vaultwire
+        self.vw_port = free_port()
+        cfg = f"""[vault]
+address = "{self.vault}"
+
+[[listener]]
+bind = "127.0.0.1:{self.vw_port}"
+route = "pg"
+
+[route.pg]
+host = "localhost"
+port = {pg['PGH_PORT']}
+ca_file = "{pg['PGH_CA']}"
+roles = ["{ROLE}"]
+default_database = "defaultdb"
+
+[log]
+level = "warn"
+
+[admin]
+bind = ""
+"""
+        with open(f"{self.work}/vaultwire.toml", "w") as f:
+            f.write(cfg)
+        self.vaultwire_cfg = cfg
+        vlog = open(f"{self.work}/vaultwire.log", "w")
+        self.vw = subprocess.Popen([a.vaultwire_bin, "run", "--config", f"{self.work}/vaultwire.toml"],
+                                   stdout=vlog, stderr=subprocess.STDOUT)
+        self.procs.append(self.vw)
+        self.wait_port(self.vw_port, "vaultwire", self.vw, f"{self.work}/vaultwire.log")
+
+        # PgBouncer, as an unprivileged user when root (it refuses to run as root).
+        self.pb_port = free_port()
+        pbdir = f"{self.work}/pgbouncer"
+        os.makedirs(pbdir)
+        with open(f"{pbdir}/userlist.txt", "w") as f:
+            f.write(f'"{pg["PGH_SCRAM_USER"]}" "{pg["PGH_SCRAM_PASSWORD"]}"\n')
+        pbcfg = f"""[databases]
+defaultdb = host=localhost port={pg['PGH_PORT']} dbname=defaultdb
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.pb_port}
+unix_socket_dir =
+auth_type = plain
+auth_file = {pbdir}/userlist.txt
+pool_mode = session
+max_client_conn = {self.n_idle + 500}
+default_pool_size = {self.n_idle + 100}
+max_db_connections = 0
+server_tls_sslmode = verify-full
+server_tls_ca_file = {pg['PGH_CA']}
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+logfile = {pbdir}/pgbouncer.log
+pidfile = {pbdir}/pgbouncer.pid
+"""
+        with open(f"{pbdir}/pgbouncer.ini", "w") as f:
+            f.write(pbcfg)
+        self.pgbouncer_cfg = re.sub(r"auth_file = .*", "auth_file = userlist.txt", pbcfg)
+        kw = {}
+        if os.getuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            for root_, dirs, files in os.walk(pbdir):
+                os.chown(root_, pw.pw_uid, pw.pw_gid)
+                for fn in files:
+                    os.chown(os.path.join(root_, fn), pw.pw_uid, pw.pw_gid)
+            os.chmod(f"{pbdir}/userlist.txt", 0o600)
+            kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        self.pb = subprocess.Popen(["pgbouncer", f"{pbdir}/pgbouncer.ini"],
+                                   stdout=open(f"{self.work}/pgbouncer.out", "w"), stderr=subprocess.STDOUT, **kw)
+        self.procs.append(self.pb)
+        self.wait_port(self.pb_port, "pgbouncer", self.pb, f"{pbdir}/pgbouncer.log")
+
+        self.dsn = {
+            "direct": (f"host=localhost port={pg['PGH_PORT']} dbname=defaultdb user={pg['PGH_SCRAM_USER']} "
+                       f"sslmode=verify-full sslrootcert={pg['PGH_CA']}", pg["PGH_SCRAM_PASSWORD"]),
+            "vaultwire": (f"host=127.0.0.1 port={self.vw_port} dbname=defaultdb user={ROLE} sslmode=disable",
+                          self.token),
+            "pgbouncer": (f"host=127.0.0.1 port={self.pb_port} dbname=defaultdb user={pg['PGH_SCRAM_USER']} "
+                          "sslmode=disable", pg["PGH_SCRAM_PASSWORD"]),
+        }
+        self.dsn_shown = {
+            "direct": "host=localhost port=$PGPORT dbname=defaultdb user=scram_user sslmode=verify-full sslrootcert=$CA",
+            "vaultwire": f"host=127.0.0.1 port=$VAULTWIRE_PORT dbname=defaultdb user={ROLE} sslmode=disable  (PGPASSWORD=<Vault token>)",
+            "pgbouncer": "host=127.0.0.1 port=$PGBOUNCER_PORT dbname=defaultdb user=scram_user sslmode=disable",
+        }
+        for p in PATHS:
+            self.query(p, "SELECT count(*) FROM pgbench_branches")
+        log("all paths answer")
+
+    def wait_port(self, port, what, proc, logfile):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = open(logfile).read()[-4000:] if os.path.exists(logfile) else ""
+                raise BenchError(f"{what} exited with {proc.returncode}: {tail}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise BenchError(f"{what} did not listen on {port}")
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        subprocess.run([self.a.pg_harness, "stop", f"{self.work}/pg"], capture_output=True)
+        if not self.a.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # ---------------------------------------------------------------- Vault
+    def vault_call(self, method, path, body=None, token="root"):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.vault}{path}", data=data, method=method,
+                                     headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read()
+        return json.loads(text) if text else {}
+
+    def provision_vault(self):
+        pg = self.pg
+        self.vault_call("POST", "/v1/sys/mounts/database", {"type": "database"})
+        self.vault_call("POST", "/v1/database/config/pg", {
+            "plugin_name": "postgresql-database-plugin", "allowed_roles": ROLE,
+            "connection_url": (f"postgresql://{{{{username}}}}:{{{{password}}}}@localhost:{pg['PGH_PORT']}/defaultdb"
+                               f"?sslmode=verify-full&sslrootcert={pg['PGH_CA']}"),
+            "username": pg["PGH_ADMIN_USER"], "password": pg["PGH_ADMIN_PASSWORD"]})
+        self.vault_call("POST", f"/v1/database/roles/{ROLE}", {
+            "db_name": "pg",
+            "creation_statements": ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL "
+                                    "'{{expiration}}' IN ROLE app_owner; ALTER ROLE \"{{name}}\" SET ROLE app_owner;"),
+            "revocation_statements": ("REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; "
+                                      "DROP ROLE IF EXISTS \"{{name}}\";"),
+            "default_ttl": "1h", "max_ttl": "24h"})
+        self.vault_call("POST", "/v1/sys/policies/acl/bench", {
+            "policy": (f'path "database/creds/{ROLE}" {{ capabilities = ["read"] }}\n'
+                       f'path "sys/leases/revoke/database/creds/{ROLE}/*" {{ capabilities = ["update"] }}\n')})
+
+    def mint_token(self):
+        r = self.vault_call("POST", "/v1/auth/token/create", {"policies": ["bench"], "ttl": "2h"})
+        return r["auth"]["client_token"]
+
+    def creds_requests(self):
+        c = self.vault_call("GET", "/_dev/counters")
+        return c.get("requests", {}).get(f"GET database/creds/{ROLE}", 0)
+
+    # ---------------------------------------------------------------- clients
+    def connect(self, path, token=None):
+        dsn, pw = self.dsn[path]
+        return psycopg2.connect(dsn, password=token or pw, connect_timeout=60)
+
+    def query(self, path, sql):
+        c = self.connect(path)
+        try:
+            cur = c.cursor()
+            cur.execute(sql)
+            return cur.fetchall()
+        finally:
+            c.close()
+
+    def record(self, key, path, value):
+        self.results.setdefault(key, {}).setdefault(path, []).append(value)
+
+    def pgbench(self, key, path, args, log_prefix=None):
+        dsn, pw = self.dsn[path]
+        cmd = [f"{PGBIN}/pgbench", "-n", *args, "-T", str(self.T)]
+        if log_prefix:
+            cmd += ["--log", f"--log-prefix={log_prefix}"]
+        cmd.append(dsn)
+        r = subprocess.run(cmd, env=dict(os.environ, PGPASSWORD=pw), capture_output=True, text=True,
+                           cwd=self.work)
+        out = r.stdout + r.stderr
+        m_n = re.search(r"number of transactions actually processed: (\d+)", out)
+        m_f = re.search(r"number of failed transactions: (\d+)", out)
+        m_t = re.search(r"tps = ([\d.]+)", out)
+        n = int(m_n.group(1)) if m_n else 0
+        failed = int(m_f.group(1)) if m_f else 0
+        if r.returncode != 0 or n == 0 or failed or not m_t:
+            raise BenchError(f"{key} on {path}: pgbench rc={r.returncode} transactions={n} failed={failed}\n{out[-3000:]}")
+        tps = float(m_t.group(1))
+        log(f"{key:14s} {path:10s} {tps:12.1f} tps ({n} transactions)")
+        self.record(key, path, tps)
+        return tps
+
+    # ---------------------------------------------------------------- scenarios
+    def s1(self):
+        for mode in ("simple", "prepared"):
+            key = f"S1 {mode}"
+            self.commands.append((key, f"pgbench -n -S -M {mode} -c 16 -j 2 -T {self.T} \"$DSN\""))
+            for _ in range(self.reps):
+                for p in PATHS:
+                    self.pgbench(key, p, ["-S", "-M", mode, "-c", "16", "-j", "2"])
+
+    def s2(self):
+        key = "S2 churn"
+        self.commands.append((key, f"pgbench -n -S -C -c 8 -T {self.T} \"$DSN\""))
+        for _ in range(self.reps):
+            for p in PATHS:
+                self.pgbench(key, p, ["-S", "-C", "-c", "8"])
+
+    def s3(self):
+        key = "S3 COPY MB/s"
+        sql = (f"COPY (SELECT i, repeat('abcdefghij', {self.copy_width // 10}) "
+               f"FROM generate_series(1, {self.copy_rows}) i) TO STDOUT")
+        nbytes = sum(len(str(i)) + 1 + self.copy_width + 1 for i in range(1, self.copy_rows + 1))
+        self.extra["copy_bytes"] = nbytes
+        self.commands.append((key, f"psql -X -q -c \"{sql}\" \"$DSN\" > /dev/null   ({nbytes} bytes)"))
+        for _ in range(self.reps):
+            for p in PATHS:
+                dsn, pw = self.dsn[p]
+                t0 = time.monotonic()
+                r = subprocess.run([f"{PGBIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, dsn],
+                                   env=dict(os.environ, PGPASSWORD=pw), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+                dt = time.monotonic() - t0
+                if r.returncode != 0:
+                    raise BenchError(f"{key} on {p}: psql rc={r.returncode}: {r.stderr[-2000:]}")
+                mbps = nbytes / dt / 1e6
+                log(f"{key:14s} {p:10s} {mbps:12.1f} MB/s ({dt:.2f} s)")
+                self.record(key, p, mbps)
+
+    def s4(self):
+        n = self.n_idle
+        key = "S4 KiB/conn"
+        self.commands.append((key, f"{n} psycopg2 connections, each runs SELECT 1 and stays idle; "
+                                   "(VmRSS after - VmRSS before) / N of the vaultwire / pgbouncer process"))
+        pids = {"vaultwire": self.vw.pid, "pgbouncer": self.pb.pid}
+        for _ in range(self.reps):
+            for p in ("vaultwire", "pgbouncer"):
+                time.sleep(0.5)
+                before = vmrss_kib(pids[p])
+                conns = []
+                errors = []
+                lock = threading.Lock()
+
+                def opener(count):
+                    for _ in range(count):
+                        try:
+                            c = self.connect(p)
+                            cur = c.cursor()
+                            cur.execute("SELECT 1")
+                            cur.fetchall()
+                            with lock:
+                                conns.append(c)
+                        except Exception as e:  # noqa: BLE001
+                            with lock:
+                                errors.append(str(e))
+                threads = [threading.Thread(target=opener, args=(n // 4 + (1 if i < n % 4 else 0),)) for i in range(4)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                time.sleep(1.0)
+                after = vmrss_kib(pids[p])
+                for c in conns:
+                    c.close()
+                if errors:
+                    raise BenchError(f"{key} on {p}: {len(errors)} errors, first: {errors[0]}")
+                per = (after - before) / n
+                log(f"{key:14s} {p:10s} {per:12.1f} KiB/conn (VmRSS {before} -> {after} KiB, {n} connections)")
+                self.record(key, p, per)
+
+    def burst(self, path, tokens):
+        """len(tokens) threads connect at once (one token each, None = the path's
+        password) and run SELECT 1; returns seconds from release to first result."""
+        n = len(tokens)
+        barrier = threading.Barrier(n + 1)
+        times = [None] * n
+        errors = []
+        conns = [None] * n
+
+        def worker(i):
+            barrier.wait()
+            t0 = time.monotonic()
+            try:
+                c = self.connect(path, tokens[i])
+                cur = c.cursor()
+                cur.execute("SELECT 1")
+                cur.fetchall()
+                times[i] = time.monotonic() - t0
+                conns[i] = c
+            except Exception as e:  # noqa: BLE001
+                errors.append(str(e))
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        for t in threads:
+            t.join()
+        for c in conns:
+            if c is not None:
+                c.close()
+        if errors:
+            raise BenchError(f"burst on {path}: {len(errors)} of {n} failed, first: {errors[0]}")
+        return times
+
+    def s5(self):
+        n = self.n_cold
+        self.commands.append(("S5a", f"{n} psycopg2 connections at once through vaultwire on one new token; "
+                                     f"count of GET database/creds/{ROLE} from vault-dev's /_dev/counters"))
+        self.commands.append(("S5b", f"{n} new tokens (minted beforehand) connect at once through vaultwire, "
+                                     f"each runs SELECT 1; against {n} simultaneous direct verify-full SCRAM logins"))
+        for _ in range(self.reps):
+            tok = self.mint_token()
+            before = self.creds_requests()
+            self.burst("vaultwire", [tok] * n)
+            creds = self.creds_requests() - before
+            log(f"S5a           vaultwire  {creds} creds request(s) for {n} connections on one token")
+            self.record("S5a creds requests", "vaultwire", creds)
+
+            tokens = [self.mint_token() for _ in range(n)]
+            for p, toks in (("direct", [None] * n), ("vaultwire", tokens)):
+                times = self.burst(p, toks)
+                p50, p99 = pct(times, 50) * 1e3, pct(times, 99) * 1e3
+                log(f"S5b           {p:10s} first query p50 {p50:.1f} ms p99 {p99:.1f} ms")
+                self.record("S5b p50 ms", p, p50)
+                self.record("S5b p99 ms", p, p99)
+                self.extra.setdefault(f"S5b samples {p}", []).extend(t * 1e3 for t in times)
+
+    def s6(self):
+        script = f"{self.work}/select1.sql"
+        with open(script, "w") as f:
+            f.write("SELECT 1;\n")
+        self.commands.append(("S6", f"pgbench -n -c 1 -f select1.sql -T {self.T} --log \"$DSN\"  "
+                                    "(select1.sql: SELECT 1; per-transaction latencies from the log)"))
+        for rep in range(self.reps):
+            for p in PATHS:
+                prefix = f"s6_{p}_{rep}"
+                self.pgbench("S6 tps", p, ["-c", "1", "-f", script], log_prefix=prefix)
+                lat = []
+                for fn in os.listdir(self.work):
+                    if fn.startswith(prefix + "."):
+                        with open(os.path.join(self.work, fn)) as f:
+                            for line in f:
+                                parts = line.split()
+                                if len(parts) >= 3:
+                                    lat.append(int(parts[2]))
+                        os.unlink(os.path.join(self.work, fn))
+                if not lat:
+                    raise BenchError(f"S6 on {p}: no latencies logged")
+                self.record("S6 p50 us", p, pct(lat, 50))
+                self.record("S6 p99 us", p, pct(lat, 99))
+                self.extra.setdefault(f"S6 samples {p}", []).extend(lat)
+                log(f"S6            {p:10s} p50 {pct(lat, 50)} us p99 {pct(lat, 99)} us")
+
+    # ---------------------------------------------------------------- report
+    def med(self, key, path):
+        v = self.results.get(key, {}).get(path)
+        return statistics.median(v) if v else float("nan")
+
+    def report(self, elapsed):
+        out = self.a.output
+        os.makedirs(out, exist_ok=True)
+        m = self.med
+        rows = []  # (target, value text, met)
+
+        def ratio(a, b):
+            return a / b if b else float("nan")
+
+        for mode in ("simple", "prepared"):
+            k = f"S1 {mode}"
+            vd, vp = ratio(m(k, "vaultwire"), m(k, "direct")), ratio(m(k, "vaultwire"), m(k, "pgbouncer"))
+            rows.append((f"S1 {mode}: vaultwire ≥ 0.8 × direct", f"{vd:.2f}", vd >= 0.8))
+            rows.append((f"S1 {mode}: vaultwire ≥ 1.35 × PgBouncer", f"{vp:.2f}", vp >= 1.35))
+        k = "S2 churn"
+        vd, vp = ratio(m(k, "vaultwire"), m(k, "direct")), ratio(m(k, "vaultwire"), m(k, "pgbouncer"))
+        rows.append(("S2: vaultwire ≥ 5 × direct", f"{vd:.2f}", vd >= 5))
+        rows.append(("S2: vaultwire ≥ 2.5 × PgBouncer", f"{vp:.2f}", vp >= 2.5))
+        k = "S3 COPY MB/s"
+        vd = ratio(m(k, "vaultwire"), m(k, "direct"))
+        rows.append(("S3: vaultwire ≥ 0.9 × direct", f"{vd:.2f}", vd >= 0.9))
+        v = m("S4 KiB/conn", "vaultwire")
+        rows.append(("S4: ≤ 16 KiB RSS per idle vaultwire connection", f"{v:.1f} KiB", v <= 16))
+        v = m("S5a creds requests", "vaultwire")
+        rows.append(("S5a: exactly one creds request", f"{v:g}", v == 1))
+        vd = ratio(m("S5b p99 ms", "vaultwire"), m("S5b p99 ms", "direct"))
+        rows.append(("S5b: p99 first query ≤ 2 × direct cold p99", f"{vd:.2f}", vd <= 2))
+        add_vw = m("S6 p50 us", "vaultwire") - m("S6 p50 us", "direct")
+        add_pb = m("S6 p50 us", "pgbouncer") - m("S6 p50 us", "direct")
+        vd = ratio(add_vw, add_pb)
+        rows.append(("S6: added p50 round trip ≤ 0.7 × PgBouncer's",
+                     f"{add_vw:.0f} µs vs {add_pb:.0f} µs = {vd:.2f}", vd <= 0.7))
+
+        def run_text(cmd):
+            try:
+                return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+            except Exception:  # noqa: BLE001
+                return "?"
+        cpu = "?"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        L = []
+        title = "SMOKE RUN — not a measurement" if self.smoke else "full run"
+        L.append(f"# vaultwire benchmark results ({title})\n")
+        if self.smoke:
+            L.append("**This file was written by `bench/run.sh --smoke`: every scenario ran once for "
+                     f"{self.T} s with small sizes. The numbers only show the harness works; they are not "
+                     "results. Run `bench/run.sh` for the real thing.**\n")
+        L.append(f"Written by `bench/run.sh{' --smoke' if self.smoke else ''}` on "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} in {elapsed:.0f} s. "
+                 f"Repetitions per scenario and path: {self.reps} (interleaved direct, vaultwire, pgbouncer); "
+                 "values are medians.\n")
+        L.append("## Machine and versions\n")
+        L.append(f"- cores (nproc): {os.cpu_count()}; CPU: {cpu}; kernel: {platform.release()}")
+        L.append(f"- PostgreSQL: {run_text([f'{PGBIN}/postgres', '--version'])}; "
+                 f"pgbench: {run_text([f'{PGBIN}/pgbench', '--version'])}")
+        L.append(f"- PgBouncer: {run_text(['pgbouncer', '--version'])}")
+        L.append(f"- vaultwire: {run_text([self.a.vaultwire_bin, 'version'])} ({self.a.build_kind})")
+        L.append(f"- psycopg2 {psycopg2.__version__}, Python {platform.python_version()}\n")
+        L.append("Everything runs on this one machine: PostgreSQL 15 (pg-harness: TLS, scram-sha-256, "
+                 "fsync off), vault-dev, vaultwire, PgBouncer and the clients share the cores.\n")
+        L.append("## Targets (issue 7)\n")
+        L.append("| target | measured | |")
+        L.append("|---|---|---|")
+        for t, v, ok in rows:
+            L.append(f"| {t} | {v} | {'met' if ok else '**missed**'} |")
+        L.append("")
+        L.append("## Medians\n")
+        L.append("| scenario | direct | vaultwire | pgbouncer | vaultwire / direct | vaultwire / pgbouncer | pgbouncer / direct |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for key in self.results:
+            vals = [m(key, p) for p in PATHS]
+
+            def f(x):
+                return "–" if x != x else (f"{x:.1f}" if abs(x) < 1e5 else f"{x:.0f}")
+
+            def r(a, b):
+                return "–" if (a != a or b != b or not b) else f"{a / b:.2f}"
+            L.append(f"| {key} | {f(vals[0])} | {f(vals[1])} | {f(vals[2])} | {r(vals[1], vals[0])} | "
+                     f"{r(vals[1], vals[2])} | {r(vals[2], vals[0])} |")
+        L.append("")
+        L.append("All repetitions:\n")
+        L.append("```")
+        for key, by in self.results.items():
+            for p, v in by.items():
+                L.append(f"{key:20s} {p:10s} " + " ".join(f"{x:.1f}" for x in v))
+        L.append("```\n")
+        L.append("## Commands\n")
+        L.append("`$DSN` is one of (PGPASSWORD in the environment):\n")
+        for p in PATHS:
+            L.append(f"- {p}: `{self.dsn_shown[p]}`")
+        L.append("")
+        for k, c in self.commands:
+            L.append(f"- {k}: `{c}`")
+        L.append("\nvaultwire configuration (`[pool]`, `[credentials]` and `[limits]` at their defaults):\n")
+        L.append("```toml\n" + self.vaultwire_cfg.strip() + "\n```\n")
+        L.append("PgBouncer configuration:\n")
+        L.append("```ini\n" + self.pgbouncer_cfg.strip() + "\n```\n")
+        L.append("## Plots\n")
+        L.append("![throughput relative to direct](throughput.png)\n")
+        L.append("![S6 round-trip latency](latency.png)\n")
+        L.append("![S5b time to first query](coldstart.png)\n")
+        with open(os.path.join(out, "RESULTS.md"), "w") as f:
+            f.write("\n".join(L))
+        self.plots(out)
+        log(f"wrote {out}/RESULTS.md")
+        return rows
+
+    def plots(self, out):
+        if not shutil.which("gnuplot"):
+            log("gnuplot missing: no plots")
+            return
+        d = self.work
+        m = self.med
+        with open(f"{d}/tp.dat", "w") as f:
+            f.write("scenario direct vaultwire pgbouncer\n")
+            for key in ("S1 simple", "S1 prepared", "S2 churn", "S3 COPY MB/s"):
+                base = m(key, "direct")
+                label = key.replace(" MB/s", "").replace(" ", "-")
+                f.write(f"{label} " + " ".join(f"{m(key, p) / base:.3f}" for p in PATHS) + "\n")
+        for name in ("S6", "S5b"):
+            for p in PATHS:
+                s = sorted(self.extra.get(f"{name} samples {p}", []))
+                with open(f"{d}/{name}_{p}.dat", "w") as f:
+                    for i, v in enumerate(s):
+                        f.write(f"{v} {(i + 1) / len(s)}\n")
+        tag = " (smoke)" if self.smoke else ""
+        gp = f"""
+set terminal pngcairo size 900,520 font ",10"
+set output "{out}/throughput.png"
+set title "Throughput relative to direct (median){tag}"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key top left
+set yrange [0:*]
+set grid ytics
+set ylabel "× direct"
+plot "{d}/tp.dat" using 2:xtic(1) title "direct", "" using 3 title "vaultwire", "" using 4 title "pgbouncer"
+set output "{out}/latency.png"
+set title "S6: SELECT 1 round trip, one client (CDF, all repetitions){tag}"
+set style data lines
+unset yrange
+set yrange [0:1]
+set logscale x
+set xlabel "latency (µs)"
+set ylabel "fraction of transactions"
+plot "{d}/S6_direct.dat" using 1:2 title "direct" lw 2, "{d}/S6_vaultwire.dat" using 1:2 title "vaultwire" lw 2, "{d}/S6_pgbouncer.dat" using 1:2 title "pgbouncer" lw 2
+set output "{out}/coldstart.png"
+set title "S5b: time to first query, {self.n_cold} new clients at once (CDF){tag}"
+set xlabel "time to first query (ms)"
+set ylabel "fraction of connections"
+plot "{d}/S5b_direct.dat" using 1:2 title "direct (cold SCRAM + TLS login)" lw 2, "{d}/S5b_vaultwire.dat" using 1:2 title "vaultwire (new token each)" lw 2
+"""
+        with open(f"{d}/plots.gp", "w") as f:
+            f.write(gp)
+        r = subprocess.run(["gnuplot", f"{d}/plots.gp"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError("gnuplot failed: " + r.stderr[-2000:])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=0, help="seconds per pgbench run (default 20, smoke 2)")
+    ap.add_argument("--idle-connections", type=int, default=0)
+    ap.add_argument("--cold-connections", type=int, default=0)
+    ap.add_argument("--scenarios", default="S1,S2,S3,S5,S4,S6")
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--vaultwire-bin", required=True)
+    ap.add_argument("--vault-dev-bin", required=True)
+    ap.add_argument("--pg-harness", required=True)
+    ap.add_argument("--build-kind", default="Release")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    if not shutil.which("pgbouncer"):
+        print("bench: pgbouncer is not installed (scripts/bootstrap.sh installs it)", file=sys.stderr)
+        return 2
+    b = Bench(a)
+    t0 = time.monotonic()
+    rc = 0
+    try:
+        b.start()
+        for s in a.scenarios.split(","):
+            getattr(b, s.strip().lower())()
+        rows = b.report(time.monotonic() - t0)
+        for t, v, ok in rows:
+            log(f"{'met   ' if ok else 'MISSED'} {t}: {v}")
+    except (BenchError, subprocess.CalledProcessError, psycopg2.Error, OSError) as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        if isinstance(e, subprocess.CalledProcessError):
+            print((e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr,
+                  file=sys.stderr)
+        for fn in ("vaultwire.log", "pgbouncer/pgbouncer.log"):
+            pth = os.path.join(b.work, fn)
+            if os.path.exists(pth):
+                print(f"--- {fn} (tail)", file=sys.stderr)
+                print(open(pth).read()[-3000:], file=sys.stderr)
+        rc = 1
+    finally:
+        b.stop()
+    log(f"done in {time.monotonic() - t0:.0f} s, {'ok' if rc == 0 else 'FAILED'}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
