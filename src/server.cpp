@@ -285,12 +285,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
     state->routes[name] = std::move(rt);
   }
 
-  vault_client_options vo;
-  vo.address = cfg.vault.address;
-  vo.vault_namespace = cfg.vault.namespace_.value_or("");
-  vo.ca_file = cfg.vault.ca_file ? cfg.vault.ca_file->string() : "";
-  vo.request_timeout = cfg.vault.request_timeout;
-  vo.threads = std::max<std::size_t>(4, cfg.runtime.threads * 2);
+  vault_client_options vo = make_vault_client_options(cfg.vault, std::max<std::size_t>(4, cfg.runtime.threads * 2));
   vo.observer = metrics::vault_request;
   state->vault = std::make_unique<vault_client>(vo);
   if (cfg.audit.file) {
