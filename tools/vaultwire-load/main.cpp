@@ -239,6 +239,9 @@ class load_runner {
   std::deque<std::size_t> idle_;
   clock_type::time_point begin_{};
   std::uint64_t started_ = 0;
+  // After --duration: nothing new starts; logins and queries in flight finish (each
+  // within --timeout) and are counted, as pgbench does.
+  bool draining_ = false;
 
   // Counters.
   std::uint64_t connections_ok_ = 0;
@@ -442,7 +445,7 @@ void load_runner::read_results(std::size_t i, clock_type::time_point now) {
       if (PQstatus(s.conn) == CONNECTION_BAD) {
         if (!s.query_error) count_error("08006", PQerrorMessage(s.conn));
         close_slot(i);
-      } else if (o_.reconnect) {
+      } else if (o_.reconnect || draining_) {
         close_slot(i);
       } else if (!g_stop) {
         send_query(i, now);
@@ -508,10 +511,11 @@ int load_runner::run() {
   auto next_timeout_check = begin_;
   std::vector<epoll_event> events(std::min<std::size_t>(slots_.size(), 1024) + 1);
   auto now = begin_;
-  while (!g_stop && now < end) {
-    start_connections(now);
+  while (!g_stop && (now < end || idle_.size() < slots_.size())) {
+    if (now >= end) draining_ = true;
+    if (!draining_) start_connections(now);
     int wait_ms = 100;
-    if (!idle_.empty() && o_.rate > 0) wait_ms = 1;
+    if (!idle_.empty() && o_.rate > 0 && !draining_) wait_ms = 1;
     const int n = ::epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), wait_ms);
     now = clock_type::now();
     for (int e = 0; e < n; ++e) on_event(static_cast<std::size_t>(events[e].data.u64), events[e].events, now);
@@ -616,7 +620,8 @@ int main(int argc, char** argv) {
       "Report (stdout): connections/s, queries/s, errors by SQLSTATE (query errors from the\n"
       "ErrorResponse; failed logins by the SQLSTATE of their FATAL, else 08006; \"timeout\" after\n"
       "--timeout), latency p50/p90/p99/max of connect-to-first-result and of the query round trip.\n"
-      "Queries still in flight at the end are not counted.\n"
+      "At the end nothing new starts; logins and queries in flight finish (within --timeout) and\n"
+      "count, as in pgbench; the rates are over the whole run, this drain included.\n"
       "\n"
       "Exit status: 0 when no error occurred, 1 when any did, 2 for bad arguments or setup.\n"
       "\n"
