@@ -624,8 +624,10 @@ pidfile = {pbdir}/pgbouncer.pid
             return
         d = self.work
         m = self.med
+        # Only what ran (--scenarios may pick a few): gnuplot refuses empty data.
+        ran = [k for k in ("S1 simple", "S1 prepared", "S2 churn", "S3 COPY MB/s") if self.results.get(k)]
         with open(f"{d}/tp.dat", "w") as f:
-            for key in ("S1 simple", "S1 prepared", "S2 churn", "S3 COPY MB/s"):
+            for key in ran:
                 base = m(key, "direct")
                 label = key.replace(" MB/s", "").replace(" ", "-")
                 f.write(f"{label} " + " ".join(f"{m(key, p) / base:.3f}" for p in PATHS) + "\n")
@@ -636,7 +638,9 @@ pidfile = {pbdir}/pgbouncer.pid
                     for i, v in enumerate(s):
                         f.write(f"{v} {(i + 1) / len(s)}\n")
         tag = " (smoke)" if self.smoke else ""
-        gp = f"""
+        have = {"S6": all(self.extra.get(f"S6 samples {p}") for p in PATHS),
+                "S5b": all(self.extra.get(f"S5b samples {p}") for p in ("direct", "vaultwire"))}
+        gp_tp = f"""
 set terminal pngcairo size 900,520 font ",10"
 set output "{out}/throughput.png"
 set title "Throughput relative to direct (median){tag}"
@@ -649,6 +653,8 @@ set yrange [0:*]
 set grid ytics
 set ylabel "× direct"
 plot "{d}/tp.dat" using 2:xtic(1) title "direct", "" using 3 title "vaultwire", "" using 4 title "pgbouncer"
+"""
+        gp_s6 = f"""
 set output "{out}/latency.png"
 set title "S6: SELECT 1 round trip, one client (CDF, all repetitions){tag}"
 set style data lines
@@ -659,12 +665,22 @@ set logscale x
 set xlabel "latency (µs)"
 set ylabel "fraction of transactions"
 plot "{d}/S6_direct.dat" using 1:2 title "direct" lw 2, "{d}/S6_vaultwire.dat" using 1:2 title "vaultwire" lw 2, "{d}/S6_pgbouncer.dat" using 1:2 title "pgbouncer" lw 2
+"""
+        gp_s5 = f"""
+set style data lines
+set key bottom right
+set yrange [0:1]
+set logscale x
 set output "{out}/coldstart.png"
 set title "S5b: time to first query, {self.n_cold} new clients at once (CDF){tag}"
 set xlabel "time to first query (ms)"
 set ylabel "fraction of connections"
 plot "{d}/S5b_direct.dat" using 1:2 title "direct (cold SCRAM + TLS login)" lw 2, "{d}/S5b_vaultwire.dat" using 1:2 title "vaultwire (new token each)" lw 2
 """
+        gp = "set terminal pngcairo size 900,520 font \",10\"\n"
+        gp += gp_tp if ran else ""
+        gp += gp_s6 if have["S6"] else ""
+        gp += gp_s5 if have["S5b"] else ""
         with open(f"{d}/plots.gp", "w") as f:
             f.write(gp)
         r = subprocess.run(["gnuplot", f"{d}/plots.gp"], capture_output=True, text=True)
