@@ -309,7 +309,7 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<bool> admission();
   net::awaitable<bool> read_proxy_header();
   void audit_start();
-  void fill_identity(audit_event& e) const;
+  [[nodiscard]] audit_event session_event(audit_event_type type) const;
   net::awaitable<bool> read_token();
   net::awaitable<void> cancel(pgwire::cancel_request key);
   net::awaitable<bool> acquire_credential();
@@ -849,25 +849,28 @@ net::awaitable<void> session::run() {
   log_end();
 }
 
-void session::fill_identity(audit_event& e) const {
+// What every audit event of this session carries: who, where, and with which
+// credential (the parts known so far). Never the token.
+audit_event session::session_event(audit_event_type type) const {
+  audit_event e;
+  e.type = type;
+  e.session_id = id_;
+  e.client_address = describe_peer(peer_);
+  e.listener = listener_->config->bind;
+  if (!role_.empty()) e.role = role_;
+  if (!database_.empty()) e.database = database_;
+  if (lease_id_ != "-") e.lease_id = lease_id_;
+  if (username_ != "-") e.db_user = username_;
   if (!token_identity_.accessor.empty()) e.token_accessor = token_identity_.accessor;
   if (!token_identity_.display_name.empty()) e.token_display_name = token_identity_.display_name;
   if (!token_identity_.entity_id.empty()) e.entity_id = token_identity_.entity_id;
+  return e;
 }
 
 void session::audit_start() {
   if (!state_->audit) return;
-  audit_event e;
-  e.type = audit_event_type::session_start;
-  e.session_id = id_;
-  e.client_address = describe_peer(peer_);
-  e.listener = listener_->config->bind;
-  e.role = role_;
-  e.database = database_;
-  fill_identity(e);
-  e.lease_id = lease_id_;
+  audit_event e = session_event(audit_event_type::session_start);
   e.result = "ok";
-  e.db_user = username_;
   e.reason = reused_ ? "reused upstream connection" : "new upstream connection";
   state_->audit->write(e);
 }
@@ -875,16 +878,7 @@ void session::audit_start() {
 void session::log_end() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
   if (state_->audit) {
-    audit_event e;
-    e.type = audit_event_type::session_end;
-    e.session_id = id_;
-    e.client_address = describe_peer(peer_);
-    e.listener = listener_->config->bind;
-    if (!role_.empty()) e.role = role_;
-    if (!database_.empty()) e.database = database_;
-    if (lease_id_ != "-") e.lease_id = lease_id_;
-    if (username_ != "-") e.db_user = username_;
-    fill_identity(e);
+    audit_event e = session_event(audit_event_type::session_end);
     e.result = result_;
     if (!sqlstate_.empty()) e.sqlstate = sqlstate_;
     if (!refused_message_.empty()) e.reason = refused_message_;
