@@ -586,8 +586,14 @@ class vault_client::impl {
         return make_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB", at.address,
                           request_label);
       }
-      const auto kind = rc == CURLE_OPERATION_TIMEDOUT ? vault_error_kind::timeout : vault_error_kind::unreachable;
-      return make_error(kind, 0, detail, at.address, request_label);
+      if (rc == CURLE_OPERATION_TIMEDOUT) {
+        // The setting to look at, not curl's byte count (that stays in the debug line).
+        const auto t = options_.request_timeout.count();
+        const std::string limit = t % 1000 == 0 ? std::to_string(t / 1000) + "s" : std::to_string(t) + "ms";
+        return make_error(vault_error_kind::timeout, 0, "no answer within " + limit + " ([vault] request_timeout)",
+                          at.address, request_label);
+      }
+      return make_error(vault_error_kind::unreachable, 0, detail, at.address, request_label);
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &answer.status);
     spdlog::debug("vault: {} {} -> {} in {} ms", method, path, answer.status, ms);

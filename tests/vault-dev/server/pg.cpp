@@ -198,7 +198,12 @@ PgPool::Handle PgPool::acquire() {
       PGconn* c = idle_.back();
       idle_.pop_back();
       lk.unlock();
-      if (PQstatus(c) != CONNECTION_OK) {
+      // A connection the server ended while it sat idle (a restart, pg_terminate_backend)
+      // still says CONNECTION_OK until read: read what is there (libpq's socket is
+      // non-blocking) and reconnect when it is gone, as database/sql does for Vault's
+      // plugin, instead of failing the request. (The first read may only take the
+      // server's FATAL message; the second then sees the end of the stream.)
+      if (PQconsumeInput(c) == 0 || PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
         PQreset(c);
         if (PQstatus(c) != CONNECTION_OK) {
           std::string e = conn_error(c);
