@@ -132,7 +132,8 @@ struct servers {
 
 }  // namespace
 
-TEST_CASE("broker: 200 concurrent acquires with one token make one creds request", "[integration][broker]") {
+TEST_CASE("broker: 200 concurrent acquires with one token make one creds request",
+          "[integration][broker][concurrency]") {
   servers s;
   credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
   const secret_string token = make_token(s.vd, {"creds-only"});
@@ -189,7 +190,7 @@ TEST_CASE("broker: 200 concurrent acquires with one token make one creds request
 }
 
 TEST_CASE("broker: an idle lease is revoked after revoke_idle_after and its user dropped",
-          "[integration][broker]") {
+          "[integration][broker][concurrency]") {
   servers s;
   credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(1s)};
   // The root token may revoke.
@@ -211,7 +212,7 @@ TEST_CASE("broker: an idle lease is revoked after revoke_idle_after and its user
   CHECK(eventually([&] { return broker.stats().revokes == 1 && broker.stats().live_leases == 0; }));
 }
 
-TEST_CASE("broker: token_file revokes when the client's token may not", "[integration][broker]") {
+TEST_CASE("broker: token_file revokes when the client's token may not", "[integration][broker][concurrency]") {
   servers s;
   const secret_string client_token = make_token(s.vd, {"creds-only"});
 
@@ -255,7 +256,7 @@ TEST_CASE("broker: token_file revokes when the client's token may not", "[integr
   }
 }
 
-TEST_CASE("broker: revoke_all at shutdown drops every user", "[integration][broker]") {
+TEST_CASE("broker: revoke_all at shutdown drops every user", "[integration][broker][concurrency]") {
   servers s;
   credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
   const secret_string token(s.vd.root_token());
@@ -269,8 +270,8 @@ TEST_CASE("broker: revoke_all at shutdown drops every user", "[integration][brok
   CHECK(late.error().sqlstate() == "57P01");
 }
 
-TEST_CASE("broker: a lease in use is renewed and VALID UNTIL advances; at max TTL sessions hear of it",
-          "[integration][broker]") {
+TEST_CASE("broker: a lease in use is renewed and VALID UNTIL advances, at max TTL sessions hear of it",
+          "[integration][broker][concurrency]") {
   servers s;
   auto options = s.broker_options(60s);
   options.credentials.expiry_notice = 4s;
@@ -319,7 +320,7 @@ TEST_CASE("broker: a lease in use is renewed and VALID UNTIL advances; at max TT
   CHECK(broker.stats().renewal_failures == 0);
 }
 
-TEST_CASE("broker: async_acquire resumes the coroutine on its own executor", "[integration][broker]") {
+TEST_CASE("broker: async_acquire resumes the coroutine on its own executor", "[integration][broker][concurrency]") {
   servers s;
   credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
   const secret_string token(s.vd.root_token());
@@ -364,7 +365,7 @@ std::chrono::milliseconds timed(const std::function<void()>& f) {
 }  // namespace
 
 TEST_CASE("broker: a frozen Vault: cached credentials keep serving, cold requests fail fast, the breaker closes after",
-          "[integration][broker][breaker]") {
+          "[integration][broker][breaker][concurrency]") {
   servers s;
   auto client_options = servers::make_options(s.vd);
   client_options.request_timeout = 1s;
@@ -436,8 +437,8 @@ TEST_CASE("broker: a frozen Vault: cached credentials keep serving, cold request
   CHECK(role_exists(s.pg, fresh.value().username()));
 }
 
-TEST_CASE("broker: a sealed Vault opens the breaker; cached credentials keep serving; unsealed, it closes",
-          "[integration][broker][breaker]") {
+TEST_CASE("broker: a sealed Vault opens the breaker, cached credentials keep serving, unsealed it closes",
+          "[integration][broker][breaker][concurrency]") {
   servers s;
   credential_broker broker{vaultwire::vault_calls_for(s.client), s.broker_options(60s)};
   const secret_string token = make_token(s.vd, {"creds-only"});

@@ -300,7 +300,7 @@ const std::string reason = "terminating connection: the Vault token was revoked;
 
 }  // namespace
 
-TEST_CASE("end_at_idle ends an idle session at once with the FATAL", "[integration][session]") {
+TEST_CASE("end_at_idle ends an idle session at once with the FATAL", "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.login(px.vd.root_token());
@@ -314,7 +314,8 @@ TEST_CASE("end_at_idle ends an idle session at once with the FATAL", "[integrati
                                                   reason) == 0);
 }
 
-TEST_CASE("end_at_idle does not cut a transaction: the session ends after COMMIT", "[integration][session]") {
+TEST_CASE("end_at_idle does not cut a transaction: the session ends after COMMIT",
+          "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.login(px.vd.root_token());
@@ -335,7 +336,8 @@ TEST_CASE("end_at_idle does not cut a transaction: the session ends after COMMIT
   px.wait_log("session closed: result ended_at_idle");
 }
 
-TEST_CASE("end_at_idle waits for a running query; a notice waits for its ReadyForQuery", "[integration][session]") {
+TEST_CASE("end_at_idle waits for a running query, a notice waits for its ReadyForQuery",
+          "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.login(px.vd.root_token());
@@ -359,7 +361,8 @@ TEST_CASE("end_at_idle waits for a running query; a notice waits for its ReadyFo
   require_fatal(c, "57P01", reason);
 }
 
-TEST_CASE("a notice to an idle session arrives at once and the session goes on", "[integration][session]") {
+TEST_CASE("a notice to an idle session arrives at once and the session goes on",
+          "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.login(px.vd.root_token());
@@ -374,7 +377,7 @@ TEST_CASE("a notice to an idle session arrives at once and the session goes on",
   REQUIRE(c.query("commit") == 'I');
 }
 
-TEST_CASE("end_now ends a session inside a transaction at once", "[integration][session]") {
+TEST_CASE("end_now ends a session inside a transaction at once", "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.login(px.vd.root_token());
@@ -389,7 +392,7 @@ TEST_CASE("end_now ends a session inside a transaction at once", "[integration][
   px.wait_log("session closed: result ended_now");
 }
 
-TEST_CASE("end_now during admission refuses with the FATAL; by session id", "[integration][session]") {
+TEST_CASE("end_now during admission refuses with the FATAL, by session id", "[integration][session][concurrency]") {
   proxy_fixture px;
   raw_client c(px.port);
   c.start();  // waiting for the token

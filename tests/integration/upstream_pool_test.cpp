@@ -231,7 +231,7 @@ TEST_CASE("upstream_pool: parameter_status_of keeps only the ParameterStatus mes
 }
 
 TEST_CASE("upstream_pool: a reused connection is reset, its ParameterStatus set follows the reset",
-          "[integration][pool]") {
+          "[integration][pool][concurrency]") {
   pool_fixture f;
   auto pool = std::make_shared<upstream_pool>(config());
   const auto key = upstream_pool::key_for("lease-1", "defaultdb", database_only);
@@ -283,7 +283,8 @@ TEST_CASE("upstream_pool: a reused connection is reset, its ParameterStatus set 
   pool->clear();
 }
 
-TEST_CASE("upstream_pool: reset_query is configurable; an empty one keeps session state", "[integration][pool]") {
+TEST_CASE("upstream_pool: reset_query is configurable, an empty one keeps session state",
+          "[integration][pool][concurrency]") {
   pool_fixture f;
   auto cfg = config();
   cfg.reset_query = "";
@@ -299,7 +300,7 @@ TEST_CASE("upstream_pool: reset_query is configurable; an empty one keeps sessio
 }
 
 TEST_CASE("upstream_pool: a failing reset, reuse off, a lease near its end and clear() close the connection",
-          "[integration][pool]") {
+          "[integration][pool][concurrency]") {
   pool_fixture f;
   SECTION("a reset that errors") {
     auto cfg = config();
@@ -355,7 +356,7 @@ TEST_CASE("upstream_pool: a failing reset, reuse off, a lease near its end and c
   }
 }
 
-TEST_CASE("upstream_pool: bounds per key and in total evict the oldest", "[integration][pool]") {
+TEST_CASE("upstream_pool: bounds per key and in total evict the oldest", "[integration][pool][concurrency]") {
   pool_fixture f;
   SECTION("max_idle_per_key") {
     auto cfg = config();
@@ -392,7 +393,8 @@ TEST_CASE("upstream_pool: bounds per key and in total evict the oldest", "[integ
   }
 }
 
-TEST_CASE("upstream_pool: a connection the server ended while idle is not handed out", "[integration][pool]") {
+TEST_CASE("upstream_pool: a connection the server ended while idle is not handed out",
+          "[integration][pool][concurrency]") {
   pool_fixture f;
   auto pool = std::make_shared<upstream_pool>(config());
   auto up = f.login("lease-1");
@@ -410,7 +412,7 @@ TEST_CASE("upstream_pool: a connection the server ended while idle is not handed
   CHECK(pool->stats().reuses == 0);
 }
 
-TEST_CASE("upstream_pool: evict_lease and idle_timeout", "[integration][pool]") {
+TEST_CASE("upstream_pool: evict_lease and idle_timeout", "[integration][pool][concurrency]") {
   pool_fixture f;
   SECTION("evict_lease closes that lease's entries only") {
     auto pool = std::make_shared<upstream_pool>(config());

@@ -45,7 +45,7 @@ std::size_t count_of(const std::string& haystack, const std::string& needle) {
 
 }  // namespace
 
-TEST_CASE("SCRAM keys are derived once per credential; every login is still a real login",
+TEST_CASE("SCRAM keys are derived once per credential, every login is still a real login",
           "[integration][upstream][scram]") {
   vwtest::pg_server pg({.auth = "scram-sha-256", .ssl_only = true});
   std::string error;

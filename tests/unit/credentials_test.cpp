@@ -320,7 +320,7 @@ TEST_CASE("broker: credentials are never shared between tokens, roles or routes"
   CHECK(f.vault.creds_count() == 4);
 }
 
-TEST_CASE("broker: concurrent misses for one key share one Vault request", "[broker]") {
+TEST_CASE("broker: concurrent misses for one key share one Vault request", "[broker][concurrency]") {
   fixture f;
   f.vault.hold_creds = true;
   constexpr int n = 64;
@@ -646,7 +646,7 @@ TEST_CASE("broker: live sessions' tokens are rechecked by maintain", "[broker]")
   CHECK(events == std::vector<lease_event>{lease_event::token_revoked});
 }
 
-TEST_CASE("broker: leases with sessions are renewed; max TTL gives expiring then expired", "[broker]") {
+TEST_CASE("broker: leases with sessions are renewed, max TTL gives expiring then expired", "[broker]") {
   fixture f{[](auto& o) { o.credentials.expiry_notice = 5s; }};
   f.vault.lease_duration = 30s;
   auto a = f.acquire("t1");
@@ -757,7 +757,7 @@ TEST_CASE("broker: handles outlive the broker", "[broker]") {
   a.value().release();
 }
 
-TEST_CASE("broker: the maintenance thread revokes idle leases on its own", "[broker]") {
+TEST_CASE("broker: the maintenance thread revokes idle leases on its own", "[broker][concurrency]") {
   fake_vault vault;
   vaultwire::credential_broker_options o;
   o.credentials.revoke_idle_after = 100ms;
@@ -791,7 +791,7 @@ std::string breaker_message(int failures, const std::string& last, int retry_s) 
 
 }  // namespace
 
-TEST_CASE("breaker: opens after consecutive unreachable failures; cold acquires then fail fast with 08001",
+TEST_CASE("breaker: opens after consecutive unreachable failures, cold acquires then fail fast with 08001",
           "[broker][breaker]") {
   fixture f;
   SECTION("no Vault call while open, and a message a person can act on") {
@@ -912,7 +912,7 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
   CHECK(events.empty());  // sessions are not ended by an outage
 }
 
-TEST_CASE("breaker: a probe after the backoff closes it; a failed probe doubles the backoff",
+TEST_CASE("breaker: a probe after the backoff closes it, a failed probe doubles the backoff",
           "[broker][breaker]") {
   fixture f;
   SECTION("the next cold miss is the probe") {

@@ -68,7 +68,7 @@ TEST_CASE("encoder: exact bytes", "[pgwire][encoder]") {
   REQUIRE(out == bytes({'p', 0, 0, 0, 10, 'M', 0, 0xff, 0xff, 0xff, 0xff}));
 }
 
-TEST_CASE("encoder: messages append; nothing is cleared", "[pgwire][encoder]") {
+TEST_CASE("encoder: messages append, nothing is cleared", "[pgwire][encoder]") {
   byte_vector out;
   encode_authentication_ok(out);
   REQUIRE(encode_parameter_status(out, "server_version", "15.4").has_value());
