@@ -193,7 +193,9 @@ outcome::std_result<sasl_initial_response> parse_sasl_initial_response(bytes_vie
   byte_reader r(body);
   const auto mechanism = r.cstring();
   const auto length = r.int32();
-  if (!mechanism || !length) return errc::malformed_message;
+  // An empty name is no mechanism (PostgreSQL refuses it as an invalid one); the
+  // encoder refuses to write one, so everything that parses encodes back.
+  if (!mechanism || mechanism->empty() || !length) return errc::malformed_message;
   sasl_initial_response msg;
   msg.mechanism = std::string(*mechanism);
   if (*length != -1) {

@@ -245,6 +245,16 @@ TEST_CASE("parse_sasl_initial_response", "[pgwire][messages]") {
     append_be32(zero, 0);
     REQUIRE(parse_sasl_initial_response(view(zero)).value().data == std::optional<std::string>(""));
   }
+  SECTION("an empty mechanism name is malformed (found by fuzz_messages)") {
+    // tests/fuzz/regressions/fuzz_messages/sasl_initial_empty_mechanism: it parsed,
+    // and encode_sasl_initial_response then refused to write it back.
+    for (const std::uint32_t length : {0xffffffffu, 0u}) {
+      INFO("length " << length);
+      byte_vector empty = bytes_of("\0"sv);
+      append_be32(empty, length);
+      REQUIRE(parse_sasl_initial_response(view(empty)).error() == errc::malformed_message);
+    }
+  }
   SECTION("negative lengths below -1 and lengths past the end are malformed") {
     for (const std::uint32_t length : {0xfffffffeu, 0x80000000u, 8u, 0x7fffffffu}) {
       INFO("length " << length);

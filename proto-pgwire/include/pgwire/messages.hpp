@@ -185,7 +185,8 @@ struct password_message {
   secret_string password;
 };
 
-// SASLInitialResponse ('p'). `data` is absent when the length field is -1.
+// SASLInitialResponse ('p'). `data` is absent when the length field is -1. The
+// mechanism name is never empty (an empty one is malformed_message).
 struct sasl_initial_response {
   std::string mechanism;
   std::optional<std::string> data;
