@@ -198,8 +198,11 @@ class vault_client {
   std::unique_ptr<impl> impl_;
 };
 
-// Pure parts, exposed for unit tests.
+// Pure parts (src/vault_json.cpp), exposed for unit tests and the fuzz targets.
 namespace detail {
+
+[[nodiscard]] vault_error make_vault_error(vault_error_kind kind, int status, std::string message,
+                                           std::string_view address, std::string_view request);
 
 // Vault's errors[] joined with "; ", each entry with Go multierror formatting
 // ("1 error occurred:\n\t* permission denied\n\n") reduced to its items.
