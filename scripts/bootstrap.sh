@@ -19,6 +19,8 @@ packages=(
   dpkg-dev systemd
   # bench/run.sh: PgBouncer as the comparison path, gnuplot for RESULTS.md's plots
   pgbouncer gnuplot-nox
+  # scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
