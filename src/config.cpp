@@ -876,8 +876,9 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   }
 
   {
-    section sec{l, top.get_table("runtime"), "runtime", {"threads", "shutdown_grace"}};
+    section sec{l, top.get_table("runtime"), "runtime", {"threads", "shutdown_grace", "allow_core_dumps"}};
     if (auto d = sec.get_duration("shutdown_grace")) c.runtime.shutdown_grace = **d;
+    if (auto b = sec.get_bool("allow_core_dumps")) c.runtime.allow_core_dumps = *b;
     c.runtime.threads = std::max(1u, std::thread::hardware_concurrency());
     if (auto t = sec.get_integer("threads", 1, max_threads))
       c.runtime.threads = static_cast<unsigned>(*t);

@@ -959,7 +959,12 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       }
       for (auto tk = tokens.begin(); tk != tokens.end();) {
         const bool busy = tk->second.recheck_in_flight || !tk->second.waiting.empty();
-        tk = (!busy && referenced.count(tk->first) == 0) ? tokens.erase(tk) : std::next(tk);
+        if (busy || referenced.count(tk->first) != 0) {
+          ++tk;
+          continue;
+        }
+        spdlog::debug("credentials: {} forgotten: no lease or fetch uses it", token_name(tk->first));
+        tk = tokens.erase(tk);
       }
     }
     for (auto& f : deferred) f();

@@ -1,17 +1,40 @@
 // vaultwire: a PostgreSQL wire-protocol proxy that turns a Vault token into a
 // short-lived database credential. See DESIGN.md in the project's shared notes.
 #include <CLI/CLI.hpp>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 
 #include "provision_cli.hpp"
+#include "secure_memory.hpp"
 #include "vaultwire/config.hpp"
 #include "vaultwire/server.hpp"
 #include "vaultwire/version.hpp"
 
 namespace {
+
+// Tokens and database passwords live in this process's memory while they are in use.
+// Unless allowed, make sure no core file carries them: RLIMIT_CORE 0 (no core from a
+// crash) and not dumpable (also: no ptrace and no /proc/<pid>/mem for other users'
+// processes; /proc/<pid>/ turns root-owned). Call before anything holds a secret.
+void restrict_core_dumps(bool allow) {
+  if (allow) return;
+  const rlimit none{0, 0};
+  if (setrlimit(RLIMIT_CORE, &none) != 0)
+    std::fprintf(stderr, "warning: setrlimit(RLIMIT_CORE, 0): %s\n", std::strerror(errno));
+#if !defined(__SANITIZE_ADDRESS__)
+  // Not under ASan: LeakSanitizer ptrace()s the process from a helper outside its
+  // thread group, which a non-dumpable process refuses to non-root users (ASan turns
+  // core dumps off itself).
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    std::fprintf(stderr, "warning: prctl(PR_SET_DUMPABLE, 0): %s\n", std::strerror(errno));
+#endif
+}
 
 // The flags that override the configuration file (and Vault's environment
 // variables); shared by every subcommand that loads a configuration.
@@ -48,12 +71,16 @@ int run(const std::string& file, const vaultwire::config_overrides& o) {
     for (const auto& e : r.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
     return 1;
   }
+  restrict_core_dumps(r.value->runtime.allow_core_dumps);
   return vaultwire::run_server(*r.value, [file, o] { return vaultwire::load_config(file, o); });
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before OpenSSL allocates anything: its buffers are wiped when freed.
+  if (!vaultwire::secure_memory::install_for_openssl())
+    std::fputs("warning: OpenSSL had allocated before vaultwire could make its frees wipe memory\n", stderr);
   CLI::App app{"vaultwire: Vault dynamic credentials for PostgreSQL and CockroachDB clients"};
   app.require_subcommand(1);
   app.footer(
@@ -95,6 +122,7 @@ int main(int argc, char** argv) {
   if (*check_cmd) return check_config(check_file, check_overrides);
   if (*run_cmd) return run(run_file, run_overrides);
   if (*provision_cmd) {
+    restrict_core_dumps(false);  // it handles the admin password and Vault tokens
     vaultwire::provision_options_from_env(provision_opts);
     return vaultwire::run_provision(std::move(provision_opts), stdout, stderr);
   }

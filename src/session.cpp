@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <span>
 #include <type_traits>
@@ -294,6 +295,8 @@ class session : public std::enable_shared_from_this<session> {
     client_.shutdown_send();
   }
 
+  // Appends what the client sent next to `buf`. The bytes may be a PasswordMessage
+  // (the token): the chunk is wiped, and so is the old buffer when `buf` must grow.
   net::awaitable<bool> read_more(std::vector<std::uint8_t>& buf) {
     std::uint8_t chunk[4096];
     std::error_code ec;
@@ -302,7 +305,15 @@ class session : public std::enable_shared_from_this<session> {
       if (result_ == "ok") result_ = "client_gone";
       co_return false;
     }
+    if (buf.size() + n > buf.capacity()) {
+      std::vector<std::uint8_t> grown;
+      grown.reserve(std::max(buf.size() + n, 2 * buf.capacity()));
+      grown.assign(buf.begin(), buf.end());
+      OPENSSL_cleanse(buf.data(), buf.size());
+      buf.swap(grown);
+    }
     buf.insert(buf.end(), chunk, chunk + n);
+    OPENSSL_cleanse(chunk, n);
     co_return true;
   }
 

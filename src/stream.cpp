@@ -273,6 +273,8 @@ SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::strin
     return nullptr;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // Decrypted bytes (a client's token, the credential's password) are wiped once read.
+  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
@@ -300,6 +302,8 @@ SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string
     return nullptr;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // Decrypted bytes (a client's token, the credential's password) are wiped once read.
+  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1 ||

@@ -142,6 +142,10 @@ struct runtime_config {
   unsigned threads = 1;  // default: std::thread::hardware_concurrency() (at least 1)
   // After SIGTERM / SIGINT, sessions have this long to finish; the rest get 57P01.
   std::chrono::milliseconds shutdown_grace{30000};
+  // false: at start RLIMIT_CORE is set to 0 and the process is made non-dumpable
+  // (PR_SET_DUMPABLE 0), so a crash writes no core and other users' processes cannot
+  // ptrace it or read its memory. true leaves both as inherited (debugging, gcore).
+  bool allow_core_dumps = false;
 };
 
 // [admin]: the HTTP listener for /metrics, /healthz, /readyz, /leases.

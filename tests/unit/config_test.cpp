@@ -808,6 +808,13 @@ TEST_CASE("config: [admin], [audit], proxy_protocol and shutdown_grace", "[confi
         strings{"runtime.shutdown_grace: must be more than 0"});
 }
 
+TEST_CASE("config: runtime.allow_core_dumps", "[config]") {
+  CHECK_FALSE(ok(cfg()).runtime.allow_core_dumps);
+  CHECK(ok(cfg("", "", "", "[runtime]\nallow_core_dumps = true\n")).runtime.allow_core_dumps);
+  CHECK(errors_of(cfg("", "", "", "[runtime]\nallow_core_dumps = \"yes\"\n")) ==
+        strings{"runtime.allow_core_dumps: expected true or false, got a string"});
+}
+
 TEST_CASE("config: every error is reported at once", "[config]") {
   const auto errors = errors_of(R"(
 [vault]

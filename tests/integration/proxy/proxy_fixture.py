@@ -3,12 +3,16 @@ that starts PostgreSQL (pg-harness), vault-dev and vaultwire per class, and a ra
 pgwire client for the cases real drivers cannot produce.
 
 Every class scans the logs of the vaultwire processes it started at teardown for the
-tokens and passwords vault-dev issued (GET /_dev/secrets). The scan first proves it
-can fail: a canary value is made to appear in the real log (as a refused role name)
-and the scan must find exactly it.
+tokens and passwords vault-dev issued (GET /_dev/secrets), and with them each
+process's audit file (with rotated siblings) when [audit] file is set and its /metrics
+page when the admin listener runs. The scan first proves it can fail: a canary value is
+made to appear in the real log and audit file (as a refused role name) and the scan must
+find exactly it; a /metrics page must be a real one (200, vaultwire_ families).
 
 Environment: VAULTWIRE_BIN, VAULT_DEV_BIN, PG_HARNESS. Run with /usr/bin/python3.
 """
+import glob
+import http.client
 import os
 import re
 import secrets
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "vault-dev", "conformance"))
@@ -46,6 +51,7 @@ SESSION_CLOSED_RE = re.compile(r"(C-\d+): .* session closed: result (\S+).* user
 SESSION_OPEN_RE = re.compile(r"(C-\d+): \S+ session open: user (\S+) lease (\S+) upstream (\S+) auth (\S+) "
                              r"connection (new|reused)")
 STATS_RE = re.compile(r"stats: ((?:\w+=\d+ ?)+)")
+ADMIN_LISTENING_RE = re.compile(r"admin: serving .* on http://(\[[^\]]+\]|[^:/\s]+):(\d+)")
 
 # The [credentials] and [pool] tables every test vaultwire gets unless a class or a call
 # overrides a key (issue 5 item 11): short broker timers, so the tests can wait for an
@@ -102,10 +108,10 @@ class Vaultwire:
         self.ports = []
         self.log = None
 
-    def start(self, listeners=1, timeout=30.0):
+    def start(self, listeners=1, timeout=30.0, preexec_fn=None):
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([os.environ["VAULTWIRE_BIN"], "run", "--config", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = LISTENING_RE.findall(self.output())
@@ -144,6 +150,35 @@ class Vaultwire:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def audit_text(self):
+        """The [audit] file and its rotated siblings (file.*), concatenated; None when no
+        audit file is configured."""
+        with open(self.config_path, "rb") as f:
+            path = tomllib.load(f).get("audit", {}).get("file")
+        if not path:
+            return None
+        text = ""
+        for name in sorted(glob.glob(glob.escape(path)) + glob.glob(glob.escape(path) + ".*")):
+            if not os.path.isfile(name):  # e.g. /dev/full (test_faults): endless, nothing written
+                continue
+            with open(name, errors="replace") as f:
+                text += f.read()
+        return text
+
+    def metrics_page(self):
+        """(status, body) of GET /metrics on the admin listener; None when it is off or the
+        process is not running."""
+        m = ADMIN_LISTENING_RE.search(self.output())
+        if not m or not self.running():
+            return None
+        conn = http.client.HTTPConnection(m.group(1).strip("[]"), int(m.group(2)), timeout=20)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode(errors="replace")
+        finally:
+            conn.close()
 
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -543,6 +578,8 @@ level = "trace"
             except ClosedError:
                 pass
         live[0].wait_log(re.escape(canary), what="canary in %s's log" % live[0].name)
+        if live[0].audit_text() is not None:
+            wait_for(lambda: canary in live[0].audit_text(), what="canary in %s's audit file" % live[0].name)
         issued = cls.vault.dev("GET", "secrets")
         values = [v for v in issued.get("tokens", []) + issued.get("passwords", []) if len(v) >= 8]
         problems = []
@@ -552,10 +589,20 @@ level = "trace"
             problems.append("secret scan: the client token is not among the issued tokens")
         if scan_for_secrets(live[0].output(), values + [canary]) != [canary]:
             problems.append("secret scan: the positive control was not found exactly")
+        audit = live[0].audit_text()
+        if audit is not None and scan_for_secrets(audit, values + [canary]) != [canary]:
+            problems.append("secret scan: the positive control was not found exactly in the audit file")
         for p in cls.proxies:
-            hits = scan_for_secrets(p.output(), values)
-            if hits:
-                problems.append("%s's log contains %d issued secret(s)" % (p.name, len(hits)))
+            texts = [("log", p.output()), ("audit file", p.audit_text())]
+            page = p.metrics_page()
+            if page is not None:
+                if page[0] != 200 or "\nvaultwire_" not in page[1]:
+                    problems.append("secret scan: %s's /metrics answered %d without vaultwire_ metrics" % (p.name, page[0]))
+                texts.append(("/metrics page", page[1]))
+            for what, text in texts:
+                hits = scan_for_secrets(text or "", values)
+                if hits:
+                    problems.append("%s's %s contains %d issued secret(s)" % (p.name, what, len(hits)))
         return problems
 
     @classmethod
