@@ -15,3 +15,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd build
 ctest --output-on-failure --no-tests=error -j"$jobs" "$@"
+
+# Fuzzing, for the whole suite only: every tests/fuzz target for 12 s from its seed
+# corpus after replaying the inputs that once crashed (scripts/fuzz.sh, a clang-14 tree
+# in build-fuzz/). Any crash, sanitizer report or violated invariant fails the run.
+if [ "$#" -eq 0 ]; then
+  [ -x scripts/fuzz.sh ] || cd ..
+  scripts/fuzz.sh "${VAULTWIRE_FUZZ_SECONDS:-12}"
+fi
