@@ -771,7 +771,8 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   section top{l,
               &root,
               "",
-              {"vault", "listener", "route", "credentials", "pool", "limits", "log", "runtime", "admin", "audit"}};
+              {"vault", "listener", "route", "credentials", "pool", "limits", "throttle", "log", "runtime", "admin",
+               "audit"}};
 
   read_vault(l, top.get_table("vault"), overrides, env, c.vault);
   read_credentials(l, top.get_table("credentials"), c.credentials);
@@ -839,7 +840,7 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
                 top.get_table("limits"),
                 "limits",
                 {"max_client_connections", "startup_timeout", "upstream_connect_timeout",
-                 "tcp_keepalive", "client_idle_timeout"}};
+                 "tcp_keepalive", "client_idle_timeout", "max_session_lifetime", "max_connections_per_role"}};
     auto& lim = c.limits;
     if (auto v = sec.get_integer("max_client_connections", 1, 1'000'000))
       lim.max_client_connections = static_cast<std::uint32_t>(*v);
@@ -852,6 +853,41 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
         lim.tcp_keepalive = **d;
     }
     if (auto d = sec.get_duration("client_idle_timeout", true)) lim.client_idle_timeout = *d;
+    if (auto d = sec.get_duration("max_session_lifetime", true)) lim.max_session_lifetime = *d;
+    if (const toml::table* caps = sec.get_table("max_connections_per_role")) {
+      // role = N; each role must be one a route allows (a typo would cap nothing).
+      std::set<std::string> roles;
+      for (const auto& [name, r] : c.routes) roles.insert(r.roles.begin(), r.roles.end());
+      for (auto&& [k, v] : *caps) {
+        const std::string role{k.str()};
+        const std::string key = sec.key("max_connections_per_role") + "." + role;
+        const auto* n = v.as_integer();
+        if (n == nullptr) {
+          l.error(key, "expected an integer, got " + std::string{type_name(v.type())});
+        } else if (n->get() < 1 || n->get() > 1'000'000) {
+          l.error(key, std::to_string(n->get()) + " is out of range (1-1000000)");
+        } else if (!roles.contains(role)) {
+          std::vector<std::string> known(roles.begin(), roles.end());
+          l.error(key, "no [route.NAME] allows the role " + in_quotes(role) +
+                           (known.empty() ? std::string{} : " (roles: " + join(known, ", ") + ")"));
+        } else {
+          lim.max_connections_per_role[role] = static_cast<std::uint32_t>(n->get());
+        }
+      }
+    }
+    sec.finish();
+  }
+
+  {
+    section sec{l, top.get_table("throttle"), "throttle", {"base_delay", "max_delay"}};
+    auto& th = c.throttle;
+    if (auto d = sec.get_duration("base_delay", true)) th.base_delay = *d;
+    if (auto d = sec.get_duration("max_delay")) th.max_delay = **d;
+    auto text = [](milliseconds d) {
+      return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + "s" : std::to_string(d.count()) + "ms";
+    };
+    if (th.base_delay && *th.base_delay > th.max_delay)
+      l.error(sec.key("base_delay"), text(*th.base_delay) + " is more than max_delay (" + text(th.max_delay) + ")");
     sec.finish();
   }
 

@@ -16,6 +16,7 @@
 
 #include "audit.hpp"
 #include "stream.hpp"
+#include "throttle.hpp"
 #include "upstream.hpp"
 #include "vaultwire/config.hpp"
 #include "vaultwire/credentials.hpp"
@@ -86,6 +87,28 @@ struct proxy_state {
   std::atomic<std::uint64_t> next_session_id{1};
   std::atomic<std::uint32_t> active_clients{0};
   std::atomic<bool> stopping{false};
+  // Failed logins per (client host, token): [throttle] (the settings come with each
+  // session's config snapshot, so a reload applies to the next failure).
+  auth_throttle throttle;
+
+  // Sessions per Vault role, from the startup packet to the end ([limits]
+  // max_connections_per_role). Counted for every role, capped or not, so a cap added
+  // by a reload sees the sessions already running. Keys are roles a route allows.
+  // False (and nothing taken) when `role` already has `cap` sessions.
+  [[nodiscard]] bool take_role_slot(const std::string& role, std::optional<std::uint32_t> cap) {
+    std::lock_guard lock(roles_mutex);
+    std::uint32_t& n = role_sessions[role];
+    if (cap && n >= *cap) return false;
+    ++n;
+    return true;
+  }
+  void release_role_slot(const std::string& role) {
+    std::lock_guard lock(roles_mutex);
+    auto it = role_sessions.find(role);
+    if (it != role_sessions.end() && it->second > 0) --it->second;
+  }
+  std::mutex roles_mutex;
+  std::map<std::string, std::uint32_t> role_sessions;
 
   // Live sessions by id, with the lease each uses once it has a credential.
   struct session_entry {

@@ -34,13 +34,7 @@ using detail::stream;
 namespace {
 
 void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (keepalive.count() > 0) {
-    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    int idle = static_cast<int>(std::max<long long>(1, keepalive.count() / 1000));
-    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  }
+  detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
 }
 
 net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,

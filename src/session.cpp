@@ -155,7 +155,9 @@ class session : public std::enable_shared_from_this<session> {
         client_(std::move(sd)),
         peer_(std::move(peer)),
         id_(id),
-        startup_timer_(client_.socket().get_executor()) {}
+        startup_timer_(client_.socket().get_executor()),
+        lifetime_timer_(client_.socket().get_executor()) {}
+  ~session() { release_role_slot(); }
 
   net::awaitable<void> run();
   [[nodiscard]] stream::descriptor::executor_type executor() { return client_.socket().get_executor(); }
@@ -331,6 +333,9 @@ class session : public std::enable_shared_from_this<session> {
   pooled_upstream pooled_from_session();
   void log_end();
   void forget_session();
+  void release_role_slot();
+  void arm_lifetime_timer();
+  [[nodiscard]] std::string throttle_message(const auth_throttle::verdict& v) const;
 
   // This session's route settings (roles, options, database): from its config snapshot.
   const route_config& route_config_() const { return cfg_->routes.at(listener_->config->route); }
@@ -369,6 +374,10 @@ class session : public std::enable_shared_from_this<session> {
   std::string end_label_, end_text_;
   bool timed_out_ = false;
   bool over_limit_ = false;
+  bool role_slot_ = false;      // this session counts against role_ ([limits] max_connections_per_role)
+  std::string throttle_key_;    // (client host, token SHA-256): [throttle]; empty when off
+  std::uint64_t throttle_ticket_ = 0;
+  net::steady_timer lifetime_timer_;  // [limits] max_session_lifetime
 };
 
 net::awaitable<bool> session::admission() {
@@ -483,6 +492,16 @@ net::awaitable<bool> session::admission() {
                       "role \"" + role_ + "\" is not allowed on this listener; allowed roles: " + roles);
       co_return false;
     }
+    // Per-role cap: before the token is read, so Vault is never asked.
+    const auto& caps = cfg_->limits.max_connections_per_role;
+    const auto cap = caps.find(role_);
+    if (!state_->take_role_slot(role_, cap == caps.end() ? std::nullopt : std::optional(cap->second))) {
+      co_await refuse(errc::too_many_clients, "too many connections for role \"" + role_ + "\" (limit " +
+                                                  std::to_string(cap->second) +
+                                                  ", [limits] max_connections_per_role)");
+      co_return false;
+    }
+    role_slot_ = true;
     co_return co_await read_token();
   }
 }
@@ -584,6 +603,9 @@ net::awaitable<bool> session::acquire_credential() {
       case broker_error_kind::token_unverified: label = "vault_unavailable"; break;
       case broker_error_kind::lease_budget: label = "lease_budget"; break;
       case broker_error_kind::shutting_down: label = "shutdown"; break;
+    }
+    if (label == "vault_rejected_token" && !throttle_key_.empty()) {
+      state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
     }
     co_await refuse_with(e.sqlstate(), e.to_client_message(), label);
     co_return false;
@@ -756,6 +778,21 @@ net::awaitable<void> session::run() {
     co_return;
   }
 
+  // Auth-failure throttling, before Vault is asked ([throttle]).
+  if (cfg_->throttle.base_delay) {
+    throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), *token_);
+    const auth_throttle::verdict v = state_->throttle.check(throttle_key_);
+    if (!v.allowed) {
+      spdlog::info("{} login throttled: {} failed logins in a row with this token, {} left of {}", prefix(), v.failures,
+                   describe_duration(v.retry_after), describe_duration(v.backoff));
+      co_await refuse(errc::throttled, throttle_message(v));
+      state_->active_clients.fetch_sub(1);
+      log_end();
+      co_return;
+    }
+    throttle_ticket_ = v.ticket;
+  }
+
   // The credential: the broker's cache, or Vault on its worker pool.
   if (!co_await acquire_credential()) {
     state_->active_clients.fetch_sub(1);
@@ -783,7 +820,11 @@ net::awaitable<void> session::run() {
       result_ = stop_label_;
       if (end_requested_) refused_message_ = end_text_;
     } else if (!upstream_.server_error.empty()) {
-      // The server refused the login: its own ErrorResponse goes to the client.
+      // The server refused the login: its own ErrorResponse goes to the client. A
+      // refused credential (class 28) counts as a failed login for the throttle.
+      if (upstream_.server_sqlstate.starts_with("28") && !throttle_key_.empty()) {
+        state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
+      }
       result_ = "upstream_refused";
       refused_message_ = upstream_.message;
       std::error_code ec;
@@ -798,6 +839,8 @@ net::awaitable<void> session::run() {
     log_end();
     co_return;
   }
+
+  if (!throttle_key_.empty()) state_->throttle.succeeded(throttle_key_);
 
   // Handover: AuthenticationOk, the server's ParameterStatus / notices, our key, ReadyForQuery.
   issued_key_ = state_->cancels.issue(upstream_.key.process_id,
@@ -826,7 +869,9 @@ net::awaitable<void> session::run() {
                   "terminating connection: idle for longer than " +
                       std::to_string(limits.client_idle_timeout->count()) + "ms ([limits] client_idle_timeout)");
     }
+    arm_lifetime_timer();
     traffic_ = co_await splice(client_, *upstream_.conn, control_, std::move(so));
+    lifetime_timer_.cancel();
     if (!traffic_.protocol_violation.empty()) {
       spdlog::warn("{} {}: both sides closed", prefix(), traffic_.protocol_violation);
     }
@@ -887,6 +932,7 @@ void session::audit_start() {
 }
 
 void session::log_end() {
+  release_role_slot();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
   if (state_->audit) {
     audit_event e = session_event(audit_event_type::session_end);
@@ -906,6 +952,38 @@ void session::log_end() {
   metrics::client_connection_closed(result_, std::chrono::steady_clock::now() - started_, traffic_.client_to_server,
                                     traffic_.server_to_client);
   forget_session();
+}
+
+// [limits] max_session_lifetime: counted from the connection's start; at expiry the
+// session ends with 57P01 at its next idle point, like a lease at its max TTL (a
+// transaction is never cut; a session that never becomes idle runs on).
+void session::arm_lifetime_timer() {
+  const auto& lifetime = cfg_->limits.max_session_lifetime;
+  if (!lifetime) return;
+  lifetime_timer_.expires_at(started_ + *lifetime);
+  auto self = shared_from_this();
+  lifetime_timer_.async_wait([self](const boost::system::error_code& ec) {
+    if (ec) return;
+    const std::string message = "terminating connection: the session reached its maximum lifetime of " +
+                                describe_duration(*self->cfg_->limits.max_session_lifetime) +
+                                " ([limits] max_session_lifetime); reconnect";
+    spdlog::info("{} maximum session lifetime reached: the session ends at its next idle point", self->prefix());
+    self->end_on_strand(end_mode::at_idle, std::string(sqlstate_for(errc::session_ended)), message);
+    if (self->end_text_ == message) self->end_label_ = "max_session_lifetime";
+  });
+}
+
+std::string session::throttle_message(const auth_throttle::verdict& v) const {
+  const auto secs = std::max<long long>(1, (v.retry_after.count() + 999) / 1000);
+  return "too many failed logins from " + auth_throttle::client_host(peer_) + " with this token (" +
+         std::to_string(v.failures) + " in a row, waiting " + describe_duration(v.backoff) + "); retry after " +
+         std::to_string(secs) + "s";
+}
+
+void session::release_role_slot() {
+  if (!role_slot_) return;
+  role_slot_ = false;
+  state_->release_role_slot(role_);
 }
 
 void session::forget_session() {

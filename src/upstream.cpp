@@ -112,16 +112,6 @@ class scram_key_cache {
   std::deque<std::string> order_;  // insertion order, for eviction
 };
 
-void set_socket_options(int fd, std::chrono::seconds keepalive) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (keepalive.count() > 0) {
-    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    int idle = static_cast<int>(keepalive.count());
-    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  }
-}
-
 // Resolves and connects to the first address that answers within the timeout.
 net::awaitable<std::unique_ptr<stream>> dial(const upstream_target& t, std::string& peer, std::string& error) {
   auto ex = co_await net::this_coro::executor;
@@ -149,7 +139,7 @@ net::awaitable<std::unique_ptr<stream>> dial(const upstream_target& t, std::stri
     co_await sock.async_connect(entry.endpoint(), net::redirect_error(net::use_awaitable, ec));
     timer.cancel();
     if (!ec && sock.is_open()) {
-      set_socket_options(sock.native_handle(), t.tcp_keepalive);
+      set_tcp_options(sock.native_handle(), t.tcp_keepalive);
       auto ep = entry.endpoint();
       peer = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
                                   : ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -228,6 +218,19 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
 }  // namespace
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
+
+void set_tcp_options(int fd, std::chrono::seconds idle) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (idle.count() <= 0) return;
+  const int idle_s = static_cast<int>(std::min<long long>(idle.count(), 32767));  // the kernel's maximum
+  const int interval_s = std::max(1, idle_s / 4);
+  const int probes = 4;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
 
 net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
   upstream_session session;

@@ -58,6 +58,12 @@ struct upstream_session {
 // full SCRAM exchange each time.
 boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login);
 
+// TCP_NODELAY and keepalive on a connected TCP socket (both sides of a session):
+// probes after `idle` without traffic, then every idle/4 (at least 1s); after 4
+// unanswered probes the kernel drops the connection, so a dead peer is found about
+// 2 x idle after its last sign of life. `idle` zero: no keepalive.
+void set_tcp_options(int fd, std::chrono::seconds idle);
+
 // How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
 // metrics and tests.
 [[nodiscard]] std::uint64_t scram_keys_derived() noexcept;

@@ -90,6 +90,23 @@ struct limits_config {
   std::chrono::milliseconds upstream_connect_timeout{5000};
   std::chrono::milliseconds tcp_keepalive{60000};  // idle time before probes; at least 1s
   std::optional<std::chrono::milliseconds> client_idle_timeout;  // nullopt: off
+  // A spliced session older than this ends with 57P01 at its next idle point (a
+  // transaction is never cut). nullopt: off.
+  std::optional<std::chrono::milliseconds> max_session_lifetime;
+  // Vault role (the client's user name) -> most live sessions for it, counted from
+  // the startup packet on; over it, 53300 before Vault is asked. Absent: no cap.
+  std::map<std::string, std::uint32_t> max_connections_per_role;
+};
+
+// [throttle]: after a failed login (Vault rejected the token, or the server refused
+// the credential) the next attempt from the same client address with the same token
+// waits base_delay, doubling per consecutive failure up to max_delay; refused with
+// 08004 meanwhile, without asking Vault. A success forgets the key.
+struct throttle_config {
+  std::optional<std::chrono::milliseconds> base_delay = std::chrono::milliseconds{1000};  // nullopt: off
+  std::chrono::milliseconds max_delay{60000};
+
+  bool operator==(const throttle_config&) const = default;
 };
 
 // What happens to live sessions when their token is found revoked or their lease gone.
@@ -168,6 +185,7 @@ struct config {
   credentials_config credentials;
   pool_config pool;
   limits_config limits;
+  throttle_config throttle;
   log_config log;
   runtime_config runtime;
   admin_config admin;

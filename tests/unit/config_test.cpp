@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -344,7 +345,7 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
     }
     text += line + "\n";
   }
-  CHECK(uncommented == 15);
+  CHECK(uncommented == 16);
   const auto errors = errors_of(text);
   for (const auto& e : errors) {
     INFO(e);
@@ -362,7 +363,8 @@ TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
   SECTION("top level") {
     CHECK(errors_of(cfg("", "", "", "[credential]\ntoken_recheck = \"10s\"")) ==
           strings{"credential: unknown key (did you mean \"credentials\"?)"});
-    CHECK(errors_of(cfg("", "", "", "[throttle]\nbase_delay = \"1s\"")) == strings{"throttle: unknown key"});
+    CHECK(errors_of(cfg("", "", "", "[throtle]\nbase_delay = \"1s\"")) ==
+          strings{"throtle: unknown key (did you mean \"throttle\"?)"});
     CHECK(errors_of("valt = 1\n" + cfg()) ==
           strings{"valt: unknown key (did you mean \"vault\"?)"});
   }
@@ -908,4 +910,46 @@ TEST_CASE("config: load_config reads paths relative to the file", "[config]") {
   const auto r = vaultwire::load_config(file, {}, no_env);
   REQUIRE(r.ok());
   CHECK(r.value->routes.at("main").ca_file == d.path / "ca.crt");
+}
+
+TEST_CASE("config: [throttle], per-role caps and max_session_lifetime", "[config]") {
+  // Defaults: throttling on (1s doubling to 60s); no per-role cap; no lifetime.
+  const auto d = ok(cfg());
+  CHECK(d.throttle.base_delay == std::chrono::milliseconds{1s});
+  CHECK(d.throttle.max_delay == 60s);
+  CHECK(d.limits.max_connections_per_role.empty());
+  CHECK_FALSE(d.limits.max_session_lifetime.has_value());
+
+  std::string two_roles = cfg();
+  two_roles.replace(two_roles.find("roles = [\"app\"]"), 15, "roles = [\"app\", \"report\"]");
+  const auto c = ok(two_roles + std::string(
+                        "[limits]\nmax_session_lifetime = \"1h\"\nmax_connections_per_role = { app = 5, report = 1 }\n"
+                        "[throttle]\nbase_delay = \"250ms\"\nmax_delay = \"30s\""));
+  CHECK(c.throttle.base_delay == 250ms);
+  CHECK(c.throttle.max_delay == 30s);
+  CHECK(c.limits.max_session_lifetime == std::chrono::milliseconds{1h});
+  CHECK(c.limits.max_connections_per_role == std::map<std::string, std::uint32_t>{{"app", 5}, {"report", 1}});
+  // The table form works too.
+  CHECK(ok(cfg("", "", "", "[limits.max_connections_per_role]\napp = 2")).limits.max_connections_per_role.at("app") ==
+        2);
+
+  CHECK_FALSE(ok(cfg("", "", "", "[throttle]\nbase_delay = \"off\"")).throttle.base_delay.has_value());
+  CHECK_FALSE(ok(cfg("", "", "", "[limits]\nmax_session_lifetime = \"off\"")).limits.max_session_lifetime.has_value());
+
+  CHECK(errors_of(cfg("", "", "", "[throttle]\nbase_delay = \"2m\"")) ==
+        strings{"throttle.base_delay: 120s is more than max_delay (60s)"});
+  CHECK(errors_of(cfg("", "", "", "[throttle]\nmax_delay = \"off\"")) ==
+        strings{"throttle.max_delay: invalid duration \"off\" (write e.g. \"250ms\", \"10s\", \"5m\", \"1h30m\"; "
+                "at most a year)"});
+  CHECK(errors_of(cfg("", "", "", "[throttle]\nbase_dealy = \"1s\"")) ==
+        strings{"throttle.base_dealy: unknown key (did you mean \"base_delay\"?)"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nmax_connections_per_role = { apq = 3 }")) ==
+        strings{"limits.max_connections_per_role.apq: no [route.NAME] allows the role \"apq\" (roles: app)"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nmax_connections_per_role = { app = 0 }")) ==
+        strings{"limits.max_connections_per_role.app: 0 is out of range (1-1000000)"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nmax_connections_per_role = { app = \"5\" }")) ==
+        strings{"limits.max_connections_per_role.app: expected an integer, got a string"});
+  CHECK(errors_of(cfg("", "", "", "[limits]\nmax_connections_per_role = 5")) ==
+        strings{"limits.max_connections_per_role: expected a table ([limits.max_connections_per_role]), got an "
+                "integer"});
 }

@@ -59,6 +59,9 @@ ADMIN_LISTENING_RE = re.compile(r"admin: serving .* on http://(\[[^\]]+\]|[^:/\s
 # where a test turns it on (test_reuse.py).
 CREDENTIALS_DEFAULTS = {"revoke_idle_after": "2s", "token_recheck": "1s"}
 POOL_DEFAULTS = {"reuse": False}
+# Auth-failure throttling is off unless a test turns it on (test_throttle.py): tests that
+# repeat a token Vault rejects expect Vault's 28P01 each time, not the throttle's 08004.
+THROTTLE_DEFAULTS = {"base_delay": "off"}
 
 
 def toml_value(v):
@@ -435,6 +438,7 @@ class ProxyTestCase(unittest.TestCase):
     route_roles = ["crdb-role"]
     pool_settings = {}
     vault_settings = {}
+    throttle_settings = {}
 
     @classmethod
     def setUpClass(cls):
@@ -490,12 +494,14 @@ default_database = "defaultdb"
         return toml_table("vault", merged({"address": cls.vault.addr}, cls.vault_settings, vault))
 
     @classmethod
-    def broker_tables(cls, credentials=None, pool=None):
-        """The [credentials] and [pool] tables: the defaults, then the class' settings, then
-        `credentials` / `pool` (dicts; a None value drops the key). Every hand-written config
-        includes this, since TOML forbids a second [credentials] table."""
+    def broker_tables(cls, credentials=None, pool=None, throttle=None):
+        """The [credentials], [pool] and [throttle] tables: the defaults, then the class'
+        settings, then `credentials` / `pool` / `throttle` (dicts; a None value drops the
+        key). Every hand-written config includes this, since TOML forbids a second
+        [credentials] table."""
         return (toml_table("credentials", merged(CREDENTIALS_DEFAULTS, cls.credentials_settings, credentials)) + "\n"
-                + toml_table("pool", merged(POOL_DEFAULTS, cls.pool_settings, pool)))
+                + toml_table("pool", merged(POOL_DEFAULTS, cls.pool_settings, pool)) + "\n"
+                + toml_table("throttle", merged(THROTTLE_DEFAULTS, cls.throttle_settings, throttle)))
 
     # vaultwire's admin listener defaults to 127.0.0.1:9187; tests that do not ask for
     # it (an [admin] table in extra) run without it, so parallel vaultwires do not compete.
@@ -506,11 +512,12 @@ default_database = "defaultdb"
         return "" if re.search(r"^\s*\[admin\]", extra, re.M) else cls.NO_ADMIN
 
     @classmethod
-    def single_listener_config(cls, port, extra="", credentials=None, pool=None, vault=None):
+    def single_listener_config(cls, port, extra="", credentials=None, pool=None, vault=None, throttle=None):
         """vault-dev, one plaintext listener on `port` to route main, the broker tables
-        (broker_tables(credentials, pool)), trace logs, and `extra` TOML sections (e.g. a
-        [limits] table; not [vault], [credentials] or [pool]: pass those keys as dicts)."""
-        for table in ("vault", "credentials", "pool"):
+        (broker_tables(credentials, pool, throttle)), trace logs, and `extra` TOML sections
+        (e.g. a [limits] table; not [vault], [credentials], [pool] or [throttle]: pass those
+        keys as dicts)."""
+        for table in ("vault", "credentials", "pool", "throttle"):
             if re.search(r"^\s*\[%s\]" % table, extra, re.M):
                 raise ValueError("pass [%s] keys as %s=..., not in extra (TOML forbids a second table)" % (table, table))
         return f"""
@@ -520,7 +527,7 @@ bind = "127.0.0.1:{port}"
 route = "main"
 {cls.route_config()}
 {extra}
-{cls.broker_tables(credentials, pool)}
+{cls.broker_tables(credentials, pool, throttle)}
 {cls.admin_table(extra)}
 [log]
 level = "trace"
