@@ -1,11 +1,12 @@
 // vault_client: libcurl (easy interface) on a bounded boost::asio::thread_pool.
 // The only file in vaultwire that includes <curl/curl.h> (STYLE.md §1).
 //
-// Connection reuse: each request borrows an easy handle from a small free list and
-// gives it back; curl_easy_reset keeps a handle's live connections, DNS cache and
-// TLS session cache, so keep-alive connections to Vault are reused. At most
-// `threads` handles exist for the pool (blocking callers on other threads may add
-// their own).
+// No connection reuse: each request gets a new easy handle, cleaned up after it, so
+// one TCP (and TLS) connection per request. A kept handle would hold the last answer
+// (a credential's password) in curl's download buffer and in its connection's TLS
+// read buffer until its next request; curl_easy_cleanup frees both, and every free
+// wipes (secure_memory). Vault requests are per credential, renewal, revocation and
+// token recheck, not per client connection, so the extra handshakes are few.
 //
 // What is wiped after each request: our header line with the token, curl's slist
 // copy of it, the response body buffer, every string the JSON parser allocated.
@@ -289,10 +290,10 @@ class vault_client::impl {
     return h;
   }
 
-  void release(CURL* h) {
-    std::lock_guard lock(mutex_);
-    idle_.push_back(h);
-  }
+  // A handle is not kept: its download buffer and its connection's TLS read buffer
+  // would hold the last answer (a credential's password) until the next request on
+  // it. curl_easy_cleanup frees both, and every free wipes (secure_memory).
+  void release(CURL* h) { curl_easy_cleanup(h); }
 
   vault_client_options options_;
   std::mutex mutex_;
