@@ -383,6 +383,7 @@ class session : public std::enable_shared_from_this<session> {
 net::awaitable<bool> session::admission() {
   std::vector<std::uint8_t> buf = std::move(early_bytes_);
   bool tls_done = false;
+  bool ssl_asked = false, gss_asked = false;
   for (;;) {
     auto d = pgwire::decode_startup_packet(buf);
     if (d.status == pgwire::decode_status::need_more) {
@@ -390,6 +391,13 @@ net::awaitable<bool> session::admission() {
       continue;
     }
     if (d.status == pgwire::decode_status::error) {
+      if (d.error == pgwire::errc::malformed_message && buf.size() >= pgwire::startup_header_size &&
+          static_cast<std::int32_t>(pgwire::load_be32(buf, 4)) == pgwire::cancel_request_code) {
+        // A CancelRequest of the wrong length: closed without a word, as PostgreSQL
+        // does (the sender never reads an answer).
+        result_ = "cancel_malformed";
+        co_return false;
+      }
       co_await refuse(d.error == pgwire::errc::unsupported_protocol ? errc::unsupported_protocol
                                                                      : errc::protocol_violation,
                       describe_startup_error(buf, d.error));
@@ -398,7 +406,20 @@ net::awaitable<bool> session::admission() {
     std::vector<std::uint8_t> rest(buf.begin() + static_cast<std::ptrdiff_t>(d.consumed), buf.end());
     buf.swap(rest);
 
-    if (std::holds_alternative<pgwire::ssl_request>(d.packet)) {
+    // One SSLRequest and one GSSENCRequest at most, and no GSSENCRequest over TLS
+    // (PostgreSQL's ssl_done / gss_done): a repeat is refused, not answered again.
+    const bool is_ssl = std::holds_alternative<pgwire::ssl_request>(d.packet);
+    const bool is_gss = std::holds_alternative<pgwire::gssenc_request>(d.packet);
+    if ((is_ssl && ssl_asked) || (is_gss && (gss_asked || tls_done))) {
+      co_await refuse(errc::protocol_violation, std::string("invalid startup packet: ") +
+                                                    (is_ssl ? "SSLRequest" : "GSSENCRequest") +
+                                                    " after encryption was already negotiated on this connection");
+      co_return false;
+    }
+    ssl_asked = ssl_asked || is_ssl;
+    gss_asked = gss_asked || is_gss;
+
+    if (is_ssl) {
       if (!buf.empty()) {
         // Bytes after an SSLRequest and before the handshake: a man in the middle
         // could have injected them (CVE-2021-23222). Disconnect.
@@ -426,11 +447,16 @@ net::awaitable<bool> session::admission() {
       tls_done = true;
       continue;
     }
-    if (std::holds_alternative<pgwire::gssenc_request>(d.packet)) {
+    if (is_gss) {
       std::uint8_t no = 'N';
       std::error_code ec;
       co_await client_.write_all(std::span<const std::uint8_t>(&no, 1), ec);
       if (ec) co_return false;
+      if (!buf.empty()) {
+        // Sent before the answer was read, as PostgreSQL refuses it too.
+        co_await refuse(errc::protocol_violation, "received unencrypted data after GSSAPI encryption request");
+        co_return false;
+      }
       continue;
     }
     if (auto* c = std::get_if<pgwire::cancel_request>(&d.packet)) {
@@ -473,6 +499,13 @@ net::awaitable<bool> session::admission() {
     if (!user || user->empty()) {
       co_await refuse(errc::role_not_allowed, "no user name in the startup packet: the user name selects the Vault role");
       co_return false;
+    }
+    for (const char ch : *user) {
+      // A newline or other control byte would forge lines in the log, which names the role.
+      if (const auto c = static_cast<unsigned char>(ch); c < 0x20 || c == 0x7f) {
+        co_await refuse(errc::role_not_allowed, "invalid user name: it holds a control character");
+        co_return false;
+      }
     }
     role_ = *user;
     const route_config& route = route_config_();
@@ -564,10 +597,29 @@ net::awaitable<bool> session::read_token() {
       co_return false;
     }
     auto p = pgwire::parse_password_message(d.message.body);
+    const bool trailing = d.consumed != buf.size();
     OPENSSL_cleanse(buf.data(), buf.size());
-    if (!p || p.value().password.empty()) {
+    if (!p) {
+      co_await refuse(errc::protocol_violation, "invalid password message: " + p.error().message());
+      co_return false;
+    }
+    if (trailing) {
+      // Nothing may follow the token before AuthenticationOk: bytes read here would be lost.
+      co_await refuse(errc::protocol_violation, "unexpected data after the password message");
+      co_return false;
+    }
+    if (p.value().password.empty()) {
       co_await refuse(errc::vault_rejected_token, "no password supplied: give a Vault token as the password");
       co_return false;
+    }
+    // A Vault token is printable ASCII; anything else would reach Vault's HTTP header
+    // as it is (a CR LF could add a header). Refused without asking Vault.
+    for (const char ch : p.value().password.view()) {
+      if (const auto c = static_cast<unsigned char>(ch); c < 0x21 || c > 0x7e) {
+        co_await refuse(errc::vault_rejected_token,
+                        "the password is not a Vault token: it holds a byte outside printable ASCII");
+        co_return false;
+      }
     }
     token_.emplace(std::move(p.value().password));
     co_return true;
