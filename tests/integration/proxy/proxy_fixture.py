@@ -172,8 +172,8 @@ class Vaultwire:
     def metrics_page(self):
         """(status, body) of GET /metrics on the admin listener; None when it is off or the
         process is not running."""
-        m = ADMIN_LISTENING_RE.search(self.output())
-        if not m or not self.running():
+        m = self.running() and ADMIN_LISTENING_RE.search(self.output())
+        if not m:
             return None
         conn = http.client.HTTPConnection(m.group(1).strip("[]"), int(m.group(2)), timeout=20)
         try:
