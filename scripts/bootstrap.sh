@@ -21,6 +21,8 @@ packages=(
   pgbouncer gnuplot-nox
   # scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes
   clang-14 libclang-rt-14-dev
+  # proxy.test_core_hygiene: gcore of a running vaultwire
+  gdb
 )
 
 missing=()
