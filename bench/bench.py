@@ -14,6 +14,9 @@ RESULTS.md and gnuplot PNGs into --output. Paths:
 
 --smoke runs every scenario once, briefly; any error or a scenario with zero
 transactions on any path exits non-zero. No timing is asserted in either mode.
+
+BENCH_VAULTWIRE_EXTRA_TOML, when set, is appended to vaultwire's configuration (for
+example "[runtime]\nthreads = 1" to compare thread counts).
 """
 import argparse
 import json
@@ -145,7 +148,7 @@ level = "warn"
 
 [admin]
 bind = ""
-"""
+""" + os.environ.get("BENCH_VAULTWIRE_EXTRA_TOML", "")
         with open(f"{self.work}/vaultwire.toml", "w") as f:
             f.write(cfg)
         self.vaultwire_cfg = cfg

@@ -59,7 +59,8 @@ class stream {
   [[nodiscard]] std::size_t try_write(std::span<const std::uint8_t> data, std::error_code& ec);
   // Writes everything or fails.
   boost::asio::awaitable<void> write_all(std::span<const std::uint8_t> data, std::error_code& ec);
-  // Bytes already received and decrypted but not yet read (TLS only).
+  // Bytes TLS already took from the socket (decrypted, or read ahead) but not yet
+  // read (TLS only).
   [[nodiscard]] bool has_buffered_plaintext() const;
 
   // Moves the stream to another executor (another session's strand, possibly
