@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds one tree (build/) with
-# ASan+UBSan, and runs the whole suite (labels unit, component, integration) there.
+# ASan+UBSan, and runs the whole suite (labels unit, component, integration) there;
+# then, for the whole suite only, the concurrency tests again under ThreadSanitizer.
 # Exits non-zero on any failure. Extra arguments go to ctest (e.g. -L unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,18 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd build
 ctest --output-on-failure --no-tests=error -j"$jobs" "$@"
+cd ..
+
+# ThreadSanitizer: `ctest -L concurrency` (single flight, the reuse pool, the kill-switch)
+# in a second tree with only the test executables (vault-dev comes from build/). tests/tsan.supp names
+# uninstrumented system libraries only; any report fails the test (exit code 66).
+if [ "$#" -eq 0 ]; then
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_TSAN=ON -DVAULTWIRE_TESTS=ON
+  cmake --build build-tsan -j"$jobs" --target unit_tests integration_tests
+  VAULT_DEV_BIN=$PWD/build/bin/vault-dev \
+  TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1:exitcode=66} \
+    ctest --test-dir build-tsan --output-on-failure --no-tests=error -j"$jobs" -L concurrency
+fi
 
 # Fuzzing, for the whole suite only: every tests/fuzz target for 12 s from its seed
 # corpus after replaying the inputs that once crashed (scripts/fuzz.sh, a clang-14 tree

@@ -193,7 +193,7 @@ TEST_CASE("throttle: a key with no failure for 2 x max_delay is forgotten", "[th
   CHECK(fail(t, k, conf) == 1s);
 }
 
-TEST_CASE("throttle: the table is bounded; the oldest failure goes first", "[throttle]") {
+TEST_CASE("throttle: the table is bounded, the oldest failure goes first", "[throttle]") {
   fake_clock c;
   auto t = make(c, 3);
   const auto conf = cfg(1s, 60s);
