@@ -37,9 +37,6 @@ std::error_code eof_error() {
 
 namespace {
 
-// The TLS read buffer with read-ahead: room for four full records.
-constexpr std::size_t read_ahead_buffer = 64 * 1024 + 512;
-
 bool is_ip_literal(const std::string& name) {
   in6_addr a6{};
   in_addr a4{};
@@ -283,14 +280,13 @@ void stream::close() {
 
 namespace {
 
-// Read-ahead: one read(2) takes every record the socket holds, up to the read
-// buffer, instead of a header and a body per record. The buffer is allocated while
-// bytes wait in it and released when it empties (SSL_MODE_RELEASE_BUFFERS), so an
-// idle stream still holds none.
-void set_read_ahead(SSL_CTX* ctx) {
-  SSL_CTX_set_read_ahead(ctx, 1);
-  SSL_CTX_set_default_read_buffer_len(ctx, read_ahead_buffer);
-}
+// Read-ahead: one read(2) takes what the socket holds, up to the read buffer,
+// instead of a header and a body per record. The buffer keeps OpenSSL's default
+// size (one full record): it is allocated while bytes wait in it and released, and
+// wiped twice (SSL_OP_CLEANSE_PLAINTEXT, then the cleansing free), whenever it
+// empties (SSL_MODE_RELEASE_BUFFERS), so an idle stream holds none. A 64 KiB buffer
+// made those wipes a quarter of vaultwire's CPU time in S1 (perf, bench/RESULTS.md).
+void set_read_ahead(SSL_CTX* ctx) { SSL_CTX_set_read_ahead(ctx, 1); }
 
 }  // namespace
 
