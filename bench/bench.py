@@ -562,6 +562,8 @@ pidfile = {pbdir}/pgbouncer.pid
         for t, v, ok in rows:
             L.append(f"| {t} | {v} | {'met' if ok else '**missed**'} |")
         L.append("")
+        L.append("Why a target is missed, with profiles (perf, heaptrack) and the commands that made "
+                 "them: `bench/ANALYSIS.md` (written by hand, not by this script).\n")
         L.append("## Medians\n")
         L.append("| scenario | direct | vaultwire | pgbouncer | vaultwire / direct | vaultwire / pgbouncer | pgbouncer / direct |")
         L.append("|---|---:|---:|---:|---:|---:|---:|")
