@@ -15,7 +15,7 @@ namespace net = boost::asio;
 
 namespace {
 
-constexpr std::size_t pump_buffer_size = 64 * 1024;  // four TLS records: one write for what read-ahead brought
+constexpr std::size_t pump_buffer_size = 64 * 1024;  // a plaintext read, or every TLS record already buffered, in one write
 
 std::span<std::uint8_t> thread_buffer() {
   thread_local std::array<std::uint8_t, pump_buffer_size> buffer;
