@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -47,10 +48,16 @@ void* openssl_malloc(std::size_t n, const char*, int) { return n == 0 ? nullptr 
 void* openssl_realloc(void* p, std::size_t n, const char*, int) { return realloc(p, n); }
 void openssl_free(void* p, const char*, int) { free(p); }
 
+std::atomic<bool> openssl_installed{false};
+
 }  // namespace
 
 bool install_for_openssl() noexcept {
-  return CRYPTO_set_mem_functions(&openssl_malloc, &openssl_realloc, &openssl_free) == 1;
+  const bool ok = CRYPTO_set_mem_functions(&openssl_malloc, &openssl_realloc, &openssl_free) == 1;
+  if (ok) openssl_installed.store(true);
+  return ok;
 }
+
+bool installed_for_openssl() noexcept { return openssl_installed.load(); }
 
 }  // namespace vaultwire::secure_memory

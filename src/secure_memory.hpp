@@ -26,5 +26,7 @@ void free(void* p) noexcept;
 // late (OpenSSL then keeps its plain allocator; SSL_OP_CLEANSE_PLAINTEXT still wipes
 // record buffers).
 [[nodiscard]] bool install_for_openssl() noexcept;
+// True once install_for_openssl succeeded: every block OpenSSL frees is wiped.
+[[nodiscard]] bool installed_for_openssl() noexcept;
 
 }  // namespace vaultwire::secure_memory

@@ -13,6 +13,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/write.hpp>
 
+#include "secure_memory.hpp"
 #include "vaultwire/errc.hpp"
 
 namespace vaultwire::detail {
@@ -54,6 +55,23 @@ stream::~stream() {
   if (ssl_ != nullptr) SSL_free(ssl_);
 }
 
+void stream::watch_socket_reads() {
+  BIO* rbio = SSL_get_rbio(ssl_);
+  BIO_set_callback_arg(rbio, reinterpret_cast<char*>(this));
+  BIO_set_callback_ex(rbio, &stream::on_socket_read);
+}
+
+// Runs after each read on the socket BIO (with read-ahead, OpenSSL asks for all the
+// room left in its read buffer): a read that failed or came back short drained it.
+long stream::on_socket_read(BIO* b, int oper, const char*, std::size_t len, int, long, int ret,
+                            std::size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* self = reinterpret_cast<stream*>(BIO_get_callback_arg(b));
+    self->drained_ = ret <= 0 || processed == nullptr || *processed < len;
+  }
+  return ret;
+}
+
 template <typename Op>
 net::awaitable<int> stream::drive(Op op, std::error_code& ec) {
   for (;;) {
@@ -65,6 +83,7 @@ net::awaitable<int> stream::drive(Op op, std::error_code& ec) {
     switch (err) {
       case SSL_ERROR_WANT_READ:
         co_await sd_.async_wait(descriptor::wait_read, net::redirect_error(net::use_awaitable, wait_ec));
+        drained_ = false;
         break;
       case SSL_ERROR_WANT_WRITE:
         co_await sd_.async_wait(descriptor::wait_write, net::redirect_error(net::use_awaitable, wait_ec));
@@ -98,6 +117,7 @@ net::awaitable<void> stream::tls_accept(SSL_CTX* ctx, std::error_code& ec) {
     ec = make_error_code(errc::tls_error);
     co_return;
   }
+  watch_socket_reads();
   SSL* s = ssl_;
   co_await drive([s] { return SSL_accept(s); }, ec);
 }
@@ -110,6 +130,7 @@ net::awaitable<void> stream::tls_connect(SSL_CTX* ctx, const std::string& server
     ec = make_error_code(errc::tls_error);
     co_return;
   }
+  watch_socket_reads();
   const bool ip = is_ip_literal(server_name);
   if (!ip) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
   if (verify_name) {
@@ -145,10 +166,17 @@ net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::
 
 std::size_t stream::try_read(std::span<std::uint8_t> buf, want& w, std::error_code& ec) {
   w = want::nothing;
+  if (drained_ && (ssl_ == nullptr || SSL_has_pending(ssl_) == 0)) {
+    w = want::read;  // wait() clears drained_
+    return 0;
+  }
   if (ssl_ == nullptr) {
     for (;;) {
       ssize_t n = ::recv(sd_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n > 0) return static_cast<std::size_t>(n);
+      if (n > 0) {
+        drained_ = static_cast<std::size_t>(n) < buf.size();
+        return static_cast<std::size_t>(n);
+      }
       if (n == 0) {
         ec = eof_error();
         return 0;
@@ -206,6 +234,7 @@ net::awaitable<void> stream::wait(want w, std::error_code& ec) {
   boost::system::error_code wait_ec;
   co_await sd_.async_wait(w == want::write ? descriptor::wait_write : descriptor::wait_read,
                           net::redirect_error(net::use_awaitable, wait_ec));
+  if (w == want::read) drained_ = false;  // readiness seen since: read again
   if (wait_ec) ec = wait_ec;
 }
 
@@ -258,6 +287,7 @@ void stream::rebind(const descriptor::executor_type& ex) {
     sd_ = descriptor(ex);
     return;
   }
+  if (sd_.get_executor() == ex) return;  // already there: keep the registration
   const int fd = sd_.release();  // deregistered from the old reactor, still open
   sd_ = descriptor(ex, fd);
   boost::system::error_code ignored;
@@ -288,6 +318,15 @@ namespace {
 // made those wipes a quarter of vaultwire's CPU time in S1 (perf, bench/RESULTS.md).
 void set_read_ahead(SSL_CTX* ctx) { SSL_CTX_set_read_ahead(ctx, 1); }
 
+// Decrypted bytes (a client's token, the credential's password) are wiped once read.
+// With secure_memory installed, OpenSSL's free wipes every block, and the read
+// buffer is freed whenever it empties (SSL_MODE_RELEASE_BUFFERS);
+// SSL_OP_CLEANSE_PLAINTEXT would wipe it a second time on each release, a full
+// record's size per drained read. Without secure_memory, the option does the wiping.
+void wipe_plaintext(SSL_CTX* ctx) {
+  if (!secure_memory::installed_for_openssl()) SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
+}
+
 }  // namespace
 
 SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::string& error) {
@@ -297,8 +336,7 @@ SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::strin
     return nullptr;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  // Decrypted bytes (a client's token, the credential's password) are wiped once read.
-  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
+  wipe_plaintext(ctx);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   set_read_ahead(ctx);
@@ -327,8 +365,7 @@ SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string
     return nullptr;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  // Decrypted bytes (a client's token, the credential's password) are wiped once read.
-  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
+  wipe_plaintext(ctx);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   set_read_ahead(ctx);

@@ -68,7 +68,7 @@ class stream {
   // again with `ex`; the TLS session (SSL*) and any bytes buffered in it are kept.
   // Precondition: no operation outstanding on the stream, and the caller is the
   // only user of it. Afterwards use the stream only from `ex`. A closed stream stays
-  // closed (bound to `ex`).
+  // closed (bound to `ex`). A stream already on `ex` is left as it is.
   void rebind(const descriptor::executor_type& ex);
 
   // Half-close: TLS close_notify (best effort), then shutdown(SHUT_WR).
@@ -86,9 +86,20 @@ class stream {
   template <typename Op>
   boost::asio::awaitable<int> drive(Op op, std::error_code& ec);
 
+  // Watches the socket reads OpenSSL makes, to keep drained_ current (TLS only).
+  void watch_socket_reads();
+  static long on_socket_read(BIO* b, int oper, const char* argp, std::size_t len, int argi, long argl, int ret,
+                             std::size_t* processed);
+
   descriptor sd_;
   SSL* ssl_ = nullptr;
   std::string tls_error_;
+  // The last read(2) on the socket returned fewer bytes than it asked for, so the
+  // socket held nothing more at that moment: the next try_read asks for a wait
+  // instead of a read that would only say EAGAIN. Safe because wait() is Asio's
+  // non-speculative async_wait, which re-arms the descriptor (EPOLL_CTL_MOD) and so
+  // reports bytes that arrived in between at once.
+  bool drained_ = false;
 };
 
 // A TLS context for connecting to the cluster: TLS 1.2+, CA file, optional client
