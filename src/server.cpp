@@ -52,6 +52,8 @@ class session_threads {
     const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
     return contexts_[i]->get_executor();
   }
+  [[nodiscard]] std::size_t size() const { return contexts_.size(); }
+  [[nodiscard]] net::io_context& context(std::size_t i) { return *contexts_[i]; }
   void start() {
     for (auto& c : contexts_) threads_.emplace_back([ctx = c.get()] { ctx->run(); });
   }
@@ -72,30 +74,54 @@ class session_threads {
   std::atomic<std::size_t> next_{0};
 };
 
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
 void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
   detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
 }
 
+std::string peer_text(const tcp::endpoint& ep) {
+  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                              : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// A TCP listener has one acceptor per session thread, all bound to the same port
+// with SO_REUSEPORT: the kernel spreads new connections over them, and each is
+// accepted on the thread that will run it. No hand-off to another thread (a
+// cross-thread wake-up per connection), and the socket is registered with its
+// reactor once. accept4 hands out the peer address and a non-blocking descriptor.
 net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,
-                                const listener_runtime* listener, session_threads* threads) {
+                                const listener_runtime* listener) {
+  net::steady_timer backoff(acceptor->get_executor());
   for (;;) {
-    boost::system::error_code ec;
-    tcp::socket sock = co_await acceptor->async_accept(threads->next(), net::redirect_error(net::use_awaitable, ec));
-    if (ec) {
-      if (state->stopping || ec == net::error::operation_aborted) co_return;
+    tcp::endpoint ep;
+    socklen_t len = static_cast<socklen_t>(ep.capacity());
+    const int fd = ::accept4(acceptor->native_handle(), ep.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      boost::system::error_code ec;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        co_await acceptor->async_wait(tcp::acceptor::wait_read, net::redirect_error(net::use_awaitable, ec));
+        if (!ec) continue;
+      } else {
+        ec.assign(err, boost::system::system_category());
+      }
+      if (state->stopping || ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
       spdlog::warn("accept on {} failed: {}", listener->config->bind, ec.message());
+      // Out of descriptors or memory: the connection stays queued; retry shortly
+      // rather than spin on it.
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(net::redirect_error(net::use_awaitable, ec));
       continue;
     }
-    std::string peer;
-    auto ep = sock.remote_endpoint(ec);
-    if (!ec) {
-      peer = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                                  : ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (state->stopping) {  // the close is on its way (posted): refuse as a closed listener would
+      ::close(fd);
+      continue;
     }
-    tune_tcp(sock.native_handle(), state->cfg->limits.tcp_keepalive);
-    auto ex = sock.get_executor();
-    int fd = sock.release();
-    detail::start_session(state, listener, stream::descriptor(ex, fd), std::move(peer));
+    ep.resize(len);
+    tune_tcp(fd, state->cfg->limits.tcp_keepalive);
+    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), peer_text(ep));
   }
 }
 
@@ -388,21 +414,39 @@ int run_server(const config& cfg, config_reloader reload_config) {
         return 1;
       }
     }
+    // The address is first taken by an ordinary listening socket: it fails when
+    // anything listens there already, where SO_REUSEPORT alone would let a second
+    // vaultwire (same user) share the port unnoticed. It also resolves port 0.
     boost::system::error_code ec;
-    auto acceptor = std::make_unique<tcp::acceptor>(io);
-    tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
-    if (!ec) acceptor->open(ep.protocol(), ec);
-    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec && lc.ipv6) acceptor->set_option(net::ip::v6_only(true), ec);
-    if (!ec) acceptor->bind(ep, ec);
-    if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+    tcp::endpoint bound;
+    {
+      tcp::acceptor probe(io);
+      tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
+      if (!ec) probe.open(ep.protocol(), ec);
+      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec && lc.ipv6) probe.set_option(net::ip::v6_only(true), ec);
+      if (!ec) probe.bind(ep, ec);
+      if (!ec) probe.listen(net::socket_base::max_listen_connections, ec);
+      if (!ec) bound = probe.local_endpoint(ec);
+    }
+    std::vector<std::unique_ptr<tcp::acceptor>> group;
+    for (std::size_t i = 0; !ec && i < workers.size(); ++i) {
+      auto a = std::make_unique<tcp::acceptor>(workers.context(i));
+      a->open(bound.protocol(), ec);
+      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) a->set_option(reuse_port(true), ec);
+      if (!ec && lc.ipv6) a->set_option(net::ip::v6_only(true), ec);
+      if (!ec) a->bind(bound, ec);
+      if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
+      if (!ec) a->non_blocking(true, ec);
+      group.push_back(std::move(a));
+    }
     if (ec) {
       spdlog::error("listener {}: cannot listen: {}", lc.bind, ec.message());
       cleanup();
       listeners.push_back(std::move(l));
       return 1;
     }
-    auto bound = acceptor->local_endpoint();
     spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, bound.port(),
                  l->tls ? "TLS or plaintext" : "plaintext", lc.route);
     if (lc.unix_socket) {
@@ -424,8 +468,10 @@ int run_server(const config& cfg, config_reloader reload_config) {
       net::co_spawn(io, accept_unix(state, ua.get(), l.get(), &workers), net::detached);
       unix_acceptors.push_back(std::move(ua));
     }
-    net::co_spawn(io, accept_tcp(state, acceptor.get(), l.get(), &workers), net::detached);
-    tcp_acceptors.push_back(std::move(acceptor));
+    for (auto& a : group) {
+      net::co_spawn(a->get_executor(), accept_tcp(state, a.get(), l.get()), net::detached);
+      tcp_acceptors.push_back(std::move(a));
+    }
     listeners.push_back(std::move(l));
   }
 
@@ -493,7 +539,13 @@ int run_server(const config& cfg, config_reloader reload_config) {
                  "([runtime] shutdown_grace)",
                  sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
     boost::system::error_code ignored;
-    for (auto& a : tcp_acceptors) a->close(ignored);
+    for (auto& a : tcp_acceptors) {
+      // Each runs on its session thread: close it there.
+      net::post(a->get_executor(), [a = a.get()] {
+        boost::system::error_code e;
+        a->close(e);
+      });
+    }
     for (auto& a : unix_acceptors) a->close(ignored);
     detail::drain_all_sessions(*state);
     grace.expires_after(cfg.runtime.shutdown_grace);

@@ -23,7 +23,7 @@ import unittest
 
 import psycopg2
 
-from proxy_fixture import (LoginRefused, ProxyTestCase, Raw, TERMINATE, error_fields, free_port,
+from proxy_fixture import (LoginRefused, ProxyTestCase, Raw, TERMINATE, Vaultwire, error_fields, free_port,
                            make_listener_cert, password_message, scan_for_secrets, startup_packet, toml_table,
                            toml_value, wait_for)
 
@@ -621,6 +621,29 @@ class TestProxyProtocol(OpsCase):
                     self.assertTrue(r.closed_without_reply())
         # None of them got a session.
         self.assertEqual(len(self.pp.opened_sessions()), opened)
+
+
+# ---------------------------------------------------------------------------
+# 4. Listeners: one SO_REUSEPORT socket per session thread, the port still exclusive
+
+
+class TestListenerGroup(OpsCase):
+    def test_second_vaultwire_on_a_served_port_is_refused(self):
+        # Each session thread has its own listening socket on the port (SO_REUSEPORT).
+        # A second vaultwire must not join that group and take half the connections:
+        # it fails to start, as it would against any listener.
+        port = free_port()
+        first = self.start_proxy(self.ops_config(port, extra="[runtime]\nthreads = 3\n"), name="first")
+        second = Vaultwire(self.tmp, self.ops_config(port), name="second")
+        with self.assertRaisesRegex(RuntimeError, "exited early"):
+            second.start()
+        self.assertEqual(second.proc.wait(timeout=10), 1)
+        self.assertRegex(second.output(), r"listener 127\.0\.0\.1:%d: cannot listen: Address already in use" % port)
+        # Every connection reaches the first, whichever of its three sockets takes it.
+        opened = len(first.opened_sessions())
+        users = {self.assertServes(port) for _ in range(12)}
+        self.assertEqual(len(first.opened_sessions()), opened + 12)
+        self.assertEqual(len(users), 1, "one token, one cached credential")
 
 
 if __name__ == "__main__":
