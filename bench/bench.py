@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -64,6 +65,52 @@ def pct(values, p):
     return v[k]
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s():
+    """CPU seconds all cores spent outside idle and iowait since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # user nice system [idle iowait] irq softirq steal
+
+
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # fields from the state (3rd) on
+
+
+def process_cpu_s(pid):
+    """utime + stime of a process, all its threads (/proc/PID/stat)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def server_cpu_s(pid):
+    """CPU seconds of PostgreSQL: the postmaster, its live children (backends, helpers)
+    and the children it has reaped (cutime + cstime), so backends that ended between
+    two readings still count."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            fields = _stat_fields(d)
+        except OSError:
+            continue  # ended meanwhile: now in the postmaster's cutime
+        if int(d) == pid:
+            total += sum(int(x) for x in fields[11:15])
+        elif int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def clients_cpu_s():
+    """CPU seconds of the waited-for children of this script (the pgbench runs)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def vmrss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -88,6 +135,7 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.pg = {}
         self.results = {}   # key -> path -> list of values
+        self.cpu = {}       # key -> path -> part -> list of CPU µs per transaction
         self.extra = {}     # misc measurements
         self.commands = []  # (scenario, command line template)
         self.errors = []
@@ -304,8 +352,16 @@ pidfile = {pbdir}/pgbouncer.pid
         if log_prefix:
             cmd += ["--log", f"--log-prefix={log_prefix}"]
         cmd.append(dsn)
+        proxy = {"vaultwire": self.vw.pid, "pgbouncer": self.pb.pid}.get(path)
+        pm = int(self.pg["PGH_PID"])
+
+        def cpu():
+            return {"machine": machine_busy_s(), "pgbench": clients_cpu_s(), "PostgreSQL": server_cpu_s(pm),
+                    "proxy": process_cpu_s(proxy) if proxy else float("nan")}
+        cpu0 = cpu()
         r = subprocess.run(cmd, env=dict(os.environ, PGPASSWORD=pw), capture_output=True, text=True,
                            cwd=self.work)
+        cpu1 = cpu()
         out = r.stdout + r.stderr
         m_n = re.search(r"number of transactions actually processed: (\d+)", out)
         m_f = re.search(r"number of failed transactions: (\d+)", out)
@@ -317,6 +373,11 @@ pidfile = {pbdir}/pgbouncer.pid
         tps = float(m_t.group(1))
         log(f"{key:14s} {path:10s} {tps:12.1f} tps ({n} transactions)")
         self.record(key, path, tps)
+        # CPU time per transaction: the whole machine's, and each party's. With the
+        # cores saturated, throughput is the cores divided by the machine's.
+        for part in cpu0:
+            self.cpu.setdefault(key, {}).setdefault(path, {}).setdefault(part, []).append(
+                (cpu1[part] - cpu0[part]) * 1e6 / n)
         return tps
 
     # ---------------------------------------------------------------- scenarios
@@ -578,6 +639,25 @@ pidfile = {pbdir}/pgbouncer.pid
             L.append(f"| {key} | {f(vals[0])} | {f(vals[1])} | {f(vals[2])} | {r(vals[1], vals[0])} | "
                      f"{r(vals[1], vals[2])} | {r(vals[2], vals[0])} |")
         L.append("")
+        if self.cpu:
+            L.append("### CPU time per transaction\n")
+            L.append("CPU µs per transaction (medians), read from /proc around each pgbench run: the whole "
+                     "machine (all cores, idle excluded), pgbench, PostgreSQL (postmaster and backends) and the "
+                     "proxy process. The rest of the machine's time is mostly the kernel's loopback network "
+                     "work in softirq, and vault-dev. With both cores busy, throughput ≈ 2 cores ÷ the "
+                     "machine's CPU per transaction.\n")
+            L.append("| scenario | path | machine | pgbench | PostgreSQL | proxy | rest |")
+            L.append("|---|---|---:|---:|---:|---:|---:|")
+            for key, by in self.cpu.items():
+                for p in PATHS:
+                    if p not in by:
+                        continue
+                    v = {part: statistics.median(xs) for part, xs in by[p].items()}
+                    rest = v["machine"] - v["pgbench"] - v["PostgreSQL"] - (0 if v["proxy"] != v["proxy"] else v["proxy"])
+                    px = "–" if v["proxy"] != v["proxy"] else f"{v['proxy']:.1f}"
+                    L.append(f"| {key} | {p} | {v['machine']:.1f} | {v['pgbench']:.1f} | {v['PostgreSQL']:.1f} | "
+                             f"{px} | {rest:.1f} |")
+            L.append("")
         L.append("All repetitions:\n")
         L.append("```")
         for key, by in self.results.items():
