@@ -17,8 +17,6 @@
 //       }, use_awaitable);
 #include "vaultwire/credentials.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <condition_variable>
 #include <fstream>
@@ -34,6 +32,8 @@
 #include <utility>
 
 #include <spdlog/spdlog.h>
+
+#include "digest.hpp"
 
 namespace vaultwire {
 
@@ -1300,16 +1300,13 @@ milliseconds credential_broker::reuse_floor(seconds lease_duration) noexcept {
 }
 
 std::string credential_broker::token_digest(const pgwire::secret_string& token) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(token.view().data(), token.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 failed");
+  const detail::sha256_digest md = detail::sha256(token.view());
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 0xf];
+  out.reserve(md.size() * 2);
+  for (unsigned char b : md) {
+    out += hex[b >> 4];
+    out += hex[b & 0xf];
   }
   return out;
 }

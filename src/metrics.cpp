@@ -278,13 +278,14 @@ void client_connection_closed(std::string_view result, seconds_d duration, std::
     auto& r = reg();
     const std::string label(result.empty() ? "unknown" : result);
     r.connections.Add({{"result", label}}).Increment();
-    r.session_duration.Add({}, session_buckets()).Observe(duration.count());
-    if (bytes_client_to_server > 0) {
-      r.bytes.Add({{"direction", "client_to_server"}}).Increment(static_cast<double>(bytes_client_to_server));
-    }
-    if (bytes_server_to_client > 0) {
-      r.bytes.Add({{"direction", "server_to_client"}}).Increment(static_cast<double>(bytes_server_to_client));
-    }
+    // The series with fixed labels are looked up once (Family::Add hashes the labels
+    // under the family's lock on every call); the registry lives as long as the process.
+    static auto& duration_series = r.session_duration.Add({}, session_buckets());
+    static auto& up = r.bytes.Add({{"direction", "client_to_server"}});
+    static auto& down = r.bytes.Add({{"direction", "server_to_client"}});
+    duration_series.Observe(duration.count());
+    if (bytes_client_to_server > 0) up.Increment(static_cast<double>(bytes_client_to_server));
+    if (bytes_server_to_client > 0) down.Increment(static_cast<double>(bytes_server_to_client));
     for (auto reason : auth_failure_results) {
       if (result == reason) r.auth_failures.Add({{"reason", label}}).Increment();
     }

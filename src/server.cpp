@@ -74,8 +74,6 @@ class session_threads {
   std::atomic<std::size_t> next_{0};
 };
 
-using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
 void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
   detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
 }
@@ -120,7 +118,6 @@ net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::accepto
       continue;
     }
     ep.resize(len);
-    tune_tcp(fd, state->cfg->limits.tcp_keepalive);
     detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), peer_text(ep));
   }
 }
@@ -434,8 +431,14 @@ int run_server(const config& cfg, config_reloader reload_config) {
       auto a = std::make_unique<tcp::acceptor>(workers.context(i));
       a->open(bound.protocol(), ec);
       if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) a->set_option(reuse_port(true), ec);
+      if (!ec) {
+        const int one = 1;
+        if (::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+          ec.assign(errno, boost::system::system_category());
+      }
       if (!ec && lc.ipv6) a->set_option(net::ip::v6_only(true), ec);
+      // TCP_NODELAY and the keepalive settings: accepted sockets inherit them.
+      if (!ec) tune_tcp(a->native_handle(), cfg.limits.tcp_keepalive);
       if (!ec) a->bind(bound, ec);
       if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
       if (!ec) a->non_blocking(true, ec);

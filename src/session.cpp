@@ -13,7 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <span>
 #include <type_traits>
 
@@ -79,15 +81,37 @@ upstream_target route_runtime::target(const limits_config& limits) const {
   return t;
 }
 
+namespace {
+
+// Cancel secrets come from OpenSSL's CSPRNG in batches: under OpenSSL 3 each
+// RAND_bytes call costs microseconds (DRBG lookup, locking, the fork check), and
+// every new connection needs a secret. The unused rest of a batch is this thread's.
+std::int32_t random_cancel_secret() {
+  struct batch {
+    std::array<unsigned char, 256> bytes{};
+    std::size_t used = sizeof bytes;
+    ~batch() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  };
+  thread_local batch b;
+  std::int32_t secret = 0;
+  if (b.used + sizeof secret > b.bytes.size()) {
+    if (RAND_bytes(b.bytes.data(), static_cast<int>(b.bytes.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+    b.used = 0;
+  }
+  std::memcpy(&secret, b.bytes.data() + b.used, sizeof secret);
+  OPENSSL_cleanse(b.bytes.data() + b.used, sizeof secret);  // handed out once
+  b.used += sizeof secret;
+  return secret;
+}
+
+}  // namespace
+
 pgwire::backend_key_data cancel_map::issue(std::int32_t upstream_pid, cancel_target target) {
   std::lock_guard lock(mutex_);
   pgwire::backend_key_data key;
   key.process_id = upstream_pid;  // pg_backend_pid() and NOTIFY's pid agree with it
   for (;;) {
-    std::int32_t secret = 0;
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1) {
-      throw std::runtime_error("RAND_bytes failed");
-    }
+    const std::int32_t secret = random_cancel_secret();
     if (keys_.emplace(std::make_pair(upstream_pid, secret), target).second) {
       key.secret_key = secret;
       return key;
@@ -908,8 +932,10 @@ net::awaitable<void> session::run() {
   if (state_->pool && reused_) pool_parameters_ = std::move(upstream_.handover);
   std::vector<std::uint8_t>().swap(upstream_.handover);
   if (!ec) {
-    spdlog::info("{} session open: user {} lease {} upstream {} auth {} connection {} ({})", prefix(), username_,
-                 lease_id_, upstream_.peer, upstream_.auth_method, reused_ ? "reused" : "new", lease_.token_name());
+    if (spdlog::should_log(spdlog::level::info)) {  // the prefix is built only for a line that is written
+      spdlog::info("{} session open: user {} lease {} upstream {} auth {} connection {} ({})", prefix(), username_,
+                   lease_id_, upstream_.peer, upstream_.auth_method, reused_ ? "reused" : "new", lease_.token_name());
+    }
     audit_start();
     spliced_ = true;
     splice_options so;
@@ -948,7 +974,8 @@ net::awaitable<void> session::run() {
     // The client left with Terminate while idle: the pool resets the connection and
     // keeps it for the next client with this credential, database and parameters.
     const bool kept = co_await state_->pool->checkin(pool_key_, pooled_from_session());
-    spdlog::debug("{} upstream connection {}", prefix(), kept ? "kept for reuse" : "closed (not reusable)");
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("{} upstream connection {}", prefix(), kept ? "kept for reuse" : "closed (not reusable)");
   } else {
     upstream_.conn->close();
   }
@@ -996,11 +1023,12 @@ void session::log_end() {
     e.duration_ms = ms.count();
     state_->audit->write(e);
   }
-  spdlog::info("{} session closed: result {}{}{} user {} lease {} duration {}ms bytes in {} out {}{}", prefix(), result_,
-               refused_message_.empty() ? "" : " (", refused_message_.empty() ? "" : refused_message_ + ")",
-               username_, lease_id_, ms.count(),
-               traffic_.client_to_server, traffic_.server_to_client,
-               traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
+  if (spdlog::should_log(spdlog::level::info)) {
+    spdlog::info("{} session closed: result {}{}{} user {} lease {} duration {}ms bytes in {} out {}{}", prefix(),
+                 result_, refused_message_.empty() ? "" : " (", refused_message_.empty() ? "" : refused_message_ + ")",
+                 username_, lease_id_, ms.count(), traffic_.client_to_server, traffic_.server_to_client,
+                 traffic_.ended_by.empty() ? "" : ", ended by " + traffic_.ended_by);
+  }
   metrics::client_connection_closed(result_, std::chrono::steady_clock::now() - started_, traffic_.client_to_server,
                                     traffic_.server_to_client);
   forget_session();

@@ -1,9 +1,9 @@
 #include "throttle.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <stdexcept>
+
+#include "digest.hpp"
 
 namespace vaultwire::detail {
 
@@ -26,13 +26,10 @@ std::string auth_throttle::client_host(std::string_view peer) {
 }
 
 std::string auth_throttle::make_key(std::string_view host, const pgwire::secret_string& token) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(token.view().data(), token.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 failed");
+  const sha256_digest md = sha256(token.view());
   std::string key(host);
   key += '\0';
-  key.append(reinterpret_cast<const char*>(md), len);
+  key.append(reinterpret_cast<const char*>(md.data()), md.size());
   return key;
 }
 
