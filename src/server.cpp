@@ -78,11 +78,6 @@ void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
   detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
 }
 
-std::string peer_text(const tcp::endpoint& ep) {
-  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                              : ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 // A TCP listener has one acceptor per session thread, all bound to the same port
 // with SO_REUSEPORT: the kernel spreads new connections over them, and each is
 // accepted on the thread that will run it. No hand-off to another thread (a
@@ -118,7 +113,7 @@ net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::accepto
       continue;
     }
     ep.resize(len);
-    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), peer_text(ep));
+    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), detail::endpoint_text(ep));
   }
 }
 

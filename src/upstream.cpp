@@ -140,9 +140,7 @@ net::awaitable<std::unique_ptr<stream>> dial(const upstream_target& t, std::stri
     timer.cancel();
     if (!ec && sock.is_open()) {
       set_tcp_options(sock.native_handle(), t.tcp_keepalive);
-      auto ep = entry.endpoint();
-      peer = ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                                  : ep.address().to_string() + ":" + std::to_string(ep.port());
+      peer = endpoint_text(entry.endpoint());
       int fd = sock.release();
       co_return std::make_unique<stream>(stream::descriptor(ex, fd));
     }
@@ -218,6 +216,11 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
 }  // namespace
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
+
+std::string endpoint_text(const net::ip::tcp::endpoint& ep) {
+  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                              : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
 
 void set_tcp_options(int fd, std::chrono::seconds idle) {
   int one = 1;

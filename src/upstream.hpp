@@ -16,6 +16,8 @@
 
 #include "stream.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
+
 namespace vaultwire::detail {
 
 struct upstream_target {
@@ -63,6 +65,9 @@ boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target
 // unanswered probes the kernel drops the connection, so a dead peer is found about
 // 2 x idle after its last sign of life. `idle` zero: no keepalive.
 void set_tcp_options(int fd, std::chrono::seconds idle);
+
+// "127.0.0.1:5432" or "[::1]:5432", as peers appear in logs and the audit file.
+[[nodiscard]] std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
 
 // How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
 // metrics and tests.
