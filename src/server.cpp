@@ -383,7 +383,8 @@ int run_server(const config& cfg, config_reloader reload_config) {
   session_threads workers(std::max(1u, cfg.runtime.threads));
 
   std::vector<std::unique_ptr<listener_runtime>> listeners;
-  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;  // on the session threads
+  std::vector<int> tcp_listen_fds;                              // theirs, for the control thread
   std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
   std::vector<std::string> unix_paths;
   auto cleanup = [&] {
@@ -467,6 +468,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
       unix_acceptors.push_back(std::move(ua));
     }
     for (auto& a : group) {
+      tcp_listen_fds.push_back(a->native_handle());
       net::co_spawn(a->get_executor(), accept_tcp(state, a.get(), l.get()), net::detached);
       tcp_acceptors.push_back(std::move(a));
     }
@@ -537,8 +539,11 @@ int run_server(const config& cfg, config_reloader reload_config) {
                  "([runtime] shutdown_grace)",
                  sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
     boost::system::error_code ignored;
+    // Stop listening now, from here: shutdown() on a listening socket refuses new
+    // connections at once and wakes its accept loop (accept4 then fails and the loop
+    // ends). The acceptor objects belong to their session threads: close them there.
+    for (int fd : tcp_listen_fds) ::shutdown(fd, SHUT_RDWR);
     for (auto& a : tcp_acceptors) {
-      // Each runs on its session thread: close it there.
       net::post(a->get_executor(), [a = a.get()] {
         boost::system::error_code e;
         a->close(e);
