@@ -108,7 +108,9 @@ net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::accepto
       co_await backoff.async_wait(net::redirect_error(net::use_awaitable, ec));
       continue;
     }
-    if (state->stopping) {  // the close is on its way (posted): refuse as a closed listener would
+    // Accepted just before the first signal shut the listener down: refuse it as a
+    // closed listener would (the next accept4 fails and ends the loop).
+    if (state->stopping) {
       ::close(fd);
       continue;
     }
