@@ -159,8 +159,12 @@ net::awaitable<std::size_t> stream::read_some(std::span<std::uint8_t> buf, std::
     want w = want::nothing;
     std::size_t n = try_read(buf, w, ec);
     if (n > 0 || ec) co_return n;
-    co_await wait(w, ec);
-    if (ec) co_return 0;
+    boost::system::error_code wait_ec;
+    co_await wait(w, wait_ec);
+    if (wait_ec) {
+      ec = wait_ec;
+      co_return 0;
+    }
   }
 }
 
@@ -229,13 +233,12 @@ std::size_t stream::try_read(std::span<std::uint8_t> buf, want& w, std::error_co
   }
 }
 
-net::awaitable<void> stream::wait(want w, std::error_code& ec) {
-  if (w == want::nothing) co_return;
-  boost::system::error_code wait_ec;
-  co_await sd_.async_wait(w == want::write ? descriptor::wait_write : descriptor::wait_read,
-                          net::redirect_error(net::use_awaitable, wait_ec));
-  if (w == want::read) drained_ = false;  // readiness seen since: read again
-  if (wait_ec) ec = wait_ec;
+net::awaitable<void> stream::wait(want w, boost::system::error_code& ec) {
+  // Only this stream's one read reads the socket, so forgetting drained_ now is the
+  // same as forgetting it when the wait ends: the next try_read reads.
+  if (w != want::write) drained_ = false;
+  return sd_.async_wait(w == want::write ? descriptor::wait_write : descriptor::wait_read,
+                        net::redirect_error(net::use_awaitable, ec));
 }
 
 net::awaitable<void> stream::write_all(std::span<const std::uint8_t> data, std::error_code& ec) {
@@ -281,6 +284,26 @@ std::size_t stream::try_write(std::span<const std::uint8_t> data, std::error_cod
 }
 
 bool stream::has_buffered_plaintext() const { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
+
+void stream::keep_buffers(bool keep) {
+  if (ssl_ == nullptr) return;
+  if (keep) {
+    SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  } else {
+    SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+    (void)free_buffers();  // else OpenSSL frees each as it empties
+  }
+}
+
+bool stream::free_buffers() {
+  if (ssl_ == nullptr) return true;
+  // Refused while a buffer holds bytes: a record read ahead, plaintext not read yet
+  // (checked here too: before CVE-2024-4741's fix OpenSSL freed the buffer under it),
+  // or a partial write OpenSSL must finish.
+  if (SSL_has_pending(ssl_) == 1 || SSL_free_buffers(ssl_) != 1) return false;
+  ++buffer_frees_;
+  return true;
+}
 
 void stream::rebind(const descriptor::executor_type& ex) {
   if (!sd_.is_open()) {

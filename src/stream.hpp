@@ -2,7 +2,7 @@
 // once started, a TLS session driven directly with OpenSSL on the non-blocking
 // descriptor (DESIGN.md "TLS and memory on the data path"). Readiness comes from
 // Asio's async_wait; OpenSSL runs with SSL_MODE_RELEASE_BUFFERS, so an idle TLS
-// stream holds no record buffers. This is the one place that touches SSL_read /
+// stream holds no record buffers (a busy splice keeps them: keep_buffers). This is the one place that touches SSL_read /
 // SSL_write on the data path, so kTLS can be tried here later.
 //
 // Private header of src/: it includes Asio. Not thread-safe: all calls on one
@@ -51,8 +51,9 @@ class stream {
   // No co_await between choosing `buf` and using the bytes: the splice reads into a
   // per-thread buffer, and a coroutine may resume on another thread after a wait.
   [[nodiscard]] std::size_t try_read(std::span<std::uint8_t> buf, want& w, std::error_code& ec);
-  // Waits for the readiness try_read asked for.
-  boost::asio::awaitable<void> wait(want w, std::error_code& ec);
+  // Waits for the readiness try_read asked for (want::read or want::write). Asio's
+  // operation itself, not a coroutine around it: the pumps wait once per message.
+  boost::asio::awaitable<void> wait(want w, boost::system::error_code& ec);
   // One non-blocking write attempt: returns how many bytes went out (0 when the
   // socket is full). After a partial result the caller must send the rest, the
   // same bytes, through write_all (OpenSSL requires the retry to carry them).
@@ -62,6 +63,22 @@ class stream {
   // Bytes TLS already took from the socket (decrypted, or read ahead) but not yet
   // read (TLS only).
   [[nodiscard]] bool has_buffered_plaintext() const;
+
+  // TLS record buffers (a full record each way, about 17 KB). By default OpenSSL frees
+  // each one as it empties (SSL_MODE_RELEASE_BUFFERS), and the cleansing free wipes it:
+  // an idle stream holds none, but a busy one pays an allocation, a free and a wipe
+  // of both per query. keep_buffers(true) keeps them between records (a busy splice);
+  // free_buffers() frees them if they hold nothing (true) and they come back on the
+  // next record; keep_buffers(false) frees them and restores the default. No-ops
+  // without TLS.
+  void keep_buffers(bool keep);
+  bool free_buffers();
+  // Whether keep_buffers(true) is in force, and how many free_buffers() calls freed
+  // (for tests).
+  [[nodiscard]] bool keeps_buffers() const {
+    return ssl_ != nullptr && (SSL_get_mode(ssl_) & SSL_MODE_RELEASE_BUFFERS) == 0;
+  }
+  [[nodiscard]] std::uint32_t buffer_frees() const { return buffer_frees_; }
 
   // Moves the stream to another executor (another session's strand, possibly
   // another io_context): the descriptor is released from its reactor and wrapped
@@ -100,6 +117,7 @@ class stream {
   // non-speculative async_wait, which re-arms the descriptor (EPOLL_CTL_MOD) and so
   // reports bytes that arrived in between at once.
   bool drained_ = false;
+  std::uint32_t buffer_frees_ = 0;
 };
 
 // A TLS context for connecting to the cluster: TLS 1.2+, CA file, optional client

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
@@ -15,12 +16,14 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "../../src/splice.hpp"
 #include "../../src/upstream.hpp"
 #include "../../src/upstream_pool.hpp"
 #include "support/pg_harness.hpp"
@@ -446,4 +449,89 @@ TEST_CASE("upstream_pool: evict_lease and idle_timeout", "[integration][pool][co
     CHECK(std::chrono::steady_clock::now() - kept_at >= 300ms);
     CHECK(f.backend_gone(pid));
   }
+}
+
+// The splice's TLS buffers (stream::keep_buffers): a session that keeps exchanging
+// messages keeps the upstream's record buffers instead of allocating, freeing and
+// wiping them per query; once quiet it frees them; at its end OpenSSL's default
+// (free each buffer as it empties) is back for the pooled connection.
+TEST_CASE("splice: a busy session keeps its TLS buffers, a quiet one frees them", "[integration][splice][pool]") {
+  pool_fixture f;
+  auto up = f.login("lease-1");
+  stream& server = *up.conn;
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  const int peer = fds[1];
+  stream client(stream::descriptor(f.io, fds[0]));
+  vaultwire::detail::splice_control control;
+  vaultwire::detail::splice_options options;
+  options.keep_server_on_idle_terminate = true;
+  std::optional<vaultwire::detail::splice_result> result;
+  net::co_spawn(f.io, vaultwire::detail::splice(client, server, control, options),
+                [&result](std::exception_ptr e, vaultwire::detail::splice_result r) {
+                  if (e) std::rethrow_exception(e);
+                  result = std::move(r);
+                });
+
+  // Runs the io_context until `done` holds (bounded).
+  auto run_until = [&f](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      if (f.io.stopped()) f.io.restart();
+      f.io.run_for(5ms);
+    }
+    return done();
+  };
+  // One query from the client's end, through the splice; the value it returned.
+  auto query = [&](int n) {
+    std::vector<std::uint8_t> q;
+    pgwire::message_builder b(q);
+    b.begin('Q');
+    b.add_cstring("select " + std::to_string(n));
+    REQUIRE(b.finish());
+    REQUIRE(::send(peer, q.data(), q.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(q.size()));
+    std::vector<std::uint8_t> in;
+    std::string value;
+    bool ready = false;
+    REQUIRE(run_until([&] {
+      std::uint8_t chunk[4096];
+      for (ssize_t got; (got = ::recv(peer, chunk, sizeof chunk, MSG_DONTWAIT)) > 0;) in.insert(in.end(), chunk, chunk + got);
+      for (;;) {
+        const auto r = pgwire::decode_message(in, 1 << 20, pgwire::direction::backend);
+        if (r.status != pgwire::decode_status::message) break;
+        if (r.message.type == 'D') value.assign(r.message.body.begin() + 6, r.message.body.end());
+        if (r.message.type == 'Z') ready = true;
+        in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(r.consumed));
+      }
+      return ready;
+    }));
+    return value;
+  };
+
+  // A query or two: OpenSSL's default stays (an idle session holds no buffers).
+  CHECK(query(1) == "1");
+  CHECK(query(2) == "2");
+  CHECK_FALSE(server.keeps_buffers());
+
+  // A busy session keeps them.
+  for (int i = 3; i <= 12; ++i) CHECK(query(i) == std::to_string(i));
+  CHECK(server.keeps_buffers());
+
+  // Quiet: freed, and the next query gets new ones.
+  const auto frees = server.buffer_frees();
+  CHECK(run_until([&] { return server.buffer_frees() > frees; }));
+  CHECK(server.keeps_buffers());
+  CHECK(query(13) == "13");
+
+  // The client ends the idle session: the server connection goes back with the
+  // default restored and still answers.
+  const std::vector<std::uint8_t> terminate{'X', 0, 0, 0, 4};
+  REQUIRE(::send(peer, terminate.data(), terminate.size(), MSG_NOSIGNAL) == 5);
+  REQUIRE(run_until([&] { return result.has_value(); }));
+  CHECK(result->client_terminated_idle);
+  CHECK_FALSE(server.keeps_buffers());
+  CHECK(server.buffer_frees() > frees);
+  const auto after = f.sql(server, "select 42");
+  CHECK(after.rows == std::vector<std::string>{"42"});
+  ::close(peer);
 }
