@@ -2,8 +2,9 @@
 // once started, a TLS session driven directly with OpenSSL on the non-blocking
 // descriptor (DESIGN.md "TLS and memory on the data path"). Readiness comes from
 // Asio's async_wait; OpenSSL runs with SSL_MODE_RELEASE_BUFFERS, so an idle TLS
-// stream holds no record buffers (a busy splice keeps them: keep_buffers). This is the one place that touches SSL_read /
-// SSL_write on the data path, so kTLS can be tried here later.
+// stream holds no record buffers (a busy splice keeps them: keep_buffers). This is
+// the one place that touches SSL_read / SSL_write on the data path, so kTLS can be
+// tried here later.
 //
 // Private header of src/: it includes Asio. Not thread-safe: all calls on one
 // stream happen on one strand. One read and one write may be outstanding at once
