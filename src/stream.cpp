@@ -38,6 +38,13 @@ std::error_code eof_error() {
 
 namespace {
 
+// SSL_get_error needs an empty error queue before the call it explains. Usually it
+// is empty already: peeking is cheaper than ERR_clear_error's walk over every slot,
+// which ran three times per query on the data path.
+void clear_openssl_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 bool is_ip_literal(const std::string& name) {
   in6_addr a6{};
   in_addr a4{};
@@ -194,20 +201,22 @@ std::size_t stream::try_read(std::span<std::uint8_t> buf, want& w, std::error_co
       return 0;
     }
   }
-  ERR_clear_error();
+  clear_openssl_errors();
   const int len = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
   int n = SSL_read(ssl_, buf.data(), len);
   if (n > 0) {
     // One SSL_read returns at most one record (16 KiB). With read-ahead the socket
     // read brought more: take the records already here, so one write passes them on.
+    // A successful SSL_read leaves the error queue empty.
     std::size_t got = static_cast<std::size_t>(n);
     while (got < buf.size() && SSL_has_pending(ssl_) == 1) {
-      ERR_clear_error();
       const int more = SSL_read(ssl_, buf.data() + got, static_cast<int>(std::min<std::size_t>(buf.size() - got, INT_MAX)));
-      if (more <= 0) break;  // wants the socket or failed: the next call reports it
+      if (more <= 0) {
+        clear_openssl_errors();  // wants the socket or failed: the next call reports it
+        break;
+      }
       got += static_cast<std::size_t>(more);
     }
-    ERR_clear_error();
     return got;
   }
   switch (SSL_get_error(ssl_, n)) {
@@ -272,7 +281,7 @@ std::size_t stream::try_write(std::span<const std::uint8_t> data, std::error_cod
       return 0;
     }
   }
-  ERR_clear_error();
+  clear_openssl_errors();
   const int len = static_cast<int>(std::min<std::size_t>(data.size(), INT_MAX));
   int n = SSL_write(ssl_, data.data(), len);
   if (n > 0) return static_cast<std::size_t>(n);
