@@ -23,9 +23,9 @@ import unittest
 
 import psycopg2
 
-from proxy_fixture import (LoginRefused, ProxyTestCase, Raw, TERMINATE, Vaultwire, error_fields, free_port,
-                           make_listener_cert, password_message, scan_for_secrets, startup_packet, toml_table,
-                           toml_value, wait_for)
+from proxy_fixture import (ADMIN_LISTENING_RE, LoginRefused, ProxyTestCase, Raw, TERMINATE, Vaultwire, error_fields,
+                           free_port, make_listener_cert, password_message, scan_for_secrets, startup_packet,
+                           toml_table, toml_value, wait_for)
 
 RELOADED = r"configuration reloaded"
 RELOAD_KEPT = r"reload failed: keeping the running configuration"
@@ -228,6 +228,7 @@ class TestReload(OpsCase):
                                                  tls_key=live_key, admin_port=admin_port),
                                  listeners=2, name="rotate")
         self.assertEqual(proxy.ports, [port, tls_port])
+        proxy.wait_log(ADMIN_LISTENING_RE)  # bound after the proxy listeners are logged
         wait_for(lambda: http_get(admin_port, "/healthz")[0] == 200, what="admin /healthz")
         ok0, failed0 = reload_counter(admin_port, "ok"), reload_counter(admin_port, "failed")
 
@@ -308,6 +309,7 @@ class TestReload(OpsCase):
         port, admin_port = free_port(), free_port()
         good = self.ops_config(port, admin_port=admin_port)
         proxy = self.start_proxy(good, name="broken")
+        proxy.wait_log(ADMIN_LISTENING_RE)  # bound after the proxy listeners are logged
         wait_for(lambda: http_get(admin_port, "/healthz")[0] == 200, what="admin /healthz")
         self.assertServes(port)
         failed0, ok0 = reload_counter(admin_port, "failed"), reload_counter(admin_port, "ok")
