@@ -11,6 +11,9 @@ RESULTS.md and gnuplot PNGs into --output. Paths:
              -> PostgreSQL (verify-full, dynamic user from vault-dev)
   pgbouncer  libpq -> PgBouncer (plaintext on loopback, auth_type = plain)
              -> PostgreSQL (verify-full, SCRAM user)
+  relay      S1 and S6 only, a reference: libpq -> bench/relay.c -> PostgreSQL, TLS
+             (verify-full) end to end through a relay that only moves bytes. Its CPU
+             per transaction is the floor any proxy pays on this machine.
 
 --smoke runs every scenario once, briefly; any error or a scenario with zero
 transactions on any path exits non-zero. No timing is asserted in either mode.
@@ -38,6 +41,9 @@ import psycopg2
 
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 PATHS = ["direct", "vaultwire", "pgbouncer"]
+# S1 and S6 also run the byte relay, to show what a proxy that does nothing costs.
+FLOOR_PATHS = PATHS + ["relay"]
+ALL_PATHS = FLOOR_PATHS
 ROLE = "bench"
 
 
@@ -251,6 +257,17 @@ pidfile = {pbdir}/pgbouncer.pid
         self.procs.append(self.pb)
         self.wait_port(self.pb_port, "pgbouncer", self.pb, f"{pbdir}/pgbouncer.log")
 
+        # The byte relay (bench/relay.c), built here: one C file, a second to compile.
+        relay_bin = f"{self.work}/relay"
+        subprocess.run(["cc", "-O2", "-Wall", "-o", relay_bin,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.c")],
+                       check=True, capture_output=True)
+        self.relay_port = free_port()
+        self.relay = subprocess.Popen([relay_bin, str(self.relay_port), "127.0.0.1", pg["PGH_PORT"]],
+                                      stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/relay.log", "w"))
+        self.procs.append(self.relay)
+        self.wait_port(self.relay_port, "relay", self.relay, f"{self.work}/relay.log")
+
         self.dsn = {
             "direct": (f"host=localhost port={pg['PGH_PORT']} dbname=defaultdb user={pg['PGH_SCRAM_USER']} "
                        f"sslmode=verify-full sslrootcert={pg['PGH_CA']}", pg["PGH_SCRAM_PASSWORD"]),
@@ -258,13 +275,19 @@ pidfile = {pbdir}/pgbouncer.pid
                           self.token),
             "pgbouncer": (f"host=127.0.0.1 port={self.pb_port} dbname=defaultdb user={pg['PGH_SCRAM_USER']} "
                           "sslmode=disable", pg["PGH_SCRAM_PASSWORD"]),
+            # hostaddr: connect to the relay, verify the certificate against "localhost".
+            "relay": (f"host=localhost hostaddr=127.0.0.1 port={self.relay_port} dbname=defaultdb "
+                      f"user={pg['PGH_SCRAM_USER']} sslmode=verify-full sslrootcert={pg['PGH_CA']}",
+                      pg["PGH_SCRAM_PASSWORD"]),
         }
         self.dsn_shown = {
             "direct": "host=localhost port=$PGPORT dbname=defaultdb user=scram_user sslmode=verify-full sslrootcert=$CA",
             "vaultwire": f"host=127.0.0.1 port=$VAULTWIRE_PORT dbname=defaultdb user={ROLE} sslmode=disable  (PGPASSWORD=<Vault token>)",
             "pgbouncer": "host=127.0.0.1 port=$PGBOUNCER_PORT dbname=defaultdb user=scram_user sslmode=disable",
+            "relay": "host=localhost hostaddr=127.0.0.1 port=$RELAY_PORT dbname=defaultdb user=scram_user "
+                     "sslmode=verify-full sslrootcert=$CA",
         }
-        for p in PATHS:
+        for p in ALL_PATHS:
             self.query(p, "SELECT count(*) FROM pgbench_branches")
         log("all paths answer")
 
@@ -352,7 +375,7 @@ pidfile = {pbdir}/pgbouncer.pid
         if log_prefix:
             cmd += ["--log", f"--log-prefix={log_prefix}"]
         cmd.append(dsn)
-        proxy = {"vaultwire": self.vw.pid, "pgbouncer": self.pb.pid}.get(path)
+        proxy = {"vaultwire": self.vw.pid, "pgbouncer": self.pb.pid, "relay": self.relay.pid}.get(path)
         pm = int(self.pg["PGH_PID"])
 
         def cpu():
@@ -386,7 +409,7 @@ pidfile = {pbdir}/pgbouncer.pid
             key = f"S1 {mode}"
             self.commands.append((key, f"pgbench -n -S -M {mode} -c 16 -j 2 -T {self.T} \"$DSN\""))
             for _ in range(self.reps):
-                for p in PATHS:
+                for p in FLOOR_PATHS:
                     self.pgbench(key, p, ["-S", "-M", mode, "-c", "16", "-j", "2"])
 
     def s2(self):
@@ -524,7 +547,7 @@ pidfile = {pbdir}/pgbouncer.pid
         self.commands.append(("S6", f"pgbench -n -c 1 -f select1.sql -T {self.T} --log \"$DSN\"  "
                                     "(select1.sql: SELECT 1; per-transaction latencies from the log)"))
         for rep in range(self.reps):
-            for p in PATHS:
+            for p in FLOOR_PATHS:
                 prefix = f"s6_{p}_{rep}"
                 self.pgbench("S6 tps", p, ["-c", "1", "-f", script], log_prefix=prefix)
                 lat = []
@@ -578,8 +601,10 @@ pidfile = {pbdir}/pgbouncer.pid
         add_vw = m("S6 p50 us", "vaultwire") - m("S6 p50 us", "direct")
         add_pb = m("S6 p50 us", "pgbouncer") - m("S6 p50 us", "direct")
         vd = ratio(add_vw, add_pb)
+        add_relay = m("S6 p50 us", "relay") - m("S6 p50 us", "direct")
         rows.append(("S6: added p50 round trip ≤ 0.7 × PgBouncer's",
-                     f"{add_vw:.0f} µs vs {add_pb:.0f} µs = {vd:.2f}", vd <= 0.7))
+                     f"{add_vw:.0f} µs vs {add_pb:.0f} µs = {vd:.2f} (the byte relay adds {add_relay:.0f} µs)",
+                     vd <= 0.7))
 
         def run_text(cmd):
             try:
@@ -601,7 +626,8 @@ pidfile = {pbdir}/pgbouncer.pid
                      "results. Run `bench/run.sh` for the real thing.**\n")
         L.append(f"Written by `bench/run.sh{' --smoke' if self.smoke else ''}` on "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} in {elapsed:.0f} s. "
-                 f"Repetitions per scenario and path: {self.reps} (interleaved direct, vaultwire, pgbouncer); "
+                 f"Repetitions per scenario and path: {self.reps} (interleaved direct, vaultwire, pgbouncer, and "
+                 "relay in S1 and S6); "
                  "values are medians.\n")
         L.append("## Machine and versions\n")
         L.append(f"- cores (nproc): {os.cpu_count()}; CPU: {cpu}; kernel: {platform.release()}")
@@ -626,19 +652,23 @@ pidfile = {pbdir}/pgbouncer.pid
         L.append("Why a target is missed, with profiles (perf, heaptrack) and the commands that made "
                  "them: `bench/ANALYSIS.md` (written by hand, not by this script).\n")
         L.append("## Medians\n")
-        L.append("| scenario | direct | vaultwire | pgbouncer | vaultwire / direct | vaultwire / pgbouncer | pgbouncer / direct |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        L.append("| scenario | direct | vaultwire | pgbouncer | relay | vaultwire / direct | vaultwire / pgbouncer "
+                 "| pgbouncer / direct | relay / direct |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key in self.results:
-            vals = [m(key, p) for p in PATHS]
+            vals = [m(key, p) for p in ALL_PATHS]
 
             def f(x):
                 return "–" if x != x else (f"{x:.1f}" if abs(x) < 1e5 else f"{x:.0f}")
 
             def r(a, b):
                 return "–" if (a != a or b != b or not b) else f"{a / b:.2f}"
-            L.append(f"| {key} | {f(vals[0])} | {f(vals[1])} | {f(vals[2])} | {r(vals[1], vals[0])} | "
-                     f"{r(vals[1], vals[2])} | {r(vals[2], vals[0])} |")
+            L.append(f"| {key} | {f(vals[0])} | {f(vals[1])} | {f(vals[2])} | {f(vals[3])} | {r(vals[1], vals[0])} | "
+                     f"{r(vals[1], vals[2])} | {r(vals[2], vals[0])} | {r(vals[3], vals[0])} |")
         L.append("")
+        L.append("relay: the reference path of S1 and S6, `bench/relay.c`, a proxy that only moves bytes "
+                 "(pgbench's TLS goes through it to PostgreSQL). What it costs is the floor any proxy pays "
+                 "on this machine: loopback TCP and wake-ups, one read, one write and one `epoll_wait` each way.\n")
         if self.cpu:
             L.append("### CPU time per transaction\n")
             L.append("CPU µs per transaction (medians), read from /proc around each pgbench run: the whole "
@@ -649,7 +679,7 @@ pidfile = {pbdir}/pgbouncer.pid
             L.append("| scenario | path | machine | pgbench | PostgreSQL | proxy | rest |")
             L.append("|---|---|---:|---:|---:|---:|---:|")
             for key, by in self.cpu.items():
-                for p in PATHS:
+                for p in ALL_PATHS:
                     if p not in by:
                         continue
                     v = {part: statistics.median(xs) for part, xs in by[p].items()}
@@ -666,7 +696,7 @@ pidfile = {pbdir}/pgbouncer.pid
         L.append("```\n")
         L.append("## Commands\n")
         L.append("`$DSN` is one of (PGPASSWORD in the environment):\n")
-        for p in PATHS:
+        for p in ALL_PATHS:
             L.append(f"- {p}: `{self.dsn_shown[p]}`")
         L.append("")
         for k, c in self.commands:
@@ -715,15 +745,15 @@ pidfile = {pbdir}/pgbouncer.pid
             for key in ran:
                 base = m(key, "direct")
                 label = key.replace(" MB/s", "").replace(" ", "-")
-                f.write(f"{label} " + " ".join(f"{m(key, p) / base:.3f}" for p in PATHS) + "\n")
+                f.write(f"{label} " + " ".join(f"{m(key, p) / base:.3f}" for p in ALL_PATHS) + "\n")
         for name in ("S6", "S5b"):
-            for p in PATHS:
+            for p in ALL_PATHS:
                 s = sorted(self.extra.get(f"{name} samples {p}", []))
                 with open(f"{d}/{name}_{p}.dat", "w") as f:
                     for i, v in enumerate(s):
                         f.write(f"{v} {(i + 1) / len(s)}\n")
         tag = " (smoke)" if self.smoke else ""
-        have = {"S6": all(self.extra.get(f"S6 samples {p}") for p in PATHS),
+        have = {"S6": all(self.extra.get(f"S6 samples {p}") for p in FLOOR_PATHS),
                 "S5b": all(self.extra.get(f"S5b samples {p}") for p in ("direct", "vaultwire"))}
         gp_tp = f"""
 set terminal pngcairo size 900,520 font ",10"
@@ -737,7 +767,8 @@ set key top left
 set yrange [0:*]
 set grid ytics
 set ylabel "× direct"
-plot "{d}/tp.dat" using 2:xtic(1) title "direct", "" using 3 title "vaultwire", "" using 4 title "pgbouncer"
+set datafile missing "nan"
+plot "{d}/tp.dat" using 2:xtic(1) title "direct", "" using 3 title "vaultwire", "" using 4 title "pgbouncer", "" using 5 title "byte relay (floor)"
 """
         gp_s6 = f"""
 set output "{out}/latency.png"
@@ -749,7 +780,7 @@ set yrange [0:1]
 set logscale x
 set xlabel "latency (µs)"
 set ylabel "fraction of transactions"
-plot "{d}/S6_direct.dat" using 1:2 title "direct" lw 2, "{d}/S6_vaultwire.dat" using 1:2 title "vaultwire" lw 2, "{d}/S6_pgbouncer.dat" using 1:2 title "pgbouncer" lw 2
+plot "{d}/S6_direct.dat" using 1:2 title "direct" lw 2, "{d}/S6_vaultwire.dat" using 1:2 title "vaultwire" lw 2, "{d}/S6_pgbouncer.dat" using 1:2 title "pgbouncer" lw 2, "{d}/S6_relay.dat" using 1:2 title "byte relay (floor)" lw 2 dt 2
 """
         gp_s5 = f"""
 set style data lines
