@@ -818,8 +818,8 @@ pidfile = {pbdir}/pgbouncer.pid
                  "byte relay, beside it, passes the client's TLS through untouched; `bench/tlsfloor.c` holds "
                  "OpenSSL sessions and nothing else; S2's bound takes pgbench's and PostgreSQL's CPU per "
                  "connection from the CPU table below. "
-                 "Where the floor misses a target, that target is out of reach here, not a shortfall of "
-                 "vaultwire's. Profiles (perf, callgrind, heaptrack) and the commands that made them: "
+                 "Where the floor misses a target, no proxy of this kind meets it on this machine; what separates "
+                 "vaultwire from the floor is the part it could still win. Profiles (perf, callgrind, heaptrack) and the commands that made them: "
                  "`bench/ANALYSIS.md` (written by hand, not by this script).\n")
         L.append("## Medians\n")
         L.append("| scenario | direct | vaultwire | pgbouncer | relay | tls-relay | vaultwire / direct "
