@@ -23,13 +23,12 @@ import ssl
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "vault-dev", "conformance"))
-from vaultdev_fixture import PgHarness, VaultDev, wait_for  # noqa: E402,F401
+from vaultdev_fixture import PgHarness, VaultDev, first_unreachable_dir, shared_tempdir, wait_for  # noqa: E402,F401
 
 import psycopg2  # noqa: E402
 
@@ -111,9 +110,10 @@ class Vaultwire:
         self.ports = []
         self.log = None
 
-    def start(self, listeners=1, timeout=30.0, preexec_fn=None):
+    def start(self, listeners=1, timeout=30.0, preexec_fn=None, binary=None):
+        """binary: the vaultwire executable (default $VAULTWIRE_BIN)."""
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([os.environ["VAULTWIRE_BIN"], "run", "--config", self.config_path],
+        self.proc = subprocess.Popen([binary or os.environ["VAULTWIRE_BIN"], "run", "--config", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -444,8 +444,7 @@ class ProxyTestCase(unittest.TestCase):
     def setUpClass(cls):
         cls._any_failure = False
         cls.proxies = []
-        cls.tmp = tempfile.mkdtemp(prefix="vwtest-%s." % cls.__name__)
-        os.chmod(cls.tmp, 0o755)
+        cls.tmp = shared_tempdir("vwtest-%s." % cls.__name__)
         cls.pg = PgHarness(auth=cls.pg_auth, max_connections=cls.pg_max_connections)
         cls.vault = VaultDev()
         cls.addClassCleanup(cls._teardown_fixtures)

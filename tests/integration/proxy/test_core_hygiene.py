@@ -35,8 +35,8 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import (ProxyTestCase, Vaultwire, free_port, make_listener_cert,  # noqa: E402
-                           wait_for)
+from proxy_fixture import (ProxyTestCase, Vaultwire, first_unreachable_dir, free_port,  # noqa: E402
+                           make_listener_cert, wait_for)
 
 import psycopg2  # noqa: E402
 
@@ -271,14 +271,26 @@ class CoreImageScram(CoreImageScenario, ProxyTestCase):
 
     def start_as_user(self, name, runtime):
         """A vaultwire started with RLIMIT_CORE raised to its hard limit (so the default
-        has something to lower), as user nobody when the test runs as root; its config
-        and the route's CA copied where that user can read them."""
+        has something to lower), as user nobody when the test runs as root; the binary,
+        its config and the route's CA copied where that user can read them (the clone
+        may sit in a directory only root can enter, such as /root)."""
         user = NOBODY if os.geteuid() == 0 else None
-        ca = os.path.join(self.tmp, "route-ca-%s.crt" % name)
+        where = os.path.join(self.tmp, "as-user-%s" % name)
+        os.makedirs(where)
+        os.chmod(where, 0o755)
+        if user is not None:
+            blocked = first_unreachable_dir(where)
+            if blocked:
+                self.skipTest("user nobody cannot enter %s (mode %o), so no copy of vaultwire there can run "
+                              "as that user" % (blocked, os.stat(blocked).st_mode & 0o7777))
+        binary = os.path.join(where, "vaultwire")
+        shutil.copyfile(self.release_bin, binary)
+        os.chmod(binary, 0o755)
+        ca = os.path.join(where, "route-ca.crt")
         shutil.copyfile(self.pg.ca, ca)
         os.chmod(ca, 0o644)
         text = self.single_listener_config(free_port()).replace(self.pg.ca, ca) + runtime
-        proxy = Vaultwire(self.tmp, text, name=name)
+        proxy = Vaultwire(where, text, name=name)
         type(self).proxies.append(proxy)
 
         def prepare():
@@ -289,7 +301,7 @@ class CoreImageScram(CoreImageScenario, ProxyTestCase):
                 os.setgid(user)
                 os.setuid(user)
 
-        proxy.start(preexec_fn=prepare)
+        proxy.start(preexec_fn=prepare, binary=binary)
         return proxy, user
 
     def writable_dir(self):

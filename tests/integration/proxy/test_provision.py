@@ -19,10 +19,9 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 import unittest
 
-from proxy_fixture import (CREDENTIALS_DEFAULTS, PSQL, PgHarness, VaultDev, Vaultwire, free_port,
+from proxy_fixture import (CREDENTIALS_DEFAULTS, PSQL, PgHarness, VaultDev, Vaultwire, free_port, shared_tempdir,
                            scan_for_secrets, toml_table, wait_for)
 
 STEP_RE = re.compile(r"^(mount|config|role|policy|vaultwire-policy|vaultwire-token|client-token) (\S+): "
@@ -41,8 +40,7 @@ def steps(text):
 class ProvisionFlow(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="vwtest-provision.")
-        os.chmod(cls.tmp, 0o755)
+        cls.tmp = shared_tempdir("vwtest-provision.")
         cls.pg = PgHarness()
         cls.vault = VaultDev()
         cls.proxy = None

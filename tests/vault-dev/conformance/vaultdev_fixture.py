@@ -129,6 +129,29 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def first_unreachable_dir(path):
+    """The first directory from / down to path that other users (neither owner nor
+    group) cannot search, or None."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(1, len(parts) + 1):
+        d = os.sep.join(parts[:i]) or os.sep
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def shared_tempdir(prefix):
+    """A new directory (mode 0755) that other users can enter: PostgreSQL runs as user
+    postgres when the tests run as root, and some tests run vaultwire as nobody. Made
+    under $TMPDIR when every parent of it is searchable by others, else under /tmp."""
+    base = tempfile.gettempdir()
+    if first_unreachable_dir(base):
+        base = "/tmp"
+    d = tempfile.mkdtemp(prefix=prefix, dir=base)
+    os.chmod(d, 0o755)
+    return d
+
+
 def _require_env(name):
     value = os.environ.get(name)
     if not value:
@@ -151,7 +174,7 @@ class PgHarness:
         self._admin_lock = threading.Lock()
 
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="vaultdev-conf-pg-")
+        self.dir = shared_tempdir("vaultdev-conf-pg-")
         cmd = [self.script, "start", self.dir]
         if self.auth:
             cmd += ["--auth", self.auth]
