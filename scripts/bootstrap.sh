@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ccache pkg-config git
+  # scripts/check-layout.sh: function extents
+  universal-ctags
   libboost-dev libssl-dev openssl libpq-dev libcurl4-openssl-dev
   libspdlog-dev libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   catch2 prometheus-cpp-dev libicu-dev

@@ -1,4 +1,4 @@
-// Vault's answers as vault_client parses them (src/vault_json.cpp): every input is
+// Vault's answers as vault_client parses them (src/vault/vault_json.cpp): every input is
 // given, as the body, to each 2xx parser (database creds, lease renew, lookup-self,
 // renew-self) and to the error path for a non-2xx status. A hostile or broken
 // Vault (or whoever sits between) controls these bytes. Checks, besides the
@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.hpp"
-#include "vaultwire/vault_client.hpp"
+#include "vault/vault_client.hpp"
 
 namespace {
 

@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "pgwire/secret.hpp"
-#include "vaultwire/vault_client.hpp"
+#include "vault/vault_client.hpp"
 
 namespace {
 

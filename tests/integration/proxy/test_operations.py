@@ -512,7 +512,7 @@ class TestAuditLog(OpsCase):
 
 
     def test_events_name_the_token(self):
-        """Issue 6 item 3 / src/audit.hpp: session start and end and credential issue and
+        """src/ops/audit.hpp: session start and end and credential issue and
         revocation name the token (accessor and display name), never the token itself."""
         audit = os.path.join(self.workdir("audit-token"), "audit.jsonl")
         port = free_port()

@@ -1,0 +1,168 @@
+// proxy: the shared state of a running vaultwire (routes with their TLS contexts,
+// the Vault client, the cancel-key map, the session registry) and one client
+// session's life. Private header of src/ (includes Asio).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ops/audit.hpp"
+#include "net/stream.hpp"
+#include "ops/throttle.hpp"
+#include "proxy/upstream.hpp"
+#include "vaultwire/config.hpp"
+#include "credentials/broker.hpp"
+#include "vault/vault_client.hpp"
+
+namespace vaultwire::detail {
+
+// A route as the proxy uses it: the config at start plus its TLS context (owned).
+// SIGHUP may replace the context (a rotated CA): connections take a reference for
+// their handshake, so the old context lives until its last handshake is done.
+struct route_runtime {
+  route_config config;
+  SSL_CTX* tls = nullptr;  // nullptr for sslmode = disable; set before start, then replace_tls()
+  ~route_runtime();
+  // The target with a reference on the current context (held by the target).
+  [[nodiscard]] upstream_target target(const limits_config& limits) const;
+  void replace_tls(SSL_CTX* fresh);
+
+ private:
+  mutable std::mutex tls_mutex_;
+};
+
+// What a CancelRequest for a key vaultwire issued is forwarded to.
+struct cancel_target {
+  const route_runtime* route = nullptr;
+  pgwire::cancel_request upstream_key;
+};
+
+// Keys of live sessions only: a session forgets its key when it ends.
+class cancel_map {
+ public:
+  // A fresh key (CSPRNG secret) for the upstream process id, remembered until forget().
+  pgwire::backend_key_data issue(std::int32_t upstream_pid, cancel_target target);
+  std::optional<cancel_target> find(const pgwire::cancel_request& key);
+  void forget(const pgwire::backend_key_data& key);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<std::int32_t, std::int32_t>, cancel_target> keys_;
+};
+
+class session;
+class upstream_pool;
+
+struct proxy_state {
+  const config* cfg = nullptr;  // as started: what a reload cannot change (binds, threads, broker)
+  // What sessions read (limits, routes' roles and options): the started config, then
+  // each good SIGHUP reload's. A session takes one snapshot when it starts.
+  [[nodiscard]] std::shared_ptr<const config> current() const {
+    std::lock_guard lock(current_mutex);
+    if (current_cfg) return current_cfg;
+    return std::shared_ptr<const config>(std::shared_ptr<const config>{}, cfg);  // not owned: cfg outlives us
+  }
+  void set_current(std::shared_ptr<const config> c) {
+    std::lock_guard lock(current_mutex);
+    current_cfg = std::move(c);
+  }
+  mutable std::mutex current_mutex;
+  std::shared_ptr<const config> current_cfg;
+  std::map<std::string, std::unique_ptr<route_runtime>> routes;
+  std::unique_ptr<audit_log> audit;  // [audit] file; null when none. Outlives the broker (declared before it)
+  std::unique_ptr<vault_client> vault;
+  std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
+  std::shared_ptr<upstream_pool> pool;        // null when [pool] reuse = false; holds lease handles
+  std::atomic<std::uint64_t> upstream_logins{0};
+  std::atomic<std::uint64_t> upstream_reuses{0};
+  cancel_map cancels;
+  std::atomic<std::uint64_t> next_session_id{1};
+  std::atomic<std::uint32_t> active_clients{0};
+  std::atomic<bool> stopping{false};
+  // Failed logins per (client host, token): [throttle] (the settings come with each
+  // session's config snapshot, so a reload applies to the next failure).
+  auth_throttle throttle;
+
+  // Sessions per Vault role, from the startup packet to the end ([limits]
+  // max_connections_per_role). Counted for every role, capped or not, so a cap added
+  // by a reload sees the sessions already running. Keys are roles a route allows.
+  // False (and nothing taken) when `role` already has `cap` sessions.
+  [[nodiscard]] bool take_role_slot(const std::string& role, std::optional<std::uint32_t> cap) {
+    std::lock_guard lock(roles_mutex);
+    std::uint32_t& n = role_sessions[role];
+    if (cap && n >= *cap) return false;
+    ++n;
+    return true;
+  }
+  void release_role_slot(const std::string& role) {
+    std::lock_guard lock(roles_mutex);
+    auto it = role_sessions.find(role);
+    if (it != role_sessions.end() && it->second > 0) --it->second;
+  }
+  std::mutex roles_mutex;
+  std::map<std::string, std::uint32_t> role_sessions;
+
+  // Live sessions by id, with the lease each uses once it has a credential.
+  struct session_entry {
+    std::weak_ptr<detail::session> session;
+    std::string lease_id;
+  };
+  std::mutex sessions_mutex;
+  std::map<std::uint64_t, session_entry> sessions;
+};
+
+// One listener's view: its config and, when it terminates client TLS, a context.
+struct listener_runtime {
+  const listener_config* config = nullptr;
+  const route_runtime* route = nullptr;
+  SSL_CTX* tls = nullptr;  // owned by the server; set before start, then replace_tls()
+  // A reference on the current context (the caller SSL_CTX_free()s it), or nullptr.
+  [[nodiscard]] SSL_CTX* acquire_tls() const;
+  // SIGHUP: a new certificate and key. Returns the old context for the caller to free.
+  [[nodiscard]] SSL_CTX* replace_tls(SSL_CTX* fresh);
+
+ private:
+  mutable std::mutex tls_mutex_;
+};
+
+// Starts a session on its own strand for an accepted socket.
+void start_session(std::shared_ptr<proxy_state> state, const listener_runtime* listener,
+                   stream::descriptor socket, std::string peer);
+
+// Asks every live session to end (57P01 to clients still in admission; a close of
+// both sides for spliced ones), for shutdown.
+void stop_all_sessions(proxy_state& state);
+// The first step of a graceful shutdown: spliced sessions end with 57P01 at their next
+// idle point (a transaction finishes first); sessions not yet spliced are refused now.
+void drain_all_sessions(proxy_state& state);
+
+// Ending sessions before their clients do: the kill-switch (`on_revoke`) and lease
+// expiry. Callable from any thread; each request is posted to the session's strand.
+// The client gets a FATAL ErrorResponse with `sqlstate` and `message`, then both
+// sides close.
+//  - at_idle: when the server's last message was ReadyForQuery 'I' and nothing is
+//    in flight, at once; otherwise right after the splice forwards the
+//    ReadyForQuery 'I' that makes the session idle. No transaction is cut.
+//  - now: at once (the ErrorResponse only when the client stream is at a message
+//    boundary; a message is never cut). Makes an armed at_idle immediate.
+enum class end_mode { at_idle, now };
+// False when there is no live session `id`.
+bool end_session(proxy_state& state, std::uint64_t id, end_mode mode, std::string sqlstate, std::string message);
+// Every live session whose credential is the lease `lease_id`; returns how many.
+std::size_t end_sessions_for_lease(proxy_state& state, std::string_view lease_id, end_mode mode,
+                                   const std::string& sqlstate, const std::string& message);
+// A NoticeResponse (severity WARNING, SQLSTATE 01000) to the client, written only at a
+// message boundary right after a ReadyForQuery: at once when the session waits for
+// its client, else after the next ReadyForQuery. Dropped once the session ended.
+bool notice_session(proxy_state& state, std::uint64_t id, std::string message);
+std::size_t notice_sessions_for_lease(proxy_state& state, std::string_view lease_id, const std::string& message);
+
+}  // namespace vaultwire::detail

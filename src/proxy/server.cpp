@@ -1,0 +1,587 @@
+#include "vaultwire/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "ops/admin.hpp"
+#include "ops/metrics.hpp"
+#include "proxy/proxy.hpp"
+#include "proxy/upstream_pool.hpp"
+#include "vaultwire/version.hpp"
+
+namespace vaultwire {
+
+namespace net = boost::asio;
+using net::ip::tcp;
+using detail::listener_runtime;
+using detail::proxy_state;
+using detail::stream;
+
+namespace {
+
+// Sessions run on `threads` single-threaded io_contexts, one thread each; a session
+// stays on the context it was accepted onto, so its reads, writes and timers never
+// hop between threads (a cross-core wake-up costs tens of microseconds on every
+// round trip, and a shared reactor hands each readiness event to another thread).
+// Acceptors, the admin listener, signals and timers run on the control context.
+class session_threads {
+ public:
+  explicit session_threads(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) {
+      contexts_.push_back(std::make_unique<net::io_context>(1));
+      guards_.emplace_back(contexts_.back()->get_executor());
+    }
+  }
+  // Round robin: connections are spread evenly over the threads.
+  net::io_context::executor_type next() {
+    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
+    return contexts_[i]->get_executor();
+  }
+  [[nodiscard]] std::size_t size() const { return contexts_.size(); }
+  [[nodiscard]] net::io_context& context(std::size_t i) { return *contexts_[i]; }
+  void start() {
+    for (auto& c : contexts_) threads_.emplace_back([ctx = c.get()] { ctx->run(); });
+  }
+  // Each thread returns once its sessions have finished (or at once with `now`).
+  void join(bool now) {
+    guards_.clear();
+    if (now) {
+      for (auto& c : contexts_) c->stop();
+    }
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  std::vector<std::unique_ptr<net::io_context>> contexts_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  std::atomic<std::size_t> next_{0};
+};
+
+void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
+  detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
+}
+
+// A TCP listener has one acceptor per session thread, all bound to the same port
+// with SO_REUSEPORT: the kernel spreads new connections over them, and each is
+// accepted on the thread that will run it. No hand-off to another thread (a
+// cross-thread wake-up per connection), and the socket is registered with its
+// reactor once. accept4 hands out the peer address and a non-blocking descriptor.
+net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,
+                                const listener_runtime* listener) {
+  net::steady_timer backoff(acceptor->get_executor());
+  for (;;) {
+    tcp::endpoint ep;
+    socklen_t len = static_cast<socklen_t>(ep.capacity());
+    const int fd = ::accept4(acceptor->native_handle(), ep.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      boost::system::error_code ec;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        co_await acceptor->async_wait(tcp::acceptor::wait_read, net::redirect_error(net::use_awaitable, ec));
+        if (!ec) continue;
+      } else {
+        ec.assign(err, boost::system::system_category());
+      }
+      if (state->stopping || ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
+      spdlog::warn("accept on {} failed: {}", listener->config->bind, ec.message());
+      // Out of descriptors or memory: the connection stays queued; retry shortly
+      // rather than spin on it.
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(net::redirect_error(net::use_awaitable, ec));
+      continue;
+    }
+    // Accepted just before the first signal shut the listener down: refuse it as a
+    // closed listener would (the next accept4 fails and ends the loop).
+    if (state->stopping) {
+      ::close(fd);
+      continue;
+    }
+    ep.resize(len);
+    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), detail::endpoint_text(ep));
+  }
+}
+
+net::awaitable<void> accept_unix(std::shared_ptr<proxy_state> state, net::local::stream_protocol::acceptor* acceptor,
+                                 const listener_runtime* listener, session_threads* threads) {
+  for (;;) {
+    boost::system::error_code ec;
+    auto sock = co_await acceptor->async_accept(threads->next(), net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (state->stopping || ec == net::error::operation_aborted) co_return;
+      spdlog::warn("accept on a unix socket failed: {}", ec.message());
+      continue;
+    }
+    auto ex = sock.get_executor();
+    int fd = sock.release();
+    detail::start_session(state, listener, stream::descriptor(ex, fd), "");
+  }
+}
+
+spdlog::level::level_enum to_spdlog(log_level l) {
+  switch (l) {
+    case log_level::trace: return spdlog::level::trace;
+    case log_level::debug: return spdlog::level::debug;
+    case log_level::info: return spdlog::level::info;
+    case log_level::warn: return spdlog::level::warn;
+    case log_level::error: return spdlog::level::err;
+    case log_level::off: return spdlog::level::off;
+  }
+  return spdlog::level::info;
+}
+
+// The TLS context towards a route's cluster: its CA (or the system store), its
+// client certificate. nullptr with `error` set on failure.
+SSL_CTX* make_route_tls(const route_config& route, std::string& error) {
+  detail::tls_client_context_options o;
+  o.ca_file = route.ca_file ? route.ca_file->string() : "";
+  o.client_cert = route.client_cert ? route.client_cert->string() : "";
+  o.client_key = route.client_key ? route.client_key->string() : "";
+  o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
+  SSL_CTX* ctx = detail::make_client_tls_context(o, error);
+  if (ctx != nullptr && !route.ca_file) SSL_CTX_set_default_verify_paths(ctx);
+  return ctx;
+}
+
+// What differs between the running and the reloaded configuration that only a
+// restart applies.
+std::vector<std::string> needs_restart(const config& running, const config& next) {
+  std::vector<std::string> keys;
+  if (running.listeners.size() != next.listeners.size()) {
+    keys.emplace_back("[[listener]] (added or removed)");
+  } else {
+    for (std::size_t i = 0; i < running.listeners.size(); ++i) {
+      const auto& a = running.listeners[i];
+      const auto& b = next.listeners[i];
+      const std::string at = "listener[" + std::to_string(i) + "].";
+      if (a.bind != b.bind) keys.push_back(at + "bind");
+      if (a.unix_socket != b.unix_socket) keys.push_back(at + "unix_socket");
+      if (a.route != b.route) keys.push_back(at + "route");
+      if (a.tls() != b.tls()) keys.push_back(at + "tls_cert (TLS on or off)");
+      if (a.proxy_protocol != b.proxy_protocol) keys.push_back(at + "proxy_protocol");
+    }
+  }
+  for (const auto& [name, a] : running.routes) {
+    auto it = next.routes.find(name);
+    if (it == next.routes.end()) {
+      keys.push_back("route." + name + " (removed)");
+      continue;
+    }
+    const auto& b = it->second;
+    if (a.host != b.host || a.port != b.port || a.server_name != b.server_name || a.sslmode != b.sslmode)
+      keys.push_back("route." + name + " host, port, server_name or sslmode");
+  }
+  for (const auto& [name, b] : next.routes) {
+    (void)b;
+    if (!running.routes.contains(name)) keys.push_back("route." + name + " (added)");
+  }
+  if (running.vault.mount != next.vault.mount) keys.emplace_back("vault.mount");
+  if (running.vault.token_file != next.vault.token_file) keys.emplace_back("vault.token_file");
+  if (running.vault.request_timeout != next.vault.request_timeout) keys.emplace_back("vault.request_timeout");
+  if (running.credentials != next.credentials) keys.emplace_back("[credentials]");
+  if (running.pool != next.pool) keys.emplace_back("[pool]");
+  if (running.runtime.threads != next.runtime.threads) keys.emplace_back("runtime.threads");
+  if (running.runtime.allow_core_dumps != next.runtime.allow_core_dumps) keys.emplace_back("runtime.allow_core_dumps");
+  if (running.admin.bind != next.admin.bind) keys.emplace_back("admin.bind");
+  return keys;
+}
+
+// SIGHUP. All-or-nothing for what it applies: every new TLS context is built before
+// any is swapped in.
+void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
+            const config_reloader& load) {
+  if (!load) {
+    spdlog::warn("SIGHUP: reloading is not available here; ignored");
+    return;
+  }
+  const config_result r = load();
+  for (const auto& w : r.warnings) spdlog::warn("reload: {}", w);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) spdlog::error("reload: {}", e);
+    spdlog::error("reload failed: keeping the running configuration");
+    metrics::config_reload(false);
+    return;
+  }
+  const config& next = *r.value;
+  const std::vector<std::string> restart = needs_restart(*state.cfg, next);
+  const bool structural = std::any_of(restart.begin(), restart.end(), [](const std::string& k) {
+    return k.starts_with("listener") || k.starts_with("[[listener]]") || k.find("(added)") != std::string::npos ||
+           k.find("(removed)") != std::string::npos;
+  });
+  if (structural) {
+    std::string all;
+    for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
+    spdlog::error("reload failed: listeners or routes changed ({}); restart vaultwire to apply; keeping the "
+                  "running configuration",
+                  all);
+    metrics::config_reload(false);
+    return;
+  }
+
+  std::vector<SSL_CTX*> listener_tls(listeners.size(), nullptr);
+  std::map<std::string, SSL_CTX*> route_tls;
+  auto discard = [&] {
+    for (auto* c : listener_tls)
+      if (c != nullptr) SSL_CTX_free(c);
+    for (auto& [n, c] : route_tls)
+      if (c != nullptr) SSL_CTX_free(c);
+  };
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto& lc = next.listeners[i];
+    if (!lc.tls()) continue;
+    std::string error;
+    listener_tls[i] = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
+    if (listener_tls[i] == nullptr) {
+      spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind, error);
+      discard();
+      metrics::config_reload(false);
+      return;
+    }
+  }
+  for (const auto& [name, route] : next.routes) {
+    if (route.sslmode == ssl_mode::disable) continue;
+    std::string error;
+    SSL_CTX* ctx = make_route_tls(route, error);
+    if (ctx == nullptr) {
+      spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, error);
+      discard();
+      metrics::config_reload(false);
+      return;
+    }
+    route_tls[name] = ctx;
+  }
+
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    if (listener_tls[i] == nullptr) continue;
+    if (SSL_CTX* old = listeners[i]->replace_tls(listener_tls[i]); old != nullptr) SSL_CTX_free(old);
+  }
+  for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(ctx);
+  // Vault's address, namespace and CA: requests from now on (credentials cached under
+  // the old namespace are not served for the new one: the namespace is in the key).
+  try {
+    state.vault->reconfigure(next.vault.address, next.vault.namespace_.value_or(""),
+                             next.vault.ca_file ? next.vault.ca_file->string() : "");
+  } catch (const std::exception& e) {  // the config loader validated it already
+    spdlog::error("reload: vault.address: {}; Vault settings kept", e.what());
+  }
+  spdlog::set_level(to_spdlog(next.log.level));
+  state.set_current(std::make_shared<const config>(next));
+  if (state.pool) state.pool->close_idle("configuration reloaded");
+  metrics::config_reload(true);
+  std::string all;
+  for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
+  spdlog::info("configuration reloaded (certificates, CA files, Vault address, roles, limits, log level){}{}",
+               restart.empty() ? "" : "; these need a restart to take effect: ", all);
+}
+
+// One line of counters at shutdown, for operators and tests.
+void log_stats(const proxy_state& state) {
+  const broker_stats b = state.broker->stats();
+  const detail::upstream_pool::stats_t pool = state.pool ? state.pool->stats() : detail::upstream_pool::stats_t{};
+  spdlog::info(
+      "stats: acquires={} cache_hits={} vault_fetches={} single_flight_joins={} negative_cache_hits={} "
+      "budget_refusals={} token_rechecks={} rechecks_in_grace={} tokens_revoked={} renewals={} renewal_failures={} "
+      "revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={} upstream_logins={} "
+      "upstream_reuses={} pool_checkins={} pool_discards={}",
+      b.acquires, b.cache_hits, b.vault_fetches, b.single_flight_joins, b.negative_cache_hits, b.budget_refusals,
+      b.token_rechecks, b.rechecks_in_grace, b.tokens_revoked, b.renewals, b.renewal_failures, b.revokes,
+      b.revoke_denied, b.revoke_failures, b.live_leases, detail::scram_keys_derived(), state.upstream_logins.load(),
+      state.upstream_reuses.load(), pool.checkins, pool.discards);
+}
+
+}  // namespace
+
+int run_server(const config& cfg, config_reloader reload_config) {
+  spdlog::set_level(to_spdlog(cfg.log.level));
+  if (cfg.log.format == log_format::json) {
+    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
+  }
+  spdlog::info("{} starting", version_banner());
+  // A peer that resets while OpenSSL writes (it uses write(), not send with
+  // MSG_NOSIGNAL) must give EPIPE, not kill the process.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto state = std::make_shared<proxy_state>();
+  state->cfg = &cfg;
+
+  for (const auto& [name, route] : cfg.routes) {
+    auto rt = std::make_unique<detail::route_runtime>();
+    rt->config = route;
+    if (route.sslmode != ssl_mode::verify_full) {
+      spdlog::warn("route {}: sslmode = {} is weaker than verify-full (allowed by allow_insecure_upstream)", name,
+                   to_string(route.sslmode));
+    }
+    if (route.sslmode != ssl_mode::disable) {
+      std::string error;
+      rt->tls = make_route_tls(route, error);
+      if (rt->tls == nullptr) {
+        spdlog::error("route {}: {}", name, error);
+        return 1;
+      }
+    }
+    state->routes[name] = std::move(rt);
+  }
+
+  vault_client_options vo = make_vault_client_options(cfg.vault, std::max<std::size_t>(4, cfg.runtime.threads * 2));
+  vo.observer = metrics::vault_request;
+  state->vault = std::make_unique<vault_client>(vo);
+  if (cfg.audit.file) {
+    auto opened = detail::audit_log::open(*cfg.audit.file);
+    if (!opened.log) {
+      spdlog::error("[audit] file: {}", opened.message);
+      return 1;
+    }
+    state->audit = std::move(opened.log);
+    spdlog::info("audit log: {}", cfg.audit.file->string());
+  }
+  credential_broker_options bo;
+  bo.credentials = cfg.credentials;
+  if (state->audit) {
+    detail::audit_log* audit = state->audit.get();  // outlives the broker
+    bo.on_audit = [audit](const credential_audit_event& c) {
+      detail::audit_event e;
+      e.type = c.what == credential_audit_event::kind::issue   ? detail::audit_event_type::credential_issue
+               : c.what == credential_audit_event::kind::renew ? detail::audit_event_type::credential_renew
+                                                               : detail::audit_event_type::credential_revoke;
+      e.lease_id = c.lease_id;
+      e.role = c.role;
+      e.db_user = c.db_user;
+      if (!c.token_accessor.empty()) e.token_accessor = c.token_accessor;
+      if (!c.token_display_name.empty()) e.token_display_name = c.token_display_name;
+      if (!c.entity_id.empty()) e.entity_id = c.entity_id;
+      e.result = c.result;
+      if (!c.reason.empty()) e.reason = c.reason;
+      audit->write(e);
+    };
+  }
+  bo.token_file = cfg.vault.token_file;
+  state->broker = std::make_unique<credential_broker>(vault_calls_for(*state->vault), std::move(bo));
+  if (cfg.pool.reuse) {
+    // A pooled connection holds its lease; it counts as a use of the lease for at most
+    // revoke_idle_after, so an unused credential is still revoked on that schedule.
+    pool_config pc = cfg.pool;
+    pc.idle_timeout = std::min(pc.idle_timeout, cfg.credentials.revoke_idle_after);
+    state->pool = std::make_shared<detail::upstream_pool>(pc);
+  }
+
+  net::io_context io(1);  // control: acceptors, admin, signals, timers
+  session_threads workers(std::max(1u, cfg.runtime.threads));
+
+  std::vector<std::unique_ptr<listener_runtime>> listeners;
+  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;  // on the session threads
+  std::vector<int> tcp_listen_fds;                              // theirs, for the control thread
+  std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
+  std::vector<std::string> unix_paths;
+  auto cleanup = [&] {
+    for (auto& l : listeners) {
+      if (l->tls != nullptr) SSL_CTX_free(l->tls);
+    }
+    for (auto& p : unix_paths) ::unlink(p.c_str());
+  };
+
+  for (const auto& lc : cfg.listeners) {
+    auto l = std::make_unique<listener_runtime>();
+    l->config = &lc;
+    l->route = state->routes.at(lc.route).get();
+    if (lc.tls()) {
+      std::string error;
+      l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
+      if (l->tls == nullptr) {
+        spdlog::error("listener {}: {}", lc.bind, error);
+        cleanup();
+        return 1;
+      }
+    }
+    // The address is first taken by an ordinary listening socket: it fails when
+    // anything listens there already, where SO_REUSEPORT alone would let a second
+    // vaultwire (same user) share the port unnoticed. It also resolves port 0.
+    boost::system::error_code ec;
+    tcp::endpoint bound;
+    {
+      tcp::acceptor probe(io);
+      tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
+      if (!ec) probe.open(ep.protocol(), ec);
+      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec && lc.ipv6) probe.set_option(net::ip::v6_only(true), ec);
+      if (!ec) probe.bind(ep, ec);
+      if (!ec) probe.listen(net::socket_base::max_listen_connections, ec);
+      if (!ec) bound = probe.local_endpoint(ec);
+    }
+    std::vector<std::unique_ptr<tcp::acceptor>> group;
+    for (std::size_t i = 0; !ec && i < workers.size(); ++i) {
+      auto a = std::make_unique<tcp::acceptor>(workers.context(i));
+      a->open(bound.protocol(), ec);
+      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) {
+        const int one = 1;
+        if (::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+          ec.assign(errno, boost::system::system_category());
+      }
+      if (!ec && lc.ipv6) a->set_option(net::ip::v6_only(true), ec);
+      // TCP_NODELAY and the keepalive settings: accepted sockets inherit them.
+      if (!ec) tune_tcp(a->native_handle(), cfg.limits.tcp_keepalive);
+      if (!ec) a->bind(bound, ec);
+      if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
+      if (!ec) a->non_blocking(true, ec);
+      group.push_back(std::move(a));
+    }
+    if (ec) {
+      spdlog::error("listener {}: cannot listen: {}", lc.bind, ec.message());
+      cleanup();
+      listeners.push_back(std::move(l));
+      return 1;
+    }
+    spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, bound.port(),
+                 l->tls ? "TLS or plaintext" : "plaintext", lc.route);
+    if (lc.unix_socket) {
+      std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(bound.port()))).string();
+      ::unlink(path.c_str());
+      auto ua = std::make_unique<net::local::stream_protocol::acceptor>(io);
+      net::local::stream_protocol::endpoint uep(path);
+      ua->open(uep.protocol(), ec);
+      if (!ec) ua->bind(uep, ec);
+      if (!ec) ua->listen(net::socket_base::max_listen_connections, ec);
+      if (ec) {
+        spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, ec.message());
+        cleanup();
+        return 1;
+      }
+      ::chmod(path.c_str(), 0777);  // as PostgreSQL's unix_socket_permissions default
+      unix_paths.push_back(path);
+      spdlog::info("listening on {}", path);
+      net::co_spawn(io, accept_unix(state, ua.get(), l.get(), &workers), net::detached);
+      unix_acceptors.push_back(std::move(ua));
+    }
+    for (auto& a : group) {
+      tcp_listen_fds.push_back(a->native_handle());
+      net::co_spawn(a->get_executor(), accept_tcp(state, a.get(), l.get()), net::detached);
+      tcp_acceptors.push_back(std::move(a));
+    }
+    listeners.push_back(std::move(l));
+  }
+
+  // Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
+  // /leases), which stops itself once a drain has ended.
+  metrics::set_sources(detail::metric_sources(state));
+  std::unique_ptr<detail::admin_server> admin;
+  if (cfg.admin.enabled) {
+    admin = std::make_unique<detail::admin_server>(io, state);
+    if (admin->start()) admin->set_listeners_up();
+  }
+
+  // Idle pooled connections past their idle timeout or near their lease's end.
+  net::steady_timer sweep(io);
+  std::function<void(const boost::system::error_code&)> on_sweep;
+  on_sweep = [&](const boost::system::error_code& ec) {
+    if (ec || !state->pool) return;
+    state->pool->sweep();
+    sweep.expires_after(std::chrono::seconds(1));
+    sweep.async_wait(on_sweep);
+  };
+  on_sweep({});
+
+  net::signal_set hup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hup;
+  on_hup = [&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    spdlog::info("SIGHUP: reloading the configuration");
+    if (state->audit) {
+      if (auto e = state->audit->reopen()) spdlog::error("audit log: reopen failed: {}", e.message());
+    }
+    reload(*state, listeners, reload_config);
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
+
+  net::signal_set signals(io, SIGINT, SIGTERM);
+  // After a signal: once every session has ended, the signal wait is the only work
+  // left; cancel it and io.run() returns.
+  net::steady_timer drain(io);
+  net::steady_timer grace(io);  // shutdown_grace
+  bool exit_at_once = false;    // a second signal: no revocation round either
+  std::function<void(const boost::system::error_code&)> check_drained;
+  check_drained = [&](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (state->active_clients.load() == 0) {
+      signals.cancel();
+      grace.cancel();
+      hup.cancel();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(20));
+    drain.async_wait(check_drained);
+  };
+  std::function<void(const boost::system::error_code&, int)> on_signal;
+  on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (state->stopping.exchange(true)) {
+      spdlog::warn("second signal {}: stopping now; leases are left to their TTL", sig);
+      exit_at_once = true;
+      io.stop();
+      return;
+    }
+    spdlog::info("signal {}: no new connections; {} sessions end at their next idle point, the rest in {}ms "
+                 "([runtime] shutdown_grace)",
+                 sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
+    boost::system::error_code ignored;
+    // Stop listening now, from here: shutdown() on a listening socket refuses new
+    // connections at once and wakes its accept loop (accept4 then fails and the loop
+    // ends). The acceptor objects belong to their session threads: close them there.
+    for (int fd : tcp_listen_fds) ::shutdown(fd, SHUT_RDWR);
+    for (auto& a : tcp_acceptors) {
+      net::post(a->get_executor(), [a = a.get()] {
+        boost::system::error_code e;
+        a->close(e);
+      });
+    }
+    for (auto& a : unix_acceptors) a->close(ignored);
+    detail::drain_all_sessions(*state);
+    grace.expires_after(cfg.runtime.shutdown_grace);
+    grace.async_wait([&](const boost::system::error_code& e) {
+      if (e || state->active_clients.load() == 0) return;
+      spdlog::info("shutdown_grace over: ending {} sessions now", state->active_clients.load());
+      detail::stop_all_sessions(*state);
+    });
+    sweep.cancel();
+    if (state->pool) state->pool->clear();
+    signals.async_wait(on_signal);
+    check_drained({});
+  };
+  signals.async_wait(on_signal);
+
+  workers.start();
+  io.run();
+  workers.join(exit_at_once);
+  if (state->pool) state->pool->clear();  // pooled streams are bound to the workers: close them before they go
+  // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
+  if (!exit_at_once) {
+    const std::size_t revoked = state->broker->revoke_all();
+    spdlog::info("revoked {} leases at shutdown", revoked);
+  }
+  log_stats(*state);
+  metrics::clear_sources();
+  state->broker.reset();
+  state->vault.reset();  // waits for queued Vault calls
+  cleanup();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace vaultwire

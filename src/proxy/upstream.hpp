@@ -1,0 +1,81 @@
+// upstream: dial the cluster, TLS with verify-full, and log in with a dynamic
+// credential (cleartext, MD5, SCRAM-SHA-256 or SCRAM-SHA-256-PLUS), up to the
+// server's ReadyForQuery. Private header of src/ (includes Asio).
+#pragma once
+
+#include <pgwire/messages.hpp>
+#include <pgwire/secret.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "net/stream.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+namespace vaultwire::detail {
+
+struct upstream_target {
+  std::string host;
+  std::uint16_t port = 26257;
+  std::string server_name;       // SNI and the name verified (defaults to host)
+  SSL_CTX* tls = nullptr;        // owned by the route; nullptr = sslmode disable
+  std::shared_ptr<void> tls_hold;  // when set, a reference on `tls` kept for the connection's life
+  bool verify_name = true;       // verify-full
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::seconds tcp_keepalive{60};
+};
+
+struct upstream_login {
+  std::string user;                                    // the dynamic user
+  const pgwire::secret_string* password = nullptr;     // borrowed for the call
+  std::vector<std::pair<std::string, std::string>> parameters;  // everything but user
+};
+
+// The outcome of a login. On success `conn` is at the server's ReadyForQuery.
+struct upstream_session {
+  std::unique_ptr<stream> conn;
+  std::string peer;                       // "host:port" actually connected
+  pgwire::backend_key_data key;           // the server's cancel key
+  std::vector<std::uint8_t> handover;     // ParameterStatus / NoticeResponse bytes, in order
+  char ready_status = 'I';                // from ReadyForQuery
+  std::string auth_method;                // "SCRAM-SHA-256-PLUS", "md5", ...
+
+  // Failure: code and a message for the client and the log. When the server itself
+  // refused (ErrorResponse), server_error holds its bytes to pass through.
+  std::error_code error;
+  std::string message;
+  std::vector<std::uint8_t> server_error;
+  std::string server_sqlstate;
+};
+
+// Logs in. SCRAM keys derived for a credential are cached process-wide (bounded;
+// keyed by the credential, checked against the server's salt and iteration count),
+// so a later login with the same credential skips PBKDF2; the server still sees a
+// full SCRAM exchange each time.
+boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login);
+
+// TCP_NODELAY and keepalive on a connected TCP socket (both sides of a session):
+// probes after `idle` without traffic, then every idle/4 (at least 1s); after 4
+// unanswered probes the kernel drops the connection, so a dead peer is found about
+// 2 x idle after its last sign of life. `idle` zero: no keepalive.
+void set_tcp_options(int fd, std::chrono::seconds idle);
+
+// "127.0.0.1:5432" or "[::1]:5432", as peers appear in logs and the audit file.
+[[nodiscard]] std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
+
+// How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
+// metrics and tests.
+[[nodiscard]] std::uint64_t scram_keys_derived() noexcept;
+
+// Opens a new connection to `target` and sends a CancelRequest with `key`
+// (after SSLRequest + TLS when the target uses TLS), then closes. Errors ignored
+// by design: PostgreSQL itself never answers a CancelRequest.
+boost::asio::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key);
+
+}  // namespace vaultwire::detail

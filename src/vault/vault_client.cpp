@@ -1,0 +1,462 @@
+// vault_client: libcurl (easy interface) on a bounded boost::asio::thread_pool.
+// The only file in vaultwire that includes <curl/curl.h> (STYLE.md §1).
+//
+// No connection reuse: each request gets a new easy handle, cleaned up after it, so
+// one TCP (and TLS) connection per request. A kept handle would hold the last answer
+// (a credential's password) in curl's download buffer and in its connection's TLS
+// read buffer until its next request; curl_easy_cleanup frees both, and every free
+// wipes (secure_memory). Vault requests are per credential, renewal, revocation and
+// token recheck, not per client connection, so the extra handshakes are few.
+//
+// What is wiped after each request: our header line with the token, curl's slist
+// copy of it, the response body buffer, every string the JSON parser allocated.
+// curl's own buffers are wiped when curl frees them (curl_global_init_mem with
+// secure_memory), OpenSSL's read buffer once curl has read it (SSL_OP_CLEANSE_PLAINTEXT).
+// Not under our control: nlohmann's lexer scratch vector (reused per token, freed
+// unwiped; later tokens of the same answer overwrite it).
+#include "vault/vault_client.hpp"
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "vaultwire/config.hpp"
+#include "core/text.hpp"
+#include "net/asio.hpp"
+#include "vaultwire/errc.hpp"
+#include "core/secure_memory.hpp"
+
+namespace vaultwire {
+
+namespace net = boost::asio;
+
+// ------------------------------------------------------------------ transport
+
+namespace {
+
+constexpr std::size_t max_body_bytes = 1 << 20;
+
+bool is_2xx(long status) { return status >= 200 && status < 300; }
+
+struct http_answer {
+  long status = 0;
+  pgwire::secret_string body;  // wiped when it goes
+  std::string location;
+};
+
+std::size_t write_body(char* data, std::size_t size, std::size_t nmemb, void* user) {
+  auto* body = static_cast<pgwire::secret_string*>(user);
+  const std::size_t n = size * nmemb;
+  if (body->size() + n > max_body_bytes) return 0;  // CURLE_WRITE_ERROR
+  body->append(std::string_view(data, n));          // append wipes a buffer it outgrows
+  return n;
+}
+
+// Owns a header list; wipes every line (one holds the token) before freeing it.
+class header_list {
+ public:
+  header_list() = default;
+  header_list(const header_list&) = delete;
+  header_list& operator=(const header_list&) = delete;
+  ~header_list() {
+    for (curl_slist* p = list_; p != nullptr; p = p->next) {
+      if (p->data != nullptr) OPENSSL_cleanse(p->data, std::char_traits<char>::length(p->data));
+    }
+    curl_slist_free_all(list_);
+  }
+  // `line` must be NUL-terminated at line.data()[line.size()].
+  void add(const char* line) {
+    curl_slist* next = curl_slist_append(list_, line);
+    if (next == nullptr) throw std::bad_alloc();
+    list_ = next;
+  }
+  [[nodiscard]] curl_slist* get() const noexcept { return list_; }
+
+ private:
+  curl_slist* list_ = nullptr;
+};
+
+// curl's TLS context for Vault: decrypted answers (credential passwords, tokens that
+// lookup-self echoes) are wiped from OpenSSL's read buffer once curl has read them; a
+// kept-alive connection would otherwise hold the last answer until the next one.
+CURLcode harden_tls_context(CURL*, void* ssl_ctx, void*) {
+  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_CLEANSE_PLAINTEXT);
+  return CURLE_OK;
+}
+
+void global_init_once() {
+  static std::once_flag flag;
+  std::call_once(flag, [] {
+    // curl's own buffers (the request it builds carries X-Vault-Token, the download
+    // buffer Vault's answer) are wiped when curl frees them.
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, &secure_memory::malloc, &secure_memory::free,
+                             &secure_memory::realloc, &secure_memory::strdup, &secure_memory::calloc) != CURLE_OK) {
+      throw std::runtime_error("curl_global_init failed");
+    }
+  });
+}
+
+}  // namespace
+
+class vault_client::impl {
+ public:
+  explicit impl(const vault_client_options& o) : options_(o), pool_(o.threads) {}
+
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+
+  ~impl() { shutdown(); }
+
+  void shutdown() { pool_.join(); }
+
+  // Queues `work` (returning vault_result<T>) and calls `done` with its result, on a
+  // pool thread, exactly once.
+  template <class T, class Work>
+  void submit(callback<T> done, Work work) {
+    net::post(pool_, [done = std::move(done), work = std::move(work), this]() mutable {
+      vault_result<T> r = run_guarded<T>(work);
+      try {
+        done(std::move(r));
+      } catch (const std::exception& e) {
+        spdlog::error("vault: a completion callback threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("vault: a completion callback threw");
+      }
+    });
+  }
+
+  template <class T, class Work>
+  vault_result<T> run_guarded(Work& work) {
+    try {
+      return work();
+    } catch (const std::exception& e) {
+      return detail::make_vault_error(vault_error_kind::bad_response, 0,
+                                      std::string("internal error: ") + e.what(), current().address, "");
+    }
+  }
+
+  // One HTTP exchange. A transport failure or a non-2xx answer is an error; the
+  // answer's body is returned for the caller to parse (it is wiped on destruction).
+  vault_result<http_answer> perform(std::string_view method, const std::string& path, std::string_view body,
+                                    const pgwire::secret_string& token, const std::string& request_label) {
+    CURL* h = acquire();
+    struct releaser {
+      impl* self;
+      CURL* h;
+      ~releaser() { self->release(h); }
+    } release_on_exit{this, h};
+    curl_easy_reset(h);
+
+    const where at = current();
+    const std::string url = at.address + "/v1/" + path;
+    char errbuf[CURL_ERROR_SIZE] = {};
+    http_answer answer;
+
+    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &harden_tls_context);
+    if (!at.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, at.ca_file.c_str());
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
+
+    header_list headers;
+    if (!token.empty()) {
+      pgwire::secret_string line;
+      line.reserve(token.size() + 32);
+      line.append("X-Vault-Token: ");
+      line.append(token.view());
+      line.append('\0');  // curl wants a C string; the NUL is wiped with the rest
+      headers.add(line.data());
+    }
+    if (!at.vault_namespace.empty()) {
+      headers.add(("X-Vault-Namespace: " + at.vault_namespace).c_str());
+    }
+    headers.add("X-Vault-Request: true");
+    headers.add("Expect:");
+    if (method == "GET") {
+      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+      const std::string verb(method);
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb.c_str());  // curl copies it
+      if (!body.empty() || method == "POST" || method == "PUT") {
+        headers.add("Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+        // Not copied: `body` outlives perform. Never NULL (curl would read stdin).
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
+      }
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+
+    const auto started = std::chrono::steady_clock::now();
+    const CURLcode rc = curl_easy_perform(h);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
+
+    if (options_.observer) {
+      long status = 0;
+      if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+      const std::string code = rc == CURLE_OK                     ? std::to_string(status)
+                               : rc == CURLE_OPERATION_TIMEDOUT ? std::string("timeout")
+                               : rc == CURLE_WRITE_ERROR && answer.body.size() > 0 ? std::string("too_large")
+                                                                                   : std::string("unreachable");
+      try {
+        options_.observer(detail::endpoint_label(path), code,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
+      } catch (const std::exception& e) {
+        spdlog::error("vault: the request observer threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("vault: the request observer threw");
+      }
+    }
+    if (rc != CURLE_OK) {
+      const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
+      spdlog::debug("vault: {} {} failed after {} ms: {}", method, path, ms, detail);
+      if (rc == CURLE_WRITE_ERROR && answer.body.size() > 0) {
+        return detail::make_vault_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB",
+                                        at.address, request_label);
+      }
+      if (rc == CURLE_OPERATION_TIMEDOUT) {
+        // The setting to look at, not curl's byte count (that stays in the debug line).
+        return detail::make_vault_error(vault_error_kind::timeout, 0,
+                                        "no answer within " + detail::duration_text(options_.request_timeout) +
+                                            " ([vault] request_timeout)",
+                                        at.address,
+                                        request_label);
+      }
+      return detail::make_vault_error(vault_error_kind::unreachable, 0, detail, at.address, request_label);
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &answer.status);
+    spdlog::debug("vault: {} {} -> {} in {} ms", method, path, answer.status, ms);
+    if (!is_2xx(answer.status)) {
+      char* redirect = nullptr;
+      curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect);
+      return detail::error_from_response(static_cast<int>(answer.status), answer.body.view(),
+                                         redirect != nullptr ? std::string_view(redirect) : std::string_view(),
+                                         at.address, request_label);
+    }
+    return answer;
+  }
+
+  // Where requests go: SIGHUP may change it (reconfigure); each request reads it once.
+  struct where {
+    std::string address;
+    std::string vault_namespace;
+    std::string ca_file;
+  };
+  where current() {
+    std::lock_guard lock(mutex_);
+    return {options_.address, options_.vault_namespace, options_.ca_file};
+  }
+  void reconfigure(const where& w) {
+    std::lock_guard lock(mutex_);
+    options_.address = w.address;
+    options_.vault_namespace = w.vault_namespace;
+    options_.ca_file = w.ca_file;
+  }
+
+ private:
+  CURL* acquire() {
+    CURL* h = curl_easy_init();
+    if (h == nullptr) throw std::runtime_error("curl_easy_init failed");
+    return h;
+  }
+
+  // A handle is not kept: its download buffer and its connection's TLS read buffer
+  // would hold the last answer (a credential's password) until the next request on
+  // it. curl_easy_cleanup frees both, and every free wipes (secure_memory).
+  void release(CURL* h) { curl_easy_cleanup(h); }
+
+  vault_client_options options_;
+  std::mutex mutex_;       // guards options_ (reconfigure() while requests run)
+  net::thread_pool pool_;    // last member: joined first, while the rest still exists
+};
+
+std::string libcurl_version() {
+  const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+  return (info != nullptr && info->version != nullptr) ? info->version : "unknown";
+}
+
+// ------------------------------------------------------------------ vault_client
+
+namespace {
+
+vault_client_options validated(vault_client_options o) {
+  while (!o.address.empty() && o.address.back() == '/') o.address.pop_back();
+  if (!o.address.starts_with("http://") && !o.address.starts_with("https://")) {
+    throw std::invalid_argument("vault address must start with http:// or https://: " + o.address);
+  }
+  if (o.threads == 0) throw std::invalid_argument("vault client needs at least one thread");
+  if (o.request_timeout <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("vault request_timeout must be positive");
+  }
+  return o;
+}
+
+std::string trim_slashes(std::string_view s) {
+  while (!s.empty() && s.front() == '/') s.remove_prefix(1);
+  while (!s.empty() && s.back() == '/') s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::string increment_body(std::string_view lease_id, std::chrono::seconds increment) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!lease_id.empty()) j["lease_id"] = lease_id;
+  if (increment.count() > 0) j["increment"] = increment.count();
+  return j.dump();
+}
+
+}  // namespace
+
+void vault_client::reconfigure(std::string address, std::string vault_namespace, std::string ca_file) {
+  vault_client_options o = options_;
+  o.address = std::move(address);
+  o.vault_namespace = std::move(vault_namespace);
+  o.ca_file = std::move(ca_file);
+  o = validated(std::move(o));
+  impl_->reconfigure({o.address, o.vault_namespace, o.ca_file});
+}
+
+vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
+  vault_client_options o;
+  o.address = config.address;
+  o.vault_namespace = config.namespace_.value_or(std::string());
+  o.ca_file = config.ca_file ? config.ca_file->string() : std::string();
+  o.request_timeout = config.request_timeout;
+  o.threads = threads;
+  return o;
+}
+
+vault_client::vault_client(vault_client_options options) : options_(validated(std::move(options))) {
+  global_init_once();
+  impl_ = std::make_unique<impl>(options_);
+}
+
+vault_client::~vault_client() { impl_->shutdown(); }
+
+vault_result<vault_credential> vault_client::read_credentials_blocking(std::string_view mount, std::string_view role,
+                                                                      const pgwire::secret_string& token) {
+  const std::string path = detail::escape_path(trim_slashes(mount), true) + "/creds/" + detail::escape_path(role, false);
+  const std::string label = "GET " + path;
+  auto answer = impl_->perform("GET", path, {}, token, label);
+  if (!answer) return std::move(answer).error();
+  auto c = detail::parse_credential(answer.value().body.view(), options_.address, label);
+  if (c) spdlog::debug("vault: credential lease {} for {}s", c.value().lease_id, c.value().lease_duration.count());
+  return c;
+}
+
+vault_result<vault_lease_renewal> vault_client::renew_lease_blocking(std::string_view lease_id,
+                                                                    std::chrono::seconds increment,
+                                                                    const pgwire::secret_string& token) {
+  const std::string label = "PUT sys/leases/renew";
+  auto answer = impl_->perform("PUT", "sys/leases/renew", increment_body(lease_id, increment), token, label);
+  if (!answer) return std::move(answer).error();
+  auto r = detail::parse_lease_renewal(answer.value().body.view(), options_.address, label);
+  if (r) spdlog::debug("vault: renewed lease {} for {}s", r.value().lease_id, r.value().lease_duration.count());
+  return r;
+}
+
+vault_result<void> vault_client::revoke_lease_blocking(std::string_view lease_id, const pgwire::secret_string& token) {
+  // The sys/leases/revoke/<lease_id> form, so a policy can scope revocation to one
+  // role's leases: update on sys/leases/revoke/<mount>/creds/<role>/* (DESIGN.md).
+  const std::string path = "sys/leases/revoke/" + detail::escape_path(lease_id, true);
+  const std::string label = "PUT " + path;
+  auto answer = impl_->perform("PUT", path, {}, token, label);
+  if (!answer) return std::move(answer).error();
+  spdlog::debug("vault: revoked lease {}", lease_id);
+  return boost::outcome_v2::success();
+}
+
+vault_result<vault_token_info> vault_client::lookup_self_blocking(const pgwire::secret_string& token) {
+  const std::string label = "GET auth/token/lookup-self";
+  auto answer = impl_->perform("GET", "auth/token/lookup-self", {}, token, label);
+  if (!answer) return std::move(answer).error();
+  auto t = detail::parse_lookup_self(answer.value().body.view(), options_.address, label);
+  if (t) spdlog::debug("vault: token {} has {}s left", t.value().accessor, t.value().ttl.count());
+  return t;
+}
+
+vault_result<vault_token_info> vault_client::renew_self_blocking(const pgwire::secret_string& token,
+                                                                std::chrono::seconds increment) {
+  const std::string label = "POST auth/token/renew-self";
+  auto answer = impl_->perform("POST", "auth/token/renew-self", increment_body({}, increment), token, label);
+  if (!answer) return std::move(answer).error();
+  auto t = detail::parse_renew_self(answer.value().body.view(), options_.address, label);
+  if (t) spdlog::debug("vault: renewed token {} for {}s", t.value().accessor, t.value().ttl.count());
+  return t;
+}
+
+vault_result<vault_response> vault_client::request_blocking(std::string_view method, std::string_view path,
+                                                            std::string_view json_body,
+                                                            const pgwire::secret_string& token) {
+  const std::string p = trim_slashes(path);
+  const std::string label = std::string(method) + " " + p;
+  auto answer = impl_->perform(method, p, json_body, token, label);
+  if (!answer) return std::move(answer).error();
+  vault_response r;
+  r.http_status = static_cast<int>(answer.value().status);
+  r.body = std::string(answer.value().body.view());
+  return r;
+}
+
+void vault_client::read_credentials(std::string mount, std::string role, pgwire::secret_string token,
+                                    callback<vault_credential> done) {
+  impl_->submit<vault_credential>(std::move(done),
+                                  [this, mount = std::move(mount), role = std::move(role), token = std::move(token)] {
+                                    return read_credentials_blocking(mount, role, token);
+                                  });
+}
+
+void vault_client::renew_lease(std::string lease_id, std::chrono::seconds increment, pgwire::secret_string token,
+                               callback<vault_lease_renewal> done) {
+  impl_->submit<vault_lease_renewal>(std::move(done),
+                                     [this, lease_id = std::move(lease_id), increment, token = std::move(token)] {
+                                       return renew_lease_blocking(lease_id, increment, token);
+                                     });
+}
+
+void vault_client::revoke_lease(std::string lease_id, pgwire::secret_string token, callback<void> done) {
+  impl_->submit<void>(std::move(done), [this, lease_id = std::move(lease_id), token = std::move(token)] {
+    return revoke_lease_blocking(lease_id, token);
+  });
+}
+
+void vault_client::lookup_self(pgwire::secret_string token, callback<vault_token_info> done) {
+  impl_->submit<vault_token_info>(std::move(done),
+                                  [this, token = std::move(token)] { return lookup_self_blocking(token); });
+}
+
+void vault_client::renew_self(pgwire::secret_string token, std::chrono::seconds increment,
+                              callback<vault_token_info> done) {
+  impl_->submit<vault_token_info>(std::move(done), [this, token = std::move(token), increment] {
+    return renew_self_blocking(token, increment);
+  });
+}
+
+void vault_client::request(std::string method, std::string path, std::string json_body, pgwire::secret_string token,
+                           callback<vault_response> done) {
+  impl_->submit<vault_response>(std::move(done), [this, method = std::move(method), path = std::move(path),
+                                                  json_body = std::move(json_body), token = std::move(token)] {
+    return request_blocking(method, path, json_body, token);
+  });
+}
+
+}  // namespace vaultwire

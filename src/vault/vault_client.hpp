@@ -1,0 +1,244 @@
+// vault_client: vaultwire's HTTP client for the few Vault endpoints it uses
+// (/work/shared/vault-api.md §2.4–2.6): database credentials, lease renew/revoke,
+// token lookup-self/renew-self, and a generic request for `provision` and tests.
+//
+// Threading contract (STYLE.md §2 rule 5):
+// - Every blocking libcurl call runs on the client's own bounded worker pool
+//   (`options.threads` threads), never on the caller's thread. The async calls
+//   (`read_credentials(..., done)` etc.) return at once; `done` is invoked exactly
+//   once, on a pool thread, with the result. `done` must not block for long and
+//   must not throw (an exception escaping it is logged and swallowed).
+// - To resume a coroutine on its own executor, post from `done` back to it, e.g.
+//   with asio::async_initiate + a shared_ptr holding the completion handler
+//   (std::function needs a copyable callable; Asio handlers are move-only).
+// - The `*_blocking` variants run the request on the calling thread. They exist for
+//   the CLI (`provision`), tests and the pool itself; never call them from an I/O
+//   thread.
+// - The destructor waits for every queued request to finish (each is bounded by
+//   request_timeout) and invokes their callbacks; do not destroy the client from
+//   inside one of its callbacks.
+//
+// Secrets: tokens and returned passwords are pgwire::secret_string. The header line
+// holding the token, curl's copy of it and every response body are wiped after each
+// request; JSON is parsed with an allocator that wipes what it frees. Nothing here
+// logs a token or a password (debug lines carry method, path, status, duration,
+// lease id and accessor only).
+//
+// Redirects are never followed (a standby's 307 would carry the token to another
+// host); a 3xx is an error that names the status and the Location.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <boost/outcome/basic_result.hpp>
+#include <boost/outcome/policy/terminate.hpp>
+
+#include "pgwire/secret.hpp"
+
+namespace vaultwire {
+
+struct vault_client_options {
+  std::string address{};        // "https://vault.example:8200" (a trailing '/' is ignored)
+  std::string vault_namespace{};  // sent as X-Vault-Namespace when not empty
+  std::string ca_file{};        // PEM bundle for Vault's certificate; empty = system CAs
+  std::chrono::milliseconds request_timeout{5000};  // whole request, connect included
+  std::size_t threads = 4;      // worker pool size = most requests in flight at once
+  // Called after every HTTP exchange (metrics), on the thread that made it (a pool
+  // thread, or the caller of a *_blocking function), with detail::endpoint_label of
+  // the path, the HTTP status ("200", "403") or the transport failure ("timeout",
+  // "unreachable", "too_large"), and the time it took. Never given a path, a token
+  // or a lease id. Must not block; an exception it throws is logged and dropped.
+  std::function<void(std::string_view endpoint, std::string_view code, std::chrono::duration<double> elapsed)>
+      observer{};
+};
+
+struct vault_config;  // vaultwire/config.hpp
+
+// The client options for the configuration's [vault] section.
+[[nodiscard]] vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads = 4);
+
+// The libcurl the process runs with (its own answer, e.g. "7.88.1"), for `vaultwire
+// version`: a version string taken at build time could differ from the library loaded.
+[[nodiscard]] std::string libcurl_version();
+
+enum class vault_error_kind {
+  forbidden,      // 403: token missing, unknown, revoked, or the ACL denies
+  bad_request,    // 400 and other 4xx not listed here (e.g. "unknown role: x")
+  not_found,      // 404
+  sealed,         // 503 "Vault is sealed"
+  rate_limited,   // 429
+  server_error,   // 5xx (other than sealed)
+  redirected,     // 3xx: never followed (a standby's 307)
+  unreachable,    // DNS, connect, TLS or connection reset
+  timeout,        // no complete answer within request_timeout
+  bad_response,   // 2xx whose body is not the JSON expected, or too large
+};
+
+[[nodiscard]] std::string_view to_string(vault_error_kind kind) noexcept;
+
+struct vault_error {
+  vault_error_kind kind = vault_error_kind::bad_response;
+  int http_status = 0;   // 0 when there was no HTTP answer
+  std::string message;   // Vault's errors[] condensed ("permission denied"), or the transport failure
+  std::string address;   // the Vault address the request went to
+  std::string request;   // "GET database/creds/app" (no token, no body)
+
+  // True for answers that mean "this token may not have that" (403, 400, 404):
+  // DESIGN.md maps them to 28P01.
+  [[nodiscard]] bool token_rejected() const noexcept;
+  // "28P01" for token_rejected(), "08001" for everything else.
+  [[nodiscard]] std::string_view sqlstate() const noexcept;
+  // errc::vault_rejected_token or errc::vault_unavailable (same SQLSTATEs).
+  [[nodiscard]] std::error_code code() const noexcept;
+  // The text of the client's ErrorResponse: "Vault rejected the token: permission
+  // denied", or "Vault at https://vault:8200 is unavailable: Vault is sealed (HTTP
+  // 503)". Built from the fields above only, so it never contains a token.
+  [[nodiscard]] std::string to_client_message() const;
+};
+
+template <class T>
+using vault_result = boost::outcome_v2::basic_result<T, vault_error, boost::outcome_v2::policy::terminate>;
+
+// GET {mount}/creds/{role}
+struct vault_credential {
+  std::string lease_id;
+  std::chrono::seconds lease_duration{0};
+  bool renewable = false;
+  std::string username;
+  pgwire::secret_string password;
+  std::vector<std::string> warnings;
+};
+
+// sys/leases/renew
+struct vault_lease_renewal {
+  std::string lease_id;
+  std::chrono::seconds lease_duration{0};
+  bool renewable = false;
+  std::vector<std::string> warnings;
+};
+
+// auth/token/lookup-self (ttl = seconds left, 0 = never expires) and
+// auth/token/renew-self (ttl = the new lease_duration; display_name empty).
+struct vault_token_info {
+  std::string accessor;
+  std::chrono::seconds ttl{0};
+  std::vector<std::string> policies;
+  std::string display_name;
+  std::string entity_id;  // "" for a token with no identity entity
+  bool renewable = false;
+  std::vector<std::string> warnings;
+};
+
+// Any 2xx answer of request(). The body may hold secrets the caller asked for
+// (a created token): it is the caller's to wipe.
+struct vault_response {
+  int http_status = 0;
+  std::string body;  // empty for 204
+};
+
+class vault_client {
+ public:
+  // Starts the worker pool. Throws std::invalid_argument for an address that is not
+  // http:// or https://, or for zero threads.
+  explicit vault_client(vault_client_options options);
+  ~vault_client();
+  vault_client(const vault_client&) = delete;
+  vault_client& operator=(const vault_client&) = delete;
+
+  // The options at construction (reconfigure does not change them).
+  [[nodiscard]] const vault_client_options& options() const noexcept { return options_; }
+
+  // SIGHUP: requests queued or made from now on go to this address, with this
+  // namespace and CA file; requests in flight finish where they started. Throws
+  // std::invalid_argument for an address that is not http:// or https://.
+  void reconfigure(std::string address, std::string vault_namespace, std::string ca_file);
+
+  template <class T>
+  using callback = std::function<void(vault_result<T>)>;
+
+  // Asynchronous: queued on the pool; `done` runs exactly once on a pool thread.
+  void read_credentials(std::string mount, std::string role, pgwire::secret_string token,
+                        callback<vault_credential> done);
+  void renew_lease(std::string lease_id, std::chrono::seconds increment, pgwire::secret_string token,
+                   callback<vault_lease_renewal> done);
+  void revoke_lease(std::string lease_id, pgwire::secret_string token, callback<void> done);
+  void lookup_self(pgwire::secret_string token, callback<vault_token_info> done);
+  void renew_self(pgwire::secret_string token, std::chrono::seconds increment, callback<vault_token_info> done);
+  void request(std::string method, std::string path, std::string json_body, pgwire::secret_string token,
+               callback<vault_response> done);
+
+  // Blocking, on the calling thread (never an I/O thread). `mount` may contain '/'
+  // (nested mounts); `role` is percent-encoded as one path segment. An increment of
+  // 0 lets Vault choose (the role's default TTL / the token's period).
+  [[nodiscard]] vault_result<vault_credential> read_credentials_blocking(std::string_view mount,
+                                                                        std::string_view role,
+                                                                        const pgwire::secret_string& token);
+  [[nodiscard]] vault_result<vault_lease_renewal> renew_lease_blocking(std::string_view lease_id,
+                                                                      std::chrono::seconds increment,
+                                                                      const pgwire::secret_string& token);
+  // 204 (and any 2xx) is success; Vault answers 204 for an unknown lease too.
+  [[nodiscard]] vault_result<void> revoke_lease_blocking(std::string_view lease_id,
+                                                         const pgwire::secret_string& token);
+  [[nodiscard]] vault_result<vault_token_info> lookup_self_blocking(const pgwire::secret_string& token);
+  [[nodiscard]] vault_result<vault_token_info> renew_self_blocking(const pgwire::secret_string& token,
+                                                                  std::chrono::seconds increment);
+  // Any endpoint: `path` is after /v1/ (e.g. "sys/mounts/database"); an empty body
+  // sends none. An empty token sends no X-Vault-Token. Non-2xx answers are errors.
+  [[nodiscard]] vault_result<vault_response> request_blocking(std::string_view method, std::string_view path,
+                                                              std::string_view json_body,
+                                                              const pgwire::secret_string& token);
+
+
+ private:
+  class impl;
+  vault_client_options options_;
+  std::unique_ptr<impl> impl_;
+};
+
+// Pure parts (vault_json.cpp), exposed for unit tests and the fuzz targets.
+namespace detail {
+
+[[nodiscard]] vault_error make_vault_error(vault_error_kind kind, int status, std::string message,
+                                           std::string_view address, std::string_view request);
+
+// Vault's errors[] joined with "; ", each entry with Go multierror formatting
+// ("1 error occurred:\n\t* permission denied\n\n") reduced to its items.
+[[nodiscard]] std::string condense_vault_errors(const std::vector<std::string>& errors);
+[[nodiscard]] std::string condense_vault_error(std::string_view text);
+
+// The error for a non-2xx HTTP answer: kind from the status (and "Vault is sealed"),
+// message from the body's errors[] (or the status when it has none).
+[[nodiscard]] vault_error error_from_response(int http_status, std::string_view body, std::string_view location,
+                                              std::string_view address, std::string_view request);
+
+// Body parsers for 2xx answers. The body is not modified; callers wipe it.
+[[nodiscard]] vault_result<vault_credential> parse_credential(std::string_view body, std::string_view address,
+                                                              std::string_view request);
+[[nodiscard]] vault_result<vault_lease_renewal> parse_lease_renewal(std::string_view body,
+                                                                    std::string_view address,
+                                                                    std::string_view request);
+[[nodiscard]] vault_result<vault_token_info> parse_lookup_self(std::string_view body, std::string_view address,
+                                                               std::string_view request);
+[[nodiscard]] vault_result<vault_token_info> parse_renew_self(std::string_view body, std::string_view address,
+                                                              std::string_view request);
+
+// A bounded label for a request path (after /v1/), for metrics: "creds"
+// (<mount>/creds/<role>), "renew" (sys/leases/renew), "revoke" (sys/leases/revoke...),
+// "lookup-self", "renew-self", "health" (sys/health), else "other". Never contains
+// a lease id, a role or a token.
+[[nodiscard]] std::string_view endpoint_label(std::string_view path) noexcept;
+
+// Percent-encodes everything but RFC 3986 unreserved characters (and '/' when
+// keep_slash).
+[[nodiscard]] std::string escape_path(std::string_view segment, bool keep_slash);
+
+}  // namespace detail
+
+}  // namespace vaultwire

@@ -1,0 +1,388 @@
+// The pure half of the Vault client: Vault's JSON answers and error bodies become
+// vault_credential / vault_token_info / vault_error values. No libcurl, no Asio, no
+// logging, so the fuzz targets (tests/fuzz) build it alone; vault_client.cpp does
+// the transport.
+#include <openssl/crypto.h>
+
+#include <cctype>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "vaultwire/errc.hpp"
+#include "vault/vault_client.hpp"
+
+namespace vaultwire {
+
+namespace {
+
+// ------------------------------------------------------------------ JSON that wipes
+
+// An allocator that wipes every byte it hands back, so the parser's token buffer and
+// each parsed string (passwords, tokens echoed by lookup-self) leave nothing behind.
+template <class T>
+struct wiping_allocator {
+  using value_type = T;
+  wiping_allocator() noexcept = default;
+  template <class U>
+  wiping_allocator(const wiping_allocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  [[nodiscard]] T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    OPENSSL_cleanse(p, n * sizeof(T));
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  friend bool operator==(const wiping_allocator&, const wiping_allocator&) noexcept { return true; }
+  friend bool operator!=(const wiping_allocator&, const wiping_allocator&) noexcept { return false; }
+};
+
+using wiped_string = std::basic_string<char, std::char_traits<char>, wiping_allocator<char>>;
+using wiped_json = nlohmann::basic_json<std::map, std::vector, wiped_string, bool, std::int64_t, std::uint64_t,
+                                        double, wiping_allocator>;
+
+// Parses a JSON object; a discarded value when the body is not one.
+wiped_json parse_object(std::string_view body) {
+  wiped_json j = wiped_json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return wiped_json(wiped_json::value_t::discarded);
+  return j;
+}
+
+class shape_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+const wiped_json& member(const wiped_json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end()) throw shape_error(std::string("no \"") + key + "\"");
+  return *it;
+}
+
+std::string string_member(const wiped_json& obj, const char* key, bool required_nonempty) {
+  const auto& v = member(obj, key);
+  if (!v.is_string()) throw shape_error(std::string("\"") + key + "\" is not a string");
+  const auto& s = v.get_ref<const wiped_string&>();
+  if (required_nonempty && s.empty()) throw shape_error(std::string("\"") + key + "\" is empty");
+  return std::string(s.data(), s.size());
+}
+
+std::chrono::seconds seconds_member(const wiped_json& obj, const char* key) {
+  const auto& v = member(obj, key);
+  if (!v.is_number_integer() || v.get<std::int64_t>() < 0) {
+    throw shape_error(std::string("\"") + key + "\" is not a non-negative integer");
+  }
+  return std::chrono::seconds(v.get<std::int64_t>());
+}
+
+bool bool_member(const wiped_json& obj, const char* key) {
+  const auto& v = member(obj, key);
+  if (!v.is_boolean()) throw shape_error(std::string("\"") + key + "\" is not a boolean");
+  return v.get<bool>();
+}
+
+// An absent or null key is an empty list.
+std::vector<std::string> strings_member(const wiped_json& obj, const char* key) {
+  std::vector<std::string> out;
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return out;
+  if (!it->is_array()) throw shape_error(std::string("\"") + key + "\" is not a list");
+  for (const auto& v : *it) {
+    if (!v.is_string()) throw shape_error(std::string("\"") + key + "\" holds a non-string");
+    const auto& s = v.get_ref<const wiped_string&>();
+    out.emplace_back(s.data(), s.size());
+  }
+  return out;
+}
+
+const wiped_json& object_member(const wiped_json& obj, const char* key) {
+  const auto& v = member(obj, key);
+  if (!v.is_object()) throw shape_error(std::string("\"") + key + "\" is not an object");
+  return v;
+}
+
+// Runs a parser over a 2xx body, turning shape errors into bad_response.
+template <class T, class F>
+vault_result<T> parse_with(std::string_view body, std::string_view address, std::string_view request, F f) {
+  wiped_json j = parse_object(body);
+  if (j.is_discarded()) {
+    return detail::make_vault_error(vault_error_kind::bad_response, 0, "the answer is not a JSON object", address,
+                                    request);
+  }
+  try {
+    return f(j);
+  } catch (const shape_error& e) {
+    return detail::make_vault_error(vault_error_kind::bad_response, 0, std::string("unexpected answer: ") + e.what(),
+                                    address, request);
+  } catch (const nlohmann::json::exception& e) {
+    return detail::make_vault_error(vault_error_kind::bad_response, 0, std::string("unexpected answer: ") + e.what(),
+                                    address, request);
+  }
+}
+
+std::string collapse_whitespace(std::string_view s) {
+  std::string out;
+  bool space = false;
+  for (char c : s) {
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ errors
+
+std::string_view to_string(vault_error_kind kind) noexcept {
+  switch (kind) {
+    case vault_error_kind::forbidden: return "forbidden";
+    case vault_error_kind::bad_request: return "bad_request";
+    case vault_error_kind::not_found: return "not_found";
+    case vault_error_kind::sealed: return "sealed";
+    case vault_error_kind::rate_limited: return "rate_limited";
+    case vault_error_kind::server_error: return "server_error";
+    case vault_error_kind::redirected: return "redirected";
+    case vault_error_kind::unreachable: return "unreachable";
+    case vault_error_kind::timeout: return "timeout";
+    case vault_error_kind::bad_response: return "bad_response";
+  }
+  return "unknown";
+}
+
+bool vault_error::token_rejected() const noexcept {
+  return kind == vault_error_kind::forbidden || kind == vault_error_kind::bad_request ||
+         kind == vault_error_kind::not_found;
+}
+
+std::string_view vault_error::sqlstate() const noexcept { return token_rejected() ? "28P01" : "08001"; }
+
+std::error_code vault_error::code() const noexcept {
+  return make_error_code(token_rejected() ? errc::vault_rejected_token : errc::vault_unavailable);
+}
+
+std::string vault_error::to_client_message() const {
+  const std::string status = http_status > 0 ? "HTTP " + std::to_string(http_status) : std::string();
+  const std::string text = message.empty() ? status : message;
+  switch (kind) {
+    case vault_error_kind::forbidden:
+    case vault_error_kind::bad_request:
+    case vault_error_kind::not_found:
+      return "Vault rejected the token: " + text;
+    case vault_error_kind::sealed:
+    case vault_error_kind::rate_limited:
+    case vault_error_kind::server_error:
+      return "Vault at " + address + " is unavailable: " + text + (message.empty() ? "" : " (" + status + ")");
+    case vault_error_kind::redirected:
+      return "Vault at " + address + " answered with a redirect, which vaultwire does not follow (" + text +
+             "); set vault.address to the active node";
+    case vault_error_kind::unreachable:
+      return "cannot reach Vault at " + address + ": " + text;
+    case vault_error_kind::timeout:
+      return "Vault at " + address + " did not answer in time: " + text;
+    case vault_error_kind::bad_response:
+      return "Vault at " + address + " sent an answer vaultwire cannot use: " + text;
+  }
+  return "Vault at " + address + ": " + text;
+}
+
+namespace detail {
+
+vault_error make_vault_error(vault_error_kind kind, int status, std::string message, std::string_view address,
+                             std::string_view request) {
+  vault_error e;
+  e.kind = kind;
+  e.http_status = status;
+  e.message = std::move(message);
+  e.address = std::string(address);
+  e.request = std::string(request);
+  return e;
+}
+
+std::string condense_vault_error(std::string_view text) {
+  // Go multierror: "<n> error(s) occurred:\n\t* a\n\t* b\n\n".
+  const auto header_end = text.find(" occurred:\n");
+  if (header_end != std::string_view::npos) {
+    const std::string_view head = text.substr(0, header_end);
+    const bool counted = !head.empty() && std::isdigit(static_cast<unsigned char>(head.front())) &&
+                         (head.ends_with(" error") || head.ends_with(" errors"));
+    if (counted) {
+      std::string_view rest = text.substr(header_end + std::string_view(" occurred:\n").size());
+      std::string out;
+      std::size_t pos = 0;
+      while (pos <= rest.size()) {
+        const std::size_t bullet = rest.find("\t* ", pos);
+        if (bullet == std::string_view::npos) break;
+        const std::size_t start = bullet + 3;
+        const std::size_t next = rest.find("\n\t* ", start);
+        const std::string_view item = rest.substr(start, next == std::string_view::npos ? std::string_view::npos
+                                                                                         : next - start);
+        std::string one = collapse_whitespace(item);
+        if (!one.empty()) {
+          if (!out.empty()) out += "; ";
+          out += one;
+        }
+        if (next == std::string_view::npos) break;
+        pos = next + 1;
+      }
+      if (!out.empty()) return out;
+    }
+  }
+  return collapse_whitespace(text);
+}
+
+std::string condense_vault_errors(const std::vector<std::string>& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    std::string one = condense_vault_error(e);
+    if (one.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += one;
+  }
+  return out;
+}
+
+vault_error error_from_response(int http_status, std::string_view body, std::string_view location,
+                                std::string_view address, std::string_view request) {
+  std::string text;
+  {
+    wiped_json j = parse_object(body);
+    if (!j.is_discarded()) {
+      auto it = j.find("errors");
+      if (it != j.end() && it->is_array()) {
+        std::vector<std::string> errors;
+        for (const auto& v : *it) {
+          if (v.is_string()) {
+            const auto& s = v.get_ref<const wiped_string&>();
+            errors.emplace_back(s.data(), s.size());
+          }
+        }
+        text = condense_vault_errors(errors);
+      }
+    }
+  }
+  vault_error_kind kind = vault_error_kind::bad_response;
+  if (http_status >= 300 && http_status < 400) {
+    kind = vault_error_kind::redirected;
+    text = "HTTP " + std::to_string(http_status);
+    if (!location.empty()) text += " to " + std::string(location);
+  } else if (http_status == 403) {
+    kind = vault_error_kind::forbidden;
+  } else if (http_status == 404) {
+    kind = vault_error_kind::not_found;
+    if (text.empty()) text = "not found";
+  } else if (http_status == 429) {
+    kind = vault_error_kind::rate_limited;
+    if (text.empty()) text = "too many requests";
+  } else if (http_status >= 400 && http_status < 500) {
+    kind = vault_error_kind::bad_request;
+  } else if (http_status >= 500 && http_status < 600) {
+    kind = (http_status == 503 && text.find("Vault is sealed") != std::string::npos)
+               ? vault_error_kind::sealed
+               : vault_error_kind::server_error;
+  } else {
+    kind = vault_error_kind::bad_response;
+    if (text.empty()) text = "unexpected HTTP status " + std::to_string(http_status);
+  }
+  return make_vault_error(kind, http_status, std::move(text), address, request);
+}
+
+vault_result<vault_credential> parse_credential(std::string_view body, std::string_view address,
+                                                std::string_view request) {
+  return parse_with<vault_credential>(body, address, request, [](const wiped_json& j) -> vault_result<vault_credential> {
+    vault_credential c;
+    c.lease_id = string_member(j, "lease_id", true);
+    c.lease_duration = seconds_member(j, "lease_duration");
+    c.renewable = bool_member(j, "renewable");
+    const auto& data = object_member(j, "data");
+    c.username = string_member(data, "username", true);
+    const auto& pw = member(data, "password");
+    if (!pw.is_string() || pw.get_ref<const wiped_string&>().empty()) {
+      throw shape_error("\"password\" is not a non-empty string");
+    }
+    const auto& pws = pw.get_ref<const wiped_string&>();
+    c.password = pgwire::secret_string(std::string_view(pws.data(), pws.size()));
+    c.warnings = strings_member(j, "warnings");
+    return c;
+  });
+}
+
+vault_result<vault_lease_renewal> parse_lease_renewal(std::string_view body, std::string_view address,
+                                                      std::string_view request) {
+  return parse_with<vault_lease_renewal>(body, address, request,
+                                         [](const wiped_json& j) -> vault_result<vault_lease_renewal> {
+                                           vault_lease_renewal r;
+                                           r.lease_id = string_member(j, "lease_id", true);
+                                           r.lease_duration = seconds_member(j, "lease_duration");
+                                           r.renewable = bool_member(j, "renewable");
+                                           r.warnings = strings_member(j, "warnings");
+                                           return r;
+                                         });
+}
+
+vault_result<vault_token_info> parse_lookup_self(std::string_view body, std::string_view address,
+                                                 std::string_view request) {
+  return parse_with<vault_token_info>(body, address, request, [](const wiped_json& j) -> vault_result<vault_token_info> {
+    const auto& data = object_member(j, "data");
+    vault_token_info t;
+    t.accessor = string_member(data, "accessor", false);
+    t.ttl = seconds_member(data, "ttl");
+    t.policies = strings_member(data, "policies");
+    t.display_name = string_member(data, "display_name", false);
+    t.entity_id = string_member(data, "entity_id", false);
+    t.renewable = bool_member(data, "renewable");
+    t.warnings = strings_member(j, "warnings");
+    return t;
+  });
+}
+
+vault_result<vault_token_info> parse_renew_self(std::string_view body, std::string_view address,
+                                                std::string_view request) {
+  return parse_with<vault_token_info>(body, address, request, [](const wiped_json& j) -> vault_result<vault_token_info> {
+    const auto& auth = object_member(j, "auth");
+    vault_token_info t;
+    t.accessor = string_member(auth, "accessor", false);
+    t.ttl = seconds_member(auth, "lease_duration");
+    t.policies = strings_member(auth, "policies");
+    t.renewable = bool_member(auth, "renewable");
+    t.warnings = strings_member(j, "warnings");
+    return t;
+  });
+}
+
+std::string_view endpoint_label(std::string_view path) noexcept {
+  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  if (path == "sys/leases/renew" || path.starts_with("sys/leases/renew/")) return "renew";
+  if (path == "sys/leases/revoke" || path.starts_with("sys/leases/revoke/")) return "revoke";
+  if (path == "auth/token/lookup-self") return "lookup-self";
+  if (path == "auth/token/renew-self") return "renew-self";
+  if (path == "sys/health") return "health";
+  if (path.find("/creds/") != std::string_view::npos) return "creds";
+  return "other";
+}
+
+std::string escape_path(std::string_view segment, bool keep_slash) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(segment.size());
+  for (char ch : segment) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xF]);
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
+
+}  // namespace vaultwire
