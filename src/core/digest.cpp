@@ -31,4 +31,15 @@ sha256_digest sha256(std::string_view data) {
   return out;
 }
 
+std::string to_hex(const sha256_digest& digest) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(digest.size() * 2);
+  for (const unsigned char b : digest) {
+    out += hex[b >> 4];
+    out += hex[b & 0xf];
+  }
+  return out;
+}
+
 }  // namespace vaultwire::detail

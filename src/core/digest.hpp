@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <string>
 #include <string_view>
 
 namespace vaultwire::detail {
@@ -15,5 +16,8 @@ using sha256_digest = std::array<unsigned char, 32>;
 
 // Throws std::runtime_error when OpenSSL fails (no SHA-256 provider).
 [[nodiscard]] sha256_digest sha256(std::string_view data);
+
+// Lower-case hex, 64 characters.
+[[nodiscard]] std::string to_hex(const sha256_digest& digest);
 
 }  // namespace vaultwire::detail

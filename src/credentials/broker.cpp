@@ -468,7 +468,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       refuse(simple_error(broker_error_kind::shutting_down, "vaultwire is shutting down; reconnect"));
       return;
     }
-    const std::string hash = credential_broker::token_digest(req.token);
+    const std::string hash = req.token_hash.empty() ? credential_broker::token_digest(req.token) : req.token_hash;
     if (auto n = negative.find(hash); n != negative.end()) {
       if (t < n->second.until) {
         ++stats.negative_cache_hits;
@@ -1300,15 +1300,9 @@ milliseconds credential_broker::reuse_floor(seconds lease_duration) noexcept {
 }
 
 std::string credential_broker::token_digest(const pgwire::secret_string& token) {
-  const detail::sha256_digest md = detail::sha256(token.view());
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(md.size() * 2);
-  for (unsigned char b : md) {
-    out += hex[b >> 4];
-    out += hex[b & 0xf];
-  }
-  return out;
+  return token_digest(detail::sha256(token.view()));
 }
+
+std::string credential_broker::token_digest(const detail::sha256_digest& md) { return detail::to_hex(md); }
 
 }  // namespace vaultwire

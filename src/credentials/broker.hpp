@@ -115,6 +115,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/digest.hpp"
 #include "pgwire/secret.hpp"
 #include "vaultwire/config.hpp"
 #include "vault/vault_client.hpp"
@@ -180,6 +181,9 @@ struct credential_broker_options {
 // One acquire: what the client presented and where it goes.
 struct credential_request {
   pgwire::secret_string token;
+  // token_digest(token), when the caller has it already (a session hashes its token
+  // once, for the throttle and the broker); computed from `token` when empty.
+  std::string token_hash;
   std::string vault_namespace;  // "" = none; part of the key
   std::string mount;
   std::string role;
@@ -361,6 +365,7 @@ class credential_broker {
   [[nodiscard]] static std::chrono::milliseconds reuse_floor(std::chrono::seconds lease_duration) noexcept;
   // Hex SHA-256 of the token (the cache key's first part).
   [[nodiscard]] static std::string token_digest(const pgwire::secret_string& token);
+  [[nodiscard]] static std::string token_digest(const detail::sha256_digest& token_sha256);
 
  private:
   std::shared_ptr<detail::broker_state> state_;

@@ -361,11 +361,12 @@ void wipe_plaintext(SSL_CTX* ctx) {
 
 }  // namespace
 
-SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::string& error) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string& error) {
+  ssl_ctx owned(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX* ctx = owned.get();
   if (ctx == nullptr) {
     error = openssl_error_text();
-    return nullptr;
+    return {};
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   wipe_plaintext(ctx);
@@ -375,26 +376,25 @@ SSL_CTX* make_client_tls_context(const tls_client_context_options& o, std::strin
   SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
     error = "cannot load CA file " + o.ca_file + ": " + openssl_error_text();
-    SSL_CTX_free(ctx);
-    return nullptr;
+    return {};
   }
   if (!o.client_cert.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx, o.client_cert.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, o.client_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
       error = "cannot load client certificate " + o.client_cert + ": " + openssl_error_text();
-      SSL_CTX_free(ctx);
-      return nullptr;
+      return {};
     }
   }
-  return ctx;
+  return owned;
 }
 
-SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+ssl_ctx make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error) {
+  ssl_ctx owned(SSL_CTX_new(TLS_server_method()));
+  SSL_CTX* ctx = owned.get();
   if (ctx == nullptr) {
     error = openssl_error_text();
-    return nullptr;
+    return {};
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   wipe_plaintext(ctx);
@@ -405,10 +405,9 @@ SSL_CTX* make_server_tls_context(const std::string& cert_file, const std::string
       SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
     error = "cannot load listener certificate " + cert_file + ": " + openssl_error_text();
-    SSL_CTX_free(ctx);
-    return nullptr;
+    return {};
   }
-  return ctx;
+  return owned;
 }
 
 }  // namespace vaultwire::detail

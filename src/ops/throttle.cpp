@@ -25,12 +25,15 @@ std::string auth_throttle::client_host(std::string_view peer) {
   return std::string(peer);
 }
 
-std::string auth_throttle::make_key(std::string_view host, const pgwire::secret_string& token) {
-  const sha256_digest md = sha256(token.view());
+std::string auth_throttle::make_key(std::string_view host, const sha256_digest& token_sha256) {
   std::string key(host);
   key += '\0';
-  key.append(reinterpret_cast<const char*>(md.data()), md.size());
+  key.append(reinterpret_cast<const char*>(token_sha256.data()), token_sha256.size());
   return key;
+}
+
+std::string auth_throttle::make_key(std::string_view host, const pgwire::secret_string& token) {
+  return make_key(host, sha256(token.view()));
 }
 
 auth_throttle::verdict auth_throttle::check(const std::string& key) {

@@ -30,6 +30,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/digest.hpp"
 #include "vaultwire/config.hpp"
 
 namespace vaultwire::detail {
@@ -71,6 +72,7 @@ class auth_throttle {
   [[nodiscard]] static std::string client_host(std::string_view peer);
   // The key for a client host and token: the host, a NUL, and the token's SHA-256 (32
   // raw bytes).
+  [[nodiscard]] static std::string make_key(std::string_view host, const sha256_digest& token_sha256);
   [[nodiscard]] static std::string make_key(std::string_view host, const pgwire::secret_string& token);
 
   [[nodiscard]] verdict check(const std::string& key);

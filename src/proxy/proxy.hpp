@@ -24,16 +24,15 @@
 
 namespace vaultwire::detail {
 
-// A route as the proxy uses it: the config at start plus its TLS context (owned).
+// A route as the proxy uses it: the config at start plus its TLS context.
 // SIGHUP may replace the context (a rotated CA): connections take a reference for
 // their handshake, so the old context lives until its last handshake is done.
 struct route_runtime {
   route_config config;
-  SSL_CTX* tls = nullptr;  // nullptr for sslmode = disable; set before start, then replace_tls()
-  ~route_runtime();
+  ssl_ctx tls;  // empty for sslmode = disable; set before start, then replace_tls()
   // The target with a reference on the current context (held by the target).
   [[nodiscard]] upstream_target target(const limits_config& limits) const;
-  void replace_tls(SSL_CTX* fresh);
+  void replace_tls(ssl_ctx fresh);
 
  private:
   mutable std::mutex tls_mutex_;
@@ -123,11 +122,11 @@ struct proxy_state {
 struct listener_runtime {
   const listener_config* config = nullptr;
   const route_runtime* route = nullptr;
-  SSL_CTX* tls = nullptr;  // owned by the server; set before start, then replace_tls()
-  // A reference on the current context (the caller SSL_CTX_free()s it), or nullptr.
-  [[nodiscard]] SSL_CTX* acquire_tls() const;
-  // SIGHUP: a new certificate and key. Returns the old context for the caller to free.
-  [[nodiscard]] SSL_CTX* replace_tls(SSL_CTX* fresh);
+  ssl_ctx tls;  // empty for a plaintext listener; set before start, then replace_tls()
+  // A reference on the current context, or an empty one.
+  [[nodiscard]] ssl_ctx acquire_tls() const;
+  // SIGHUP: a new certificate and key; handshakes under way keep the old context.
+  void replace_tls(ssl_ctx fresh);
 
  private:
   mutable std::mutex tls_mutex_;

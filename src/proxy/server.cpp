@@ -148,15 +148,15 @@ spdlog::level::level_enum to_spdlog(log_level l) {
 }
 
 // The TLS context towards a route's cluster: its CA (or the system store), its
-// client certificate. nullptr with `error` set on failure.
-SSL_CTX* make_route_tls(const route_config& route, std::string& error) {
+// client certificate. Empty with `error` set on failure.
+detail::ssl_ctx make_route_tls(const route_config& route, std::string& error) {
   detail::tls_client_context_options o;
   o.ca_file = route.ca_file ? route.ca_file->string() : "";
   o.client_cert = route.client_cert ? route.client_cert->string() : "";
   o.client_key = route.client_key ? route.client_key->string() : "";
   o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
-  SSL_CTX* ctx = detail::make_client_tls_context(o, error);
-  if (ctx != nullptr && !route.ca_file) SSL_CTX_set_default_verify_paths(ctx);
+  detail::ssl_ctx ctx = detail::make_client_tls_context(o, error);
+  if (ctx && !route.ca_file) SSL_CTX_set_default_verify_paths(ctx.get());
   return ctx;
 }
 
@@ -235,22 +235,16 @@ void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listen
     return;
   }
 
-  std::vector<SSL_CTX*> listener_tls(listeners.size(), nullptr);
-  std::map<std::string, SSL_CTX*> route_tls;
-  auto discard = [&] {
-    for (auto* c : listener_tls)
-      if (c != nullptr) SSL_CTX_free(c);
-    for (auto& [n, c] : route_tls)
-      if (c != nullptr) SSL_CTX_free(c);
-  };
+  // Every new context first; nothing is replaced unless all of them load.
+  std::vector<detail::ssl_ctx> listener_tls(listeners.size());
+  std::map<std::string, detail::ssl_ctx> route_tls;
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     const auto& lc = next.listeners[i];
     if (!lc.tls()) continue;
     std::string error;
     listener_tls[i] = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
-    if (listener_tls[i] == nullptr) {
+    if (!listener_tls[i]) {
       spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind, error);
-      discard();
       metrics::config_reload(false);
       return;
     }
@@ -258,21 +252,19 @@ void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listen
   for (const auto& [name, route] : next.routes) {
     if (route.sslmode == ssl_mode::disable) continue;
     std::string error;
-    SSL_CTX* ctx = make_route_tls(route, error);
-    if (ctx == nullptr) {
+    detail::ssl_ctx ctx = make_route_tls(route, error);
+    if (!ctx) {
       spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, error);
-      discard();
       metrics::config_reload(false);
       return;
     }
-    route_tls[name] = ctx;
+    route_tls[name] = std::move(ctx);
   }
 
   for (std::size_t i = 0; i < listeners.size(); ++i) {
-    if (listener_tls[i] == nullptr) continue;
-    if (SSL_CTX* old = listeners[i]->replace_tls(listener_tls[i]); old != nullptr) SSL_CTX_free(old);
+    if (listener_tls[i]) listeners[i]->replace_tls(std::move(listener_tls[i]));
   }
-  for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(ctx);
+  for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(std::move(ctx));
   // Vault's address, namespace and CA: requests from now on (credentials cached under
   // the old namespace are not served for the new one: the namespace is in the key).
   try {
@@ -331,7 +323,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
     if (route.sslmode != ssl_mode::disable) {
       std::string error;
       rt->tls = make_route_tls(route, error);
-      if (rt->tls == nullptr) {
+      if (!rt->tls) {
         spdlog::error("route {}: {}", name, error);
         return 1;
       }
@@ -390,9 +382,6 @@ int run_server(const config& cfg, config_reloader reload_config) {
   std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
   std::vector<std::string> unix_paths;
   auto cleanup = [&] {
-    for (auto& l : listeners) {
-      if (l->tls != nullptr) SSL_CTX_free(l->tls);
-    }
     for (auto& p : unix_paths) ::unlink(p.c_str());
   };
 
@@ -403,7 +392,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
     if (lc.tls()) {
       std::string error;
       l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
-      if (l->tls == nullptr) {
+      if (!l->tls) {
         spdlog::error("listener {}: {}", lc.bind, error);
         cleanup();
         return 1;

@@ -21,6 +21,7 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include "core/digest.hpp"
 #include "core/text.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"
@@ -36,31 +37,24 @@ using namespace std::chrono_literals;
 
 // ---- route_runtime / cancel_map ----
 
-route_runtime::~route_runtime() {
-  if (tls != nullptr) SSL_CTX_free(tls);
-}
-
-void route_runtime::replace_tls(SSL_CTX* fresh) {
-  SSL_CTX* old = nullptr;
+void route_runtime::replace_tls(ssl_ctx fresh) {
   {
     std::lock_guard lock(tls_mutex_);
-    old = tls;
-    tls = fresh;
+    std::swap(tls, fresh);
   }
-  if (old != nullptr) SSL_CTX_free(old);
+  // `fresh` now holds the old context's reference, dropped here, outside the lock.
 }
 
-SSL_CTX* listener_runtime::acquire_tls() const {
+ssl_ctx listener_runtime::acquire_tls() const {
   std::lock_guard lock(tls_mutex_);
-  if (tls != nullptr) SSL_CTX_up_ref(tls);
   return tls;
 }
 
-SSL_CTX* listener_runtime::replace_tls(SSL_CTX* fresh) {
-  std::lock_guard lock(tls_mutex_);
-  SSL_CTX* old = tls;
-  tls = fresh;
-  return old;
+void listener_runtime::replace_tls(ssl_ctx fresh) {
+  {
+    std::lock_guard lock(tls_mutex_);
+    std::swap(tls, fresh);
+  }
 }
 
 upstream_target route_runtime::target(const limits_config& limits) const {
@@ -70,11 +64,7 @@ upstream_target route_runtime::target(const limits_config& limits) const {
   t.server_name = config.server_name.empty() ? config.host : config.server_name;
   {
     std::lock_guard lock(tls_mutex_);
-    if (tls != nullptr) {
-      SSL_CTX_up_ref(tls);
-      t.tls = tls;
-      t.tls_hold = std::shared_ptr<void>(tls, [](void* c) { SSL_CTX_free(static_cast<SSL_CTX*>(c)); });
-    }
+    t.tls = tls;
   }
   t.verify_name = config.sslmode == ssl_mode::verify_full;
   t.connect_timeout = limits.upstream_connect_timeout;
@@ -371,6 +361,7 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<std::pair<std::string, std::string>> params_;  // client startup, minus user
   std::string role_, database_;
   std::optional<pgwire::secret_string> token_;
+  sha256_digest token_sha256_{};  // of token_, once: the throttle's key and the broker's
   credential_lease lease_;
   std::string username_ = "-", lease_id_ = "-";  // for the log, kept after the lease is released
   upstream_session upstream_;
@@ -445,8 +436,8 @@ net::awaitable<bool> session::admission() {
         result_ = "unencrypted_data_after_ssl_request";
         co_return false;
       }
-      SSL_CTX* tls = tls_done ? nullptr : listener_->acquire_tls();
-      if (tls == nullptr) {
+      const ssl_ctx tls = tls_done ? ssl_ctx{} : listener_->acquire_tls();
+      if (!tls) {
         std::uint8_t no = 'N';
         std::error_code ec;
         co_await client_.write_all(std::span<const std::uint8_t>(&no, 1), ec);
@@ -456,8 +447,7 @@ net::awaitable<bool> session::admission() {
       std::uint8_t yes = 'S';
       std::error_code ec;
       co_await client_.write_all(std::span<const std::uint8_t>(&yes, 1), ec);
-      if (!ec) co_await client_.tls_accept(tls, ec);
-      SSL_CTX_free(tls);  // the connection holds its own reference
+      if (!ec) co_await client_.tls_accept(tls.get(), ec);  // the connection takes its own reference
       if (ec) {
         result_ = "client_tls_failed";
         spdlog::info("{} client TLS handshake failed: {}", prefix(), client_.tls_error());
@@ -641,6 +631,7 @@ net::awaitable<bool> session::read_token() {
       }
     }
     token_.emplace(std::move(p.value().password));
+    token_sha256_ = sha256(token_->view());
     co_return true;
   }
 }
@@ -660,6 +651,7 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
 net::awaitable<bool> session::acquire_credential() {
   credential_request request;
   request.token = token_->clone();
+  request.token_hash = credential_broker::token_digest(token_sha256_);
   request.vault_namespace = cfg_->vault.namespace_.value_or("");  // as the Vault client sends it (SIGHUP may change it)
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
@@ -851,7 +843,7 @@ net::awaitable<void> session::run() {
 
   // Auth-failure throttling, before Vault is asked ([throttle]).
   if (cfg_->throttle.base_delay) {
-    throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), *token_);
+    throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), token_sha256_);
     const auth_throttle::verdict v = state_->throttle.check(throttle_key_);
     if (!v.allowed) {
       spdlog::info("{} login throttled: {} failed logins in a row with this token, {} left of {}", prefix(), v.failures,

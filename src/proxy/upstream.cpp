@@ -204,7 +204,7 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
     co_return false;
   }
   const std::string& name = t.server_name.empty() ? t.host : t.server_name;
-  co_await s.tls_connect(t.tls, name, t.verify_name, ec);
+  co_await s.tls_connect(t.tls.get(), name, t.verify_name, ec);
   if (ec) {
     session.error = make_error_code(errc::upstream_tls_failed);
     session.message = "TLS with the server " + name + " failed: " + s.tls_error();
@@ -245,7 +245,7 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
     co_return session;
   }
   stream& s = *session.conn;
-  if (target.tls != nullptr && !co_await start_tls(s, target, session)) co_return session;
+  if (target.tls && !co_await start_tls(s, target, session)) co_return session;
 
   std::vector<std::uint8_t> out;
   pgwire::startup_message sm;
@@ -291,7 +291,7 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
             break;
           case pgwire::auth_type::cleartext_password:
             session.auth_method = "password";
-            if (target.tls == nullptr) {
+            if (!target.tls) {
               // Never send a Vault-issued password in clear over the network.
               fail(errc::upstream_auth_unsupported,
                    "the server asked for a cleartext password on a connection without TLS");
@@ -449,7 +449,7 @@ net::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel
   if (!conn) co_return;
   upstream_session scratch;
   scratch.peer = peer;
-  if (target.tls != nullptr && !co_await start_tls(*conn, target, scratch)) co_return;
+  if (target.tls && !co_await start_tls(*conn, target, scratch)) co_return;
   std::vector<std::uint8_t> out;
   pgwire::encode_cancel_request(out, key);
   std::error_code ec;

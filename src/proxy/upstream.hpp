@@ -24,8 +24,7 @@ struct upstream_target {
   std::string host;
   std::uint16_t port = 26257;
   std::string server_name;       // SNI and the name verified (defaults to host)
-  SSL_CTX* tls = nullptr;        // owned by the route; nullptr = sslmode disable
-  std::shared_ptr<void> tls_hold;  // when set, a reference on `tls` kept for the connection's life
+  ssl_ctx tls;                   // a reference held for the connection's life; empty = sslmode disable
   bool verify_name = true;       // verify-full
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::seconds tcp_keepalive{60};

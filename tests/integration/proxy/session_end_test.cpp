@@ -91,7 +91,7 @@ struct proxy_fixture {
     o.ca_file = pg.get("CA");
     std::string error;
     route->tls = vaultwire::detail::make_client_tls_context(o, error);
-    REQUIRE(route->tls != nullptr);
+    REQUIRE(route->tls);
     listener.config = &cfg.listeners.at(0);
     listener.route = route.get();
     state->routes["main"] = std::move(route);

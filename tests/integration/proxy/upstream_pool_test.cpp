@@ -136,7 +136,7 @@ std::string value_of(const param_list& params, const std::string& name) {
 // PostgreSQL with TLS and SCRAM, logins as the harness's SCRAM user.
 struct pool_fixture {
   vwtest::pg_server pg{{.auth = "scram-sha-256", .ssl_only = true}};
-  SSL_CTX* ctx = nullptr;
+  vaultwire::detail::ssl_ctx ctx;
   upstream_target target;
   pgwire::secret_string password{pg.get("SCRAM_PASSWORD")};
   net::io_context io;
@@ -146,13 +146,12 @@ struct pool_fixture {
     vaultwire::detail::tls_client_context_options o;
     o.ca_file = pg.ca_file();
     ctx = vaultwire::detail::make_client_tls_context(o, error);
-    REQUIRE(ctx != nullptr);
+    REQUIRE(ctx);
     target.host = "localhost";
     target.port = static_cast<std::uint16_t>(pg.port());
     target.server_name = "localhost";
     target.tls = ctx;
   }
-  ~pool_fixture() { SSL_CTX_free(ctx); }
 
   // A fresh login, bound to io, as a session hands it to the pool.
   pooled_upstream login(const std::string& lease_id, std::chrono::steady_clock::duration lease_left = 1h) {

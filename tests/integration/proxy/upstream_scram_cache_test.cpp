@@ -51,8 +51,8 @@ TEST_CASE("SCRAM keys are derived once per credential, every login is still a re
   std::string error;
   vaultwire::detail::tls_client_context_options o;
   o.ca_file = pg.ca_file();
-  SSL_CTX* ctx = vaultwire::detail::make_client_tls_context(o, error);
-  REQUIRE(ctx != nullptr);
+  vaultwire::detail::ssl_ctx ctx = vaultwire::detail::make_client_tls_context(o, error);
+  REQUIRE(ctx);
   upstream_target target;
   target.host = "localhost";
   target.port = static_cast<std::uint16_t>(pg.port());
@@ -89,5 +89,4 @@ TEST_CASE("SCRAM keys are derived once per credential, every login is still a re
   REQUIRE_FALSE(s.error);
   CHECK(vaultwire::detail::scram_keys_derived() - before == 3);
   CHECK(count_of(pg.log(), authenticated) == 21);
-  SSL_CTX_free(ctx);
 }
