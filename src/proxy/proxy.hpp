@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "ops/audit.hpp"
+#include "proxy/cancel_map.hpp"
 #include "net/stream.hpp"
 #include "ops/throttle.hpp"
 #include "proxy/upstream.hpp"
@@ -36,25 +37,6 @@ struct route_runtime {
 
  private:
   mutable std::mutex tls_mutex_;
-};
-
-// What a CancelRequest for a key vaultwire issued is forwarded to.
-struct cancel_target {
-  const route_runtime* route = nullptr;
-  pgwire::cancel_request upstream_key;
-};
-
-// Keys of live sessions only: a session forgets its key when it ends.
-class cancel_map {
- public:
-  // A fresh key (CSPRNG secret) for the upstream process id, remembered until forget().
-  pgwire::backend_key_data issue(std::int32_t upstream_pid, cancel_target target);
-  std::optional<cancel_target> find(const pgwire::cancel_request& key);
-  void forget(const pgwire::backend_key_data& key);
-
- private:
-  std::mutex mutex_;
-  std::map<std::pair<std::int32_t, std::int32_t>, cancel_target> keys_;
 };
 
 class session;

@@ -1,0 +1,36 @@
+// cancel_map: the cancel keys vaultwire gave its clients, each mapped to the
+// upstream key and route a CancelRequest for it is forwarded to.
+#pragma once
+
+#include <pgwire/messages.hpp>
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+namespace vaultwire::detail {
+
+struct route_runtime;
+
+// What a CancelRequest for a key vaultwire issued is forwarded to.
+struct cancel_target {
+  const route_runtime* route = nullptr;
+  pgwire::cancel_request upstream_key;
+};
+
+// Keys of live sessions only: a session forgets its key when it ends.
+class cancel_map {
+ public:
+  // A fresh key (CSPRNG secret) for the upstream process id, remembered until forget().
+  pgwire::backend_key_data issue(std::int32_t upstream_pid, cancel_target target);
+  std::optional<cancel_target> find(const pgwire::cancel_request& key);
+  void forget(const pgwire::backend_key_data& key);
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<std::int32_t, std::int32_t>, cancel_target> keys_;
+};
+
+}  // namespace vaultwire::detail

@@ -1,0 +1,232 @@
+// The credential and login phases: the login throttle, the credential from the
+// broker (its cache or Vault), and the upstream connection (an idle pooled one, or
+// a new login with the credential). Also the lease events that end a session.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/text.hpp"
+#include "credentials/broker_await.hpp"
+#include "ops/metrics.hpp"
+#include "proxy/session.hpp"
+
+namespace vaultwire::detail {
+
+namespace net = boost::asio;
+
+namespace {
+
+session_outcome outcome_of(const broker_error& e) {
+  switch (e.kind) {
+    case broker_error_kind::vault:
+      return e.vault.token_rejected() ? session_outcome::vault_rejected_token : session_outcome::vault_unavailable;
+    case broker_error_kind::token_rejected: return session_outcome::vault_rejected_token;
+    case broker_error_kind::token_unverified: return session_outcome::vault_unavailable;
+    case broker_error_kind::lease_budget: return session_outcome::lease_budget;
+    case broker_error_kind::shutting_down: return session_outcome::shutdown;
+  }
+  return session_outcome::vault_unavailable;
+}
+
+}  // namespace
+
+// Auth-failure throttling, before Vault is asked ([throttle]).
+net::awaitable<bool> session::pass_throttle() {
+  if (!cfg_->throttle.base_delay) co_return true;
+  throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), token_sha256_);
+  const auth_throttle::verdict v = state_->throttle.check(throttle_key_);
+  if (!v.allowed) {
+    spdlog::info("{} login throttled: {} failed logins in a row with this token, {} left of {}", prefix(), v.failures,
+                 duration_text(v.retry_after), duration_text(v.backoff));
+    co_await refuse(errc::throttled, throttle_message(v));
+    co_return false;
+  }
+  throttle_ticket_ = v.ticket;
+  co_return true;
+}
+
+std::string session::throttle_message(const auth_throttle::verdict& v) const {
+  const auto secs = std::max<long long>(1, (v.retry_after.count() + 999) / 1000);
+  return "too many failed logins from " + auth_throttle::client_host(peer_) + " with this token (" +
+         std::to_string(v.failures) + " in a row, waiting " + duration_text(v.backoff) + "); retry after " +
+         std::to_string(secs) + "s";
+}
+
+// The credential: the broker's cache, or Vault on its worker pool.
+net::awaitable<bool> session::acquire_credential() {
+  credential_request request;
+  request.token = token_->clone();
+  request.token_hash = credential_broker::token_digest(token_sha256_);
+  request.vault_namespace = cfg_->vault.namespace_.value_or("");  // as the Vault client sends it (SIGHUP may change it)
+  request.mount = state_->cfg->vault.mount;
+  request.role = role_;
+  request.route = listener_->config->route;
+  auto r = co_await async_acquire(*state_->broker, std::move(request));
+  if (!r) {
+    const broker_error& e = r.error();
+    const session_outcome outcome = outcome_of(e);
+    if (outcome == session_outcome::vault_rejected_token && !throttle_key_.empty()) {
+      state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
+    }
+    co_await refuse_with(e.sqlstate(), e.to_client_message(), outcome);
+    co_return false;
+  }
+  lease_ = std::move(r).value();
+  username_ = lease_.username();
+  lease_id_ = lease_.lease_id();
+  token_identity_ = lease_.token_identity();
+  {
+    std::lock_guard lock(state_->sessions_mutex);
+    if (auto it = state_->sessions.find(id_); it != state_->sessions.end()) it->second.lease_id = lease_id_;
+  }
+  watch_lease();
+  co_return true;
+}
+
+// Not a coroutine: g++ 12 mishandles lambdas with owning captures in coroutine frames.
+void session::watch_lease() {
+  // The broker calls back on its own threads: hop to this session's strand.
+  std::weak_ptr<session> weak = weak_from_this();
+  lease_.subscribe([weak](lease_event event) {
+    if (auto self = weak.lock()) {
+      net::post(self->executor(), [self, event] { self->on_lease_event(event); });
+    }
+  });
+}
+
+// The kill-switch and expiry at a transaction boundary (DESIGN.md "Credentials and
+// leases"), on the session's strand.
+void session::on_lease_event(lease_event event) {
+  if (!lease_ || phase_ == session_phase::done || control_.ended()) return;
+  const credentials_config& policy = cfg_->credentials;
+  const std::string sqlstate(sqlstate_for(errc::session_ended));
+  switch (event) {
+    case lease_event::token_revoked:
+    case lease_event::lease_gone: {
+      const std::string message =
+          event == lease_event::token_revoked
+              ? "terminating connection: the Vault token that opened this session was revoked or has expired; "
+                "reconnect with a valid token"
+              : "terminating connection: Vault no longer knows this session's database credential (its lease was "
+                "revoked); reconnect";
+      spdlog::warn("{} {} (lease {}, {}); on_revoke = {}", prefix(),
+                   event == lease_event::token_revoked ? "token revoked or expired" : "lease gone", lease_id_,
+                   lease_.token_name(), to_string(policy.on_revoke));
+      if (policy.on_revoke == on_revoke_policy::ignore) return;
+      end_on_strand(policy.on_revoke == on_revoke_policy::now ? end_mode::now : end_mode::at_idle, sqlstate, message);
+      return;
+    }
+    case lease_event::expiring: {
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(lease_.expires_at() - broker_clock::now());
+      spdlog::info("{} lease {} cannot be renewed past its max TTL: ends in {}s; the session ends at its next idle point",
+                   prefix(), lease_id_, std::max<long long>(0, left.count()));
+      notice_on_strand("the database credential of this session expires in " +
+                       std::to_string(std::max<long long>(0, left.count())) +
+                       "s (its Vault lease reached the role's max TTL); the session ends at its next idle point; "
+                       "reconnect to continue");
+      end_on_strand(end_mode::at_idle, sqlstate,
+                    "terminating connection: the database credential of this session expires (its lease reached "
+                    "Vault's max TTL); reconnect");
+      return;
+    }
+    case lease_event::expired:
+      end_on_strand(end_mode::now, sqlstate,
+                    "terminating connection: the database credential of this session expired (its lease reached "
+                    "Vault's max TTL); reconnect");
+      return;
+    case lease_event::shutdown:
+      return;  // the server's stop path ends every session
+  }
+}
+
+// An idle pooled connection or a new login. The server refusing a cached credential
+// (28P01) drops it and fetches a fresh one, once (DESIGN.md "Credentials and
+// leases"). False when the session ends here (the client has been told why).
+net::awaitable<bool> session::connect_upstream_phase() {
+  if (stopping_ || !take_pooled_upstream()) co_await login_upstream();
+  if (!stopping_ && upstream_.server_sqlstate == "28P01" && lease_.from_cache()) {
+    spdlog::warn("{} the server refused cached credential {} (28P01): fetching a fresh one", prefix(), lease_id_);
+    if (upstream_.conn) upstream_.conn->close();
+    upstream_ = upstream_session{};
+    state_->broker->invalidate(lease_);
+    lease_.release();
+    if (!co_await acquire_credential()) co_return false;
+    co_await login_upstream();
+  }
+  if (stopping_ || upstream_.error || !upstream_.conn) {
+    co_await refuse_failed_login();
+    co_return false;
+  }
+  if (!throttle_key_.empty()) state_->throttle.succeeded(throttle_key_);
+  co_return true;
+}
+
+// An idle connection of the pool for this credential, database and parameters.
+bool session::take_pooled_upstream() {
+  if (!state_->pool) return false;
+  pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+  auto up = state_->pool->checkout(pool_key_, executor());
+  if (!up) return false;
+  upstream_.conn = std::move(up->conn);
+  upstream_.peer = std::move(up->peer);
+  upstream_.key = up->key;
+  upstream_.handover = std::move(up->parameter_status);
+  upstream_.ready_status = 'I';
+  upstream_.auth_method = std::move(up->auth_method);
+  reused_ = true;
+  state_->upstream_reuses.fetch_add(1, std::memory_order_relaxed);
+  return true;  // up->lease (the pool's hold on the same lease) is released here
+}
+
+// A new upstream connection logged in with the credential: the client's startup
+// parameters, the route's database prefix and options.
+net::awaitable<void> session::login_upstream() {
+  if (stopping_) co_return;
+  const route_config& route = route_config_();
+  upstream_login login;
+  login.user = lease_.username();
+  login.password = &lease_.password();
+  login.parameters.emplace_back("database", route.database_prefix.value_or("") + database_);
+  std::string options;
+  for (auto& [name, value] : params_) {
+    if (name == "options") {
+      options = value;
+    } else {
+      login.parameters.emplace_back(name, value);
+    }
+  }
+  if (route.options) options += (options.empty() ? "" : " ") + *route.options;
+  if (!options.empty()) login.parameters.emplace_back("options", options);
+  const auto dial_started = std::chrono::steady_clock::now();
+  upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
+  metrics::upstream_connect(!upstream_.server_error.empty() ? std::string_view("refused")
+                            : upstream_.error ? label_for(static_cast<errc>(upstream_.error.value()))
+                                              : std::string_view("ok"),
+                            std::chrono::steady_clock::now() - dial_started);
+  state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
+  if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+}
+
+// No upstream: shutdown or an end request came first, the server refused the login
+// (its own ErrorResponse goes to the client), or vaultwire could not log in.
+net::awaitable<void> session::refuse_failed_login() {
+  if (stopping_) {
+    outcome_ = stop_outcome_;
+    if (end_request_) refused_message_ = end_request_->message;
+  } else if (!upstream_.server_error.empty()) {
+    // A refused credential (class 28) counts as a failed login for the throttle.
+    if (upstream_.server_sqlstate.starts_with("28") && !throttle_key_.empty()) {
+      state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
+    }
+    outcome_ = session_outcome::upstream_refused;
+    refused_message_ = upstream_.message;
+    std::error_code ec;
+    co_await client_.write_all(upstream_.server_error, ec);
+    client_.shutdown_send();
+  } else {
+    co_await refuse(static_cast<errc>(upstream_.error.value()), upstream_.message);
+  }
+}
+
+}  // namespace vaultwire::detail

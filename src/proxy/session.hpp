@@ -1,0 +1,200 @@
+// session: one client connection's life (DESIGN.md "Connection flow"), as its
+// phases, each a function that can be read alone (run() in session.cpp lists them):
+//   admission   SSLRequest / GSSENCRequest / CancelRequest / StartupMessage,
+//               NegotiateProtocolVersion, role check, the token (admission.cpp)
+//   credential  the throttle, then the broker's cache or Vault (login.cpp)
+//   login       an idle pooled upstream, or a new login; a refused cached
+//               credential is dropped and fetched once more (login.cpp)
+//   handover    AuthenticationOk, ParameterStatus, vaultwire's BackendKeyData,
+//               ReadyForQuery; then the splice (handover.cpp)
+//   end         finish(): logs, audits, counts and releases once, whichever phase
+//               the session stopped in (an RAII guard in run() calls it).
+// Private header of src/proxy/ (includes Asio). Every member runs on the session's
+// strand (its client socket's executor) unless it says otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/digest.hpp"
+#include "core/outcome.hpp"
+#include "credentials/broker.hpp"
+#include "ops/audit.hpp"
+#include "ops/throttle.hpp"
+#include "proxy/proxy.hpp"
+#include "proxy/splice.hpp"
+#include "proxy/upstream.hpp"
+#include "proxy/upstream_pool.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+namespace vaultwire::detail {
+
+// Where a session is; the phases only move forward.
+enum class session_phase {
+  admission,   // until the token is read
+  credential,  // the throttle and the broker
+  login,       // the upstream connection
+  spliced,     // handover sent, bytes flowing
+  done,        // finish() has run: nothing more is said to the client
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(std::shared_ptr<proxy_state> state, const listener_runtime* listener, stream::descriptor sd,
+          std::string peer, std::uint64_t id);
+  ~session();
+
+  boost::asio::awaitable<void> run();
+  [[nodiscard]] stream::descriptor::executor_type executor() { return client_.socket().get_executor(); }
+
+  // Callable from any thread; each posts to the session's strand.
+  // stop: shutdown now. drain: shutdown with a grace period (a spliced session ends
+  // at its next idle point, no transaction cut; one still in admission or login is
+  // refused now). end_at_idle / end_now: the kill-switch and lease expiry (see
+  // splice_control for the exact points where vaultwire speaks); before the splice,
+  // end_now refuses (FATAL) and closes, end_at_idle and notice wait for the splice,
+  // whose first state is the handover's ReadyForQuery.
+  void stop();
+  void drain();
+  void end_at_idle(std::string sqlstate, std::string message);
+  void end_now(std::string sqlstate, std::string message);
+  void notice(std::string message);
+
+ private:
+  class finish_guard;
+
+  // A request from outside to end the session (kill-switch, expiry, lifetime).
+  struct end_request {
+    session_outcome outcome = session_outcome::ended_at_idle;
+    std::string message;
+  };
+
+  // ---- control, on the strand (session.cpp)
+  void drain_on_strand();
+  void stop_on_strand();
+  void end_on_strand(end_mode mode, const std::string& sqlstate, std::string message);
+  void notice_on_strand(const std::string& message);
+  void on_lease_event(lease_event event);
+  void watch_lease();
+  void arm_startup_timer();
+  void arm_lifetime_timer();
+
+  // ---- refusals: a FATAL ErrorResponse, then the client's side is shut (session.cpp)
+  // Best effort, never blocks: for timers and shutdown.
+  void refuse_now(errc code, const std::string& message);
+  static void build_error(std::vector<std::uint8_t>& out, std::string_view sqlstate, const std::string& message);
+  boost::asio::awaitable<void> refuse(errc code, const std::string& message);
+  boost::asio::awaitable<void> refuse_with(std::string_view sqlstate, const std::string& message,
+                                           session_outcome outcome);
+
+  // ---- admission (admission.cpp)
+  boost::asio::awaitable<bool> admit();
+  boost::asio::awaitable<bool> read_more(std::vector<std::uint8_t>& buf);
+  boost::asio::awaitable<bool> read_proxy_header();
+  boost::asio::awaitable<bool> admission();
+  boost::asio::awaitable<bool> negotiate_encryption(bool is_ssl, const std::vector<std::uint8_t>& rest,
+                                                    bool& tls_done);
+  boost::asio::awaitable<bool> admit_startup(pgwire::startup_message& sm);
+  boost::asio::awaitable<bool> read_token();
+  boost::asio::awaitable<void> cancel(pgwire::cancel_request key);
+
+  // ---- credential and login (login.cpp)
+  boost::asio::awaitable<bool> pass_throttle();
+  boost::asio::awaitable<bool> acquire_credential();
+  boost::asio::awaitable<bool> connect_upstream_phase();
+  boost::asio::awaitable<void> login_upstream();
+  boost::asio::awaitable<void> refuse_failed_login();
+  bool take_pooled_upstream();
+  [[nodiscard]] std::string throttle_message(const auth_throttle::verdict& v) const;
+
+  // ---- handover, splice and the upstream's fate (handover.cpp)
+  boost::asio::awaitable<bool> hand_over();
+  boost::asio::awaitable<void> run_splice();
+  boost::asio::awaitable<void> release_upstream();
+  pooled_upstream pooled_from_session();
+
+  // ---- end (session.cpp)
+  void finish();
+  void log_end();
+  void audit_start();
+  [[nodiscard]] audit_event session_event(audit_event_type type) const;
+  void forget_session();
+  void release_role_slot();
+
+  // Log prefix like pgbouncer's: session id, peer, database, role.
+  [[nodiscard]] std::string prefix() const;
+  // This session's route settings (roles, options, database): from its config snapshot.
+  [[nodiscard]] const route_config& route_config_() const { return cfg_->routes.at(listener_->config->route); }
+
+  std::shared_ptr<proxy_state> state_;
+  std::shared_ptr<const config> cfg_;  // the configuration when the session started (SIGHUP swaps the next)
+  const listener_runtime* listener_;
+  stream client_;
+  std::string peer_;
+  std::uint64_t id_;
+  boost::asio::steady_timer startup_timer_;
+  boost::asio::steady_timer lifetime_timer_;  // [limits] max_session_lifetime
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  session_phase phase_ = session_phase::admission;
+  session_outcome outcome_ = session_outcome::ok;
+
+  // Admission.
+  bool counted_ = false;     // counts in active_clients (released by finish())
+  bool over_limit_ = false;  // more clients than max_client_connections: refused at the StartupMessage
+  bool timed_out_ = false;   // the startup timer fired
+  bool role_slot_ = false;   // counts against role_ ([limits] max_connections_per_role)
+  std::vector<std::uint8_t> early_bytes_;  // client bytes read after a PROXY header: the start of admission
+  std::vector<std::pair<std::string, std::string>> params_;  // client startup, minus user
+  std::string role_, database_;
+  std::optional<pgwire::secret_string> token_;
+  sha256_digest token_sha256_{};  // of token_, once: the throttle's key and the broker's
+  std::string throttle_key_;      // (client host, token SHA-256): [throttle]; empty when off
+  std::uint64_t throttle_ticket_ = 0;
+
+  // Credential and upstream.
+  credential_lease lease_;
+  credential_lease::identity token_identity_;  // accessor, display name, entity: for the audit log; never the token
+  std::string username_ = "-", lease_id_ = "-";  // for the log, kept after the lease is released
+  upstream_session upstream_;
+  bool reused_ = false;  // upstream_ came from the pool
+  std::string pool_key_;
+  std::vector<std::uint8_t> pool_parameters_;  // the login's ParameterStatus set, kept for the pool
+  std::optional<pgwire::backend_key_data> issued_key_;
+
+  // Splice and the end.
+  splice_control control_;
+  splice_result traffic_;
+  bool stopping_ = false;  // shutdown, or end_now before the splice
+  session_outcome stop_outcome_ = session_outcome::shutdown;  // outcome_ when stopping_
+  std::optional<end_request> end_request_;
+  std::string sqlstate_;  // of the ErrorResponse vaultwire sent the client, if any (audit)
+  std::string refused_message_;
+};
+
+// Ends a session exactly once, whichever way run() leaves (a phase that refuses, a
+// client gone, an exception): PgBouncer's disconnect_client(), as a scope guard.
+class session::finish_guard {
+ public:
+  explicit finish_guard(session& s) noexcept : s_(s) {}
+  finish_guard(const finish_guard&) = delete;
+  finish_guard& operator=(const finish_guard&) = delete;
+  ~finish_guard() {
+    try {
+      s_.finish();
+    } catch (...) {  // a destructor may not throw; finish() only fails when memory runs out
+    }
+  }
+
+ private:
+  session& s_;
+};
+
+}  // namespace vaultwire::detail
