@@ -52,15 +52,15 @@ std::string_view to_string(broker_error_kind kind) noexcept {
   return "?";
 }
 
-std::string_view broker_error::sqlstate() const noexcept {
+errc broker_error::code() const noexcept {
   switch (kind) {
-    case broker_error_kind::vault: return vault.sqlstate();
-    case broker_error_kind::token_rejected: return "28P01";
-    case broker_error_kind::token_unverified: return "08001";
-    case broker_error_kind::lease_budget: return "53300";
-    case broker_error_kind::shutting_down: return "57P01";
+    case broker_error_kind::vault: return static_cast<errc>(vault.code().value());
+    case broker_error_kind::token_rejected: return errc::vault_rejected_token;
+    case broker_error_kind::token_unverified: return errc::vault_unavailable;
+    case broker_error_kind::lease_budget: return errc::too_many_clients;
+    case broker_error_kind::shutting_down: return errc::session_ended;
   }
-  return "XX000";
+  return errc::vault_unavailable;
 }
 
 std::string_view to_string(lease_event e) noexcept {

@@ -118,6 +118,7 @@
 #include "core/digest.hpp"
 #include "pgwire/secret.hpp"
 #include "vaultwire/config.hpp"
+#include "vaultwire/errc.hpp"
 #include "vault/vault_client.hpp"
 
 namespace vaultwire {
@@ -205,7 +206,9 @@ struct broker_error {
   vault_error vault;  // the Vault failure (also for token_rejected / token_unverified)
   std::string message;  // for the client; never contains a secret
 
-  [[nodiscard]] std::string_view sqlstate() const noexcept;
+  // The proxy's code for it (errc), which gives the client's SQLSTATE.
+  [[nodiscard]] errc code() const noexcept;
+  [[nodiscard]] std::string_view sqlstate() const noexcept { return sqlstate_for(code()); }
   [[nodiscard]] std::string to_client_message() const { return message; }
 };
 

@@ -159,7 +159,8 @@ net::awaitable<bool> session::admission() {
       co_await refuse(errc::protocol_violation, "unexpected data after the startup packet");
       co_return false;
     }
-    co_return co_await admit_startup(std::get<pgwire::startup_message>(d.packet)) && co_await read_token();
+    if (!co_await admit_startup(std::get<pgwire::startup_message>(d.packet))) co_return false;
+    co_return co_await read_token();
   }
 }
 

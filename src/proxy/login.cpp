@@ -31,9 +31,8 @@ session_outcome outcome_of(const broker_error& e) {
 
 }  // namespace
 
-// Auth-failure throttling, before Vault is asked ([throttle]).
+// Auth-failure throttling, before Vault is asked ([throttle] base_delay set).
 net::awaitable<bool> session::pass_throttle() {
-  if (!cfg_->throttle.base_delay) co_return true;
   throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), token_sha256_);
   const auth_throttle::verdict v = state_->throttle.check(throttle_key_);
   if (!v.allowed) {
@@ -144,7 +143,13 @@ void session::on_lease_event(lease_event event) {
 // (28P01) drops it and fetches a fresh one, once (DESIGN.md "Credentials and
 // leases"). False when the session ends here (the client has been told why).
 net::awaitable<bool> session::connect_upstream_phase() {
-  if (stopping_ || !take_pooled_upstream()) co_await login_upstream();
+  // Not `if (stopping_ || !take_pooled_upstream()) co_await ...;`: g++ 12 builds a
+  // broken resume table for that statement at the top of a coroutine (the first
+  // resume hits ud2).
+  const bool pooled = !stopping_ && take_pooled_upstream();
+  if (!pooled) {
+    co_await login_upstream();
+  }
   if (!stopping_ && upstream_.server_sqlstate == "28P01" && lease_.from_cache()) {
     spdlog::warn("{} the server refused cached credential {} (28P01): fetching a fresh one", prefix(), lease_id_);
     if (upstream_.conn) upstream_.conn->close();
@@ -199,7 +204,11 @@ net::awaitable<void> session::login_upstream() {
   if (route.options) options += (options.empty() ? "" : " ") + *route.options;
   if (!options.empty()) login.parameters.emplace_back("options", options);
   const auto dial_started = std::chrono::steady_clock::now();
-  upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
+  if (state_->upstream_connector) {
+    upstream_ = co_await state_->upstream_connector(listener_->route->target(cfg_->limits), std::move(login));
+  } else {
+    upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
+  }
   metrics::upstream_connect(!upstream_.server_error.empty() ? std::string_view("refused")
                             : upstream_.error ? label_for(static_cast<errc>(upstream_.error.value()))
                                               : std::string_view("ok"),

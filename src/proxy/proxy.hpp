@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -61,6 +62,9 @@ struct proxy_state {
   std::unique_ptr<audit_log> audit;  // [audit] file; null when none. Outlives the broker (declared before it)
   std::unique_ptr<vault_client> vault;
   std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
+  // How sessions reach the cluster. Empty: connect_upstream() (upstream.cpp): the TCP
+  // dial, TLS and the login. The component tests put a scripted upstream here.
+  std::function<boost::asio::awaitable<upstream_session>(upstream_target, upstream_login)> upstream_connector;
   std::shared_ptr<upstream_pool> pool;        // null when [pool] reuse = false; holds lease handles
   std::atomic<std::uint64_t> upstream_logins{0};
   std::atomic<std::uint64_t> upstream_reuses{0};

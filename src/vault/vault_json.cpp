@@ -159,11 +159,17 @@ bool vault_error::token_rejected() const noexcept {
          kind == vault_error_kind::not_found;
 }
 
-std::string_view vault_error::sqlstate() const noexcept { return token_rejected() ? "28P01" : "08001"; }
+namespace {
 
-std::error_code vault_error::code() const noexcept {
-  return make_error_code(token_rejected() ? errc::vault_rejected_token : errc::vault_unavailable);
+errc errc_of(const vault_error& e) noexcept {
+  return e.token_rejected() ? errc::vault_rejected_token : errc::vault_unavailable;
 }
+
+}  // namespace
+
+std::string_view vault_error::sqlstate() const noexcept { return sqlstate_for(errc_of(*this)); }
+
+std::error_code vault_error::code() const noexcept { return make_error_code(errc_of(*this)); }
 
 std::string vault_error::to_client_message() const {
   const std::string status = http_status > 0 ? "HTTP " + std::to_string(http_status) : std::string();
