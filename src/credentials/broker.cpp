@@ -34,6 +34,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/digest.hpp"
+#include "credentials/circuit_breaker.hpp"
 
 namespace vaultwire {
 
@@ -183,6 +184,8 @@ struct negative_entry {
 };
 
 struct broker_state : std::enable_shared_from_this<broker_state> {
+  broker_state(vault_calls v, credential_broker_options o) : vault(std::move(v)), options(std::move(o)) {}
+
   vault_calls vault;
   credential_broker_options options;
 
@@ -198,14 +201,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   bool revoke_denied_logged = false;
   std::mt19937_64 prng{std::random_device{}()};
 
-  // The circuit breaker (guarded by `mutex`); see the header comment.
-  std::uint64_t vault_failures = 0;  // consecutive "unreachable" failures
-  bool breaker_open = false;
-  bool probe_in_flight = false;
-  time_point breaker_retry_at{};     // while open: no call before this
-  time_point breaker_opened_at{};
-  broker_clock::duration breaker_backoff{};
-  vault_error breaker_last;          // the last unreachable failure (names Vault's address)
+  circuit_breaker breaker{stats, options.credentials.token_grace};  // guarded by `mutex`
 
   // [vault] token_file, cached by mtime (own mutex: file I/O outside the main lock).
   std::mutex file_mutex;
@@ -334,95 +330,14 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     return file_token.clone();
   }
 
-  // --- circuit breaker ---------------------------------------------------------
-  // All under `mutex`. admit() is asked right before a call is made (and only then:
-  // it may hand out the probe); note_vault() is told every completion.
+  // --- circuit breaker (circuit_breaker.hpp) ----------------------------------
+  // All under `mutex`. breaker.admit() is asked right before a call is made (and only
+  // then: it may hand out the probe); note_vault() is told every completion.
 
-  static bool is_outage(vault_error_kind kind) noexcept {
-    switch (kind) {
-      case vault_error_kind::unreachable:
-      case vault_error_kind::timeout:
-      case vault_error_kind::server_error:
-      case vault_error_kind::rate_limited:
-      case vault_error_kind::sealed: return true;
-      default: return false;
-    }
-  }
+  using admission = circuit_breaker::admission;
 
-  bool vault_healthy() const { return !breaker_open && vault_failures == 0; }
-
-  enum class admission { call, probe, skip };
-
-  admission admit(time_point t) {
-    if (!breaker_open) return admission::call;
-    if (probe_in_flight || t < breaker_retry_at) return admission::skip;
-    probe_in_flight = true;
-    ++stats.breaker_probes;
-    spdlog::debug("credentials: circuit breaker half-open: probing Vault at {}", breaker_last.address);
-    return admission::probe;
-  }
-
-  // When a skipped call may be tried again: the next probe time.
-  time_point breaker_retry(time_point t) const { return std::max(t + milliseconds{1}, breaker_retry_at); }
-
-  static std::string condensed(const vault_error& e) {
-    const std::string status = e.http_status > 0 ? "HTTP " + std::to_string(e.http_status) : std::string();
-    if (e.message.empty()) return status.empty() ? std::string{to_string(e.kind)} : status;
-    return status.empty() ? e.message : e.message + " (" + status + ")";
-  }
-
-  // The client's message for a request refused because the breaker is open.
-  std::string breaker_message(time_point t) const {
-    std::string retry = "retrying now";
-    if (!probe_in_flight && t < breaker_retry_at) {
-      const auto left = breaker_retry_at - t;
-      retry = "retrying in " + std::to_string(std::chrono::ceil<seconds>(left).count()) + "s";
-    }
-    return "Vault at " + breaker_last.address + " is unreachable (" + std::to_string(vault_failures) +
-           " consecutive failures; last: " + condensed(breaker_last) + "); " + retry;
-  }
-
-  // A Vault call completed: `error` is null when Vault answered (any success, or a
-  // 403/400/404/redirect/bad body); `probe` when admit() made it the probe.
   void note_vault(const vault_error* error, bool probe, time_point t, deferred_list& deferred) {
-    if (probe) probe_in_flight = false;
-    if (error == nullptr || !is_outage(error->kind)) {
-      if (breaker_open) {
-        breaker_open = false;
-        ++stats.breaker_closes;
-        spdlog::info("credentials: circuit breaker closed: Vault at {} answers again (after {}s open, {} failures)",
-                     breaker_last.address,
-                     std::chrono::duration_cast<seconds>(t - breaker_opened_at).count(), vault_failures);
-      }
-      vault_failures = 0;
-      return;
-    }
-    ++stats.vault_outages;
-    ++vault_failures;
-    breaker_last = *error;
-    if (breaker_open) {
-      if (probe) {
-        ++stats.breaker_probe_failures;
-        breaker_backoff = std::min<broker_clock::duration>(breaker_backoff * 2, breaker_max_backoff);
-        breaker_retry_at = t + breaker_backoff;
-        spdlog::debug("credentials: probe of Vault at {} failed ({}); next in {}ms", breaker_last.address,
-                      condensed(breaker_last),
-                      std::chrono::duration_cast<milliseconds>(breaker_backoff).count());
-      }
-    } else if (vault_failures >= breaker_threshold) {
-      breaker_open = true;
-      breaker_opened_at = t;
-      breaker_backoff = breaker_initial_backoff;
-      breaker_retry_at = t + breaker_backoff;
-      ++stats.breaker_opens;
-      spdlog::warn(
-          "credentials: circuit breaker open: Vault at {} is unreachable ({} consecutive failures; last: {} {}); "
-          "new credentials fail fast with 08001, cached ones are served (token_grace {}s); probing every {}-{}s",
-          breaker_last.address, vault_failures, to_string(breaker_last.kind), condensed(breaker_last),
-          std::chrono::duration_cast<seconds>(options.credentials.token_grace).count(),
-          breaker_initial_backoff.count(), breaker_max_backoff.count());
-    }
-    release_waiters_in_grace(t, deferred);
+    if (breaker.note(error, probe, t)) release_waiters_in_grace(t, deferred);
   }
 
   // Vault is failing: acquires waiting for a recheck whose token is within grace are
@@ -491,7 +406,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       const auto entry = c->second;
       const bool fresh = servable(*entry, t);
       // While the breaker is open a cold miss could only fail: serve what is left.
-      const bool outage = !fresh && breaker_open && !entry->gone && entry->expires_at - t > outage_reuse_floor;
+      const bool outage = !fresh && breaker.open() && !entry->gone && entry->expires_at - t > outage_reuse_floor;
       if (fresh || outage) {
         auto& tok = tokens[hash];
         if (tok.token.empty()) tok.token = req.token.clone();
@@ -506,7 +421,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         }
         // Stale check. Stale-while-revalidate (header comment): within token_grace,
         // do not wait when a recheck is already in flight or Vault is not healthy.
-        if (t < tok.last_ok + options.credentials.token_grace && (tok.recheck_in_flight || !vault_healthy())) {
+        if (t < tok.last_ok + options.credentials.token_grace && (tok.recheck_in_flight || !breaker.healthy())) {
           ++stats.stale_hits;
           serve();
           start_recheck(hash, tok, deferred);
@@ -525,18 +440,18 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       f->second.waiters.push_back(std::move(done));
       return;
     }
-    const admission gate = admit(t);
+    const admission gate = breaker.admit(t);
     if (gate == admission::skip) {
       ++stats.fast_failures;
       broker_error e;
       e.kind = broker_error_kind::vault;
-      e.vault = breaker_last;
-      e.message = breaker_message(t);
+      e.vault = breaker.last_failure();
+      e.message = breaker.message(t);
       refuse(std::move(e));
       return;
     }
     if (live.size() + flights.size() >= options.credentials.max_leases) {
-      if (gate == admission::probe) probe_in_flight = false;  // not used: the next call probes
+      if (gate == admission::probe) breaker.probe_not_made();
       ++stats.budget_refusals;
       spdlog::warn("credentials: lease budget reached ({} live leases, max_leases = {}); refusing a new credential",
                    live.size() + flights.size(), options.credentials.max_leases);
@@ -655,13 +570,13 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   void start_recheck(const std::string& hash, token_entry& tok, deferred_list& deferred) {
     if (tok.recheck_in_flight) return;
     const time_point t = now();
-    const admission gate = admit(t);
+    const admission gate = breaker.admit(t);
     if (gate == admission::skip) {
       // The breaker is open: no Vault call; the answer is "unreachable".
       ++stats.breaker_skips;
       std::vector<pending_acquire> waiting = std::move(tok.waiting);
       tok.waiting.clear();
-      recheck_unreachable(hash, tok, breaker_last, false, std::move(waiting), t, deferred);
+      recheck_unreachable(hash, tok, breaker.last_failure(), false, std::move(waiting), t, deferred);
       return;
     }
     tok.recheck_in_flight = true;
@@ -750,7 +665,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     broker_error err;
     err.kind = broker_error_kind::token_unverified;
     err.vault = error;
-    err.message = real ? error.to_client_message() : breaker_message(t);
+    err.message = real ? error.to_client_message() : breaker.message(t);
     for (auto& w : waiting) deferred.push_back([done = std::move(w.done), err]() mutable { done(err); });
   }
 
@@ -793,10 +708,10 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
         own_next_at = t;
       }
       if (own_renew_in_flight || t < own_next_at) return;
-      gate = admit(t);
+      gate = breaker.admit(t);
       if (gate == admission::skip) {
         ++stats.breaker_skips;
-        own_next_at = breaker_retry(t);
+        own_next_at = breaker.retry_time(t);
         return;
       }
       own_renew_in_flight = true;
@@ -876,11 +791,11 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
             continue;
           }
           if (!e->abandoned && t - e->idle_since >= cfg.revoke_idle_after && t >= e->revoke_retry_at) {
-            const admission gate = admit(t);
+            const admission gate = breaker.admit(t);
             if (gate == admission::skip) {
               // Kept cached and live (still servable); revoked once Vault is back.
               ++stats.breaker_skips;
-              e->revoke_retry_at = breaker_retry(t);
+              e->revoke_retry_at = breaker.retry_time(t);
               ++it;
               continue;
             }
@@ -906,10 +821,10 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
           continue;
         }
         if (e->renewable && !e->at_max && !e->gone && !e->renew_in_flight && t >= e->next_renew_at) {
-          const admission gate = admit(t);
+          const admission gate = breaker.admit(t);
           if (gate == admission::skip) {
             ++stats.breaker_skips;
-            e->next_renew_at = breaker_retry(t);
+            e->next_renew_at = breaker.retry_time(t);
           } else {
             e->renew_in_flight = true;
             deferred.push_back([self = shared_from_this(), e, probe = gate == admission::probe] {
@@ -934,7 +849,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
       // Half-open and nothing above took the probe: probe with a lookup-self of a
       // token we hold (live sessions' tokens first), so the breaker closes soon after
       // Vault is back even without traffic.
-      if (breaker_open && !probe_in_flight && t >= breaker_retry_at) {
+      if (breaker.probe_due(t)) {
         token_entry* pick = nullptr;
         std::string pick_hash;
         for (auto& [hash, tok] : tokens) {
@@ -1216,9 +1131,7 @@ void credential_lease::release() noexcept {
 // --- credential_broker ------------------------------------------------------------
 
 credential_broker::credential_broker(vault_calls vault, credential_broker_options options)
-    : state_{std::make_shared<detail::broker_state>()} {
-  state_->vault = std::move(vault);
-  state_->options = std::move(options);
+    : state_{std::make_shared<detail::broker_state>(std::move(vault), std::move(options))} {
   if (state_->options.start_maintenance_thread) {
     detail::broker_state* s = state_.get();
     s->thread = std::thread([s] { s->run_thread(); });
@@ -1256,8 +1169,8 @@ std::size_t credential_broker::revoke_all(milliseconds wait) { return state_->re
 broker_stats credential_broker::stats() const {
   std::lock_guard lock{state_->mutex};
   broker_stats s = state_->stats;
-  s.breaker_open = state_->breaker_open;
-  s.consecutive_vault_failures = state_->vault_failures;
+  s.breaker_open = state_->breaker.open();
+  s.consecutive_vault_failures = state_->breaker.consecutive_failures();
   s.live_leases = state_->live.size();
   s.cached_leases = state_->cache.size();
   s.sessions = 0;
