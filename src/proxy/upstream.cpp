@@ -177,12 +177,13 @@ net::awaitable<bool> read_message(stream& s, std::vector<std::uint8_t>& buf, cha
   }
 }
 
+// A message read during login, framed again as the server sent it (its body is at
+// most max_login_message, so the builder cannot refuse it).
 void append_frame(std::vector<std::uint8_t>& out, char type, const std::vector<std::uint8_t>& body) {
-  out.push_back(static_cast<std::uint8_t>(type));
-  std::uint8_t len[4];
-  pgwire::store_be32(len, static_cast<std::uint32_t>(body.size() + 4));
-  out.insert(out.end(), len, len + 4);
-  out.insert(out.end(), body.begin(), body.end());
+  pgwire::message_builder b(out);
+  b.begin(type);
+  b.add_bytes(pgwire::bytes_view(body));
+  (void)b.finish();
 }
 
 // SSLRequest, one byte of answer, then TLS. Returns false with session.error set.
