@@ -361,8 +361,12 @@ void wipe_plaintext(SSL_CTX* ctx) {
 
 }  // namespace
 
-ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string& error) {
-  ssl_ctx owned(SSL_CTX_new(TLS_client_method()));
+namespace {
+
+// The settings every data-path context shares: TLS 1.2+, plaintext wiped, buffers
+// released when idle, partial writes, read-ahead. Empty with `error` set on failure.
+ssl_ctx data_path_context(const SSL_METHOD* method, std::string& error) {
+  ssl_ctx owned(SSL_CTX_new(method));
   SSL_CTX* ctx = owned.get();
   if (ctx == nullptr) {
     error = openssl_error_text();
@@ -373,37 +377,38 @@ ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   set_read_ahead(ctx);
+  return owned;
+}
+
+// A certificate chain and its key, which must match.
+bool load_certificate(SSL_CTX* ctx, const std::string& cert_file, const std::string& key_file) {
+  return SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) == 1 &&
+         SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) == 1 &&
+         SSL_CTX_check_private_key(ctx) == 1;
+}
+
+}  // namespace
+
+ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string& error) {
+  ssl_ctx owned = data_path_context(TLS_client_method(), error);
+  SSL_CTX* ctx = owned.get();
+  if (ctx == nullptr) return {};
   SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
     error = "cannot load CA file " + o.ca_file + ": " + openssl_error_text();
     return {};
   }
-  if (!o.client_cert.empty()) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, o.client_cert.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, o.client_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-      error = "cannot load client certificate " + o.client_cert + ": " + openssl_error_text();
-      return {};
-    }
+  if (!o.client_cert.empty() && !load_certificate(ctx, o.client_cert, o.client_key)) {
+    error = "cannot load client certificate " + o.client_cert + ": " + openssl_error_text();
+    return {};
   }
   return owned;
 }
 
 ssl_ctx make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error) {
-  ssl_ctx owned(SSL_CTX_new(TLS_server_method()));
-  SSL_CTX* ctx = owned.get();
-  if (ctx == nullptr) {
-    error = openssl_error_text();
-    return {};
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  wipe_plaintext(ctx);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  set_read_ahead(ctx);
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
+  ssl_ctx owned = data_path_context(TLS_server_method(), error);
+  if (!owned) return {};
+  if (!load_certificate(owned.get(), cert_file, key_file)) {
     error = "cannot load listener certificate " + cert_file + ": " + openssl_error_text();
     return {};
   }
