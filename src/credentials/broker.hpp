@@ -75,9 +75,9 @@
 //   and renewed with renew-self at about two thirds of its TTL (when renewable).
 // - max_leases: a miss that would create a lease beyond the budget is refused with
 //   broker_error_kind::lease_budget (SQLSTATE 53300); leases being fetched count.
-// - invalidate(): the "upstream answered 28P01 for a cached credential" rule: the
-//   credential is no longer served; the caller releases its handle and acquires once
-//   more (which fetches a fresh one).
+// - invalidate() / refetch(): the "upstream answered 28P01 for a cached credential"
+//   rule: the credential is no longer served; refetch() also releases the caller's
+//   handle and acquires once more (which fetches a fresh one).
 // - revoke_all(): shutdown; revokes every lease unless revoke_on_shutdown = false,
 //   and tells live sessions lease_event::shutdown.
 //
@@ -349,6 +349,10 @@ class credential_broker {
   // The upstream refused this credential (28P01): stop serving it. The lease is
   // revoked when its last session is released (after revoke_idle_after).
   void invalidate(const credential_lease& lease);
+  // DESIGN.md's rule for an upstream 28P01 on a cached credential, in one call:
+  // invalidate(refused), release it, and acquire once more for `request` (a miss:
+  // another session may still hold the refused lease, but it is no longer served).
+  void refetch(credential_lease& refused, credential_request request, acquire_callback done);
 
   // Idle revoke, renewals, rechecks of live tokens, expiry events, negative-cache
   // cleanup, all at the clock's now. Returns at once (Vault calls complete later).

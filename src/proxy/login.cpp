@@ -52,8 +52,9 @@ std::string session::throttle_message(const auth_throttle::verdict& v) const {
          std::to_string(secs) + "s";
 }
 
-// The credential: the broker's cache, or Vault on its worker pool.
-net::awaitable<bool> session::acquire_credential() {
+// The credential: the broker's cache, or Vault on its worker pool. `refetch`: the
+// server refused the one held (28P01); the broker stops serving it and fetches anew.
+net::awaitable<bool> session::acquire_credential(bool refetch) {
   credential_request request;
   request.token = token_->clone();
   request.token_hash = credential_broker::token_digest(token_sha256_);
@@ -61,7 +62,7 @@ net::awaitable<bool> session::acquire_credential() {
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
   request.route = listener_->config->route;
-  auto r = co_await async_acquire(*state_->broker, std::move(request));
+  auto r = co_await async_acquire(*state_->broker, std::move(request), refetch ? &lease_ : nullptr);
   if (!r) {
     const broker_error& e = r.error();
     const session_outcome outcome = outcome_of(e);
@@ -154,9 +155,7 @@ net::awaitable<bool> session::connect_upstream_phase() {
     spdlog::warn("{} the server refused cached credential {} (28P01): fetching a fresh one", prefix(), lease_id_);
     if (upstream_.conn) upstream_.conn->close();
     upstream_ = upstream_session{};
-    state_->broker->invalidate(lease_);
-    lease_.release();
-    if (!co_await acquire_credential()) co_return false;
+    if (!co_await acquire_credential(true)) co_return false;
     co_await login_upstream();
   }
   if (stopping_ || upstream_.error || !upstream_.conn) {

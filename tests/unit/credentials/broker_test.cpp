@@ -555,6 +555,31 @@ TEST_CASE("broker: invalidate drops the credential so the next acquire fetches",
   CHECK(f.vault.creds_count() == 2);
 }
 
+TEST_CASE("broker: refetch releases the refused credential and fetches a fresh one, others keep theirs",
+          "[broker]") {
+  fixture f;
+  auto first = f.acquire("t1");
+  REQUIRE(first);
+  auto refused = f.acquire("t1");  // the cached one, as a second session gets it
+  REQUIRE(refused);
+  REQUIRE(refused.value().from_cache());
+  const std::string refused_id = refused.value().lease_id();
+  std::optional<broker_result<credential_lease>> fresh;
+  f.broker->refetch(refused.value(), fixture::request("t1"),
+                    [&](broker_result<credential_lease> r) { fresh.emplace(std::move(r)); });
+  REQUIRE(fresh.has_value());  // the inline fake answers before refetch returns
+  REQUIRE(*fresh);
+  CHECK_FALSE(refused.value());  // this session's hold is released
+  CHECK_FALSE(fresh->value().from_cache());
+  CHECK(fresh->value().lease_id() != refused_id);
+  CHECK(f.vault.creds_count() == 2);
+  CHECK(first.value().lease_id() == refused_id);  // the other session keeps its handle
+  CHECK(f.broker->stats().sessions == 2);
+  auto next = f.acquire("t1");
+  REQUIRE(next);
+  CHECK(next.value().lease_id() == fresh->value().lease_id());
+}
+
 TEST_CASE("broker: revoke_all revokes every lease and refuses new acquires", "[broker]") {
   SECTION("revoke_on_shutdown = true") {
     fixture f;
