@@ -492,12 +492,18 @@ TEST_CASE("session: limits refuse at the StartupMessage", "[component][session]"
     CHECK(e.sqlstate() == "53300");
     CHECK(e.message() == "too many client connections (limit 1)");
   }
-  SECTION("startup_timeout: 08P01") {
+  SECTION("startup_timeout: 08P01, for nothing sent and for half a StartupMessage") {
     session_fixture f("[limits]\nstartup_timeout = \"50ms\"\n");
-    auto client = f.connect();
-    const auto e = error_of(client->next_message());
-    CHECK(e.sqlstate() == "08P01");
-    CHECK(e.message() == "startup not finished within 50ms ([limits] startup_timeout)");
-    CHECK(f.wait_results(1) == std::vector<std::string>{"startup_timeout"});
+    auto silent = f.connect();
+    auto half = f.connect();
+    // A length of 40 and protocol 3.0, then nothing more.
+    half->send(bytes{0, 0, 0, 40, 0, 3, 0, 0});
+    for (auto* client : {silent.get(), half.get()}) {
+      const auto e = error_of(client->next_message());
+      CHECK(e.sqlstate() == "08P01");
+      CHECK(e.message() == "startup not finished within 50ms ([limits] startup_timeout)");
+      CHECK(client->closed());
+    }
+    CHECK(f.wait_results(2) == std::vector<std::string>{"startup_timeout", "startup_timeout"});
   }
 }

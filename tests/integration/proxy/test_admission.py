@@ -156,34 +156,8 @@ level = "trace"
             self.assertRefusal(r.read_error(), "08P01",
                                "unsupported frontend protocol 57005.48879: vaultwire speaks protocol 3.0")
 
-    # -- timeouts, Terminate, empty password --------------------------------
-
-    def test_startup_timeout_08P01(self):
-        for prefix in (b"", struct.pack("!IHH", 40, 3, 0)):  # nothing; half a startup packet
-            with self.raw() as r:
-                t0 = time.monotonic()
-                r.send(prefix)
-                fields = r.read_error()
-                elapsed = time.monotonic() - t0
-                self.assertRefusal(fields, "08P01", "startup not finished within 2s ([limits] startup_timeout)")
-                self.assertTrue(r.closed_without_reply())
-                self.assertGreater(elapsed, 1.9)
-                self.assertLess(elapsed, 6.0)
-
-    def test_terminate_during_auth_closes_quietly(self):
-        with self.raw() as r:
-            r.send(startup_packet([("user", "crdb-role"), ("database", "defaultdb")]))
-            self.assertEqual(r.read_message(), ("R", struct.pack("!i", 3)))
-            r.send(TERMINATE)
-            self.assertTrue(r.closed_without_reply())
-        self.last_closed_session(self.proxy, "client_terminated")
-
-    def test_empty_password_28P01_without_asking_vault(self):
-        before = self.vault.dev("GET", "counters")["paths"].get("database/creds/crdb-role", 0)
-        fields = self.refused(token="")
-        self.assertRefusal(fields, "28P01", "no password supplied: give a Vault token as the password")
-        after = self.vault.dev("GET", "counters")["paths"].get("database/creds/crdb-role", 0)
-        self.assertEqual(before, after)
+    # Startup timeouts, Terminate during authentication and an empty password are
+    # tests/component/proxy/session_test.cpp's: they need no PostgreSQL and no Vault.
 
     # -- cancel ------------------------------------------------------------
 
