@@ -153,8 +153,9 @@ struct splice_access {
       }
     });
     if (!ok) {
-      what = "the server sent a message ('" + printable(c.server_framer_.bad_type()) + "') with the impossible length " +
-             std::to_string(c.server_framer_.bad_length());
+      const auto& h = c.server_framer_.refused();
+      what = "the server sent a message ('" + printable(h.type) + "') with the impossible length " +
+             std::to_string(h.length);
       return false;
     }
     if (bad_status) {
@@ -201,8 +202,9 @@ struct splice_access {
       }
     });
     if (!ok) {
-      what = "the client sent a message ('" + printable(c.client_framer_.bad_type()) + "') with the impossible length " +
-             std::to_string(c.client_framer_.bad_length());
+      const auto& h = c.client_framer_.refused();
+      what = "the client sent a message ('" + printable(h.type) + "') with the impossible length " +
+             std::to_string(h.length);
     }
     return ok;
   }

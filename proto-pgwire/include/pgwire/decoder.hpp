@@ -7,6 +7,8 @@
 // Errors are reported as early as the bytes allow: an unknown type as soon as the
 // type byte is there, a bad length as soon as the length is there, so a peer
 // cannot make the proxy wait for (or buffer) a body it will refuse anyway.
+// A caller that forwards a stream as it comes, without buffering whole messages,
+// frames it with message_framer (framer.hpp) instead.
 // https://www.postgresql.org/docs/current/protocol-message-formats.html
 #pragma once
 
@@ -81,7 +83,7 @@ struct header_decode_result {
 
 // Reads the header at the front of `in` without judging the type byte: the one
 // place a typed message header is read, for callers that pass unknown types
-// through (a splice) and, through decode_message_header, for
+// through (the splice's message_framer) and, through decode_message_header, for
 // those that do not. `max_length` caps the length field (which counts itself but
 // not the type byte). need_more until the 5 header bytes are there; then errors
 // length_too_short (< 4) and length_too_long (> max_length or > 2^31 - 1).
