@@ -14,10 +14,12 @@ startup_decode_result startup_error(std::error_code e) {
   return r;
 }
 
-header_decode_result header_error(std::error_code e) {
+header_decode_result header_error(std::error_code e, char type, std::uint32_t length) {
   header_decode_result r;
   r.status = decode_status::error;
   r.error = e;
+  r.type = type;
+  r.length = length;
   return r;
 }
 
@@ -93,22 +95,28 @@ bool is_known_message_type(char type, direction dir) noexcept {
   }
 }
 
-header_decode_result decode_message_header(bytes_view in, std::size_t max_length,
-                                           direction dir) {
-  if (in.empty()) return {};
-  const auto type = static_cast<char>(in[0]);
-  if (!is_known_message_type(type, dir)) return header_error(errc::unknown_message_type);
+header_decode_result parse_message_header(bytes_view in, std::size_t max_length) noexcept {
   if (in.size() < message_header_size) return {};
-  const std::size_t length = load_be32(in, 1);
-  if (length < 4) return header_error(errc::length_too_short);
+  const auto type = static_cast<char>(in[0]);
+  const std::uint32_t length = load_be32(in, 1);
+  if (length < 4) return header_error(errc::length_too_short, type, length);
   if (length > max_length || length > max_length_field) {
-    return header_error(errc::length_too_long);
+    return header_error(errc::length_too_long, type, length);
   }
   header_decode_result r;
   r.status = decode_status::message;
   r.type = type;
-  r.frame_size = 1 + length;
+  r.length = length;
+  r.frame_size = std::size_t{1} + length;
   return r;
+}
+
+header_decode_result decode_message_header(bytes_view in, std::size_t max_length,
+                                           direction dir) {
+  if (in.empty()) return {};
+  const auto type = static_cast<char>(in[0]);
+  if (!is_known_message_type(type, dir)) return header_error(errc::unknown_message_type, type, 0);
+  return parse_message_header(in, max_length);
 }
 
 message_decode_result decode_message(bytes_view in, std::size_t max_length, direction dir) {

@@ -153,8 +153,9 @@ struct splice_access {
       }
     });
     if (!ok) {
-      what = "the server sent a message ('" + printable(c.server_framer_.bad_type()) + "') with the impossible length " +
-             std::to_string(c.server_framer_.bad_length());
+      const auto& h = c.server_framer_.refused();
+      what = "the server sent a message ('" + printable(h.type) + "') with the impossible length " +
+             std::to_string(h.length);
       return false;
     }
     if (bad_status) {
@@ -201,8 +202,9 @@ struct splice_access {
       }
     });
     if (!ok) {
-      what = "the client sent a message ('" + printable(c.client_framer_.bad_type()) + "') with the impossible length " +
-             std::to_string(c.client_framer_.bad_length());
+      const auto& h = c.client_framer_.refused();
+      what = "the client sent a message ('" + printable(h.type) + "') with the impossible length " +
+             std::to_string(h.length);
     }
     return ok;
   }
@@ -329,6 +331,32 @@ class buffer_keeper {
   bool armed_ = false;
 };
 
+// What a pump leaves of its two streams once it stops, by how it stopped.
+void close_after_pump(stream& from, stream& to, const pump_state& st, const splice_control& ctl,
+                      bool from_server) {
+  if (ctl.client_terminated_idle()) {
+    // The client said Terminate while idle: end its side as PostgreSQL would
+    // (close_notify, FIN, close). The server stream stays open and untouched.
+    if (!from_server) {
+      from.shutdown_send();
+      from.close();
+    }
+  } else if (ctl.ended() || !st.violation.empty()) {
+    from.close();
+    to.close();
+  } else if (st.read_error == eof_error() && !st.write_error && !from_server) {
+    to.shutdown_send();  // the client is done sending: pass the half-close on
+  } else if (st.read_error == eof_error() && !st.write_error) {
+    // The server ended the session: everything it sent is written; close both.
+    to.shutdown_send();
+    from.close();
+    to.close();
+  } else {
+    from.close();
+    to.close();
+  }
+}
+
 // One direction. A named coroutine with by-value pointer parameters (STYLE.md §2
 // rule 3); the caller keeps every pointee alive until `done`.
 net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_control* ctl, buffer_keeper* keeper,
@@ -390,27 +418,39 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
       break;
     }
   }
-  if (ctl->client_terminated_idle()) {
-    // The client said Terminate while idle: end its side as PostgreSQL would
-    // (close_notify, FIN, close). The server stream stays open and untouched.
-    if (!from_server) {
-      from->shutdown_send();
-      from->close();
-    }
-  } else if (ctl->ended() || !st->violation.empty()) {
-    from->close();
-    to->close();
-  } else if (st->read_error == eof_error() && !st->write_error && !from_server) {
-    to->shutdown_send();  // the client is done sending: pass the half-close on
-  } else if (st->read_error == eof_error() && !st->write_error) {
-    // The server ended the session: everything it sent is written; close both.
-    to->shutdown_send();
-    from->close();
-    to->close();
+  close_after_pump(*from, *to, *st, *ctl, from_server);
+}
+
+// The splice's result once both pumps are done: bytes each way and what ended it.
+splice_result splice_outcome(const pump_state& up, const pump_state& down, const splice_control& control,
+                             bool idle_fired) {
+  splice_result r;
+  r.client_to_server = up.bytes;
+  r.server_to_client = down.bytes;
+  r.idle_timeout = idle_fired;
+  r.protocol_violation = !down.violation.empty() ? down.violation : up.violation;
+  r.client_terminated_idle = control.client_terminated_idle();
+  if (idle_fired) {
+    r.ended_by = "idle timeout";
+  } else if (control.ended()) {
+    r.ended_by = control.end_reason();
+    r.ended_by_request = true;
+  } else if (r.client_terminated_idle) {
+    r.ended_by = "client";
+  } else if (!down.violation.empty()) {
+    r.ended_by = "server protocol violation";
+  } else if (!up.violation.empty()) {
+    r.ended_by = "client protocol violation";
+  } else if (up.read_error == eof_error() && !up.write_error) {
+    r.ended_by = "client";
+  } else if (down.read_error == eof_error() && !down.write_error) {
+    r.ended_by = "server";
+  } else if (up.read_error && up.read_error != eof_error()) {
+    r.ended_by = "client error: " + up.read_error.message();
   } else {
-    from->close();
-    to->close();
+    r.ended_by = "server error: " + down.read_error.message();
   }
+  return r;
 }
 
 }  // namespace
@@ -467,32 +507,7 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
   *alive = false;
   idle.cancel();
 
-  splice_result r;
-  r.client_to_server = up.bytes;
-  r.server_to_client = down.bytes;
-  r.idle_timeout = idle_fired;
-  r.protocol_violation = !down.violation.empty() ? down.violation : up.violation;
-  r.client_terminated_idle = control.client_terminated_idle();
-  if (idle_fired) {
-    r.ended_by = "idle timeout";
-  } else if (control.ended()) {
-    r.ended_by = control.end_reason();
-    r.ended_by_request = true;
-  } else if (r.client_terminated_idle) {
-    r.ended_by = "client";
-  } else if (!down.violation.empty()) {
-    r.ended_by = "server protocol violation";
-  } else if (!up.violation.empty()) {
-    r.ended_by = "client protocol violation";
-  } else if (up.read_error == eof_error() && !up.write_error) {
-    r.ended_by = "client";
-  } else if (down.read_error == eof_error() && !down.write_error) {
-    r.ended_by = "server";
-  } else if (up.read_error && up.read_error != eof_error()) {
-    r.ended_by = "client error: " + up.read_error.message();
-  } else {
-    r.ended_by = "server error: " + down.read_error.message();
-  }
+  splice_result r = splice_outcome(up, down, control, idle_fired);
   control.finish();
   co_return r;
 }

@@ -7,17 +7,15 @@
 // connection holds no splice buffer. When one side ends cleanly the other gets a
 // half-close (shutdown of sending); on an error both are closed.
 //
-// Both directions are framed as they pass (message_framer: the 5-byte headers
-// only, no copy, no allocation), so the splice always knows whether the server's
-// last complete message was ReadyForQuery and with which status, and whether the
-// client has anything in flight. That is what lets vaultwire speak to the client
+// Both directions are framed as they pass (pgwire::message_framer: the 5-byte
+// headers only, no copy, no allocation), so the splice always knows whether the
+// server's last complete message was ReadyForQuery and with which status, and
+// whether the client has anything in flight. That is what lets vaultwire speak to the client
 // itself — an idle timeout, the end of a session at its next idle point, a notice —
 // without cutting a message or a transaction in half.
 // https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
 #pragma once
 
-#include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -27,78 +25,9 @@
 #include <vector>
 
 #include "net/stream.hpp"
+#include "pgwire/framer.hpp"
 
 namespace vaultwire::detail {
-
-// Message boundaries of one direction of a pgwire stream after startup: every
-// message is a type byte and a big-endian int32 length that counts itself but not
-// the type. Keeps a partial header (up to 5 bytes) across reads and counts down
-// the rest of the current body; never copies a body.
-class message_framer {
- public:
-  // Feeds the next bytes of the stream. Calls on_message(type, first_body_byte)
-  // (0 for an empty body) for each message that completes within `bytes`.
-  // Returns false on an impossible length (below 4, or above INT32_MAX): the
-  // stream is then out of sync and bad_length() says what the header carried.
-  template <class OnMessage>
-  [[nodiscard]] bool feed(std::span<const std::uint8_t> bytes, OnMessage&& on_message);
-
-  // Between two messages: no partial header, no body left.
-  [[nodiscard]] bool at_boundary() const noexcept { return header_len_ == 0 && !in_body_; }
-  [[nodiscard]] std::uint32_t bad_length() const noexcept { return bad_length_; }
-  [[nodiscard]] char bad_type() const noexcept { return static_cast<char>(header_[0]); }
-
- private:
-  std::array<std::uint8_t, 5> header_{};
-  std::uint8_t header_len_ = 0;
-  bool in_body_ = false;
-  bool first_pending_ = false;  // the next body byte is the first
-  std::uint8_t first_ = 0;
-  std::uint32_t remaining_ = 0;  // body bytes of the current message still to come
-  std::uint32_t bad_length_ = 0;
-};
-
-template <class OnMessage>
-bool message_framer::feed(std::span<const std::uint8_t> bytes, OnMessage&& on_message) {
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    if (!in_body_) {
-      const std::size_t take = std::min<std::size_t>(header_.size() - header_len_, bytes.size() - i);
-      for (std::size_t k = 0; k < take; ++k) header_[header_len_ + k] = bytes[i + k];
-      header_len_ = static_cast<std::uint8_t>(header_len_ + take);
-      i += take;
-      if (header_len_ < header_.size()) break;
-      const std::uint32_t length = (std::uint32_t{header_[1]} << 24) | (std::uint32_t{header_[2]} << 16) |
-                                   (std::uint32_t{header_[3]} << 8) | std::uint32_t{header_[4]};
-      if (length < 4 || length > 0x7fffffffU) {
-        bad_length_ = length;
-        return false;
-      }
-      header_len_ = 0;
-      remaining_ = length - 4;
-      first_ = 0;
-      if (remaining_ == 0) {
-        on_message(static_cast<char>(header_[0]), std::uint8_t{0});
-        continue;
-      }
-      in_body_ = true;
-      first_pending_ = true;
-      continue;
-    }
-    const std::size_t take = std::min<std::size_t>(remaining_, bytes.size() - i);
-    if (first_pending_) {
-      first_ = bytes[i];
-      first_pending_ = false;
-    }
-    remaining_ -= static_cast<std::uint32_t>(take);
-    i += take;
-    if (remaining_ == 0) {
-      in_body_ = false;
-      on_message(static_cast<char>(header_[0]), first_);
-    }
-  }
-  return true;
-}
 
 // What the session asks of its splice, and what the splice knows about the
 // conversation. Owned by the session; every member is used on the session's strand
@@ -159,7 +88,7 @@ class splice_control {
   bool running_ = false;
 
   // server -> client
-  message_framer server_framer_;
+  pgwire::message_framer server_framer_;
   bool last_was_rfq_ = true;
   char rfq_status_ = 'I';
   bool down_writing_ = false;  // the down pump waits on a partial write to the client
@@ -168,7 +97,7 @@ class splice_control {
   std::vector<std::uint8_t> client_backlog_;
 
   // client -> server
-  message_framer client_framer_;
+  pgwire::message_framer client_framer_;
   std::uint64_t outstanding_ = 0;  // Query / Sync / FunctionCall not yet answered by ReadyForQuery
   bool batch_open_ = false;        // extended-protocol messages since the last Sync
   char last_command_ = 0;          // the client's last Query / FunctionCall / Execute

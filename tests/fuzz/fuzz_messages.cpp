@@ -1,21 +1,30 @@
 // Typed messages after the startup phase, framed with decode_message and parsed
 // with the parse_* function for their type, in both directions. The first input
-// byte picks the direction (bit 0) and the length cap (bit 1: the 8 KiB a session
-// uses for login messages, else 1 MiB); the rest is a stream of messages. Checks,
-// besides the sanitizers:
-// - decode_message_header agrees with decode_message on type and frame size;
+// byte picks the direction (bit 0), the length cap (bit 1: the 8 KiB a session
+// uses for login messages, else 1 MiB) and the splice framer's read size (bits 2-7:
+// 1 to 64 bytes); the rest is a stream of messages. Checks, besides the sanitizers:
+// - decode_message_header agrees with decode_message on type and frame size, and
+//   with parse_message_header on everything but an unknown type;
 // - a frame is never complete for a proper prefix;
-// - every message that parses encodes back to exactly the bytes it came from.
+// - every message that parses encodes back to exactly the bytes it came from;
+// - message_framer, fed the whole stream in reads of that size, reports exactly the
+//   messages (type, first body byte) that parse_message_header finds walking the
+//   stream in one buffer, unknown types included, and is refused exactly where that
+//   walk meets a bad length, with the same error.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "fuzz_check.hpp"
 #include "pgwire/decoder.hpp"
 #include "pgwire/encoder.hpp"
+#include "pgwire/errc.hpp"
+#include "pgwire/framer.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/scram.hpp"
 
@@ -131,6 +140,40 @@ void frontend(char type, bytes_view body, bytes_view frame) {
   }
 }
 
+using framed = std::vector<std::pair<char, std::uint8_t>>;
+
+void check_framer(bytes_view in, std::size_t max_length, std::size_t read_size) {
+  framed want;
+  std::error_code want_error;
+  std::size_t at = 0;
+  for (;;) {
+    const auto h = parse_message_header(in.subspan(at), max_length);
+    if (h.status == decode_status::error) {
+      want_error = h.error;
+      break;
+    }
+    if (h.status == decode_status::need_more || h.frame_size > in.size() - at) break;
+    FUZZ_CHECK(h.length >= 4 && h.length <= max_length && h.frame_size == std::size_t{1} + h.length);
+    want.emplace_back(h.type, h.frame_size > message_header_size ? in[at + message_header_size] : 0);
+    at += h.frame_size;
+  }
+
+  message_framer f(max_length);
+  framed got;
+  bool ok = true;
+  for (std::size_t pos = 0; ok && pos < in.size(); pos += read_size) {
+    ok = f.feed(in.subspan(pos, std::min(read_size, in.size() - pos)),
+                [&got](char type, std::uint8_t first) { got.emplace_back(type, first); });
+  }
+  FUZZ_CHECK(got == want);
+  FUZZ_CHECK(ok == !want_error && f.failed() == static_cast<bool>(want_error));
+  if (want_error) {
+    FUZZ_CHECK(f.refused().error == want_error && !f.at_boundary());
+  } else {
+    FUZZ_CHECK(f.at_boundary() == (at == in.size()));
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -138,10 +181,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const direction dir = (data[0] & 1) != 0 ? direction::backend : direction::frontend;
   const std::size_t max_length = (data[0] & 2) != 0 ? 8192 : (1u << 20);
   bytes_view in(data + 1, size - 1);
+  check_framer(in, max_length, 1 + (data[0] >> 2));
 
   for (int messages = 0; messages < 64 && !in.empty(); ++messages) {
     const auto h = decode_message_header(in, max_length, dir);
     const auto r = decode_message(in, max_length, dir);
+    if (h.error != errc::unknown_message_type) {
+      const auto p = parse_message_header(in, max_length);
+      FUZZ_CHECK(p.status == h.status && p.error == h.error && p.type == h.type && p.length == h.length &&
+                 p.frame_size == h.frame_size);
+    }
     if (r.status == decode_status::error) {
       FUZZ_CHECK(h.status == decode_status::error && h.error == r.error && r.consumed == 0);
       return 0;

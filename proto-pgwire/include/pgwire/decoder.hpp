@@ -7,6 +7,8 @@
 // Errors are reported as early as the bytes allow: an unknown type as soon as the
 // type byte is there, a bad length as soon as the length is there, so a peer
 // cannot make the proxy wait for (or buffer) a body it will refuse anyway.
+// A caller that forwards a stream as it comes, without buffering whole messages,
+// frames it with message_framer (framer.hpp) instead.
 // https://www.postgresql.org/docs/current/protocol-message-formats.html
 #pragma once
 
@@ -70,17 +72,25 @@ struct message_decode_result {
 struct header_decode_result {
   decode_status status = decode_status::need_more;
   std::error_code error;
-  char type = 0;
-  std::size_t frame_size = 0;  // 1 + length: header and body together
+  char type = 0;               // in[0]: set on `message` and on `error`
+  std::uint32_t length = 0;    // the length field as read: set on `message` and on a
+                               // length error, so the caller can say what was wrong
+  std::size_t frame_size = 0;  // 1 + length: header and body together; on `message`
 };
 
 // Whether `type` is a message type that `dir` may send in protocol 3.0.
 [[nodiscard]] bool is_known_message_type(char type, direction dir) noexcept;
 
-// Checks the header at the front of `in`. `max_length` caps the length field
-// (which counts itself but not the type byte). Errors: unknown_message_type (as
-// soon as in[0] is there), length_too_short (< 4), length_too_long (> max_length
-// or > 2^31 - 1), as soon as the 5 header bytes are there.
+// Reads the header at the front of `in` without judging the type byte: the one
+// place a typed message header is read, for callers that pass unknown types
+// through (the splice's message_framer) and, through decode_message_header, for
+// those that do not. `max_length` caps the length field (which counts itself but
+// not the type byte). need_more until the 5 header bytes are there; then errors
+// length_too_short (< 4) and length_too_long (> max_length or > 2^31 - 1).
+[[nodiscard]] header_decode_result parse_message_header(bytes_view in, std::size_t max_length) noexcept;
+
+// parse_message_header, plus the type check: unknown_message_type for a type
+// `dir` may not send, as soon as in[0] is there (before the length).
 [[nodiscard]] header_decode_result decode_message_header(bytes_view in, std::size_t max_length,
                                                          direction dir);
 

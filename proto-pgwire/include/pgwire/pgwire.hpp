@@ -1,4 +1,5 @@
-// Umbrella header for the pgwire codec (framing, messages, encoder, SQLSTATEs).
+// Umbrella header for the pgwire codec (framing, the streaming framer, messages,
+// encoder, SQLSTATEs).
 // SCRAM and MD5 have their own headers.
 #pragma once
 
@@ -6,5 +7,6 @@
 #include "pgwire/encoder.hpp"
 #include "pgwire/errc.hpp"
 #include "pgwire/frame.hpp"
+#include "pgwire/framer.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/sqlstate.hpp"

@@ -166,6 +166,68 @@ TEST_CASE("decode_message_header: reports the frame size before the body",
           decode_status::need_more);
 }
 
+TEST_CASE("parse_message_header: any type byte, the length judged alone", "[pgwire][decoder]") {
+  // Every byte value is a type to it, known to either direction or not.
+  for (int t = 0; t < 256; ++t) {
+    INFO("type " << t);
+    byte_vector in{static_cast<std::uint8_t>(t)};
+    append_be32(in, 7);
+    for (std::size_t n = 0; n < message_header_size; ++n) {
+      REQUIRE(parse_message_header(view(in).first(n), 8192).status == decode_status::need_more);
+    }
+    const auto h = parse_message_header(view(in), 8192);
+    REQUIRE(h.status == decode_status::message);
+    REQUIRE(h.type == static_cast<char>(t));
+    REQUIRE(h.length == 7);
+    REQUIRE(h.frame_size == 8);
+  }
+  byte_vector in{'?'};
+  append_be32(in, 3);
+  auto h = parse_message_header(view(in), 8192);
+  REQUIRE(h.status == decode_status::error);
+  REQUIRE(h.error == errc::length_too_short);
+  REQUIRE(h.type == '?');
+  REQUIRE(h.length == 3);
+
+  in = byte_vector{'?'};
+  append_be32(in, 8193);
+  h = parse_message_header(view(in), 8192);
+  REQUIRE(h.status == decode_status::error);
+  REQUIRE(h.error == errc::length_too_long);
+  REQUIRE(h.length == 8193);
+  REQUIRE(parse_message_header(view(in), 8193).status == decode_status::message);
+
+  // Above what an Int32 can carry, whatever the cap.
+  in = byte_vector{'?'};
+  append_be32(in, 0x80000000u);
+  h = parse_message_header(view(in), SIZE_MAX);
+  REQUIRE(h.error == errc::length_too_long);
+  REQUIRE(h.length == 0x80000000u);
+}
+
+TEST_CASE("decode_message_header: parse_message_header plus the type check", "[pgwire][decoder]") {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 5000; ++round) {
+    byte_vector in(rng() % 7);
+    for (auto& b : in) b = static_cast<std::uint8_t>(rng() % 4 == 0 ? rng() : rng() % 16);
+    if (!in.empty() && rng() % 2 == 0) in[0] = static_cast<std::uint8_t>(backend_types[rng() % backend_types.size()]);
+    const auto dir = rng() % 2 == 0 ? direction::frontend : direction::backend;
+    INFO("round " << round);
+    const auto checked = decode_message_header(view(in), 4096, dir);
+    const auto parsed = parse_message_header(view(in), 4096);
+    if (!in.empty() && !is_known_message_type(static_cast<char>(in[0]), dir)) {
+      REQUIRE(checked.status == decode_status::error);
+      REQUIRE(checked.error == errc::unknown_message_type);
+      continue;
+    }
+    REQUIRE(checked.status == parsed.status);
+    REQUIRE(checked.error == parsed.error);
+    REQUIRE(checked.type == parsed.type);
+    REQUIRE(checked.length == parsed.length);
+    REQUIRE(checked.frame_size == parsed.frame_size);
+  }
+}
+
 TEST_CASE("decode_startup_packet: StartupMessage", "[pgwire][decoder][startup]") {
   const auto packet = startup_bytes(3, 0, "user\0crdb-role\0database\0defaultdb\0\0"sv);
   require_every_split_startup(packet);
