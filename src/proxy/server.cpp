@@ -18,6 +18,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "net/tcp.hpp"
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"

@@ -1,9 +1,5 @@
 #include "proxy/upstream.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
 #include <pgwire/md5.hpp>
@@ -28,6 +24,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include "net/tcp.hpp"
 #include "vaultwire/errc.hpp"
 
 namespace vaultwire::detail {
@@ -217,24 +214,6 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
 }  // namespace
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
-
-std::string endpoint_text(const net::ip::tcp::endpoint& ep) {
-  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                              : ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-void set_tcp_options(int fd, std::chrono::seconds idle) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (idle.count() <= 0) return;
-  const int idle_s = static_cast<int>(std::min<long long>(idle.count(), 32767));  // the kernel's maximum
-  const int interval_s = std::max(1, idle_s / 4);
-  const int probes = 4;
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
-}
 
 net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
   upstream_session session;
