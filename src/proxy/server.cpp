@@ -1,24 +1,16 @@
 #include "vaultwire/server.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <map>
 #include <filesystem>
 #include <thread>
 
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "net/tcp.hpp"
+#include "net/listener.hpp"
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"
@@ -28,7 +20,6 @@
 namespace vaultwire {
 
 namespace net = boost::asio;
-using net::ip::tcp;
 using detail::listener_runtime;
 using detail::proxy_state;
 using detail::stream;
@@ -48,13 +39,12 @@ class session_threads {
       guards_.emplace_back(contexts_.back()->get_executor());
     }
   }
-  // Round robin: connections are spread evenly over the threads.
-  net::io_context::executor_type next() {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
-    return contexts_[i]->get_executor();
+  // For the listeners: one acceptor per context (TCP), or each in turn (unix).
+  [[nodiscard]] std::vector<net::io_context*> contexts() const {
+    std::vector<net::io_context*> all;
+    for (const auto& c : contexts_) all.push_back(c.get());
+    return all;
   }
-  [[nodiscard]] std::size_t size() const { return contexts_.size(); }
-  [[nodiscard]] net::io_context& context(std::size_t i) { return *contexts_[i]; }
   void start() {
     for (auto& c : contexts_) threads_.emplace_back([ctx = c.get()] { ctx->run(); });
   }
@@ -72,69 +62,7 @@ class session_threads {
   std::vector<std::unique_ptr<net::io_context>> contexts_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
-  std::atomic<std::size_t> next_{0};
 };
-
-void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
-  detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
-}
-
-// A TCP listener has one acceptor per session thread, all bound to the same port
-// with SO_REUSEPORT: the kernel spreads new connections over them, and each is
-// accepted on the thread that will run it. No hand-off to another thread (a
-// cross-thread wake-up per connection), and the socket is registered with its
-// reactor once. accept4 hands out the peer address and a non-blocking descriptor.
-net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,
-                                const listener_runtime* listener) {
-  net::steady_timer backoff(acceptor->get_executor());
-  for (;;) {
-    tcp::endpoint ep;
-    socklen_t len = static_cast<socklen_t>(ep.capacity());
-    const int fd = ::accept4(acceptor->native_handle(), ep.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;
-      boost::system::error_code ec;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        co_await acceptor->async_wait(tcp::acceptor::wait_read, net::redirect_error(net::use_awaitable, ec));
-        if (!ec) continue;
-      } else {
-        ec.assign(err, boost::system::system_category());
-      }
-      if (state->stopping || ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
-      spdlog::warn("accept on {} failed: {}", listener->config->bind, ec.message());
-      // Out of descriptors or memory: the connection stays queued; retry shortly
-      // rather than spin on it.
-      backoff.expires_after(std::chrono::milliseconds(100));
-      co_await backoff.async_wait(net::redirect_error(net::use_awaitable, ec));
-      continue;
-    }
-    // Accepted just before the first signal shut the listener down: refuse it as a
-    // closed listener would (the next accept4 fails and ends the loop).
-    if (state->stopping) {
-      ::close(fd);
-      continue;
-    }
-    ep.resize(len);
-    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), detail::endpoint_text(ep));
-  }
-}
-
-net::awaitable<void> accept_unix(std::shared_ptr<proxy_state> state, net::local::stream_protocol::acceptor* acceptor,
-                                 const listener_runtime* listener, session_threads* threads) {
-  for (;;) {
-    boost::system::error_code ec;
-    auto sock = co_await acceptor->async_accept(threads->next(), net::redirect_error(net::use_awaitable, ec));
-    if (ec) {
-      if (state->stopping || ec == net::error::operation_aborted) co_return;
-      spdlog::warn("accept on a unix socket failed: {}", ec.message());
-      continue;
-    }
-    auto ex = sock.get_executor();
-    int fd = sock.release();
-    detail::start_session(state, listener, stream::descriptor(ex, fd), "");
-  }
-}
 
 spdlog::level::level_enum to_spdlog(log_level l) {
   switch (l) {
@@ -378,13 +306,8 @@ int run_server(const config& cfg, config_reloader reload_config) {
   session_threads workers(std::max(1u, cfg.runtime.threads));
 
   std::vector<std::unique_ptr<listener_runtime>> listeners;
-  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;  // on the session threads
-  std::vector<int> tcp_listen_fds;                              // theirs, for the control thread
-  std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
-  std::vector<std::string> unix_paths;
-  auto cleanup = [&] {
-    for (auto& p : unix_paths) ::unlink(p.c_str());
-  };
+  detail::listener_set sockets(io, workers.contexts(), state->stopping);
+  auto cleanup = [&] { sockets.remove_unix_sockets(); };
 
   for (const auto& lc : cfg.listeners) {
     auto l = std::make_unique<listener_runtime>();
@@ -399,72 +322,31 @@ int run_server(const config& cfg, config_reloader reload_config) {
         return 1;
       }
     }
-    // The address is first taken by an ordinary listening socket: it fails when
-    // anything listens there already, where SO_REUSEPORT alone would let a second
-    // vaultwire (same user) share the port unnoticed. It also resolves port 0.
-    boost::system::error_code ec;
-    tcp::endpoint bound;
-    {
-      tcp::acceptor probe(io);
-      tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
-      if (!ec) probe.open(ep.protocol(), ec);
-      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && lc.ipv6) probe.set_option(net::ip::v6_only(true), ec);
-      if (!ec) probe.bind(ep, ec);
-      if (!ec) probe.listen(net::socket_base::max_listen_connections, ec);
-      if (!ec) bound = probe.local_endpoint(ec);
-    }
-    std::vector<std::unique_ptr<tcp::acceptor>> group;
-    for (std::size_t i = 0; !ec && i < workers.size(); ++i) {
-      auto a = std::make_unique<tcp::acceptor>(workers.context(i));
-      a->open(bound.protocol(), ec);
-      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) {
-        const int one = 1;
-        if (::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-          ec.assign(errno, boost::system::system_category());
-      }
-      if (!ec && lc.ipv6) a->set_option(net::ip::v6_only(true), ec);
-      // TCP_NODELAY and the keepalive settings: accepted sockets inherit them.
-      if (!ec) tune_tcp(a->native_handle(), cfg.limits.tcp_keepalive);
-      if (!ec) a->bind(bound, ec);
-      if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
-      if (!ec) a->non_blocking(true, ec);
-      group.push_back(std::move(a));
-    }
-    if (ec) {
-      spdlog::error("listener {}: cannot listen: {}", lc.bind, ec.message());
+    const detail::accept_handler on_accept = [state, listener = l.get()](net::io_context& context, int fd,
+                                                                         std::string peer) {
+      detail::start_session(state, listener, stream::descriptor(context.get_executor(), fd), std::move(peer));
+    };
+    listeners.push_back(std::move(l));
+    const detail::tcp_listen_options tcp{lc.bind, lc.host, lc.port, lc.ipv6,
+                                         std::chrono::duration_cast<std::chrono::seconds>(cfg.limits.tcp_keepalive)};
+    std::string error;
+    const std::uint16_t port = sockets.listen_tcp(tcp, on_accept, error);
+    if (port == 0) {
+      spdlog::error("listener {}: cannot listen: {}", lc.bind, error);
       cleanup();
-      listeners.push_back(std::move(l));
       return 1;
     }
-    spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, bound.port(),
-                 l->tls ? "TLS or plaintext" : "plaintext", lc.route);
+    spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, port,
+                 lc.tls() ? "TLS or plaintext" : "plaintext", lc.route);
     if (lc.unix_socket) {
-      std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(bound.port()))).string();
-      ::unlink(path.c_str());
-      auto ua = std::make_unique<net::local::stream_protocol::acceptor>(io);
-      net::local::stream_protocol::endpoint uep(path);
-      ua->open(uep.protocol(), ec);
-      if (!ec) ua->bind(uep, ec);
-      if (!ec) ua->listen(net::socket_base::max_listen_connections, ec);
-      if (ec) {
-        spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, ec.message());
+      const std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(port))).string();
+      if (!sockets.listen_unix(path, on_accept, error)) {
+        spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, error);
         cleanup();
         return 1;
       }
-      ::chmod(path.c_str(), 0777);  // as PostgreSQL's unix_socket_permissions default
-      unix_paths.push_back(path);
       spdlog::info("listening on {}", path);
-      net::co_spawn(io, accept_unix(state, ua.get(), l.get(), &workers), net::detached);
-      unix_acceptors.push_back(std::move(ua));
     }
-    for (auto& a : group) {
-      tcp_listen_fds.push_back(a->native_handle());
-      net::co_spawn(a->get_executor(), accept_tcp(state, a.get(), l.get()), net::detached);
-      tcp_acceptors.push_back(std::move(a));
-    }
-    listeners.push_back(std::move(l));
   }
 
   // Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
@@ -530,18 +412,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
     spdlog::info("signal {}: no new connections; {} sessions end at their next idle point, the rest in {}ms "
                  "([runtime] shutdown_grace)",
                  sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
-    boost::system::error_code ignored;
-    // Stop listening now, from here: shutdown() on a listening socket refuses new
-    // connections at once and wakes its accept loop (accept4 then fails and the loop
-    // ends). The acceptor objects belong to their session threads: close them there.
-    for (int fd : tcp_listen_fds) ::shutdown(fd, SHUT_RDWR);
-    for (auto& a : tcp_acceptors) {
-      net::post(a->get_executor(), [a = a.get()] {
-        boost::system::error_code e;
-        a->close(e);
-      });
-    }
-    for (auto& a : unix_acceptors) a->close(ignored);
+    sockets.stop();  // stop listening now, from here
     detail::drain_all_sessions(*state);
     grace.expires_after(cfg.runtime.shutdown_grace);
     grace.async_wait([&](const boost::system::error_code& e) {
