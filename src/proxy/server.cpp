@@ -1,23 +1,16 @@
 #include "vaultwire/server.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <map>
 #include <filesystem>
 #include <thread>
 
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "net/listener.hpp"
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"
@@ -27,7 +20,6 @@
 namespace vaultwire {
 
 namespace net = boost::asio;
-using net::ip::tcp;
 using detail::listener_runtime;
 using detail::proxy_state;
 using detail::stream;
@@ -38,7 +30,8 @@ namespace {
 // stays on the context it was accepted onto, so its reads, writes and timers never
 // hop between threads (a cross-core wake-up costs tens of microseconds on every
 // round trip, and a shared reactor hands each readiness event to another thread).
-// Acceptors, the admin listener, signals and timers run on the control context.
+// TCP acceptors run on the session threads too (net/listener); unix socket acceptors,
+// the admin listener, signals and timers run on the control context.
 class session_threads {
  public:
   explicit session_threads(unsigned n) {
@@ -47,13 +40,12 @@ class session_threads {
       guards_.emplace_back(contexts_.back()->get_executor());
     }
   }
-  // Round robin: connections are spread evenly over the threads.
-  net::io_context::executor_type next() {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
-    return contexts_[i]->get_executor();
+  // For the listeners: one acceptor per context (TCP), or each in turn (unix).
+  [[nodiscard]] std::vector<net::io_context*> contexts() const {
+    std::vector<net::io_context*> all;
+    for (const auto& c : contexts_) all.push_back(c.get());
+    return all;
   }
-  [[nodiscard]] std::size_t size() const { return contexts_.size(); }
-  [[nodiscard]] net::io_context& context(std::size_t i) { return *contexts_[i]; }
   void start() {
     for (auto& c : contexts_) threads_.emplace_back([ctx = c.get()] { ctx->run(); });
   }
@@ -71,69 +63,7 @@ class session_threads {
   std::vector<std::unique_ptr<net::io_context>> contexts_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
-  std::atomic<std::size_t> next_{0};
 };
-
-void tune_tcp(int fd, std::chrono::milliseconds keepalive) {
-  detail::set_tcp_options(fd, std::chrono::duration_cast<std::chrono::seconds>(keepalive));
-}
-
-// A TCP listener has one acceptor per session thread, all bound to the same port
-// with SO_REUSEPORT: the kernel spreads new connections over them, and each is
-// accepted on the thread that will run it. No hand-off to another thread (a
-// cross-thread wake-up per connection), and the socket is registered with its
-// reactor once. accept4 hands out the peer address and a non-blocking descriptor.
-net::awaitable<void> accept_tcp(std::shared_ptr<proxy_state> state, tcp::acceptor* acceptor,
-                                const listener_runtime* listener) {
-  net::steady_timer backoff(acceptor->get_executor());
-  for (;;) {
-    tcp::endpoint ep;
-    socklen_t len = static_cast<socklen_t>(ep.capacity());
-    const int fd = ::accept4(acceptor->native_handle(), ep.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;
-      boost::system::error_code ec;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        co_await acceptor->async_wait(tcp::acceptor::wait_read, net::redirect_error(net::use_awaitable, ec));
-        if (!ec) continue;
-      } else {
-        ec.assign(err, boost::system::system_category());
-      }
-      if (state->stopping || ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
-      spdlog::warn("accept on {} failed: {}", listener->config->bind, ec.message());
-      // Out of descriptors or memory: the connection stays queued; retry shortly
-      // rather than spin on it.
-      backoff.expires_after(std::chrono::milliseconds(100));
-      co_await backoff.async_wait(net::redirect_error(net::use_awaitable, ec));
-      continue;
-    }
-    // Accepted just before the first signal shut the listener down: refuse it as a
-    // closed listener would (the next accept4 fails and ends the loop).
-    if (state->stopping) {
-      ::close(fd);
-      continue;
-    }
-    ep.resize(len);
-    detail::start_session(state, listener, stream::descriptor(acceptor->get_executor(), fd), detail::endpoint_text(ep));
-  }
-}
-
-net::awaitable<void> accept_unix(std::shared_ptr<proxy_state> state, net::local::stream_protocol::acceptor* acceptor,
-                                 const listener_runtime* listener, session_threads* threads) {
-  for (;;) {
-    boost::system::error_code ec;
-    auto sock = co_await acceptor->async_accept(threads->next(), net::redirect_error(net::use_awaitable, ec));
-    if (ec) {
-      if (state->stopping || ec == net::error::operation_aborted) co_return;
-      spdlog::warn("accept on a unix socket failed: {}", ec.message());
-      continue;
-    }
-    auto ex = sock.get_executor();
-    int fd = sock.release();
-    detail::start_session(state, listener, stream::descriptor(ex, fd), "");
-  }
-}
 
 spdlog::level::level_enum to_spdlog(log_level l) {
   switch (l) {
@@ -298,9 +228,8 @@ void log_stats(const proxy_state& state) {
       state.upstream_reuses.load(), pool.checkins, pool.discards);
 }
 
-}  // namespace
-
-int run_server(const config& cfg, config_reloader reload_config) {
+// Log level and format, the banner; SIGPIPE ignored.
+void start_logging(const config& cfg) {
   spdlog::set_level(to_spdlog(cfg.log.level));
   if (cfg.log.format == log_format::json) {
     spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
@@ -309,10 +238,11 @@ int run_server(const config& cfg, config_reloader reload_config) {
   // A peer that resets while OpenSSL writes (it uses write(), not send with
   // MSG_NOSIGNAL) must give EPIPE, not kill the process.
   ::signal(SIGPIPE, SIG_IGN);
+}
 
-  auto state = std::make_shared<proxy_state>();
-  state->cfg = &cfg;
-
+// Every route with its TLS context towards the cluster. False (logged) when a
+// context cannot be built.
+bool build_routes(proxy_state& state, const config& cfg) {
   for (const auto& [name, route] : cfg.routes) {
     auto rt = std::make_unique<detail::route_runtime>();
     rt->config = route;
@@ -325,250 +255,266 @@ int run_server(const config& cfg, config_reloader reload_config) {
       rt->tls = make_route_tls(route, error);
       if (!rt->tls) {
         spdlog::error("route {}: {}", name, error);
-        return 1;
+        return false;
       }
     }
-    state->routes[name] = std::move(rt);
+    state.routes[name] = std::move(rt);
   }
+  return true;
+}
 
+// The broker's credential events as lines of the audit log, which must outlive the
+// broker.
+std::function<void(const credential_audit_event&)> audit_sink(detail::audit_log* audit) {
+  return [audit](const credential_audit_event& c) {
+    detail::audit_event e;
+    e.type = c.what == credential_audit_event::kind::issue   ? detail::audit_event_type::credential_issue
+             : c.what == credential_audit_event::kind::renew ? detail::audit_event_type::credential_renew
+                                                             : detail::audit_event_type::credential_revoke;
+    e.lease_id = c.lease_id;
+    e.role = c.role;
+    e.db_user = c.db_user;
+    if (!c.token_accessor.empty()) e.token_accessor = c.token_accessor;
+    if (!c.token_display_name.empty()) e.token_display_name = c.token_display_name;
+    if (!c.entity_id.empty()) e.entity_id = c.entity_id;
+    e.result = c.result;
+    if (!c.reason.empty()) e.reason = c.reason;
+    audit->write(e);
+  };
+}
+
+// The Vault client, the audit log, the credential broker and the upstream pool.
+// False (logged) when the audit file cannot be opened.
+bool build_credentials(proxy_state& state, const config& cfg) {
   vault_client_options vo = make_vault_client_options(cfg.vault, std::max<std::size_t>(4, cfg.runtime.threads * 2));
   vo.observer = metrics::vault_request;
-  state->vault = std::make_unique<vault_client>(vo);
+  state.vault = std::make_unique<vault_client>(vo);
   if (cfg.audit.file) {
     auto opened = detail::audit_log::open(*cfg.audit.file);
     if (!opened.log) {
       spdlog::error("[audit] file: {}", opened.message);
-      return 1;
+      return false;
     }
-    state->audit = std::move(opened.log);
+    state.audit = std::move(opened.log);
     spdlog::info("audit log: {}", cfg.audit.file->string());
   }
   credential_broker_options bo;
   bo.credentials = cfg.credentials;
-  if (state->audit) {
-    detail::audit_log* audit = state->audit.get();  // outlives the broker
-    bo.on_audit = [audit](const credential_audit_event& c) {
-      detail::audit_event e;
-      e.type = c.what == credential_audit_event::kind::issue   ? detail::audit_event_type::credential_issue
-               : c.what == credential_audit_event::kind::renew ? detail::audit_event_type::credential_renew
-                                                               : detail::audit_event_type::credential_revoke;
-      e.lease_id = c.lease_id;
-      e.role = c.role;
-      e.db_user = c.db_user;
-      if (!c.token_accessor.empty()) e.token_accessor = c.token_accessor;
-      if (!c.token_display_name.empty()) e.token_display_name = c.token_display_name;
-      if (!c.entity_id.empty()) e.entity_id = c.entity_id;
-      e.result = c.result;
-      if (!c.reason.empty()) e.reason = c.reason;
-      audit->write(e);
-    };
-  }
+  if (state.audit) bo.on_audit = audit_sink(state.audit.get());
   bo.token_file = cfg.vault.token_file;
-  state->broker = std::make_unique<credential_broker>(vault_calls_for(*state->vault), std::move(bo));
+  state.broker = std::make_unique<credential_broker>(vault_calls_for(*state.vault), std::move(bo));
   if (cfg.pool.reuse) {
     // A pooled connection holds its lease; it counts as a use of the lease for at most
     // revoke_idle_after, so an unused credential is still revoked on that schedule.
     pool_config pc = cfg.pool;
     pc.idle_timeout = std::min(pc.idle_timeout, cfg.credentials.revoke_idle_after);
-    state->pool = std::make_shared<detail::upstream_pool>(pc);
+    state.pool = std::make_shared<detail::upstream_pool>(pc);
   }
+  return true;
+}
 
-  net::io_context io(1);  // control: acceptors, admin, signals, timers
-  session_threads workers(std::max(1u, cfg.runtime.threads));
-
-  std::vector<std::unique_ptr<listener_runtime>> listeners;
-  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;  // on the session threads
-  std::vector<int> tcp_listen_fds;                              // theirs, for the control thread
-  std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>> unix_acceptors;
-  std::vector<std::string> unix_paths;
-  auto cleanup = [&] {
-    for (auto& p : unix_paths) ::unlink(p.c_str());
+// One [[listener]]: its TLS context (into `listeners`), its TCP socket and, when
+// configured, its unix socket, each starting a session per connection. False
+// (logged) when one cannot be opened.
+bool open_listener(const std::shared_ptr<proxy_state>& state, const config& cfg, const listener_config& lc,
+                   detail::listener_set& sockets, std::vector<std::unique_ptr<listener_runtime>>& listeners) {
+  auto l = std::make_unique<listener_runtime>();
+  l->config = &lc;
+  l->route = state->routes.at(lc.route).get();
+  if (lc.tls()) {
+    std::string error;
+    l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
+    if (!l->tls) {
+      spdlog::error("listener {}: {}", lc.bind, error);
+      return false;
+    }
+  }
+  const detail::accept_handler on_accept = [state, listener = l.get()](net::io_context& context, int fd,
+                                                                       std::string peer) {
+    detail::start_session(state, listener, stream::descriptor(context.get_executor(), fd), std::move(peer));
   };
-
-  for (const auto& lc : cfg.listeners) {
-    auto l = std::make_unique<listener_runtime>();
-    l->config = &lc;
-    l->route = state->routes.at(lc.route).get();
-    if (lc.tls()) {
-      std::string error;
-      l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
-      if (!l->tls) {
-        spdlog::error("listener {}: {}", lc.bind, error);
-        cleanup();
-        return 1;
-      }
-    }
-    // The address is first taken by an ordinary listening socket: it fails when
-    // anything listens there already, where SO_REUSEPORT alone would let a second
-    // vaultwire (same user) share the port unnoticed. It also resolves port 0.
-    boost::system::error_code ec;
-    tcp::endpoint bound;
-    {
-      tcp::acceptor probe(io);
-      tcp::endpoint ep(net::ip::make_address(lc.host, ec), lc.port);
-      if (!ec) probe.open(ep.protocol(), ec);
-      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && lc.ipv6) probe.set_option(net::ip::v6_only(true), ec);
-      if (!ec) probe.bind(ep, ec);
-      if (!ec) probe.listen(net::socket_base::max_listen_connections, ec);
-      if (!ec) bound = probe.local_endpoint(ec);
-    }
-    std::vector<std::unique_ptr<tcp::acceptor>> group;
-    for (std::size_t i = 0; !ec && i < workers.size(); ++i) {
-      auto a = std::make_unique<tcp::acceptor>(workers.context(i));
-      a->open(bound.protocol(), ec);
-      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) {
-        const int one = 1;
-        if (::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-          ec.assign(errno, boost::system::system_category());
-      }
-      if (!ec && lc.ipv6) a->set_option(net::ip::v6_only(true), ec);
-      // TCP_NODELAY and the keepalive settings: accepted sockets inherit them.
-      if (!ec) tune_tcp(a->native_handle(), cfg.limits.tcp_keepalive);
-      if (!ec) a->bind(bound, ec);
-      if (!ec) a->listen(net::socket_base::max_listen_connections, ec);
-      if (!ec) a->non_blocking(true, ec);
-      group.push_back(std::move(a));
-    }
-    if (ec) {
-      spdlog::error("listener {}: cannot listen: {}", lc.bind, ec.message());
-      cleanup();
-      listeners.push_back(std::move(l));
-      return 1;
-    }
-    spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, bound.port(),
-                 l->tls ? "TLS or plaintext" : "plaintext", lc.route);
-    if (lc.unix_socket) {
-      std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(bound.port()))).string();
-      ::unlink(path.c_str());
-      auto ua = std::make_unique<net::local::stream_protocol::acceptor>(io);
-      net::local::stream_protocol::endpoint uep(path);
-      ua->open(uep.protocol(), ec);
-      if (!ec) ua->bind(uep, ec);
-      if (!ec) ua->listen(net::socket_base::max_listen_connections, ec);
-      if (ec) {
-        spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, ec.message());
-        cleanup();
-        return 1;
-      }
-      ::chmod(path.c_str(), 0777);  // as PostgreSQL's unix_socket_permissions default
-      unix_paths.push_back(path);
-      spdlog::info("listening on {}", path);
-      net::co_spawn(io, accept_unix(state, ua.get(), l.get(), &workers), net::detached);
-      unix_acceptors.push_back(std::move(ua));
-    }
-    for (auto& a : group) {
-      tcp_listen_fds.push_back(a->native_handle());
-      net::co_spawn(a->get_executor(), accept_tcp(state, a.get(), l.get()), net::detached);
-      tcp_acceptors.push_back(std::move(a));
-    }
-    listeners.push_back(std::move(l));
+  listeners.push_back(std::move(l));
+  const detail::tcp_listen_options tcp{lc.bind, lc.host, lc.port, lc.ipv6,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.limits.tcp_keepalive)};
+  std::string error;
+  const std::uint16_t port = sockets.listen_tcp(tcp, on_accept, error);
+  if (port == 0) {
+    spdlog::error("listener {}: cannot listen: {}", lc.bind, error);
+    return false;
   }
+  spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, port,
+               lc.tls() ? "TLS or plaintext" : "plaintext", lc.route);
+  if (lc.unix_socket) {
+    const std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(port))).string();
+    if (!sockets.listen_unix(path, on_accept, error)) {
+      spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, error);
+      return false;
+    }
+    spdlog::info("listening on {}", path);
+  }
+  return true;
+}
 
-  // Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
-  // /leases), which stops itself once a drain has ended.
+// Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
+// /leases), which stops itself once a drain has ended. Null when [admin] is off.
+std::unique_ptr<detail::admin_server> start_admin(net::io_context& io, const std::shared_ptr<proxy_state>& state,
+                                                  const config& cfg) {
   metrics::set_sources(detail::metric_sources(state));
   std::unique_ptr<detail::admin_server> admin;
   if (cfg.admin.enabled) {
     admin = std::make_unique<detail::admin_server>(io, state);
     if (admin->start()) admin->set_listeners_up();
   }
+  return admin;
+}
 
+// What the control thread does while vaultwire runs: sweeps the upstream pool,
+// reloads on SIGHUP, and on SIGINT or SIGTERM stops listening and drains the
+// sessions (a second signal stops at once). Every handler runs on the control
+// context; io.run() returns once nothing is left to wait for.
+class control_loop {
+ public:
+  control_loop(net::io_context& io, proxy_state& state, const config& cfg, detail::listener_set& sockets,
+               const std::vector<std::unique_ptr<listener_runtime>>& listeners, const config_reloader& reload_config)
+      : io_(io),
+        state_(state),
+        cfg_(cfg),
+        sockets_(sockets),
+        listeners_(listeners),
+        reload_config_(reload_config),
+        sweep_(io),
+        hup_(io, SIGHUP),
+        signals_(io, SIGINT, SIGTERM),
+        drain_(io),
+        grace_(io) {}
+
+  void start() {
+    on_sweep({});
+    hup_.async_wait([this](const boost::system::error_code& ec, int sig) { on_hup(ec, sig); });
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) { on_signal(ec, sig); });
+  }
+  // After a second signal: sessions are not waited for, leases not revoked.
+  [[nodiscard]] bool exit_at_once() const { return exit_at_once_; }
+
+ private:
   // Idle pooled connections past their idle timeout or near their lease's end.
-  net::steady_timer sweep(io);
-  std::function<void(const boost::system::error_code&)> on_sweep;
-  on_sweep = [&](const boost::system::error_code& ec) {
-    if (ec || !state->pool) return;
-    state->pool->sweep();
-    sweep.expires_after(std::chrono::seconds(1));
-    sweep.async_wait(on_sweep);
-  };
-  on_sweep({});
+  void on_sweep(const boost::system::error_code& ec) {
+    if (ec || !state_.pool) return;
+    state_.pool->sweep();
+    sweep_.expires_after(std::chrono::seconds(1));
+    sweep_.async_wait([this](const boost::system::error_code& e) { on_sweep(e); });
+  }
 
-  net::signal_set hup(io, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hup;
-  on_hup = [&](const boost::system::error_code& ec, int) {
+  void on_hup(const boost::system::error_code& ec, int) {
     if (ec) return;
     spdlog::info("SIGHUP: reloading the configuration");
-    if (state->audit) {
-      if (auto e = state->audit->reopen()) spdlog::error("audit log: reopen failed: {}", e.message());
+    if (state_.audit) {
+      if (auto e = state_.audit->reopen()) spdlog::error("audit log: reopen failed: {}", e.message());
     }
-    reload(*state, listeners, reload_config);
-    hup.async_wait(on_hup);
-  };
-  hup.async_wait(on_hup);
+    reload(state_, listeners_, reload_config_);
+    hup_.async_wait([this](const boost::system::error_code& e, int sig) { on_hup(e, sig); });
+  }
 
-  net::signal_set signals(io, SIGINT, SIGTERM);
-  // After a signal: once every session has ended, the signal wait is the only work
-  // left; cancel it and io.run() returns.
-  net::steady_timer drain(io);
-  net::steady_timer grace(io);  // shutdown_grace
-  bool exit_at_once = false;    // a second signal: no revocation round either
-  std::function<void(const boost::system::error_code&)> check_drained;
-  check_drained = [&](const boost::system::error_code& ec) {
+  void on_signal(const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    if (state->active_clients.load() == 0) {
-      signals.cancel();
-      grace.cancel();
-      hup.cancel();
-      return;
-    }
-    drain.expires_after(std::chrono::milliseconds(20));
-    drain.async_wait(check_drained);
-  };
-  std::function<void(const boost::system::error_code&, int)> on_signal;
-  on_signal = [&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    if (state->stopping.exchange(true)) {
+    if (state_.stopping.exchange(true)) {
       spdlog::warn("second signal {}: stopping now; leases are left to their TTL", sig);
-      exit_at_once = true;
-      io.stop();
+      exit_at_once_ = true;
+      io_.stop();
       return;
     }
     spdlog::info("signal {}: no new connections; {} sessions end at their next idle point, the rest in {}ms "
                  "([runtime] shutdown_grace)",
-                 sig, state->active_clients.load(), cfg.runtime.shutdown_grace.count());
-    boost::system::error_code ignored;
-    // Stop listening now, from here: shutdown() on a listening socket refuses new
-    // connections at once and wakes its accept loop (accept4 then fails and the loop
-    // ends). The acceptor objects belong to their session threads: close them there.
-    for (int fd : tcp_listen_fds) ::shutdown(fd, SHUT_RDWR);
-    for (auto& a : tcp_acceptors) {
-      net::post(a->get_executor(), [a = a.get()] {
-        boost::system::error_code e;
-        a->close(e);
-      });
-    }
-    for (auto& a : unix_acceptors) a->close(ignored);
-    detail::drain_all_sessions(*state);
-    grace.expires_after(cfg.runtime.shutdown_grace);
-    grace.async_wait([&](const boost::system::error_code& e) {
-      if (e || state->active_clients.load() == 0) return;
-      spdlog::info("shutdown_grace over: ending {} sessions now", state->active_clients.load());
-      detail::stop_all_sessions(*state);
-    });
-    sweep.cancel();
-    if (state->pool) state->pool->clear();
-    signals.async_wait(on_signal);
+                 sig, state_.active_clients.load(), cfg_.runtime.shutdown_grace.count());
+    sockets_.stop();  // stop listening now, from here
+    detail::drain_all_sessions(state_);
+    grace_.expires_after(cfg_.runtime.shutdown_grace);
+    grace_.async_wait([this](const boost::system::error_code& e) { on_grace_over(e); });
+    sweep_.cancel();
+    if (state_.pool) state_.pool->clear();
+    signals_.async_wait([this](const boost::system::error_code& e, int s) { on_signal(e, s); });
     check_drained({});
-  };
-  signals.async_wait(on_signal);
+  }
+
+  // shutdown_grace: the sessions still running end now.
+  void on_grace_over(const boost::system::error_code& ec) {
+    if (ec || state_.active_clients.load() == 0) return;
+    spdlog::info("shutdown_grace over: ending {} sessions now", state_.active_clients.load());
+    detail::stop_all_sessions(state_);
+  }
+
+  // After a signal: once every session has ended, the signal waits are the only work
+  // left; cancel them and io.run() returns.
+  void check_drained(const boost::system::error_code& ec) {
+    if (ec) return;
+    if (state_.active_clients.load() == 0) {
+      signals_.cancel();
+      grace_.cancel();
+      hup_.cancel();
+      return;
+    }
+    drain_.expires_after(std::chrono::milliseconds(20));
+    drain_.async_wait([this](const boost::system::error_code& e) { check_drained(e); });
+  }
+
+  net::io_context& io_;
+  proxy_state& state_;
+  const config& cfg_;
+  detail::listener_set& sockets_;
+  const std::vector<std::unique_ptr<listener_runtime>>& listeners_;
+  const config_reloader& reload_config_;
+  net::steady_timer sweep_;
+  net::signal_set hup_;
+  net::signal_set signals_;
+  net::steady_timer drain_;
+  net::steady_timer grace_;  // shutdown_grace
+  bool exit_at_once_ = false;
+};
+
+// Once the threads have stopped: the pool emptied, the leases revoked (unless a
+// second signal stopped vaultwire), the counters logged, the broker and the Vault
+// client gone.
+void shut_down(proxy_state& state, bool exit_at_once) {
+  if (state.pool) state.pool->clear();  // pooled streams are bound to the workers: close them before they go
+  // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
+  if (!exit_at_once) {
+    const std::size_t revoked = state.broker->revoke_all();
+    spdlog::info("revoked {} leases at shutdown", revoked);
+  }
+  log_stats(state);
+  metrics::clear_sources();
+  state.broker.reset();
+  state.vault.reset();  // waits for queued Vault calls
+}
+
+}  // namespace
+
+int run_server(const config& cfg, config_reloader reload_config) {
+  start_logging(cfg);
+  auto state = std::make_shared<proxy_state>();
+  state->cfg = &cfg;
+  if (!build_routes(*state, cfg)) return 1;
+  if (!build_credentials(*state, cfg)) return 1;
+
+  net::io_context io(1);  // control: unix socket acceptors, admin, signals, timers
+  session_threads workers(std::max(1u, cfg.runtime.threads));
+  std::vector<std::unique_ptr<listener_runtime>> listeners;
+  detail::listener_set sockets(io, workers.contexts(), state->stopping);
+  for (const auto& lc : cfg.listeners) {
+    if (!open_listener(state, cfg, lc, sockets, listeners)) {
+      sockets.remove_unix_sockets();
+      return 1;
+    }
+  }
+  const std::unique_ptr<detail::admin_server> admin = start_admin(io, state, cfg);
+  control_loop control(io, *state, cfg, sockets, listeners, reload_config);
+  control.start();
 
   workers.start();
   io.run();
-  workers.join(exit_at_once);
-  if (state->pool) state->pool->clear();  // pooled streams are bound to the workers: close them before they go
-  // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
-  if (!exit_at_once) {
-    const std::size_t revoked = state->broker->revoke_all();
-    spdlog::info("revoked {} leases at shutdown", revoked);
-  }
-  log_stats(*state);
-  metrics::clear_sources();
-  state->broker.reset();
-  state->vault.reset();  // waits for queued Vault calls
-  cleanup();
+  workers.join(control.exit_at_once());
+  shut_down(*state, control.exit_at_once());
+  sockets.remove_unix_sockets();
   spdlog::info("stopped");
   return 0;
 }

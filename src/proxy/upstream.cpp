@@ -1,9 +1,5 @@
 #include "proxy/upstream.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
 #include <pgwire/md5.hpp>
@@ -28,6 +24,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include "net/tcp.hpp"
 #include "vaultwire/errc.hpp"
 
 namespace vaultwire::detail {
@@ -214,27 +211,254 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
   co_return true;
 }
 
+// One login in progress: what the exchange with the server keeps between messages.
+struct login_state {
+  const upstream_target& target;
+  const upstream_login& login;
+  upstream_session& session;
+  stream& s;
+  std::optional<pgwire::scram_client> scram;
+  std::string scram_cache_key;
+  std::vector<std::uint8_t> out;  // the answer to the server's last request, if any
+
+  void fail(errc code, std::string message) {
+    session.error = make_error_code(code);
+    session.message = std::move(message);
+  }
+};
+
+// The startup packet: the dynamic user and the client's parameters. False with
+// session.error set when they do not fit.
+bool build_startup(const upstream_login& login, upstream_session& session, std::vector<std::uint8_t>& out) {
+  pgwire::startup_message sm;
+  sm.params.emplace_back("user", login.user);
+  for (auto& p : login.parameters) sm.params.push_back(p);
+  if (auto r = pgwire::encode_startup_message(out, sm); !r) {
+    session.error = make_error_code(errc::protocol_violation);
+    session.message = "cannot build the upstream startup packet: " + r.error().message();
+    return false;
+  }
+  return true;
+}
+
+// The tls-server-end-point hash of the server's certificate, for SCRAM-SHA-256-PLUS;
+// empty without TLS or when it cannot be computed.
+std::vector<std::uint8_t> server_certificate_hash(stream& s) {
+  std::vector<std::uint8_t> hash;
+  if (s.tls_active()) {
+    X509* cert = SSL_get0_peer_certificate(s.ssl());
+    int len = cert != nullptr ? i2d_X509(cert, nullptr) : 0;
+    if (len > 0) {
+      std::vector<std::uint8_t> der(static_cast<std::size_t>(len));
+      unsigned char* p = der.data();
+      i2d_X509(cert, &p);
+      if (auto h = pgwire::tls_server_end_point_hash(der)) hash = std::move(h).value();
+    }
+  }
+  return hash;
+}
+
+// AuthenticationSASL: picks the mechanism (with channel binding when TLS allows it),
+// starts the SCRAM client with cached keys when there are any, and writes its
+// client-first message to st.out.
+bool start_sasl(login_state& st, const pgwire::authentication& a) {
+  std::vector<std::uint8_t> hash = server_certificate_hash(st.s);
+  auto choice = pgwire::choose_scram_mechanism(a.mechanisms, st.s.tls_active(), !hash.empty());
+  if (!choice) {
+    std::string offered;
+    for (const auto& m : a.mechanisms) offered += (offered.empty() ? "" : ", ") + m;
+    st.fail(errc::upstream_auth_unsupported, "the server offered no supported SASL mechanism (" + offered + ")");
+    return false;
+  }
+  pgwire::scram_options so;
+  so.channel_binding = choice.value();
+  if (so.channel_binding == pgwire::scram_channel_binding::tls_server_end_point) so.cert_hash = hash;
+  st.scram.emplace(*st.login.password, std::move(so));
+  st.scram_cache_key = scram_key_cache::instance().key_for(st.login.user, *st.login.password);
+  if (!st.scram_cache_key.empty()) {
+    if (auto cached = scram_key_cache::instance().find(st.scram_cache_key)) {
+      st.scram->set_cached_keys(cached->salt, cached->iterations, std::move(cached->keys));
+    }
+  }
+  st.session.auth_method = std::string(st.scram->mechanism());
+  auto first = st.scram->client_first();
+  if (!first || !pgwire::encode_sasl_initial_response(st.out, st.scram->mechanism(), first.value())) {
+    st.fail(errc::upstream_protocol, "cannot build the SCRAM client-first message");
+    return false;
+  }
+  return true;
+}
+
+// AuthenticationSASLContinue: the server-first message in, the client-final out.
+bool continue_sasl(login_state& st, const pgwire::authentication& a) {
+  if (!st.scram) {
+    st.fail(errc::upstream_protocol, "the server sent SASLContinue without SASL");
+    return false;
+  }
+  auto final_msg = st.scram->on_server_first(a.data);
+  if (final_msg && !st.scram->used_cached_keys()) {
+    scram_derivations.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("scram keys derived for user {} ({} iterations)", st.login.user, st.scram->iterations());
+  }
+  if (!final_msg) {
+    st.fail(errc::upstream_protocol, "SCRAM exchange with the server failed: " + final_msg.error().message());
+    return false;
+  }
+  if (!pgwire::encode_sasl_response(st.out, final_msg.value().view())) {
+    st.fail(errc::upstream_protocol, "cannot encode the SCRAM response");
+    return false;
+  }
+  return true;
+}
+
+// AuthenticationSASLFinal: verifies the server's signature and caches the keys.
+bool finish_sasl(login_state& st, const pgwire::authentication& a) {
+  if (!st.scram) {
+    st.fail(errc::upstream_protocol, "the server sent SASLFinal without SASL");
+    return false;
+  }
+  if (auto v = st.scram->on_server_final(a.data); !v) {
+    st.fail(errc::upstream_protocol, "the server failed SCRAM verification: " + v.error().message());
+    return false;
+  }
+  // The server proved it knows these keys: keep them for the next login.
+  if (!st.scram_cache_key.empty() && !st.scram->used_cached_keys()) {
+    if (auto k = st.scram->keys()) {
+      scram_cache_entry entry{std::string(st.scram->salt()), st.scram->iterations(), std::move(k).value()};
+      scram_key_cache::instance().put(st.scram_cache_key, std::move(entry));
+    }
+  }
+  return true;
+}
+
+// An Authentication request: its answer, if it needs one, goes to st.out. False with
+// the failure in st.session.
+bool answer_authentication(login_state& st, const std::vector<std::uint8_t>& body) {
+  auto auth = pgwire::parse_authentication(body);
+  if (!auth) {
+    st.fail(errc::upstream_protocol, "invalid authentication request from the server");
+    return false;
+  }
+  const auto& a = auth.value();
+  switch (a.type) {
+    case pgwire::auth_type::ok:
+      if (st.scram && !st.scram->authenticated()) {
+        st.fail(errc::upstream_protocol, "the server skipped the SCRAM server signature");
+        return false;
+      }
+      return true;
+    case pgwire::auth_type::cleartext_password:
+      st.session.auth_method = "password";
+      if (!st.target.tls) {
+        // Never send a Vault-issued password in clear over the network.
+        st.fail(errc::upstream_auth_unsupported,
+                "the server asked for a cleartext password on a connection without TLS");
+        return false;
+      }
+      if (!pgwire::encode_password_message(st.out, st.login.password->view())) {
+        st.fail(errc::upstream_protocol, "cannot encode the password");
+        return false;
+      }
+      return true;
+    case pgwire::auth_type::md5_password: {
+      st.session.auth_method = "md5";
+      auto resp = pgwire::md5_password_response(st.login.user, st.login.password->view(), a.md5_salt);
+      if (!resp || !pgwire::encode_password_message(st.out, resp.value().view())) {
+        st.fail(errc::upstream_protocol, "cannot compute the MD5 response");
+        return false;
+      }
+      return true;
+    }
+    case pgwire::auth_type::sasl: return start_sasl(st, a);
+    case pgwire::auth_type::sasl_continue: return continue_sasl(st, a);
+    case pgwire::auth_type::sasl_final: return finish_sasl(st, a);
+    default:
+      st.fail(errc::upstream_auth_unsupported,
+              "the server asked for an authentication method vaultwire does not support (code " +
+                  std::to_string(static_cast<int>(a.type)) + ")");
+      return false;
+  }
+}
+
+// Whether the login goes on after a message that is not an Authentication request.
+enum class login_step { next, done };
+
+// ErrorResponse, BackendKeyData, ReadyForQuery and what is handed over to the client.
+// done: the login is over, with its result (or failure) in st.session. `unread` is
+// what was read after this message.
+login_step on_login_message(login_state& st, char type, const std::vector<std::uint8_t>& body,
+                            const std::vector<std::uint8_t>& unread) {
+  upstream_session& session = st.session;
+  switch (type) {
+    case pgwire::backend_type::error_response: {
+      auto e = pgwire::parse_error_response(body);
+      session.error = make_error_code(errc::upstream_protocol);
+      session.server_sqlstate = e ? std::string(e.value().sqlstate()) : "";
+      session.message = e ? "the server refused the login: " + std::string(e.value().message())
+                          : "the server refused the login";
+      append_frame(session.server_error, type, body);
+      return login_step::done;
+    }
+    case pgwire::backend_type::backend_key_data: {
+      auto k = pgwire::parse_backend_key_data(body);
+      if (!k) {
+        st.fail(errc::upstream_protocol, "invalid BackendKeyData from the server");
+        return login_step::done;
+      }
+      session.key = k.value();
+      return login_step::next;
+    }
+    case pgwire::backend_type::ready_for_query: {
+      auto z = pgwire::parse_ready_for_query(body);
+      if (!z) {
+        st.fail(errc::upstream_protocol, "invalid ReadyForQuery from the server");
+        return login_step::done;
+      }
+      session.ready_status = static_cast<char>(z.value().status);
+      if (!unread.empty()) {
+        st.fail(errc::upstream_protocol, "the server sent data after ReadyForQuery before any query");
+      }
+      return login_step::done;
+    }
+    case pgwire::backend_type::parameter_status:
+    case pgwire::backend_type::notice_response:
+      append_frame(session.handover, type, body);
+      return login_step::next;
+    default:
+      st.fail(errc::upstream_protocol, std::string("unexpected message '") + type + "' from the server during login");
+      return login_step::done;
+  }
+}
+
+// The server's messages up to ReadyForQuery, answering its authentication requests.
+// `ec` is the result of the last write (the startup packet's): a failed write ends
+// the login.
+net::awaitable<void> exchange_login(login_state& st, std::error_code ec) {
+  std::vector<std::uint8_t> buf, body;
+  char type = 0;
+  std::string error;
+  while (!ec) {
+    if (!co_await read_message(st.s, buf, type, body, error)) {
+      st.fail(errc::upstream_protocol, error);
+      co_return;
+    }
+    if (type != pgwire::backend_type::authentication) {
+      if (on_login_message(st, type, body, buf) == login_step::done) co_return;
+      continue;
+    }
+    if (!answer_authentication(st, body)) co_return;
+    if (!st.out.empty()) {
+      co_await st.s.write_all(st.out, ec);
+      OPENSSL_cleanse(st.out.data(), st.out.size());  // it held a password or proof
+      st.out.clear();
+    }
+  }
+  st.fail(errc::upstream_unreachable, "write to the server failed: " + ec.message());
+}
+
 }  // namespace
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
-
-std::string endpoint_text(const net::ip::tcp::endpoint& ep) {
-  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                              : ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-void set_tcp_options(int fd, std::chrono::seconds idle) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (idle.count() <= 0) return;
-  const int idle_s = static_cast<int>(std::min<long long>(idle.count(), 32767));  // the kernel's maximum
-  const int interval_s = std::max(1, idle_s / 4);
-  const int probes = 4;
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
-}
 
 net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
   upstream_session session;
@@ -248,199 +472,12 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
   stream& s = *session.conn;
   if (target.tls && !co_await start_tls(s, target, session)) co_return session;
 
-  std::vector<std::uint8_t> out;
-  pgwire::startup_message sm;
-  sm.params.emplace_back("user", login.user);
-  for (auto& p : login.parameters) sm.params.push_back(p);
-  if (auto r = pgwire::encode_startup_message(out, sm); !r) {
-    session.error = make_error_code(errc::protocol_violation);
-    session.message = "cannot build the upstream startup packet: " + r.error().message();
-    co_return session;
-  }
+  login_state st{target, login, session, s, std::nullopt, {}, {}};
+  if (!build_startup(login, session, st.out)) co_return session;
   std::error_code ec;
-  co_await s.write_all(out, ec);
-  out.clear();
-
-  std::optional<pgwire::scram_client> scram;
-  std::string scram_cache_key;
-  std::vector<std::uint8_t> buf, body;
-  char type = 0;
-  std::string error;
-  auto fail = [&session](errc code, std::string message) {
-    session.error = make_error_code(code);
-    session.message = std::move(message);
-  };
-  while (!ec) {
-    if (!co_await read_message(s, buf, type, body, error)) {
-      fail(errc::upstream_protocol, error);
-      co_return session;
-    }
-    switch (type) {
-      case pgwire::backend_type::authentication: {
-        auto auth = pgwire::parse_authentication(body);
-        if (!auth) {
-          fail(errc::upstream_protocol, "invalid authentication request from the server");
-          co_return session;
-        }
-        const auto& a = auth.value();
-        switch (a.type) {
-          case pgwire::auth_type::ok:
-            if (scram && !scram->authenticated()) {
-              fail(errc::upstream_protocol, "the server skipped the SCRAM server signature");
-              co_return session;
-            }
-            break;
-          case pgwire::auth_type::cleartext_password:
-            session.auth_method = "password";
-            if (!target.tls) {
-              // Never send a Vault-issued password in clear over the network.
-              fail(errc::upstream_auth_unsupported,
-                   "the server asked for a cleartext password on a connection without TLS");
-              co_return session;
-            }
-            if (!pgwire::encode_password_message(out, login.password->view())) {
-              fail(errc::upstream_protocol, "cannot encode the password");
-              co_return session;
-            }
-            break;
-          case pgwire::auth_type::md5_password: {
-            session.auth_method = "md5";
-            auto resp = pgwire::md5_password_response(login.user, login.password->view(), a.md5_salt);
-            if (!resp || !pgwire::encode_password_message(out, resp.value().view())) {
-              fail(errc::upstream_protocol, "cannot compute the MD5 response");
-              co_return session;
-            }
-            break;
-          }
-          case pgwire::auth_type::sasl: {
-            std::vector<std::uint8_t> hash;
-            if (s.tls_active()) {
-              X509* cert = SSL_get0_peer_certificate(s.ssl());
-              int len = cert != nullptr ? i2d_X509(cert, nullptr) : 0;
-              if (len > 0) {
-                std::vector<std::uint8_t> der(static_cast<std::size_t>(len));
-                unsigned char* p = der.data();
-                i2d_X509(cert, &p);
-                if (auto h = pgwire::tls_server_end_point_hash(der)) hash = std::move(h).value();
-              }
-            }
-            auto choice = pgwire::choose_scram_mechanism(a.mechanisms, s.tls_active(), !hash.empty());
-            if (!choice) {
-              std::string offered;
-              for (const auto& m : a.mechanisms) offered += (offered.empty() ? "" : ", ") + m;
-              fail(errc::upstream_auth_unsupported, "the server offered no supported SASL mechanism (" + offered + ")");
-              co_return session;
-            }
-            pgwire::scram_options so;
-            so.channel_binding = choice.value();
-            if (so.channel_binding == pgwire::scram_channel_binding::tls_server_end_point) so.cert_hash = hash;
-            scram.emplace(*login.password, std::move(so));
-            scram_cache_key = scram_key_cache::instance().key_for(login.user, *login.password);
-            if (!scram_cache_key.empty()) {
-              if (auto cached = scram_key_cache::instance().find(scram_cache_key)) {
-                scram->set_cached_keys(cached->salt, cached->iterations, std::move(cached->keys));
-              }
-            }
-            session.auth_method = std::string(scram->mechanism());
-            auto first = scram->client_first();
-            if (!first || !pgwire::encode_sasl_initial_response(out, scram->mechanism(), first.value())) {
-              fail(errc::upstream_protocol, "cannot build the SCRAM client-first message");
-              co_return session;
-            }
-            break;
-          }
-          case pgwire::auth_type::sasl_continue: {
-            if (!scram) {
-              fail(errc::upstream_protocol, "the server sent SASLContinue without SASL");
-              co_return session;
-            }
-            auto final_msg = scram->on_server_first(a.data);
-            if (final_msg && !scram->used_cached_keys()) {
-              scram_derivations.fetch_add(1, std::memory_order_relaxed);
-              spdlog::debug("scram keys derived for user {} ({} iterations)", login.user, scram->iterations());
-            }
-            if (!final_msg) {
-              fail(errc::upstream_protocol, "SCRAM exchange with the server failed: " + final_msg.error().message());
-              co_return session;
-            }
-            if (!pgwire::encode_sasl_response(out, final_msg.value().view())) {
-              fail(errc::upstream_protocol, "cannot encode the SCRAM response");
-              co_return session;
-            }
-            break;
-          }
-          case pgwire::auth_type::sasl_final:
-            if (!scram) {
-              fail(errc::upstream_protocol, "the server sent SASLFinal without SASL");
-              co_return session;
-            }
-            if (auto v = scram->on_server_final(a.data); !v) {
-              fail(errc::upstream_protocol, "the server failed SCRAM verification: " + v.error().message());
-              co_return session;
-            }
-            // The server proved it knows these keys: keep them for the next login.
-            if (!scram_cache_key.empty() && !scram->used_cached_keys()) {
-              if (auto k = scram->keys()) {
-                scram_key_cache::instance().put(
-                    scram_cache_key, scram_cache_entry{std::string(scram->salt()), scram->iterations(), std::move(k).value()});
-              }
-            }
-            break;
-          default:
-            fail(errc::upstream_auth_unsupported,
-                 "the server asked for an authentication method vaultwire does not support (code " +
-                     std::to_string(static_cast<int>(a.type)) + ")");
-            co_return session;
-        }
-        if (!out.empty()) {
-          co_await s.write_all(out, ec);
-          OPENSSL_cleanse(out.data(), out.size());  // it held a password or proof
-          out.clear();
-        }
-        break;
-      }
-      case pgwire::backend_type::error_response: {
-        auto e = pgwire::parse_error_response(body);
-        session.error = make_error_code(errc::upstream_protocol);
-        session.server_sqlstate = e ? std::string(e.value().sqlstate()) : "";
-        session.message = e ? "the server refused the login: " + std::string(e.value().message())
-                            : "the server refused the login";
-        append_frame(session.server_error, type, body);
-        co_return session;
-      }
-      case pgwire::backend_type::backend_key_data: {
-        auto k = pgwire::parse_backend_key_data(body);
-        if (!k) {
-          fail(errc::upstream_protocol, "invalid BackendKeyData from the server");
-          co_return session;
-        }
-        session.key = k.value();
-        break;
-      }
-      case pgwire::backend_type::ready_for_query: {
-        auto z = pgwire::parse_ready_for_query(body);
-        if (!z) {
-          fail(errc::upstream_protocol, "invalid ReadyForQuery from the server");
-          co_return session;
-        }
-        session.ready_status = static_cast<char>(z.value().status);
-        if (!buf.empty()) {
-          fail(errc::upstream_protocol, "the server sent data after ReadyForQuery before any query");
-          co_return session;
-        }
-        co_return session;
-      }
-      case pgwire::backend_type::parameter_status:
-      case pgwire::backend_type::notice_response:
-        append_frame(session.handover, type, body);
-        break;
-      default:
-        fail(errc::upstream_protocol,
-             std::string("unexpected message '") + type + "' from the server during login");
-        co_return session;
-    }
-  }
-  fail(errc::upstream_unreachable, "write to the server failed: " + ec.message());
+  co_await s.write_all(st.out, ec);
+  st.out.clear();
+  co_await exchange_login(st, ec);
   co_return session;
 }
 

@@ -16,8 +16,6 @@
 
 #include "net/stream.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
-
 namespace vaultwire::detail {
 
 struct upstream_target {
@@ -58,15 +56,6 @@ struct upstream_session {
 // so a later login with the same credential skips PBKDF2; the server still sees a
 // full SCRAM exchange each time.
 boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login);
-
-// TCP_NODELAY and keepalive on a connected TCP socket (both sides of a session):
-// probes after `idle` without traffic, then every idle/4 (at least 1s); after 4
-// unanswered probes the kernel drops the connection, so a dead peer is found about
-// 2 x idle after its last sign of life. `idle` zero: no keepalive.
-void set_tcp_options(int fd, std::chrono::seconds idle);
-
-// "127.0.0.1:5432" or "[::1]:5432", as peers appear in logs and the audit file.
-[[nodiscard]] std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
 
 // How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
 // metrics and tests.

@@ -160,48 +160,9 @@ class vault_client::impl {
     const std::string url = at.address + "/v1/" + path;
     char errbuf[CURL_ERROR_SIZE] = {};
     http_answer answer;
-
-    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &harden_tls_context);
-    if (!at.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, at.ca_file.c_str());
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
-
-    header_list headers;
-    if (!token.empty()) {
-      pgwire::secret_string line;
-      line.reserve(token.size() + 32);
-      line.append("X-Vault-Token: ");
-      line.append(token.view());
-      line.append('\0');  // curl wants a C string; the NUL is wiped with the rest
-      headers.add(line.data());
-    }
-    if (!at.vault_namespace.empty()) {
-      headers.add(("X-Vault-Namespace: " + at.vault_namespace).c_str());
-    }
-    headers.add("X-Vault-Request: true");
-    headers.add("Expect:");
-    if (method == "GET") {
-      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    } else {
-      const std::string verb(method);
-      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb.c_str());  // curl copies it
-      if (!body.empty() || method == "POST" || method == "PUT") {
-        headers.add("Content-Type: application/json");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-        // Not copied: `body` outlives perform. Never NULL (curl would read stdin).
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
-      }
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+    set_transport_options(h, at, url, errbuf, answer);
+    header_list headers;  // curl reads it during curl_easy_perform
+    set_request(h, headers, at, method, body, token);
 
     const auto started = std::chrono::steady_clock::now();
     const CURLcode rc = curl_easy_perform(h);
@@ -211,38 +172,11 @@ class vault_client::impl {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
 
-    if (options_.observer) {
-      long status = 0;
-      if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-      const std::string code = rc == CURLE_OK                     ? std::to_string(status)
-                               : rc == CURLE_OPERATION_TIMEDOUT ? std::string("timeout")
-                               : rc == CURLE_WRITE_ERROR && answer.body.size() > 0 ? std::string("too_large")
-                                                                                   : std::string("unreachable");
-      try {
-        options_.observer(detail::endpoint_label(path), code,
-                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
-      } catch (const std::exception& e) {
-        spdlog::error("vault: the request observer threw: {}", e.what());
-      } catch (...) {
-        spdlog::error("vault: the request observer threw");
-      }
-    }
+    report_to_observer(h, rc, answer, path, started);
     if (rc != CURLE_OK) {
       const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
       spdlog::debug("vault: {} {} failed after {} ms: {}", method, path, ms, detail);
-      if (rc == CURLE_WRITE_ERROR && answer.body.size() > 0) {
-        return detail::make_vault_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB",
-                                        at.address, request_label);
-      }
-      if (rc == CURLE_OPERATION_TIMEDOUT) {
-        // The setting to look at, not curl's byte count (that stays in the debug line).
-        return detail::make_vault_error(vault_error_kind::timeout, 0,
-                                        "no answer within " + detail::duration_text(options_.request_timeout) +
-                                            " ([vault] request_timeout)",
-                                        at.address,
-                                        request_label);
-      }
-      return detail::make_vault_error(vault_error_kind::unreachable, 0, detail, at.address, request_label);
+      return transport_error(rc, detail, answer, at, request_label);
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &answer.status);
     spdlog::debug("vault: {} {} -> {} in {} ms", method, path, answer.status, ms);
@@ -274,6 +208,95 @@ class vault_client::impl {
   }
 
  private:
+  // Where the request goes and how: URL, timeouts, TLS verification (with Vault's CA
+  // when set), and the answer's body into `answer` (bounded by write_body).
+  void set_transport_options(CURL* h, const where& at, const std::string& url, char* errbuf, http_answer& answer) {
+    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &harden_tls_context);
+    if (!at.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, at.ca_file.c_str());
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
+  }
+
+  // The method, its body, and the headers: the token, the namespace, Vault's request
+  // marker. `headers` and `body` must live until curl_easy_perform returns.
+  static void set_request(CURL* h, header_list& headers, const where& at, std::string_view method,
+                          std::string_view body, const pgwire::secret_string& token) {
+    if (!token.empty()) {
+      pgwire::secret_string line;
+      line.reserve(token.size() + 32);
+      line.append("X-Vault-Token: ");
+      line.append(token.view());
+      line.append('\0');  // curl wants a C string; the NUL is wiped with the rest
+      headers.add(line.data());
+    }
+    if (!at.vault_namespace.empty()) {
+      headers.add(("X-Vault-Namespace: " + at.vault_namespace).c_str());
+    }
+    headers.add("X-Vault-Request: true");
+    headers.add("Expect:");
+    if (method == "GET") {
+      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+      const std::string verb(method);
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb.c_str());  // curl copies it
+      if (!body.empty() || method == "POST" || method == "PUT") {
+        headers.add("Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+        // Not copied: `body` outlives perform. Never NULL (curl would read stdin).
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
+      }
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  }
+
+  // The request's outcome for options_.observer (metrics): the HTTP status, or
+  // timeout, too_large or unreachable. An observer that throws is logged, not passed on.
+  void report_to_observer(CURL* h, CURLcode rc, const http_answer& answer, const std::string& path,
+                          std::chrono::steady_clock::time_point started) {
+    if (!options_.observer) return;
+    long status = 0;
+    if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    const std::string code = rc == CURLE_OK                     ? std::to_string(status)
+                             : rc == CURLE_OPERATION_TIMEDOUT ? std::string("timeout")
+                             : rc == CURLE_WRITE_ERROR && answer.body.size() > 0 ? std::string("too_large")
+                                                                                 : std::string("unreachable");
+    try {
+      options_.observer(detail::endpoint_label(path), code,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
+    } catch (const std::exception& e) {
+      spdlog::error("vault: the request observer threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("vault: the request observer threw");
+    }
+  }
+
+  // A request that got no HTTP answer: curl failed with `rc`, `curl_error` says how.
+  vault_result<http_answer> transport_error(CURLcode rc, const std::string& curl_error, const http_answer& answer,
+                                            const where& at, const std::string& request_label) {
+    if (rc == CURLE_WRITE_ERROR && answer.body.size() > 0) {
+      return detail::make_vault_error(vault_error_kind::bad_response, 0, "the answer is larger than 1 MiB",
+                                      at.address, request_label);
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      // The setting to look at, not curl's byte count (that stays in the debug line).
+      return detail::make_vault_error(vault_error_kind::timeout, 0,
+                                      "no answer within " + detail::duration_text(options_.request_timeout) +
+                                          " ([vault] request_timeout)",
+                                      at.address,
+                                      request_label);
+    }
+    return detail::make_vault_error(vault_error_kind::unreachable, 0, curl_error, at.address, request_label);
+  }
+
   CURL* acquire() {
     CURL* h = curl_easy_init();
     if (h == nullptr) throw std::runtime_error("curl_easy_init failed");
