@@ -23,6 +23,7 @@ enum class errc {
   session_ended,             // 57P01: token revoked, lease gone, shutdown
   client_idle_timeout,       // 57P05: no bytes either way for [limits] client_idle_timeout
   tls_error,                 // a TLS record layer failure on an established stream
+  setup_failed,              // a listener, certificate, key or CA file that cannot be set up (startup, reload; no client sees it)
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

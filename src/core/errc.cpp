@@ -38,6 +38,7 @@ std::string_view sqlstate_for(errc e) noexcept {
     case errc::session_ended: return s::admin_shutdown;
     case errc::client_idle_timeout: return s::idle_session_timeout;
     case errc::tls_error: return s::connection_failure;
+    case errc::setup_failed: return s::internal_error;
   }
   return s::internal_error;
 }
@@ -59,6 +60,7 @@ std::string_view label_for(errc e) noexcept {
     case errc::session_ended: return "session_ended";
     case errc::client_idle_timeout: return "client_idle_timeout";
     case errc::tls_error: return "tls_error";
+    case errc::setup_failed: return "setup_failed";
   }
   return "unknown";
 }

@@ -57,7 +57,8 @@ session_outcome outcome_for(errc code) noexcept {
     case errc::startup_timeout: return startup_timeout;
     case errc::session_ended: return session_ended;
     case errc::client_idle_timeout: return client_idle_timeout;
-    case errc::tls_error: return tls_error;
+    case errc::tls_error:
+    case errc::setup_failed: return tls_error;  // a session never meets setup_failed
   }
   return protocol_violation;
 }

@@ -138,17 +138,14 @@ listener_set::listener_set(net::io_context& control, std::vector<net::io_context
 
 listener_set::~listener_set() = default;
 
-std::uint16_t listener_set::listen_tcp(const tcp_listen_options& o, accept_handler on_accept, std::string& error) {
+result<std::uint16_t> listener_set::listen_tcp(const tcp_listen_options& o, accept_handler on_accept) {
   boost::system::error_code ec;
   const tcp::endpoint bound = claim_address(impl_->control, o, ec);
   std::vector<std::unique_ptr<tcp::acceptor>> group;
   for (std::size_t i = 0; !ec && i < impl_->sessions.size(); ++i) {
     group.push_back(open_reuseport_acceptor(*impl_->sessions[i], bound, o, ec));
   }
-  if (ec) {
-    error = ec.message();
-    return 0;
-  }
+  if (ec) return failure{errc::setup_failed, ec.message()};
   for (std::size_t i = 0; i < group.size(); ++i) {
     tcp::acceptor* a = group[i].get();
     impl_->tcp_listen_fds.push_back(a->native_handle());
@@ -159,7 +156,7 @@ std::uint16_t listener_set::listen_tcp(const tcp_listen_options& o, accept_handl
   return bound.port();
 }
 
-bool listener_set::listen_unix(const std::string& path, accept_handler on_accept, std::string& error) {
+result<void> listener_set::listen_unix(const std::string& path, accept_handler on_accept) {
   ::unlink(path.c_str());
   auto ua = std::make_unique<unix_acceptor>(impl_->control);
   net::local::stream_protocol::endpoint uep(path);
@@ -167,15 +164,12 @@ bool listener_set::listen_unix(const std::string& path, accept_handler on_accept
   ua->open(uep.protocol(), ec);
   if (!ec) ua->bind(uep, ec);
   if (!ec) ua->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error = ec.message();
-    return false;
-  }
+  if (ec) return failure{errc::setup_failed, ec.message()};
   ::chmod(path.c_str(), 0777);  // as PostgreSQL's unix_socket_permissions default
   impl_->unix_paths.push_back(path);
   net::co_spawn(impl_->control, accept_unix(ua.get(), impl_.get(), std::move(on_accept)), net::detached);
   impl_->unix_acceptors.push_back(std::move(ua));
-  return true;
+  return boost::outcome_v2::success();
 }
 
 void listener_set::stop() {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "core/result.hpp"
+
 namespace boost::asio {
 class io_context;
 }
@@ -46,12 +48,12 @@ class listener_set {
   listener_set(const listener_set&) = delete;
   listener_set& operator=(const listener_set&) = delete;
 
-  // Listens on o.host:o.port and starts accepting. Returns the bound port, or 0 with
-  // `error` set when the address is taken or cannot be bound.
-  [[nodiscard]] std::uint16_t listen_tcp(const tcp_listen_options& o, accept_handler on_accept, std::string& error);
+  // Listens on o.host:o.port and starts accepting. Returns the bound port; fails
+  // (errc::setup_failed) when the address is taken or cannot be bound.
+  [[nodiscard]] result<std::uint16_t> listen_tcp(const tcp_listen_options& o, accept_handler on_accept);
   // Listens on a unix socket at `path` (a stale file there is removed first; the new
-  // one is mode 0777) and starts accepting. False with `error` set on failure.
-  [[nodiscard]] bool listen_unix(const std::string& path, accept_handler on_accept, std::string& error);
+  // one is mode 0777) and starts accepting.
+  [[nodiscard]] result<void> listen_unix(const std::string& path, accept_handler on_accept);
 
   // On the control thread: refuses new connections at once and ends the accept loops.
   void stop();

@@ -364,14 +364,11 @@ void wipe_plaintext(SSL_CTX* ctx) {
 namespace {
 
 // The settings every data-path context shares: TLS 1.2+, plaintext wiped, buffers
-// released when idle, partial writes, read-ahead. Empty with `error` set on failure.
-ssl_ctx data_path_context(const SSL_METHOD* method, std::string& error) {
+// released when idle, partial writes, read-ahead.
+result<ssl_ctx> data_path_context(const SSL_METHOD* method) {
   ssl_ctx owned(SSL_CTX_new(method));
   SSL_CTX* ctx = owned.get();
-  if (ctx == nullptr) {
-    error = openssl_error_text();
-    return {};
-  }
+  if (ctx == nullptr) return failure{errc::setup_failed, openssl_error_text()};
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   wipe_plaintext(ctx);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -389,30 +386,24 @@ bool load_certificate(SSL_CTX* ctx, const std::string& cert_file, const std::str
 
 }  // namespace
 
-ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string& error) {
-  ssl_ctx owned = data_path_context(TLS_client_method(), error);
-  SSL_CTX* ctx = owned.get();
-  if (ctx == nullptr) return {};
+result<ssl_ctx> make_client_tls_context(const tls_client_context_options& o) {
+  auto made = data_path_context(TLS_client_method());
+  if (!made) return made;
+  SSL_CTX* ctx = made.value().get();
   SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-  if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
-    error = "cannot load CA file " + o.ca_file + ": " + openssl_error_text();
-    return {};
-  }
-  if (!o.client_cert.empty() && !load_certificate(ctx, o.client_cert, o.client_key)) {
-    error = "cannot load client certificate " + o.client_cert + ": " + openssl_error_text();
-    return {};
-  }
-  return owned;
+  if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1)
+    return failure{errc::setup_failed, "cannot load CA file " + o.ca_file + ": " + openssl_error_text()};
+  if (!o.client_cert.empty() && !load_certificate(ctx, o.client_cert, o.client_key))
+    return failure{errc::setup_failed, "cannot load client certificate " + o.client_cert + ": " + openssl_error_text()};
+  return made;
 }
 
-ssl_ctx make_server_tls_context(const std::string& cert_file, const std::string& key_file, std::string& error) {
-  ssl_ctx owned = data_path_context(TLS_server_method(), error);
-  if (!owned) return {};
-  if (!load_certificate(owned.get(), cert_file, key_file)) {
-    error = "cannot load listener certificate " + cert_file + ": " + openssl_error_text();
-    return {};
-  }
-  return owned;
+result<ssl_ctx> make_server_tls_context(const std::string& cert_file, const std::string& key_file) {
+  auto made = data_path_context(TLS_server_method());
+  if (!made) return made;
+  if (!load_certificate(made.value().get(), cert_file, key_file))
+    return failure{errc::setup_failed, "cannot load listener certificate " + cert_file + ": " + openssl_error_text()};
+  return made;
 }
 
 }  // namespace vaultwire::detail

@@ -18,6 +18,7 @@
 #include <string>
 #include <system_error>
 
+#include "core/result.hpp"
 #include "core/ssl_ctx.hpp"
 #include "net/asio.hpp"
 
@@ -130,10 +131,9 @@ struct tls_client_context_options {
   std::string client_key;
   bool verify_peer = true;  // false only for sslmode=require / allow_insecure_upstream
 };
-// Both return an empty ssl_ctx with `error` set on failure.
-[[nodiscard]] ssl_ctx make_client_tls_context(const tls_client_context_options& o, std::string& error);
-[[nodiscard]] ssl_ctx make_server_tls_context(const std::string& cert_file, const std::string& key_file,
-                                              std::string& error);
+// Failures are errc::setup_failed, naming the file.
+[[nodiscard]] result<ssl_ctx> make_client_tls_context(const tls_client_context_options& o);
+[[nodiscard]] result<ssl_ctx> make_server_tls_context(const std::string& cert_file, const std::string& key_file);
 
 // End of stream, as read_some reports it.
 [[nodiscard]] std::error_code eof_error();

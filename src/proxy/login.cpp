@@ -158,7 +158,7 @@ net::awaitable<bool> session::connect_upstream_phase() {
     if (!co_await acquire_credential(true)) co_return false;
     co_await login_upstream();
   }
-  if (stopping_ || upstream_.error || !upstream_.conn) {
+  if (stopping_ || upstream_.failed || !upstream_.conn) {
     co_await refuse_failed_login();
     co_return false;
   }
@@ -209,7 +209,7 @@ net::awaitable<void> session::login_upstream() {
     upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
   }
   metrics::upstream_connect(!upstream_.server_error.empty() ? std::string_view("refused")
-                            : upstream_.error ? label_for(static_cast<errc>(upstream_.error.value()))
+                            : upstream_.failed ? label_for(upstream_.failed->code)
                                               : std::string_view("ok"),
                             std::chrono::steady_clock::now() - dial_started);
   state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
@@ -228,12 +228,13 @@ net::awaitable<void> session::refuse_failed_login() {
       state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
     }
     outcome_ = session_outcome::upstream_refused;
-    refused_message_ = upstream_.message;
+    refused_message_ = upstream_.failed ? upstream_.failed->message : std::string();
     std::error_code ec;
     co_await client_.write_all(upstream_.server_error, ec);
     client_.shutdown_send();
   } else {
-    co_await refuse(static_cast<errc>(upstream_.error.value()), upstream_.message);
+    const failure why = upstream_.failed.value_or(failure{errc::upstream_unreachable, "no connection to the server"});
+    co_await refuse(why.code, why.message);
   }
 }
 

@@ -79,15 +79,15 @@ spdlog::level::level_enum to_spdlog(log_level l) {
 
 // The TLS context towards a route's cluster: its CA (or the system store), its
 // client certificate. Empty with `error` set on failure.
-detail::ssl_ctx make_route_tls(const route_config& route, std::string& error) {
+result<detail::ssl_ctx> make_route_tls(const route_config& route) {
   detail::tls_client_context_options o;
   o.ca_file = route.ca_file ? route.ca_file->string() : "";
   o.client_cert = route.client_cert ? route.client_cert->string() : "";
   o.client_key = route.client_key ? route.client_key->string() : "";
   o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
-  detail::ssl_ctx ctx = detail::make_client_tls_context(o, error);
-  if (ctx && !route.ca_file) SSL_CTX_set_default_verify_paths(ctx.get());
-  return ctx;
+  auto made = detail::make_client_tls_context(o);
+  if (made && !route.ca_file) SSL_CTX_set_default_verify_paths(made.value().get());
+  return made;
 }
 
 // What differs between the running and the reloaded configuration that only a
@@ -171,24 +171,24 @@ void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listen
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     const auto& lc = next.listeners[i];
     if (!lc.tls()) continue;
-    std::string error;
-    listener_tls[i] = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
-    if (!listener_tls[i]) {
-      spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind, error);
+    auto made = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string());
+    if (!made) {
+      spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind,
+                    made.error().message);
       metrics::config_reload(false);
       return;
     }
+    listener_tls[i] = std::move(made).value();
   }
   for (const auto& [name, route] : next.routes) {
     if (route.sslmode == ssl_mode::disable) continue;
-    std::string error;
-    detail::ssl_ctx ctx = make_route_tls(route, error);
-    if (!ctx) {
-      spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, error);
+    auto made = make_route_tls(route);
+    if (!made) {
+      spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, made.error().message);
       metrics::config_reload(false);
       return;
     }
-    route_tls[name] = std::move(ctx);
+    route_tls[name] = std::move(made).value();
   }
 
   for (std::size_t i = 0; i < listeners.size(); ++i) {
@@ -251,12 +251,12 @@ bool build_routes(proxy_state& state, const config& cfg) {
                    to_string(route.sslmode));
     }
     if (route.sslmode != ssl_mode::disable) {
-      std::string error;
-      rt->tls = make_route_tls(route, error);
-      if (!rt->tls) {
-        spdlog::error("route {}: {}", name, error);
+      auto made = make_route_tls(route);
+      if (!made) {
+        spdlog::error("route {}: {}", name, made.error().message);
         return false;
       }
+      rt->tls = std::move(made).value();
     }
     state.routes[name] = std::move(rt);
   }
@@ -322,12 +322,12 @@ bool open_listener(const std::shared_ptr<proxy_state>& state, const config& cfg,
   l->config = &lc;
   l->route = state->routes.at(lc.route).get();
   if (lc.tls()) {
-    std::string error;
-    l->tls = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string(), error);
-    if (!l->tls) {
-      spdlog::error("listener {}: {}", lc.bind, error);
+    auto made = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string());
+    if (!made) {
+      spdlog::error("listener {}: {}", lc.bind, made.error().message);
       return false;
     }
+    l->tls = std::move(made).value();
   }
   const detail::accept_handler on_accept = [state, listener = l.get()](net::io_context& context, int fd,
                                                                        std::string peer) {
@@ -336,18 +336,18 @@ bool open_listener(const std::shared_ptr<proxy_state>& state, const config& cfg,
   listeners.push_back(std::move(l));
   const detail::tcp_listen_options tcp{lc.bind, lc.host, lc.port, lc.ipv6,
                                        std::chrono::duration_cast<std::chrono::seconds>(cfg.limits.tcp_keepalive)};
-  std::string error;
-  const std::uint16_t port = sockets.listen_tcp(tcp, on_accept, error);
-  if (port == 0) {
-    spdlog::error("listener {}: cannot listen: {}", lc.bind, error);
+  const auto listening = sockets.listen_tcp(tcp, on_accept);
+  if (!listening) {
+    spdlog::error("listener {}: cannot listen: {}", lc.bind, listening.error().message);
     return false;
   }
+  const std::uint16_t port = listening.value();
   spdlog::info("listening on {}:{} ({}) for route {}", lc.ipv6 ? "[" + lc.host + "]" : lc.host, port,
                lc.tls() ? "TLS or plaintext" : "plaintext", lc.route);
   if (lc.unix_socket) {
     const std::string path = (*lc.unix_socket / (".s.PGSQL." + std::to_string(port))).string();
-    if (!sockets.listen_unix(path, on_accept, error)) {
-      spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, error);
+    if (const auto r = sockets.listen_unix(path, on_accept); !r) {
+      spdlog::error("listener {}: cannot listen on {}: {}", lc.bind, path, r.error().message);
       return false;
     }
     spdlog::info("listening on {}", path);

@@ -109,17 +109,22 @@ class scram_key_cache {
   std::deque<std::string> order_;  // insertion order, for eviction
 };
 
+// A TCP connection to the cluster and the address it reached ("host:port").
+struct dialed {
+  std::unique_ptr<stream> conn;
+  std::string peer;
+};
+
 // Resolves and connects to the first address that answers within the timeout.
-net::awaitable<std::unique_ptr<stream>> dial(const upstream_target& t, std::string& peer, std::string& error) {
+// Failures are errc::upstream_unreachable, naming the last address tried.
+net::awaitable<result<dialed>> dial(const upstream_target& t) {
   auto ex = co_await net::this_coro::executor;
   tcp::resolver resolver(ex);
   boost::system::error_code ec;
   auto results = co_await resolver.async_resolve(t.host, std::to_string(t.port),
                                                  net::redirect_error(net::use_awaitable, ec));
-  if (ec) {
-    error = "cannot resolve " + t.host + ": " + ec.message();
-    co_return nullptr;
-  }
+  if (ec) co_return failure{errc::upstream_unreachable, "cannot resolve " + t.host + ": " + ec.message()};
+  std::string error;
   for (const auto& entry : results) {
     tcp::socket sock(ex);
     net::steady_timer timer(ex);
@@ -137,38 +142,37 @@ net::awaitable<std::unique_ptr<stream>> dial(const upstream_target& t, std::stri
     timer.cancel();
     if (!ec && sock.is_open()) {
       set_tcp_options(sock.native_handle(), t.tcp_keepalive);
-      peer = endpoint_text(entry.endpoint());
+      dialed d{nullptr, endpoint_text(entry.endpoint())};
       int fd = sock.release();
-      co_return std::make_unique<stream>(stream::descriptor(ex, fd));
+      d.conn = std::make_unique<stream>(stream::descriptor(ex, fd));
+      co_return d;
     }
     error = "cannot connect to " + entry.endpoint().address().to_string() + ":" + std::to_string(t.port) +
             ": " + (timed_out ? std::string("timed out") : ec.message());
   }
-  co_return nullptr;
+  co_return failure{errc::upstream_unreachable, std::move(error)};
 }
 
-// Reads the next server message into type/body (body copied out of buf).
-net::awaitable<bool> read_message(stream& s, std::vector<std::uint8_t>& buf, char& type,
-                                  std::vector<std::uint8_t>& body, std::string& error) {
+// Reads the next server message: its type, with its body copied out of buf into
+// `body`. Failures are errc::upstream_protocol.
+net::awaitable<result<char>> read_message(stream& s, std::vector<std::uint8_t>& buf,
+                                          std::vector<std::uint8_t>& body) {
   for (;;) {
     auto d = pgwire::decode_message(buf, max_login_message, pgwire::direction::backend);
     if (d.status == pgwire::decode_status::message) {
-      type = d.message.type;
+      const char type = d.message.type;
       body.assign(d.message.body.begin(), d.message.body.end());
       buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(d.consumed));
-      co_return true;
+      co_return type;
     }
-    if (d.status == pgwire::decode_status::error) {
-      error = "invalid message from the server during login: " + d.error.message();
-      co_return false;
-    }
+    if (d.status == pgwire::decode_status::error)
+      co_return failure{errc::upstream_protocol, "invalid message from the server during login: " + d.error.message()};
     std::uint8_t chunk[4096];
     std::error_code ec;
     std::size_t n = co_await s.read_some(chunk, ec);
     if (ec || n == 0) {
-      error = ec == eof_error() ? "the server closed the connection during login"
-                                : "read from the server failed: " + ec.message();
-      co_return false;
+      co_return failure{errc::upstream_protocol, ec == eof_error() ? "the server closed the connection during login"
+                                                                   : "read from the server failed: " + ec.message()};
     }
     buf.insert(buf.end(), chunk, chunk + n);
   }
@@ -183,7 +187,7 @@ void append_frame(std::vector<std::uint8_t>& out, char type, const std::vector<s
   (void)b.finish();
 }
 
-// SSLRequest, one byte of answer, then TLS. Returns false with session.error set.
+// SSLRequest, one byte of answer, then TLS. Returns false with session.failed set.
 net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_session& session) {
   std::vector<std::uint8_t> out;
   pgwire::encode_ssl_request(out);
@@ -192,20 +196,18 @@ net::awaitable<bool> start_tls(stream& s, const upstream_target& t, upstream_ses
   std::uint8_t answer = 0;
   std::size_t n = ec ? 0 : co_await s.read_some(std::span<std::uint8_t>(&answer, 1), ec);
   if (ec || n != 1) {
-    session.error = make_error_code(errc::upstream_unreachable);
-    session.message = "the server closed the connection after SSLRequest";
+    session.failed = failure{errc::upstream_unreachable, "the server closed the connection after SSLRequest"};
     co_return false;
   }
   if (answer != 'S') {
-    session.error = make_error_code(errc::upstream_tls_failed);
-    session.message = "the server at " + session.peer + " does not accept TLS connections";
+    session.failed =
+        failure{errc::upstream_tls_failed, "the server at " + session.peer + " does not accept TLS connections"};
     co_return false;
   }
   const std::string& name = t.server_name.empty() ? t.host : t.server_name;
   co_await s.tls_connect(t.tls.get(), name, t.verify_name, ec);
   if (ec) {
-    session.error = make_error_code(errc::upstream_tls_failed);
-    session.message = "TLS with the server " + name + " failed: " + s.tls_error();
+    session.failed = failure{errc::upstream_tls_failed, "TLS with the server " + name + " failed: " + s.tls_error()};
     co_return false;
   }
   co_return true;
@@ -221,21 +223,18 @@ struct login_state {
   std::string scram_cache_key;
   std::vector<std::uint8_t> out;  // the answer to the server's last request, if any
 
-  void fail(errc code, std::string message) {
-    session.error = make_error_code(code);
-    session.message = std::move(message);
-  }
+  void fail(errc code, std::string message) { session.failed = failure{code, std::move(message)}; }
 };
 
 // The startup packet: the dynamic user and the client's parameters. False with
-// session.error set when they do not fit.
+// session.failed set when they do not fit.
 bool build_startup(const upstream_login& login, upstream_session& session, std::vector<std::uint8_t>& out) {
   pgwire::startup_message sm;
   sm.params.emplace_back("user", login.user);
   for (auto& p : login.parameters) sm.params.push_back(p);
   if (auto r = pgwire::encode_startup_message(out, sm); !r) {
-    session.error = make_error_code(errc::protocol_violation);
-    session.message = "cannot build the upstream startup packet: " + r.error().message();
+    session.failed =
+        failure{errc::protocol_violation, "cannot build the upstream startup packet: " + r.error().message()};
     return false;
   }
   return true;
@@ -392,10 +391,10 @@ login_step on_login_message(login_state& st, char type, const std::vector<std::u
   switch (type) {
     case pgwire::backend_type::error_response: {
       auto e = pgwire::parse_error_response(body);
-      session.error = make_error_code(errc::upstream_protocol);
       session.server_sqlstate = e ? std::string(e.value().sqlstate()) : "";
-      session.message = e ? "the server refused the login: " + std::string(e.value().message())
-                          : "the server refused the login";
+      session.failed = failure{errc::upstream_protocol, e ? "the server refused the login: " +
+                                                                std::string(e.value().message())
+                                                          : "the server refused the login"};
       append_frame(session.server_error, type, body);
       return login_step::done;
     }
@@ -435,13 +434,13 @@ login_step on_login_message(login_state& st, char type, const std::vector<std::u
 // the login.
 net::awaitable<void> exchange_login(login_state& st, std::error_code ec) {
   std::vector<std::uint8_t> buf, body;
-  char type = 0;
-  std::string error;
   while (!ec) {
-    if (!co_await read_message(st.s, buf, type, body, error)) {
-      st.fail(errc::upstream_protocol, error);
+    auto next = co_await read_message(st.s, buf, body);
+    if (!next) {
+      st.session.failed = std::move(next).error();
       co_return;
     }
+    const char type = next.value();
     if (type != pgwire::backend_type::authentication) {
       if (on_login_message(st, type, body, buf) == login_step::done) co_return;
       continue;
@@ -462,13 +461,13 @@ std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std:
 
 net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
   upstream_session session;
-  std::string dial_error;
-  session.conn = co_await dial(target, session.peer, dial_error);
-  if (!session.conn) {
-    session.error = make_error_code(errc::upstream_unreachable);
-    session.message = dial_error;
+  auto dial_result = co_await dial(target);
+  if (!dial_result) {
+    session.failed = std::move(dial_result).error();
     co_return session;
   }
+  session.conn = std::move(dial_result.value().conn);
+  session.peer = std::move(dial_result.value().peer);
   stream& s = *session.conn;
   if (target.tls && !co_await start_tls(s, target, session)) co_return session;
 
@@ -482,11 +481,11 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
 }
 
 net::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key) {
-  std::string peer, error;
-  auto conn = co_await dial(target, peer, error);
-  if (!conn) co_return;
+  auto dial_result = co_await dial(target);
+  if (!dial_result) co_return;
+  std::unique_ptr<stream> conn = std::move(dial_result.value().conn);
   upstream_session scratch;
-  scratch.peer = peer;
+  scratch.peer = std::move(dial_result.value().peer);
   if (target.tls && !co_await start_tls(*conn, target, scratch)) co_return;
   std::vector<std::uint8_t> out;
   pgwire::encode_cancel_request(out, key);

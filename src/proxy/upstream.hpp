@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -43,10 +44,9 @@ struct upstream_session {
   char ready_status = 'I';                // from ReadyForQuery
   std::string auth_method;                // "SCRAM-SHA-256-PLUS", "md5", ...
 
-  // Failure: code and a message for the client and the log. When the server itself
-  // refused (ErrorResponse), server_error holds its bytes to pass through.
-  std::error_code error;
-  std::string message;
+  // Failure: the code and a message for the client and the log. When the server
+  // itself refused (ErrorResponse), server_error holds its bytes to pass through.
+  std::optional<failure> failed;
   std::vector<std::uint8_t> server_error;
   std::string server_sqlstate;
 };

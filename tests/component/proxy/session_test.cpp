@@ -299,7 +299,7 @@ struct session_fixture {
                         .fields();
       REQUIRE(pgwire::encode_error_response(s.server_error, fields));
       s.server_sqlstate = *script.refuse_sqlstate;
-      s.message = "the server refused the login";
+      s.failed = vaultwire::failure{vaultwire::errc::upstream_protocol, "the server refused the login"};
       return s;
     }
     auto [ours, theirs] = socket_pair();

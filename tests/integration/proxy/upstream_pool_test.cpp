@@ -142,11 +142,11 @@ struct pool_fixture {
   net::io_context io;
 
   pool_fixture() {
-    std::string error;
     vaultwire::detail::tls_client_context_options o;
     o.ca_file = pg.ca_file();
-    ctx = vaultwire::detail::make_client_tls_context(o, error);
-    REQUIRE(ctx);
+    auto made = vaultwire::detail::make_client_tls_context(o);
+    REQUIRE(made);
+    ctx = std::move(made).value();
     target.host = "localhost";
     target.port = static_cast<std::uint16_t>(pg.port());
     target.server_name = "localhost";
@@ -160,8 +160,8 @@ struct pool_fixture {
     l.password = &password;
     l.parameters = {{"database", "defaultdb"}, {"application_name", "pool-test"}};
     auto s = run(io, io.get_executor(), vaultwire::detail::connect_upstream(target, std::move(l)));
-    INFO(s.message);
-    REQUIRE_FALSE(s.error);
+    INFO((s.failed ? s.failed->message : ""));
+    REQUIRE_FALSE(s.failed);
     REQUIRE(s.ready_status == 'I');
     pooled_upstream up;
     up.conn = std::move(s.conn);

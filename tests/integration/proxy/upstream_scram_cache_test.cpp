@@ -48,11 +48,11 @@ std::size_t count_of(const std::string& haystack, const std::string& needle) {
 TEST_CASE("SCRAM keys are derived once per credential, every login is still a real login",
           "[integration][upstream][scram]") {
   vwtest::pg_server pg({.auth = "scram-sha-256", .ssl_only = true});
-  std::string error;
   vaultwire::detail::tls_client_context_options o;
   o.ca_file = pg.ca_file();
-  vaultwire::detail::ssl_ctx ctx = vaultwire::detail::make_client_tls_context(o, error);
-  REQUIRE(ctx);
+  auto made = vaultwire::detail::make_client_tls_context(o);
+  REQUIRE(made);
+  vaultwire::detail::ssl_ctx ctx = std::move(made).value();
   upstream_target target;
   target.host = "localhost";
   target.port = static_cast<std::uint16_t>(pg.port());
@@ -66,8 +66,8 @@ TEST_CASE("SCRAM keys are derived once per credential, every login is still a re
   const auto before = vaultwire::detail::scram_keys_derived();
   for (int i = 0; i < 20; ++i) {
     auto s = login_once(target, user, password);
-    INFO("login " << i << ": " << s.message);
-    REQUIRE_FALSE(s.error);
+    INFO("login " << i << ": " << (s.failed ? s.failed->message : ""));
+    REQUIRE_FALSE(s.failed);
     REQUIRE(s.auth_method == "SCRAM-SHA-256-PLUS");
   }
   CHECK(vaultwire::detail::scram_keys_derived() - before == 1);
@@ -79,14 +79,14 @@ TEST_CASE("SCRAM keys are derived once per credential, every login is still a re
   const pgwire::secret_string wrong("not-the-password");
   for (int i = 0; i < 2; ++i) {
     auto s = login_once(target, user, wrong);
-    REQUIRE(s.error);
+    REQUIRE(s.failed);
     CHECK(s.server_sqlstate == "28P01");
   }
   CHECK(vaultwire::detail::scram_keys_derived() - before == 3);
 
   // The right credential still hits the cache.
   auto s = login_once(target, user, password);
-  REQUIRE_FALSE(s.error);
+  REQUIRE_FALSE(s.failed);
   CHECK(vaultwire::detail::scram_keys_derived() - before == 3);
   CHECK(count_of(pg.log(), authenticated) == 21);
 }
