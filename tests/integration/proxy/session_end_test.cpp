@@ -27,6 +27,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "net/listener.hpp"
 #include "proxy/proxy.hpp"
 #include "support/pg_harness.hpp"
 #include "support/vault_dev.hpp"
@@ -42,19 +43,6 @@ using namespace std::chrono_literals;
 using vaultwire::detail::end_mode;
 using vaultwire::detail::proxy_state;
 
-// Accepts as server.cpp does: each session on its own strand.
-net::awaitable<void> accept_loop(std::shared_ptr<proxy_state> state, net::ip::tcp::acceptor* acceptor,
-                                 const vaultwire::detail::listener_runtime* listener, net::io_context* io) {
-  for (;;) {
-    boost::system::error_code ec;
-    auto sock = co_await acceptor->async_accept(net::make_strand(*io), net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return;
-    auto ex = sock.get_executor();
-    int fd = sock.release();
-    vaultwire::detail::start_session(state, listener, vaultwire::detail::stream::descriptor(ex, fd), "test");
-  }
-}
-
 // vault-dev + PostgreSQL + an in-process vaultwire with one plaintext listener.
 struct proxy_fixture {
   vwtest::pg_server pg;
@@ -64,7 +52,8 @@ struct proxy_fixture {
   vaultwire::detail::listener_runtime listener;
   net::io_context io;
   net::executor_work_guard<net::io_context::executor_type> work = net::make_work_guard(io);
-  net::ip::tcp::acceptor acceptor{io};
+  // The server's own listener, with one session thread: this test's io.
+  vaultwire::detail::listener_set sockets{io, {&io}, state->stopping};
   std::thread runner;
   int port = 0;
   std::ostringstream log;
@@ -89,9 +78,9 @@ struct proxy_fixture {
     route->config = cfg.routes.at("main");
     vaultwire::detail::tls_client_context_options o;
     o.ca_file = pg.get("CA");
-    std::string error;
-    route->tls = vaultwire::detail::make_client_tls_context(o, error);
-    REQUIRE(route->tls);
+    auto made = vaultwire::detail::make_client_tls_context(o);
+    REQUIRE(made);
+    route->tls = std::move(made).value();
     listener.config = &cfg.listeners.at(0);
     listener.route = route.get();
     state->routes["main"] = std::move(route);
@@ -104,20 +93,20 @@ struct proxy_fixture {
     spdlog::set_default_logger(std::make_shared<spdlog::logger>("session-end-test", sink));
     spdlog::set_level(spdlog::level::debug);
 
-    net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
-    acceptor.open(ep.protocol());
-    acceptor.bind(ep);
-    acceptor.listen();
-    port = acceptor.local_endpoint().port();
-    net::co_spawn(io, accept_loop(state, &acceptor, &listener, &io), net::detached);
+    const auto listening = sockets.listen_tcp(
+        {"session-end-test", "127.0.0.1", 0, false, std::chrono::seconds{60}},
+        [this](net::io_context& context, int fd, std::string peer) {
+          vaultwire::detail::start_session(state, &listener,
+                                           vaultwire::detail::stream::descriptor(context.get_executor(), fd),
+                                           std::move(peer));
+        });
+    REQUIRE(listening);
+    port = listening.value();
     runner = std::thread([this] { io.run(); });
   }
 
   ~proxy_fixture() {
-    net::post(io, [this] {
-      boost::system::error_code ignored;
-      acceptor.close(ignored);
-    });
+    net::post(io, [this] { sockets.stop(); });
     vaultwire::detail::stop_all_sessions(*state);
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (state->active_clients.load() > 0 && std::chrono::steady_clock::now() < deadline) {
