@@ -25,11 +25,12 @@ ctest --output-on-failure --no-tests=error -j"$jobs" "$@"
 cd ..
 
 # ThreadSanitizer: `ctest -L concurrency` (single flight, the reuse pool, the kill-switch)
-# in a second tree with only the test executables (vault-dev comes from build/). tests/tsan.supp names
+# in a second tree that builds only concurrency_tests, the test files with a
+# [concurrency] test case (vault-dev comes from build/). tests/tsan.supp names
 # uninstrumented system libraries only; any report fails the test (exit code 66).
 if [ "$#" -eq 0 ]; then
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_TSAN=ON -DVAULTWIRE_TESTS=ON
-  cmake --build build-tsan -j"$jobs" --target unit_tests integration_tests
+  cmake --build build-tsan -j"$jobs" --target concurrency_tests
   VAULT_DEV_BIN=$PWD/build/bin/vault-dev \
   TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1:exitcode=66} \
     ctest --test-dir build-tsan --output-on-failure --no-tests=error -j"$jobs" -L concurrency
