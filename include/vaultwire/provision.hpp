@@ -7,8 +7,9 @@
 //   config   <mount>/config/<config>            postgresql-database-plugin, templated
 //                                               connection_url, admin user and password
 //   role     <mount>/roles/<role>               DESIGN.md "Dynamic users and object
-//                                               ownership": IN ROLE <owner>, SET ROLE
-//                                               <owner>; REASSIGN OWNED / DROP OWNED /
+//                                               ownership", in the --dialect's SQL
+//                                               (cockroachdb or postgresql): membership
+//                                               in <owner>; REASSIGN OWNED / DROP OWNED /
 //                                               DROP ROLE, so Vault really drops the user
 //   policy   sys/policies/acl/<policy>          read <mount>/creds/<role>; update
 //                                               sys/leases/revoke/<mount>/creds/<role>/*
@@ -20,9 +21,13 @@
 // provision would write (the step then reports "unchanged"); a second run with the
 // same flags sends only reads, unless a token is asked for. --dry-run sends nothing.
 //
-// provision talks to Vault only, never to the database: the owner role must exist
-// there (the report prints the SQL that creates it). Its statements run in the
-// database of the connection URL (REASSIGN OWNED / DROP OWNED act per database).
+// provision talks to Vault only, never to the database: the owner role, its grants and
+// the rights of Vault's connection user are one-time SQL the report prints for the
+// administrator; the creation statements grant no object privilege (a GRANT per
+// credential is a schema change inside Vault's transaction on CockroachDB and fails
+// with "tuple concurrently updated" under concurrent creates on PostgreSQL). The
+// statements run in the database of the connection URL (REASSIGN OWNED / DROP OWNED
+// act per database).
 //
 // Secrets: the admin password is read from a file or stdin (never argv) into a
 // secret_string and sent only in the config write (never in a dry-run, a report or
@@ -66,8 +71,9 @@ struct provision_options {
   bool write_password = false;      // write the config (with the password) even if unchanged
 
   // The role.
+  std::string dialect;               // required: "cockroachdb" or "postgresql"
   std::string owner_role;            // required: the NOLOGIN role that owns the objects
-  std::vector<std::string> grants;   // "ALL ON DATABASE defaultdb" -> GRANT ... TO <owner>
+  std::vector<std::string> grants;   // "ALL ON DATABASE defaultdb": one-time GRANT ... TO <owner>
   std::string default_ttl = "1h";
   std::string max_ttl = "24h";
 
@@ -119,10 +125,15 @@ namespace detail {
 // The URL a client gives psql / cockroach sql; the token is the shell variable
 // $VAULT_CLIENT_TOKEN, never a real token.
 [[nodiscard]] std::string client_url(const provision_options& o);
-// A vaultwire.toml ([vault], [[listener]], [route.NAME]) for this role.
+// A vaultwire.toml ([vault], [[listener]], [route.NAME] with session_role = the owner)
+// for this role.
 [[nodiscard]] std::string route_toml(const provision_options& o);
-// The SQL (run once by the database admin) that creates the owner role.
+// The SQL run once by the database admin, in the dialect's terms: the owner role, its
+// grants (--grant) and default privileges, and what Vault's connection user needs to
+// create and revoke dynamic users.
 [[nodiscard]] std::string owner_role_sql(const provision_options& o);
+// Notes on what the chosen connection settings leave unverified; empty when none.
+[[nodiscard]] std::string connection_notes(const provision_options& o);
 
 // Differences between a GET answer's body and what provision would write, as the
 // names of the differing fields ("connection_url", "allowed_roles", ...). Empty =

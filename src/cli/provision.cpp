@@ -289,6 +289,7 @@ void print_guide(const provision_options& o, std::FILE* rep) {
   std::fprintf(rep, "psql \"%s\"\n", url.c_str());
   std::fprintf(rep, "\n# ---- vaultwire.toml ----\n%s# ---- end of vaultwire.toml ----\n", detail::route_toml(o).c_str());
   std::fprintf(rep, "\n%s", detail::owner_role_sql(o).c_str());
+  if (const auto notes = detail::connection_notes(o); !notes.empty()) std::fprintf(rep, "\n%s", notes.c_str());
   std::fflush(rep);
 }
 

@@ -36,13 +36,16 @@ inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
                   "file holding the admin password, or - for stdin; read only when the connection is written");
   cmd->add_flag("--write-password", o.write_password,
                 "write the connection (and the password) even when Vault's copy matches, e.g. after a rotation");
+  cmd->add_option("--dialect", o.dialect,
+                  "cockroachdb or postgresql: the SQL of the creation statements and the printed one-time SQL")
+      ->required()
+      ->check(CLI::IsMember({"cockroachdb", "postgresql"}));
   cmd->add_option("--owner-role", o.owner_role,
                   "NOLOGIN role (must exist in the database) that owns what dynamic users create")
       ->required();
   cmd->add_option("--grant", o.grants,
-                  "privilege granted to the owner role by each credential's creation statements, e.g. \"ALL ON "
-                  "DATABASE defaultdb\" (repeatable); on PostgreSQL concurrent GRANTs on one object can fail with "
-                  "\"tuple concurrently updated\": prefer granting once by hand (see the printed SQL)");
+                  "privilege for the owner role in the printed one-time SQL, e.g. \"ALL ON DATABASE defaultdb\" "
+                  "(repeatable); never part of each credential's creation statements");
   cmd->add_option("--default-ttl", o.default_ttl, "the role's default lease TTL")->capture_default_str();
   cmd->add_option("--max-ttl", o.max_ttl, "the role's max lease TTL")->capture_default_str();
   cmd->add_option("--policy", o.policy, "the client policy's name (default: <role>-client)");

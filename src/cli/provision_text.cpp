@@ -46,6 +46,12 @@ std::vector<std::string> validate_provision_options(const provision_options& o) 
   if (o.database.empty()) p.push_back("--database is required");
   if (o.admin_user.empty()) p.push_back("--admin-user is required");
   if (o.owner_role.empty()) p.push_back("--owner-role is required (DESIGN.md: the NOLOGIN role that owns the objects)");
+  // No default: a re-run against an existing setup must never switch the SQL it writes.
+  if (o.dialect.empty()) {
+    p.push_back("--dialect is required: cockroachdb or postgresql (the SQL of the creation statements)");
+  } else if (o.dialect != "cockroachdb" && o.dialect != "postgresql") {
+    p.push_back("--dialect: \"" + o.dialect + "\" is neither cockroachdb nor postgresql");
+  }
   static const std::set<std::string> modes{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"};
   if (!modes.count(o.sslmode)) p.push_back("--sslmode: unknown mode \"" + o.sslmode + "\"");
   if (!modes.count(o.client_sslmode)) p.push_back("--client-sslmode: unknown mode \"" + o.client_sslmode + "\"");
@@ -102,14 +108,22 @@ std::string templated_connection_url(const provision_options& o) {
   return url;
 }
 
+// No object GRANT in either dialect: grants are one-time SQL (owner_role_sql).
 std::vector<std::string> creation_statements(const provision_options& o) {
   const std::string owner = sql_identifier(o.owner_role);
-  std::vector<std::string> s{
-      "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE " + owner +
-          ";",
-      "ALTER ROLE \"{{name}}\" SET ROLE " + owner + ";"};
-  for (const auto& g : o.grants) s.push_back("GRANT " + g + " TO " + owner + ";");
-  return s;
+  const std::string create = "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'";
+  if (o.dialect == "cockroachdb") {
+    // CockroachDB's CREATE ROLE takes role options only, no IN ROLE
+    // (pkg/sql/roleoption/role_option.go), and refuses `role` as a per-role default
+    // (pkg/sql/alter_role.go, processSetOrResetClause): membership is a GRANT, and
+    // vaultwire's session_role sets the role per session.
+    return {create + ";", "GRANT " + owner + " TO \"{{name}}\";"};
+  }
+  // PostgreSQL: the ALTER ROLE default brings a client's RESET ROLE back to the owner;
+  // the GRANT to CURRENT_USER lets a non-superuser Vault user revoke (REASSIGN OWNED and
+  // DROP OWNED need the privileges of the dynamic role, ADMIN OPTION does not give them).
+  return {create + " IN ROLE " + owner + ";", "ALTER ROLE \"{{name}}\" SET ROLE " + owner + ";",
+          "GRANT \"{{name}}\" TO CURRENT_USER;"};
 }
 
 std::vector<std::string> revocation_statements(const provision_options& o) {
@@ -161,22 +175,54 @@ std::string route_toml(const provision_options& o) {
   t += "roles = [" + toml_string(o.role) + "]\n";
   t += "default_database = " + toml_string(o.database) + "\n";
   if (!o.db_options.empty()) t += "options = " + toml_string(o.db_options) + "\n";
+  t += "session_role = " + toml_string(o.owner_role) + "\n";
   return t;
 }
 
 std::string owner_role_sql(const provision_options& o) {
   const std::string owner = sql_identifier(o.owner_role);
   const std::string db = sql_identifier(o.database);
-  std::string grants;
-  for (const auto& g : o.grants) grants += "#   GRANT " + g + " TO " + owner + ";\n";
-  return "# provision does not connect to the database. The owner role must exist there; if it does not,\n"
-         "# create it once as the admin (in database " + o.database + "):\n"
-         "#   CREATE ROLE " + owner + " NOLOGIN;\n"
-         "#   GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + owner + ";\n"
-         "#   GRANT USAGE, CREATE ON SCHEMA public TO " + owner + ";\n" + grants +
-         "# Dynamic users are created IN ROLE " + owner + " with SET ROLE " + owner +
-         ", so what they create is owned by it;\n"
-         "# at revocation Vault runs REASSIGN OWNED / DROP OWNED / DROP ROLE in database " + o.database + ".\n";
+  const std::string vault_user = sql_identifier(o.admin_user);
+  const bool crdb = o.dialect == "cockroachdb";
+  std::string t = "# provision does not connect to the database. Run this once as an admin (" +
+                  std::string(crdb ? "cockroach sql" : "psql") + ", database " + o.database + "):\n";
+  t += crdb ? "#   CREATE ROLE IF NOT EXISTS " + owner + " WITH NOLOGIN;\n" : "#   CREATE ROLE " + owner + " NOLOGIN;\n";
+  // CockroachDB's database privileges have no TEMPORARY (pkg/sql/privilege/privilege.go).
+  t += "#   GRANT CONNECT" + std::string(crdb ? "" : ", TEMPORARY") + " ON DATABASE " + db + " TO " + owner + ";\n";
+  t += "#   GRANT USAGE, CREATE ON SCHEMA public TO " + owner + ";\n";
+  for (const auto& g : o.grants) t += "#   GRANT " + g + " TO " + owner + ";\n";
+  if (crdb) {
+    // What a client creates after its own RESET ROLE stays usable by the other sessions
+    // until revocation hands it to the owner.
+    t += "#   ALTER DEFAULT PRIVILEGES FOR ALL ROLES IN SCHEMA public GRANT ALL ON TABLES TO " + owner + ";\n";
+    // REASSIGN OWNED needs membership in both roles (pkg/sql/reassign_owned_by.go) and
+    // granting the owner to a new user needs ADMIN OPTION on it: the admin role gives both.
+    t += "# Vault's connection user creates, grants and drops the dynamic users:\n"
+         "#   GRANT admin TO " + vault_user + ";\n";
+  } else {
+    t += "# Vault's connection user creates the dynamic users in the owner role and drops them\n"
+         "# (REASSIGN OWNED needs the privileges of the owner):\n"
+         "#   ALTER ROLE " + vault_user + " CREATEROLE;\n"
+         "#   GRANT " + owner + " TO " + vault_user + ";\n";
+  }
+  t += "# Each dynamic user is a member of " + owner + "; vaultwire's route sets session_role = " + o.owner_role +
+       ", so\n# what a session creates is owned by " + owner +
+       ". At revocation Vault runs REASSIGN OWNED / DROP OWNED / DROP ROLE\n# in database " + o.database + ".\n";
+  return t;
+}
+
+std::string connection_notes(const provision_options& o) {
+  std::string t;
+  if (o.connection_url.empty() && o.sslmode == "require" && o.sslrootcert.empty()) {
+    t += "# note: --sslmode require without --sslrootcert: Vault's connection is encrypted but verifies\n"
+         "# neither the cluster's certificate nor its host name (HCP Vault holds no files of yours;\n"
+         "# give the CA as a path only on a self-managed Vault server).\n";
+    if (o.route_ca_file.empty()) {
+      t += "# vaultwire's route still verifies the cluster (verify-full), against the system's CA store\n"
+           "# since no --route-ca-file was given.\n";
+    }
+  }
+  return t;
 }
 
 std::vector<std::string> config_differences(std::string_view get_body, const provision_options& o) {

@@ -1,4 +1,4 @@
-"""`vaultwire provision` (issue 6 item 1) against vault-dev and PostgreSQL (pg-harness).
+"""`vaultwire provision --dialect postgresql` against vault-dev and PostgreSQL (pg-harness).
 
 The tests of ProvisionFlow run in order on one vault-dev and one PostgreSQL:
 1. --dry-run sends nothing (vault-dev's request counter does not move) and shows no secret;
@@ -72,7 +72,7 @@ class ProvisionFlow(unittest.TestCase):
         return ["--db-host", "localhost", "--db-port", str(self.pg.port), "--database", "defaultdb",
                 "--sslrootcert", self.pg.ca, "--admin-user", self.pg.admin_user,
                 "--admin-password-file", self.password_file, "--owner-role", OWNER,
-                "--db-config", "crdb-config", "--role", "crdb-role", "--policy", "roach-client",
+                "--dialect", "postgresql", "--db-config", "crdb-config", "--role", "crdb-role", "--policy", "roach-client",
                 "--default-ttl", "1h", "--max-ttl", "24h",
                 "--vaultwire-token-file", self.vaultwire_token_file,
                 "--listen", "127.0.0.1:%d" % self.port]
@@ -164,7 +164,7 @@ class ProvisionFlow(unittest.TestCase):
         self.assertEqual(role["creation_statements"], [
             "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' "
             "IN ROLE app_owner;",
-            "ALTER ROLE \"{{name}}\" SET ROLE app_owner;"])
+            "ALTER ROLE \"{{name}}\" SET ROLE app_owner;", "GRANT \"{{name}}\" TO CURRENT_USER;"])
         self.assertEqual(role["revocation_statements"], [
             "REASSIGN OWNED BY \"{{name}}\" TO app_owner;", "DROP OWNED BY \"{{name}}\";",
             "DROP ROLE IF EXISTS \"{{name}}\";"])
@@ -341,7 +341,8 @@ class ProvisionFlow(unittest.TestCase):
 
         # Bad options: exit 2, nothing sent.
         before = self.counters()["total"]
-        proc = self.provision("--db-host", "h", "--admin-user", "a", "--owner-role", "o;drop", "--max-ttl", "1m",
+        proc = self.provision("--db-host", "h", "--admin-user", "a", "--owner-role", "o;drop", "--dialect", "postgresql",
+                              "--max-ttl", "1m",
                               "--create-token", expect_rc=2)
         self.assertIn("--owner-role may not contain ';'", proc.stderr)
         self.assertIn("--default-ttl is longer than --max-ttl", proc.stderr)

@@ -1,9 +1,14 @@
 // The pure parts of `vaultwire provision`: option checks, the connection URL template,
-// the role's statements (DESIGN.md "Dynamic users and object ownership"), the
-// policies, the printed URL and vaultwire.toml, the read-compare step (what differs
-// from a GET answer), and the dry run's text (no secret in it).
+// the role's statements in both dialects (DESIGN.md "Dynamic users and object
+// ownership"), the policies, the printed URL and vaultwire.toml, the read-compare step
+// (what differs from a GET answer), the dry run's text (no secret in it), and the whole
+// --dry-run output of each dialect against a golden file.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +28,7 @@ vaultwire::provision_options base() {
   o.admin_user = "vault";
   o.admin_password_file = "/run/secrets/admin";
   o.owner_role = "app_owner";
+  o.dialect = "postgresql";
   o.policy = "crdb-role-client";
   o.vaultwire_policy = "crdb-role-vaultwire";
   return o;
@@ -44,23 +50,86 @@ TEST_CASE("provision: the connection URL is a template with sslmode, CA and opti
   CHECK(vd::templated_connection_url(o) == o.connection_url);
 }
 
-TEST_CASE("provision: the role follows the ownership pattern", "[provision]") {
+TEST_CASE("provision: the postgresql dialect's statements", "[provision]") {
   auto o = base();
   CHECK(vd::creation_statements(o) ==
         std::vector<std::string>{"CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL "
                                  "'{{expiration}}' IN ROLE app_owner;",
-                                 "ALTER ROLE \"{{name}}\" SET ROLE app_owner;"});
+                                 "ALTER ROLE \"{{name}}\" SET ROLE app_owner;", "GRANT \"{{name}}\" TO CURRENT_USER;"});
   CHECK(vd::revocation_statements(o) ==
         std::vector<std::string>{"REASSIGN OWNED BY \"{{name}}\" TO app_owner;", "DROP OWNED BY \"{{name}}\";",
                                  "DROP ROLE IF EXISTS \"{{name}}\";"});
   o.owner_role = "App Owner";
   o.grants = {"ALL ON DATABASE defaultdb"};
   const auto c = vd::creation_statements(o);
-  REQUIRE(c.size() == 3);
+  REQUIRE(c.size() == 3);  // the grant is one-time SQL, not a creation statement
   CHECK(c[0].ends_with("IN ROLE \"App Owner\";"));
-  CHECK(c[2] == "GRANT ALL ON DATABASE defaultdb TO \"App Owner\";");
+  const auto once = vd::owner_role_sql(o);
+  CHECK(once.find("#   GRANT ALL ON DATABASE defaultdb TO \"App Owner\";\n") != std::string::npos);
+  CHECK(once.find("#   ALTER ROLE vault CREATEROLE;\n") != std::string::npos);
+  CHECK(once.find("#   GRANT \"App Owner\" TO vault;\n") != std::string::npos);
   CHECK(vd::sql_identifier("a\"b") == "\"a\"\"b\"");
   CHECK(vd::sql_identifier("_x1") == "_x1");
+}
+
+// Each cockroachdb statement held against what CockroachDB accepts, with the
+// cockroachdb/cockroach source that says so.
+TEST_CASE("provision: the cockroachdb dialect's statements are ones CockroachDB accepts", "[provision]") {
+  auto o = base();
+  o.dialect = "cockroachdb";
+  o.grants = {"ALL ON DATABASE defaultdb", "SELECT ON TABLE t"};
+  const auto c = vd::creation_statements(o);
+  REQUIRE(c.size() == 2);
+  for (const auto& s : c) {
+    INFO(s);
+    // pkg/sql/roleoption/role_option.go: CREATE ROLE takes role options only.
+    CHECK(s.find("IN ROLE") == std::string::npos);
+    // pkg/sql/alter_role.go processSetOrResetClause: `role` is no per-role default.
+    CHECK(s.find("SET ROLE") == std::string::npos);
+    // A GRANT on an object is a schema change inside Vault's transaction: none.
+    CHECK(s.find(" ON ") == std::string::npos);
+  }
+  CHECK(c[0] == "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';");
+  CHECK(c[1] == "GRANT app_owner TO \"{{name}}\";");
+  // pkg/sql/reassign_owned_by.go: the revoking user needs membership in both roles.
+  CHECK(vd::revocation_statements(o) ==
+        std::vector<std::string>{"REASSIGN OWNED BY \"{{name}}\" TO app_owner;", "DROP OWNED BY \"{{name}}\";",
+                                 "DROP ROLE IF EXISTS \"{{name}}\";"});
+  const auto once = vd::owner_role_sql(o);
+  INFO(once);
+  // pkg/sql/privilege/privilege.go: database privileges have no TEMPORARY.
+  CHECK(once.find("TEMPORARY") == std::string::npos);
+  CHECK(once.find("#   GRANT CONNECT ON DATABASE defaultdb TO app_owner;\n") != std::string::npos);
+  CHECK(once.find("#   GRANT ALL ON DATABASE defaultdb TO app_owner;\n") != std::string::npos);
+  CHECK(once.find("#   GRANT SELECT ON TABLE t TO app_owner;\n") != std::string::npos);
+  // REASSIGN OWNED and granting the owner with ADMIN OPTION: Vault's user is an admin.
+  CHECK(once.find("#   GRANT admin TO vault;\n") != std::string::npos);
+  CHECK(once.find("CREATEROLE") == std::string::npos);
+  CHECK(vd::route_toml(o).find("session_role = \"app_owner\"\n") != std::string::npos);
+}
+
+TEST_CASE("provision: the dialect is required and checked", "[provision]") {
+  auto o = base();
+  o.dialect.clear();
+  auto p = vd::validate_provision_options(o);
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].find("--dialect is required") != std::string::npos);
+  o.dialect = "mysql";
+  p = vd::validate_provision_options(o);
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].find("neither cockroachdb nor postgresql") != std::string::npos);
+}
+
+TEST_CASE("provision: sslmode require without a CA is called out", "[provision]") {
+  auto o = base();
+  CHECK(vd::connection_notes(o).empty());
+  o.sslmode = "require";
+  o.sslrootcert.clear();
+  const auto notes = vd::connection_notes(o);
+  CHECK(notes.find("verifies\n# neither the cluster's certificate nor its host name") != std::string::npos);
+  CHECK(notes.find("system's CA store") != std::string::npos);
+  o.route_ca_file = "/etc/vaultwire/cluster-ca.crt";
+  CHECK(vd::connection_notes(o).find("system's CA store") == std::string::npos);
 }
 
 TEST_CASE("provision: policies are least privilege", "[provision]") {
@@ -130,7 +199,9 @@ TEST_CASE("provision: a GET answer is compared with what would be written", "[pr
   const std::string tail = R"(],"renew_statements":[],"default_ttl":3600,"max_ttl":86400}})";
   CHECK(vd::role_differences(role + tail, o).empty());
   o.default_ttl = "30m";
-  o.grants = {"SELECT ON ALL TABLES IN SCHEMA public"};
+  o.grants = {"SELECT ON ALL TABLES IN SCHEMA public"};  // one-time SQL: no difference in Vault
+  CHECK(vd::role_differences(role + tail, o) == std::vector<std::string>{"default_ttl"});
+  o.dialect = "cockroachdb";
   CHECK(vd::role_differences(role + tail, o) == std::vector<std::string>{"creation_statements", "default_ttl"});
 }
 
@@ -182,4 +253,47 @@ TEST_CASE("provision: the dry run shows every write and no secret", "[provision]
     CHECK(t.find(line) != std::string::npos);
   }
   CHECK(t.find("\"password\":\"<redacted: read from /run/secrets/admin") != std::string::npos);
+}
+
+namespace {
+
+// Everything `provision --dry-run` prints for one dialect.
+std::string dry_run_output(const std::string& dialect) {
+  auto o = base();
+  o.dialect = dialect;
+  o.grants = {"ALL ON DATABASE defaultdb"};
+  o.create_token = true;
+  o.client_token_file = "/tmp/client.token";
+  o.vaultwire_token_file = "/tmp/vaultwire.token";
+  o.dry_run = true;
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  REQUIRE(out != nullptr);
+  REQUIRE(err != nullptr);
+  CHECK(vaultwire::run_provision(o, out, err) == 0);
+  std::string text;
+  std::rewind(out);
+  for (int ch; (ch = std::fgetc(out)) != EOF;) text += static_cast<char>(ch);
+  CHECK(std::ftell(err) == 0);
+  std::fclose(out);
+  std::fclose(err);
+  return text;
+}
+
+}  // namespace
+
+// VAULTWIRE_UPDATE_GOLDEN=1 rewrites the golden files from today's output.
+TEST_CASE("provision: the dry run of each dialect matches its golden file", "[provision]") {
+  for (const std::string dialect : {"cockroachdb", "postgresql"}) {
+    const std::string path =
+        std::string(VAULTWIRE_SOURCE_DIR) + "/tests/unit/cli/golden/provision-dry-run-" + dialect + ".txt";
+    const std::string got = dry_run_output(dialect);
+    if (std::getenv("VAULTWIRE_UPDATE_GOLDEN") != nullptr) std::ofstream(path, std::ios::binary) << got;
+    std::ifstream in(path, std::ios::binary);
+    INFO(path);
+    REQUIRE(in.good());
+    std::stringstream want;
+    want << in.rdbuf();
+    CHECK(got == want.str());
+  }
 }
