@@ -81,6 +81,12 @@ struct route_config {
   std::optional<std::string> options;           // appended to the client's `options`
   std::optional<std::string> database_prefix;   // "<cluster>." for CockroachDB routing
   std::optional<std::string> default_database;  // replaces a missing db or db == user
+  // SET ROLE to this after every upstream login and every reset of a reused
+  // connection, so session_user is the dynamic user and current_user this role.
+  std::optional<std::string> session_role;
+  // The most SCRAM iterations a server may ask for (PBKDF2 runs on the worker pool,
+  // once per credential thanks to the SCRAM key cache).
+  std::uint32_t scram_max_iterations = 1'000'000;
 };
 
 // [limits]

@@ -119,6 +119,33 @@ void pair_check(loader& l, section& sec, std::string_view cert_key, std::string_
   if (auto k = sec.get_nonempty_string(key_key)) key = l.check_file(sec.key(key_key), *k);
 }
 
+// route.NAME.roles: the Vault roles clients may ask for, at least one, no '/'.
+void read_route_roles(loader& l, section& sec, route_config& r) {
+  if (const toml::node* n = sec.get("roles")) {
+    if (const auto* arr = n->as_array()) {
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const std::string k = sec.key("roles") + "[" + std::to_string(i) + "]";
+        const toml::node& el = *arr->get(i);
+        const auto* s = el.as_string();
+        if (s == nullptr) {
+          l.error(k, "expected a string, got " + std::string{type_name(el.type())});
+        } else if (s->get().empty()) {
+          l.error(k, "must not be empty");
+        } else if (s->get().find('/') != std::string::npos) {
+          l.error(k, in_quotes(s->get()) + ": a Vault role name cannot contain '/'");
+        } else if (std::find(r.roles.begin(), r.roles.end(), s->get()) == r.roles.end()) {
+          r.roles.push_back(s->get());
+        }
+      }
+      if (arr->size() == 0) l.error(sec.key("roles"), "must list at least one Vault role");
+    } else {
+      sec.wrong_type("roles", "an array of strings", *n);
+    }
+  } else {
+    l.error(sec.key("roles"), "required (the Vault roles clients may ask for)");
+  }
+}
+
 route_config read_route(loader& l, const std::string& name, const toml::table* t) {
   route_config r;
   r.name = name;
@@ -127,7 +154,7 @@ route_config read_route(loader& l, const std::string& name, const toml::table* t
               "route." + name,
               {"host", "port", "server_name", "ca_file", "sslmode", "allow_insecure_upstream",
                "client_cert", "client_key", "roles", "options", "database_prefix",
-               "default_database"}};
+               "default_database", "session_role", "scram_max_iterations"}};
   if (auto h = sec.get_nonempty_string("host"))
     r.host = *h;
   else if (sec.get("host") == nullptr)
@@ -159,32 +186,18 @@ route_config read_route(loader& l, const std::string& name, const toml::table* t
   }
   pair_check(l, sec, "client_cert", "client_key", r.client_cert, r.client_key);
 
-  if (const toml::node* n = sec.get("roles")) {
-    if (const auto* arr = n->as_array()) {
-      for (std::size_t i = 0; i < arr->size(); ++i) {
-        const std::string k = sec.key("roles") + "[" + std::to_string(i) + "]";
-        const toml::node& el = *arr->get(i);
-        const auto* s = el.as_string();
-        if (s == nullptr) {
-          l.error(k, "expected a string, got " + std::string{type_name(el.type())});
-        } else if (s->get().empty()) {
-          l.error(k, "must not be empty");
-        } else if (s->get().find('/') != std::string::npos) {
-          l.error(k, in_quotes(s->get()) + ": a Vault role name cannot contain '/'");
-        } else if (std::find(r.roles.begin(), r.roles.end(), s->get()) == r.roles.end()) {
-          r.roles.push_back(s->get());
-        }
-      }
-      if (arr->size() == 0) l.error(sec.key("roles"), "must list at least one Vault role");
-    } else {
-      sec.wrong_type("roles", "an array of strings", *n);
-    }
-  } else {
-    l.error(sec.key("roles"), "required (the Vault roles clients may ask for)");
-  }
+  read_route_roles(l, sec, r);
   r.options = sec.get_string("options");
   r.database_prefix = sec.get_nonempty_string("database_prefix");
   r.default_database = sec.get_nonempty_string("default_database");
+  r.session_role = sec.get_nonempty_string("session_role");
+  if (r.session_role && r.session_role->find('\0') != std::string::npos) {
+    l.error(sec.key("session_role"), "must not contain NUL");
+  }
+  // Above 2^31-1 OpenSSL's PBKDF2 cannot count; 4096 is PostgreSQL's default.
+  if (auto n = sec.get_integer("scram_max_iterations", 4096, 0x7fffffff)) {
+    r.scram_max_iterations = static_cast<std::uint32_t>(*n);
+  }
   sec.finish();
   return r;
 }

@@ -144,6 +144,8 @@ TEST_CASE("config: a minimal file gets every default", "[config]") {
   CHECK_FALSE(r.options.has_value());
   CHECK_FALSE(r.database_prefix.has_value());
   CHECK_FALSE(r.default_database.has_value());
+  CHECK_FALSE(r.session_role.has_value());
+  CHECK(r.scram_max_iterations == 1000000);
 
   CHECK(c.limits.max_client_connections == 10000);
   CHECK(c.limits.startup_timeout == 10s);
@@ -216,6 +218,8 @@ roles = ["crdb-role", "reader", "crdb-role"]
 options = "--cluster=lilac-grizzly-684"
 database_prefix = "lilac-grizzly-684."
 default_database = "defaultdb"
+session_role = "app_owner"
+scram_max_iterations = 250000
 
 [credentials]
 token_recheck = "1s"
@@ -284,6 +288,8 @@ threads = 3
   CHECK(r.options == "--cluster=lilac-grizzly-684");
   CHECK(r.database_prefix == "lilac-grizzly-684.");
   CHECK(r.default_database == "defaultdb");
+  CHECK(r.session_role == "app_owner");
+  CHECK(r.scram_max_iterations == 250000);
 
   CHECK(c.limits.max_client_connections == 50);
   CHECK(c.limits.startup_timeout == 250ms);
@@ -345,7 +351,7 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
     }
     text += line + "\n";
   }
-  CHECK(uncommented == 16);
+  CHECK(uncommented == 17);
   const auto errors = errors_of(text);
   for (const auto& e : errors) {
     INFO(e);
@@ -425,6 +431,14 @@ TEST_CASE("config: durations", "[config]") {
                   .limits.client_idle_timeout.has_value());
   CHECK_FALSE(ok(cfg("", "", "", "[limits]\nclient_idle_timeout = \"off\""))
                   .limits.client_idle_timeout.has_value());
+}
+
+TEST_CASE("config: session_role and scram_max_iterations", "[config]") {
+  CHECK(errors_of(cfg("", "", "session_role = \"\"")) == strings{"route.main.session_role: must not be empty"});
+  CHECK(errors_of(cfg("", "", "scram_max_iterations = 100")) ==
+        strings{"route.main.scram_max_iterations: 100 is out of range (4096-2147483647)"});
+  CHECK(errors_of(cfg("", "", "scram_max_iterations = 4294967296")) ==
+        strings{"route.main.scram_max_iterations: 4294967296 is out of range (4096-2147483647)"});
 }
 
 TEST_CASE("config: upstream sslmode weaker than verify-full", "[config]") {
