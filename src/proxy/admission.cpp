@@ -14,6 +14,7 @@
 
 #include "ops/metrics.hpp"
 #include "proxy/session.hpp"
+#include "proxy/startup_rules.hpp"
 
 namespace vaultwire::detail {
 
@@ -246,6 +247,12 @@ net::awaitable<bool> session::admit_startup(pgwire::startup_message& sm) {
   }
   role_ = *user;
   const route_config& route = route_config_();
+  std::string requested = database.value_or("");
+  if (auto refused = apply_startup_rules(route, params_, requested)) {
+    co_await refuse(errc::protocol_violation, *refused);
+    co_return false;
+  }
+  if (database) database = requested;
   // libpq defaults the database to the user name: the route's default replaces it.
   if ((!database || database->empty() || *database == role_) && route.default_database) {
     database = *route.default_database;
@@ -345,7 +352,7 @@ net::awaitable<void> session::cancel(pgwire::cancel_request key) {
     co_return;
   }
   metrics::cancel_request("forwarded");
-  co_await send_upstream_cancel(target->route->target(cfg_->limits), target->upstream_key);
+  co_await send_upstream_cancel(target->route->target(cfg_->limits), target->upstream_key, target->source_address);
 }
 
 }  // namespace vaultwire::detail
