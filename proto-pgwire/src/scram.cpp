@@ -336,11 +336,14 @@ std::string scram_client::channel_binding_attribute() const {
   return "c=" + base64_encode(input);
 }
 
+bool scram_client::cached_keys_match() const noexcept {
+  return has_cached_keys_ && cached_iterations_ == iterations_ && cached_salt_ == salt_ &&
+         cached_keys_.salted_password.size() == scram_key_len && cached_keys_.client_key.size() == scram_key_len &&
+         cached_keys_.server_key.size() == scram_key_len;
+}
+
 std::error_code scram_client::derive_keys() {
-  if (has_cached_keys_ && cached_iterations_ == iterations_ && cached_salt_ == salt_ &&
-      cached_keys_.salted_password.size() == scram_key_len &&
-      cached_keys_.client_key.size() == scram_key_len &&
-      cached_keys_.server_key.size() == scram_key_len) {
+  if (cached_keys_match()) {
     keys_ = std::move(cached_keys_);
     used_cached_keys_ = true;
     return {};
@@ -413,6 +416,12 @@ std_result<secret_string> scram_client::build_client_final(std::string_view serv
 }
 
 std_result<secret_string> scram_client::on_server_first(std::string_view server_first) {
+  auto read = read_server_first(server_first);
+  if (!read) return read.error();
+  return finish_server_first();
+}
+
+std_result<bool> scram_client::read_server_first(std::string_view server_first) {
   if (state_ != state::first_sent) {
     state_ = state::failed;
     return make_error_code(errc::scram_bad_state);
@@ -451,6 +460,18 @@ std_result<secret_string> scram_client::on_server_first(std::string_view server_
 
   salt_ = std::move(salt);
   iterations_ = iterations;
+  server_nonce_ = std::string(nonce);
+  server_first_ = std::string(server_first);
+  state_ = state::server_first_read;
+  return !cached_keys_match();
+}
+
+std_result<secret_string> scram_client::finish_server_first() {
+  if (state_ != state::server_first_read) {
+    state_ = state::failed;
+    return make_error_code(errc::scram_bad_state);
+  }
+  state_ = state::failed;  // until this step succeeds
   if (const std::error_code ec = derive_keys()) return ec;
   has_keys_ = true;
   password_.clear();  // the keys replace it from here on
@@ -458,7 +479,9 @@ std_result<secret_string> scram_client::on_server_first(std::string_view server_
   cached_salt_.clear();
   has_cached_keys_ = false;
 
-  auto message = build_client_final(server_first, nonce);
+  auto message = build_client_final(server_first_, server_nonce_);
+  server_first_.clear();
+  server_nonce_.clear();
   if (!message) return message.error();
   state_ = state::final_sent;
   return message;

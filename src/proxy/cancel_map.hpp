@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 
 namespace vaultwire::detail {
@@ -18,6 +19,10 @@ struct route_runtime;
 struct cancel_target {
   const route_runtime* route = nullptr;
   pgwire::cancel_request upstream_key;
+  // The local IP address of the session's upstream connection: the cancel leaves from
+  // it, because a proxy in front of the cluster (CockroachDB's Serverless proxy) drops
+  // a CancelRequest from another source address than its session's. Empty: any.
+  std::string source_address;
 };
 
 // Keys of live sessions only: a session forgets its key when it ends.

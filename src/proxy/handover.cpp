@@ -14,8 +14,9 @@ namespace net = boost::asio;
 // AuthenticationOk, the server's ParameterStatus and notices, vaultwire's
 // BackendKeyData, ReadyForQuery. False when the client is gone.
 net::awaitable<bool> session::hand_over() {
-  issued_key_ = state_->cancels.issue(upstream_.key.process_id,
-                                      cancel_target{listener_->route, {upstream_.key.process_id, upstream_.key.secret_key}});
+  issued_key_ = state_->cancels.issue(
+      upstream_.key.process_id,
+      cancel_target{listener_->route, {upstream_.key.process_id, upstream_.key.secret_key}, upstream_.local_address});
   std::vector<std::uint8_t> out;
   pgwire::encode_authentication_ok(out);
   out.insert(out.end(), upstream_.handover.begin(), upstream_.handover.end());
@@ -94,9 +95,11 @@ pooled_upstream session::pooled_from_session() {
   pooled_upstream up;
   up.conn = std::move(upstream_.conn);
   up.peer = upstream_.peer;
+  up.local_address = upstream_.local_address;
   up.key = upstream_.key;
   up.parameter_status = std::move(pool_parameters_);
   up.auth_method = upstream_.auth_method;
+  up.session_role = route_config_().session_role.value_or("");
   up.lease_id = lease_id_;
   up.lease_expires_at = lease_.expires_at();
   up.lease = std::move(lease_);

@@ -174,6 +174,7 @@ bool session::take_pooled_upstream() {
   if (!up) return false;
   upstream_.conn = std::move(up->conn);
   upstream_.peer = std::move(up->peer);
+  upstream_.local_address = std::move(up->local_address);
   upstream_.key = up->key;
   upstream_.handover = std::move(up->parameter_status);
   upstream_.ready_status = 'I';
@@ -202,6 +203,9 @@ net::awaitable<void> session::login_upstream() {
   }
   if (route.options) options += (options.empty() ? "" : " ") + *route.options;
   if (!options.empty()) login.parameters.emplace_back("options", options);
+  login.session_role = route.session_role.value_or("");
+  login.scram_max_iterations = route.scram_max_iterations;
+  if (state_->crypto) login.scram_executor = state_->crypto->get_executor();
   const auto dial_started = std::chrono::steady_clock::now();
   if (state_->upstream_connector) {
     upstream_ = co_await state_->upstream_connector(listener_->route->target(cfg_->limits), std::move(login));

@@ -66,6 +66,9 @@ struct proxy_state {
   // dial, TLS and the login. The component tests put a scripted upstream here.
   std::function<boost::asio::awaitable<upstream_session>(upstream_target, upstream_login)> upstream_connector;
   std::shared_ptr<upstream_pool> pool;        // null when [pool] reuse = false; holds lease handles
+  // SCRAM key derivation (PBKDF2, up to route.scram_max_iterations) runs here, never on
+  // a session thread. Null: on the session's thread (tests that build their own state).
+  std::unique_ptr<boost::asio::thread_pool> crypto;
   std::atomic<std::uint64_t> upstream_logins{0};
   std::atomic<std::uint64_t> upstream_reuses{0};
   cancel_map cancels;

@@ -495,6 +495,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
   state->cfg = &cfg;
   if (!build_routes(*state, cfg)) return 1;
   if (!build_credentials(*state, cfg)) return 1;
+  state->crypto = std::make_unique<net::thread_pool>(std::max(1u, cfg.runtime.threads));
 
   net::io_context io(1);  // control: unix socket acceptors, admin, signals, timers
   session_threads workers(std::max(1u, cfg.runtime.threads));

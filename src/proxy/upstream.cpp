@@ -6,25 +6,19 @@
 #include <pgwire/scram.hpp>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <deque>
-#include <map>
-#include <mutex>
 #include <optional>
-#include <stdexcept>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include "net/tcp.hpp"
+#include "proxy/scram_key_cache.hpp"
 #include "vaultwire/errc.hpp"
 
 namespace vaultwire::detail {
@@ -37,96 +31,42 @@ namespace {
 // Messages the server sends during login are small; anything larger is a broken peer.
 constexpr std::size_t max_login_message = 64 * 1024;
 
-// ---- SCRAM key cache ----
-//
-// The keys derived from a credential's password (PBKDF2, the costly part of SCRAM),
-// per credential, with the salt and iteration count they were derived for: a
-// second login with the same credential skips PBKDF2 when the server sends the
-// same salt and count (scram_client checks that). Only keys of an exchange the
-// server completed (its signature verified) are kept. The map is keyed by an HMAC
-// of user and password under a random per-process key, so nothing in it reveals
-// the password; the keys are secret_strings, wiped when an entry is replaced or
-// evicted (oldest first beyond the bound).
-constexpr std::size_t scram_cache_capacity = 1024;
-
 std::atomic<std::uint64_t> scram_derivations{0};
-
-struct scram_cache_entry {
-  std::string salt;
-  std::uint32_t iterations = 0;
-  pgwire::scram_keys keys;
-};
-
-class scram_key_cache {
- public:
-  static scram_key_cache& instance() {
-    static scram_key_cache cache;
-    return cache;
-  }
-
-  // The lookup key for a credential; empty if HMAC failed (then nothing is cached).
-  std::string key_for(const std::string& user, const pgwire::secret_string& password) const {
-    pgwire::secret_string material;
-    material.append(user);
-    material.append('\0');
-    material.append(password.view());
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    if (HMAC(EVP_sha256(), secret_, sizeof secret_, reinterpret_cast<const unsigned char*>(material.view().data()),
-             material.size(), mac, &mac_len) == nullptr) {
-      return {};
-    }
-    return std::string(reinterpret_cast<const char*>(mac), mac_len);
-  }
-
-  std::optional<scram_cache_entry> find(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end()) return std::nullopt;
-    return scram_cache_entry{it->second.salt, it->second.iterations, it->second.keys.clone()};
-  }
-
-  void put(const std::string& key, scram_cache_entry entry) {
-    std::lock_guard lock(mutex_);
-    auto [it, inserted] = entries_.insert_or_assign(key, std::move(entry));  // a replaced entry's keys are wiped
-    if (!inserted) return;
-    order_.push_back(key);
-    while (order_.size() > scram_cache_capacity) {
-      entries_.erase(order_.front());  // its secret_strings wipe themselves
-      order_.pop_front();
-    }
-  }
-
- private:
-  scram_key_cache() {
-    if (RAND_bytes(secret_, sizeof secret_) != 1) throw std::runtime_error("RAND_bytes failed");
-  }
-  ~scram_key_cache() { OPENSSL_cleanse(secret_, sizeof secret_); }
-
-  unsigned char secret_[32];
-  std::mutex mutex_;
-  std::map<std::string, scram_cache_entry> entries_;
-  std::deque<std::string> order_;  // insertion order, for eviction
-};
 
 // A TCP connection to the cluster and the address it reached ("host:port").
 struct dialed {
   std::unique_ptr<stream> conn;
   std::string peer;
+  std::string local_address;
 };
 
-// Resolves and connects to the first address that answers within the timeout.
-// Failures are errc::upstream_unreachable, naming the last address tried.
-net::awaitable<result<dialed>> dial(const upstream_target& t) {
+// Resolves and connects to the first address that answers within the timeout, from
+// `source` (an IP) when given. Failures are errc::upstream_unreachable, naming the
+// last address tried.
+net::awaitable<result<dialed>> dial(const upstream_target& t, const std::string& source = {}) {
   auto ex = co_await net::this_coro::executor;
   tcp::resolver resolver(ex);
   boost::system::error_code ec;
   auto results = co_await resolver.async_resolve(t.host, std::to_string(t.port),
                                                  net::redirect_error(net::use_awaitable, ec));
   if (ec) co_return failure{errc::upstream_unreachable, "cannot resolve " + t.host + ": " + ec.message()};
-  std::string error;
+  std::optional<net::ip::address> from;
+  if (!source.empty()) {
+    from = net::ip::make_address(source, ec);
+    if (ec) co_return failure{errc::upstream_unreachable, "not an IP address to connect from: " + source};
+  }
+  std::string error = "no address of " + t.host + " to connect to from " + source;
   for (const auto& entry : results) {
     tcp::socket sock(ex);
+    if (from) {
+      if (from->is_v4() != entry.endpoint().address().is_v4()) continue;
+      sock.open(entry.endpoint().protocol(), ec);
+      if (!ec) sock.bind(tcp::endpoint(*from, 0), ec);
+      if (ec) {
+        error = "cannot connect from " + source + ": " + ec.message();
+        continue;
+      }
+    }
     net::steady_timer timer(ex);
     timer.expires_after(t.connect_timeout);
     bool timed_out = false;
@@ -142,7 +82,10 @@ net::awaitable<result<dialed>> dial(const upstream_target& t) {
     timer.cancel();
     if (!ec && sock.is_open()) {
       set_tcp_options(sock.native_handle(), t.tcp_keepalive);
-      dialed d{nullptr, endpoint_text(entry.endpoint())};
+      dialed d{nullptr, endpoint_text(entry.endpoint()), {}};
+      boost::system::error_code local_ec;
+      const auto local = sock.local_endpoint(local_ec);
+      if (!local_ec) d.local_address = local.address().to_string();
       int fd = sock.release();
       d.conn = std::make_unique<stream>(stream::descriptor(ex, fd));
       co_return d;
@@ -222,6 +165,8 @@ struct login_state {
   std::optional<pgwire::scram_client> scram;
   std::string scram_cache_key;
   std::vector<std::uint8_t> out;  // the answer to the server's last request, if any
+  // SASLContinue read, PBKDF2 still to run on login.scram_executor (then the answer).
+  bool derive_pending = false;
 
   void fail(errc code, std::string message) { session.failed = failure{code, std::move(message)}; }
 };
@@ -272,6 +217,7 @@ bool start_sasl(login_state& st, const pgwire::authentication& a) {
   pgwire::scram_options so;
   so.channel_binding = choice.value();
   if (so.channel_binding == pgwire::scram_channel_binding::tls_server_end_point) so.cert_hash = hash;
+  so.max_iterations = st.login.scram_max_iterations;
   st.scram.emplace(*st.login.password, std::move(so));
   st.scram_cache_key = scram_key_cache::instance().key_for(st.login.user, *st.login.password);
   if (!st.scram_cache_key.empty()) {
@@ -288,26 +234,61 @@ bool start_sasl(login_state& st, const pgwire::authentication& a) {
   return true;
 }
 
-// AuthenticationSASLContinue: the server-first message in, the client-final out.
-bool continue_sasl(login_state& st, const pgwire::authentication& a) {
-  if (!st.scram) {
-    st.fail(errc::upstream_protocol, "the server sent SASLContinue without SASL");
-    return false;
-  }
-  auto final_msg = st.scram->on_server_first(a.data);
-  if (final_msg && !st.scram->used_cached_keys()) {
-    scram_derivations.fetch_add(1, std::memory_order_relaxed);
-    spdlog::debug("scram keys derived for user {} ({} iterations)", st.login.user, st.scram->iterations());
-  }
+// The client-final message (or the failure of the step that made it) as SASLResponse.
+bool send_client_final(login_state& st, pgwire::outcome::std_result<pgwire::secret_string> final_msg) {
   if (!final_msg) {
     st.fail(errc::upstream_protocol, "SCRAM exchange with the server failed: " + final_msg.error().message());
     return false;
+  }
+  if (!st.scram->used_cached_keys()) {
+    scram_derivations.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("scram keys derived for user {} ({} iterations)", st.login.user, st.scram->iterations());
   }
   if (!pgwire::encode_sasl_response(st.out, final_msg.value().view())) {
     st.fail(errc::upstream_protocol, "cannot encode the SCRAM response");
     return false;
   }
   return true;
+}
+
+// AuthenticationSASLContinue: the server-first message in, the client-final out, at
+// once when the keys are cached; PBKDF2 is left for derive_elsewhere (derive_pending)
+// when the login has a scram executor.
+bool continue_sasl(login_state& st, const pgwire::authentication& a) {
+  if (!st.scram) {
+    st.fail(errc::upstream_protocol, "the server sent SASLContinue without SASL");
+    return false;
+  }
+  auto must_derive = st.scram->read_server_first(a.data);
+  if (!must_derive) {
+    st.fail(errc::upstream_protocol, "SCRAM exchange with the server failed: " + must_derive.error().message());
+    return false;
+  }
+  if (must_derive.value() && st.login.scram_executor) {
+    st.derive_pending = true;
+    return true;
+  }
+  return send_client_final(st, st.scram->finish_server_first());
+}
+
+struct derived {
+  pgwire::secret_string message;
+  std::error_code error;
+};
+
+net::awaitable<derived> finish_scram(pgwire::scram_client& scram) {
+  auto m = scram.finish_server_first();
+  if (!m) co_return derived{{}, m.error()};
+  co_return derived{std::move(m).value(), {}};
+}
+
+// PBKDF2 on the scram executor while this coroutine waits; back on the session's
+// thread, the client-final message goes to st.out.
+net::awaitable<bool> derive_elsewhere(login_state& st) {
+  st.derive_pending = false;
+  derived d = co_await net::co_spawn(st.login.scram_executor, finish_scram(*st.scram), net::use_awaitable);
+  if (d.error) co_return send_client_final(st, d.error);
+  co_return send_client_final(st, std::move(d.message));
 }
 
 // AuthenticationSASLFinal: verifies the server's signature and caches the keys.
@@ -446,6 +427,7 @@ net::awaitable<void> exchange_login(login_state& st, std::error_code ec) {
       continue;
     }
     if (!answer_authentication(st, body)) co_return;
+    if (st.derive_pending && !co_await derive_elsewhere(st)) co_return;
     if (!st.out.empty()) {
       co_await st.s.write_all(st.out, ec);
       OPENSSL_cleanse(st.out.data(), st.out.size());  // it held a password or proof
@@ -455,7 +437,87 @@ net::awaitable<void> exchange_login(login_state& st, std::error_code ec) {
   st.fail(errc::upstream_unreachable, "write to the server failed: " + ec.message());
 }
 
+// The server's ErrorResponse with severity FATAL: the session ends with it.
+std::vector<std::uint8_t> as_fatal(const std::vector<std::uint8_t>& body) {
+  std::vector<std::uint8_t> out;
+  auto e = pgwire::parse_error_response(body);
+  if (!e) {
+    append_frame(out, pgwire::backend_type::error_response, body);
+    return out;
+  }
+  for (auto& [code, value] : e.value().fields) {
+    if (code == 'S' || code == 'V') value = "FATAL";
+  }
+  if (!pgwire::encode_error_response(out, e.value().fields)) append_frame(out, pgwire::backend_type::error_response, body);
+  return out;
+}
+
+// SET ROLE after the login's ReadyForQuery; the session is usable only if it ends
+// at ReadyForQuery 'I' without an error.
+net::awaitable<void> set_session_role(stream& s, const std::string& role, upstream_session& session) {
+  std::vector<std::uint8_t> out;
+  if (!append_set_role_query(out, role)) {
+    session.failed = failure{errc::upstream_protocol, "the session role cannot be sent (it contains NUL)"};
+    co_return;
+  }
+  std::error_code ec;
+  co_await s.write_all(out, ec);
+  if (ec) {
+    session.failed = failure{errc::upstream_unreachable, "write to the server failed: " + ec.message()};
+    co_return;
+  }
+  std::vector<std::uint8_t> buf, body;
+  for (;;) {
+    auto next = co_await read_message(s, buf, body);
+    if (!next) {
+      session.failed = std::move(next).error();
+      co_return;
+    }
+    switch (next.value()) {
+      case pgwire::backend_type::parameter_status:
+      case pgwire::backend_type::notice_response:
+        append_frame(session.handover, next.value(), body);
+        break;
+      case pgwire::backend_type::command_complete:
+        break;
+      case pgwire::backend_type::error_response: {
+        auto e = pgwire::parse_error_response(body);
+        session.server_sqlstate = e ? std::string(e.value().sqlstate()) : "";
+        session.failed = failure{errc::upstream_protocol, "SET ROLE " + role + " failed: " +
+                                                              (e ? std::string(e.value().message()) : "")};
+        session.server_error = as_fatal(body);
+        co_return;
+      }
+      case pgwire::backend_type::ready_for_query: {
+        auto z = pgwire::parse_ready_for_query(body);
+        if (!z || z.value().status != pgwire::transaction_status::idle || !buf.empty()) {
+          session.failed = failure{errc::upstream_protocol, "unexpected reply to SET ROLE from the server"};
+        }
+        co_return;
+      }
+      default:
+        session.failed = failure{errc::upstream_protocol,
+                                 std::string("unexpected message '") + next.value() + "' in reply to SET ROLE"};
+        co_return;
+    }
+  }
+}
+
 }  // namespace
+
+bool append_set_role_query(std::vector<std::uint8_t>& out, std::string_view role) {
+  std::string sql = "SET ROLE \"";
+  for (const char c : role) {
+    if (c == '\0') return false;
+    if (c == '"') sql += '"';
+    sql += c;
+  }
+  sql += '"';
+  pgwire::message_builder b(out);
+  b.begin(pgwire::frontend_type::query);
+  b.add_cstring(sql);
+  return static_cast<bool>(b.finish());
+}
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
 
@@ -468,6 +530,7 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
   }
   session.conn = std::move(dial_result.value().conn);
   session.peer = std::move(dial_result.value().peer);
+  session.local_address = std::move(dial_result.value().local_address);
   stream& s = *session.conn;
   if (target.tls && !co_await start_tls(s, target, session)) co_return session;
 
@@ -477,11 +540,13 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
   co_await s.write_all(st.out, ec);
   st.out.clear();
   co_await exchange_login(st, ec);
+  if (!session.failed && !login.session_role.empty()) co_await set_session_role(s, login.session_role, session);
   co_return session;
 }
 
-net::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key) {
-  auto dial_result = co_await dial(target);
+net::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key,
+                                          std::string source_address) {
+  auto dial_result = co_await dial(target, source_address);
   if (!dial_result) co_return;
   std::unique_ptr<stream> conn = std::move(dial_result.value().conn);
   upstream_session scratch;

@@ -33,12 +33,24 @@ struct upstream_login {
   std::string user;                                    // the dynamic user
   const pgwire::secret_string* password = nullptr;     // borrowed for the call
   std::vector<std::pair<std::string, std::string>> parameters;  // everything but user
+  // After the server's ReadyForQuery: SET ROLE to it (route.session_role). Its
+  // replies are swallowed, their ParameterStatus kept in the handover; the server's
+  // ErrorResponse, made FATAL, becomes server_error.
+  std::string session_role;
+  std::uint32_t scram_max_iterations = 1'000'000;
+  // Runs SCRAM's PBKDF2 when the keys are not cached; empty: the caller's thread.
+  boost::asio::any_io_executor scram_executor;
 };
+
+// Appends the simple Query `SET ROLE "<role>"` (the role quoted as an identifier).
+// False when the role cannot be sent (NUL in it).
+[[nodiscard]] bool append_set_role_query(std::vector<std::uint8_t>& out, std::string_view role);
 
 // The outcome of a login. On success `conn` is at the server's ReadyForQuery.
 struct upstream_session {
   std::unique_ptr<stream> conn;
   std::string peer;                       // "host:port" actually connected
+  std::string local_address;              // the local IP of the connection (cancels leave from it)
   pgwire::backend_key_data key;           // the server's cancel key
   std::vector<std::uint8_t> handover;     // ParameterStatus / NoticeResponse bytes, in order
   char ready_status = 'I';                // from ReadyForQuery
@@ -63,7 +75,10 @@ boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target
 
 // Opens a new connection to `target` and sends a CancelRequest with `key`
 // (after SSLRequest + TLS when the target uses TLS), then closes. Errors ignored
-// by design: PostgreSQL itself never answers a CancelRequest.
-boost::asio::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key);
+// by design: PostgreSQL itself never answers a CancelRequest. `source_address`
+// (an IP, or empty for any): the connection is bound to it and only the target's
+// addresses of its family are tried.
+boost::asio::awaitable<void> send_upstream_cancel(upstream_target target, pgwire::cancel_request key,
+                                                  std::string source_address = {});
 
 }  // namespace vaultwire::detail

@@ -14,6 +14,8 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include "proxy/upstream.hpp"
+
 namespace vaultwire::detail {
 
 namespace net = boost::asio;
@@ -324,15 +326,26 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
 }
 
 net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why) {
-  if (cfg_.reset_query.empty()) co_return true;
   std::vector<std::uint8_t> query;
-  pgwire::message_builder b(query);
-  b.begin(pgwire::frontend_type::query);
-  b.add_cstring(cfg_.reset_query);
-  if (!b.finish()) {
-    why = "the reset query cannot be sent (it contains NUL)";
-    co_return false;
+  int queries = 0;
+  if (!cfg_.reset_query.empty()) {
+    pgwire::message_builder b(query);
+    b.begin(pgwire::frontend_type::query);
+    b.add_cstring(cfg_.reset_query);
+    if (!b.finish()) {
+      why = "the reset query cannot be sent (it contains NUL)";
+      co_return false;
+    }
+    ++queries;
   }
+  if (!up.session_role.empty()) {
+    if (!append_set_role_query(query, up.session_role)) {
+      why = "the session role cannot be sent (it contains NUL)";
+      co_return false;
+    }
+    ++queries;
+  }
+  if (queries == 0) co_return true;
 
   stream& s = *up.conn;
   net::steady_timer timer(co_await net::this_coro::executor);
@@ -366,6 +379,7 @@ net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why)
       }
       state = on_reset_reply(r.message, params, why);
       used += r.consumed;
+      if (state == reply::done && --queries > 0) state = reply::more;
     }
     in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(used));
     if (state == reply::done && !in.empty()) {

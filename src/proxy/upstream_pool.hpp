@@ -49,12 +49,14 @@ namespace vaultwire::detail {
 struct pooled_upstream {
   std::unique_ptr<stream> conn;
   std::string peer;                             // "host:port", for logs
+  std::string local_address;                    // the connection's local IP, for cancels
   pgwire::backend_key_data key;                 // the server's cancel key (never given to clients)
   // Encoded ParameterStatus ('S') messages to replay to the next client, in the
   // server's order. At checkin: the login's set (upstream_pool::parameter_status_of
   // on the handover). After checkin: updated by name from the reset's replies.
   std::vector<std::uint8_t> parameter_status;
   std::string auth_method;                      // how the login authenticated, for logs
+  std::string session_role;                     // SET ROLE after the reset (route.session_role)
   std::string lease_id;                         // for evict_lease and logs
   // The lease's end. Never kept or handed out within lease_margin of it; a default
   // (epoch) value counts as already ended.
@@ -101,11 +103,13 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
   // Preconditions: the server's last message was ReadyForQuery 'I' and nothing was
   // written to it since (splice_result::client_terminated_idle), no operation
   // outstanding on the stream.
-  // The reset: reset_query as one simple Query; its replies are swallowed
+  // The reset: reset_query as one simple Query, then SET ROLE session_role as a
+  // second one in the same write when the route sets it; their replies are swallowed
   // (CommandComplete, RowDescription, DataRow, EmptyQueryResponse, NoticeResponse,
   // NotificationResponse; ParameterStatus updates up.parameter_status by name) and
-  // must end with ReadyForQuery 'I' within reset_timeout, no ErrorResponse. An empty
-  // reset_query sends nothing (the ParameterStatus set then stays the login's).
+  // must end with ReadyForQuery 'I' (one per Query) within reset_timeout, no
+  // ErrorResponse. An empty reset_query and no session role send nothing (the
+  // ParameterStatus set then stays the login's).
   // Then the entry is kept, the oldest of the key (max_idle_per_key) or of the pool
   // (max_idle_total) closed to make room. Returns true when kept; false when the
   // connection was closed instead: reuse off, the pool cleared, the lease near its

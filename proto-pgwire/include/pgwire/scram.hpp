@@ -11,6 +11,10 @@
 //   auto final = c.on_server_first(continue_);   // SASLResponse data (a secret)
 //   auto ok    = c.on_server_final(final_);      // fails closed on a bad signature
 //
+// on_server_first is read_server_first then finish_server_first: a caller that keeps
+// PBKDF2 off its I/O thread calls them apart and runs the second elsewhere when the
+// first says keys must be derived (the client must not be touched meanwhile).
+//
 // Every failure moves the client to a failed state in which each further step
 // returns errc::scram_bad_state. Keys, proofs and the prepared password are held
 // in secret_string and wiped; intermediate buffers are wiped before return.
@@ -149,6 +153,15 @@ class scram_client {
   [[nodiscard]] boost::outcome_v2::std_result<secret_string> on_server_first(
       std::string_view server_first);
 
+  // The two halves of on_server_first. read_server_first parses and checks the
+  // message (the errors above but crypto_failure) and returns whether PBKDF2 must
+  // run (no cached keys for the server's salt and count): the costly step, with
+  // iterations() already known. finish_server_first derives or takes the keys and
+  // returns the client-final-message (errors: scram_bad_state unless
+  // read_server_first succeeded just before, crypto_failure).
+  [[nodiscard]] boost::outcome_v2::std_result<bool> read_server_first(std::string_view server_first);
+  [[nodiscard]] boost::outcome_v2::std_result<secret_string> finish_server_first();
+
   // Checks the server-final-message. Success means the server proved it knows
   // the password's ServerKey. Errors: scram_bad_state, scram_server_error (e=...;
   // the value is then in server_error()), scram_malformed_server_final (no v=, v=
@@ -185,11 +198,12 @@ class scram_client {
   }
 
  private:
-  enum class state { initial, first_sent, final_sent, done, failed };
+  enum class state { initial, first_sent, server_first_read, final_sent, done, failed };
 
   [[nodiscard]] boost::outcome_v2::std_result<secret_string> build_client_final(
       std::string_view server_first, std::string_view server_nonce);
   [[nodiscard]] std::error_code derive_keys();
+  [[nodiscard]] bool cached_keys_match() const noexcept;
   [[nodiscard]] std::string channel_binding_attribute() const;
 
   scram_options options_;
@@ -198,6 +212,8 @@ class scram_client {
 
   std::string client_nonce_;
   std::string client_first_bare_;
+  std::string server_first_;  // between read_server_first and finish_server_first
+  std::string server_nonce_;
   std::string salt_;  // decoded
   std::uint32_t iterations_ = 0;
 

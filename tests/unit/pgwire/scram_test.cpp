@@ -639,3 +639,43 @@ TEST_CASE("SCRAM survives random and mutated server messages", "[pgwire][scram]"
   CHECK(accepted > 50);
   CHECK(rejected > 50);
 }
+
+TEST_CASE("SCRAM read_server_first and finish_server_first are on_server_first in two steps", "[pgwire][scram]") {
+  scram_client c("pencil", rfc_options());
+  REQUIRE(c.client_first().has_value());
+  auto must_derive = c.read_server_first(rfc_server_first);
+  REQUIRE(must_derive.has_value());
+  CHECK(must_derive.value());     // no cached keys: PBKDF2 must run
+  CHECK(c.iterations() == 4096);  // known before the costly step
+  auto final = c.finish_server_first();
+  REQUIRE(final.has_value());
+  CHECK(final.value().view() == rfc_client_final);
+  CHECK(c.on_server_final(rfc_server_final).has_value());
+
+  SECTION("matching cached keys need no derivation") {
+    auto keys = c.keys();
+    REQUIRE(keys.has_value());
+    scram_client again("pencil", rfc_options());
+    again.set_cached_keys(c.salt(), 4096, keys.value().clone());
+    REQUIRE(again.client_first().has_value());
+    auto need = again.read_server_first(rfc_server_first);
+    REQUIRE(need.has_value());
+    CHECK_FALSE(need.value());
+    auto f = again.finish_server_first();
+    REQUIRE(f.has_value());
+    CHECK(f.value().view() == rfc_client_final);
+    CHECK(again.used_cached_keys());
+  }
+  SECTION("finish without a read, or twice, is a state error") {
+    scram_client fresh = started_client();
+    CHECK(error_of(fresh.finish_server_first()) == errc::scram_bad_state);
+    CHECK(error_of(c.finish_server_first()) == errc::scram_bad_state);
+  }
+  SECTION("the iteration bound is checked when reading") {
+    scram_options o = rfc_options();
+    o.max_iterations = 4095;
+    scram_client low("pencil", std::move(o));
+    REQUIRE(low.client_first().has_value());
+    CHECK(error_of(low.read_server_first(rfc_server_first)) == errc::scram_bad_iterations);
+  }
+}
