@@ -270,8 +270,8 @@ def node_params(params, trust_remote_addr):
             for okey, ovalue in parse_options(value):
                 if okey.lower() == "crdb:jwt_auth_enabled":
                     continue  # JWT login is not part of the stand-in
-                if okey.lower() == "cluster":
-                    continue  # loadParameter: unknown variable, only a warning on a node
+                if okey.lower() == "cluster" or okey.lower().startswith("crdb:"):
+                    continue  # loadParameter: unknown variables are only a warning on a node
                 out.options.append((okey, ovalue))
         elif key.startswith("crdb:"):
             pass  # loadParameter: unknown parameter, logged and ignored
