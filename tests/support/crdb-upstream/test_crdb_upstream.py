@@ -521,6 +521,26 @@ class ScramTest(Base, unittest.TestCase):
                          ("FATAL", "08P01", "node is running secure mode, SSL connection required"))
         r.close()
 
+    def test_gssenc_request_is_refused(self):
+        r = Raw(self.standin.port, tls=False)
+        r.send(struct.pack("!II", 8, 80877104))
+        kind, body = r.read()
+        self.assertEqual(kind, "E")
+        f = Raw.fields(body)
+        self.assertEqual((f["C"], f["M"]), ("08P01", "GSS encryption is not yet supported"))
+        r.close()
+
+    def test_bytes_after_ssl_request_close_the_connection(self):
+        s = socket.create_connection(("127.0.0.1", self.standin.port), timeout=30)
+        s.sendall(struct.pack("!II", 8, 80877103) + b"\x16\x03\x01 not a handshake yet")
+        try:
+            answer = s.recv(1)
+        except ConnectionResetError:  # closed with our bytes unread
+            answer = b""
+        self.assertEqual(answer, b"")  # no 'S': the server hangs up
+        s.close()
+        self.standin.wait_log(r"^crdb-upstream: unexpected data after SSLRequest from 127\.0\.0\.1$")
+
     def test_crdb_startup_parameter_is_refused(self):
         r = Raw(self.standin.port)
         r.startup({"user": "x", "database": "defaultdb", "crdb:remote_addr": "192.0.2.1:26257"})
@@ -649,6 +669,18 @@ class ClusterTest(Base, unittest.TestCase):
     def test_missing_cluster_is_refused(self):
         f = self.refusal(database="defaultdb")
         self.assertEqual(f["M"], "codeParamsRoutingFailed: missing cluster identifier")
+
+    def test_proxy_requires_tls(self):
+        r = Raw(self.standin.port, tls=False)
+        r.startup({"user": self.admin_user, "database": "%s.defaultdb" % CLUSTER})
+        kind, body = r.read()
+        r.close()
+        f = Raw.fields(body)
+        self.assertEqual((kind, f["C"], f["M"]), ("E", "08C00", "server requires encryption"))
+
+    def test_client_revival_token_is_refused_by_the_proxy(self):
+        f = self.refusal(database="%s.defaultdb" % CLUSTER, **{"crdb:session_revival_token_base64": "AAAA"})
+        self.assertEqual(f["M"], "")
 
     def test_prefixed_database_reaches_postgresql_without_the_cluster(self):
         before = len(self.logins())

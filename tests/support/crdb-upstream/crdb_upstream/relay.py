@@ -142,7 +142,12 @@ class Session:
         """Handle one client message. Returns False when the session ends."""
         if self.buffering is not None:
             if kind in "BDEPC":
-                self.buffering.append(self._rewritten(kind, body) if kind == "P" else wire.message(kind, body))
+                if kind == "P":
+                    name, sql, _ = wire.parse_parse(body)
+                    (self.discard_statements.add if sqltext.is_discard_all(sql) else self.discard_statements.discard)(name)
+                    self.buffering.append(self._rewritten(kind, body))
+                else:
+                    self.buffering.append(wire.message(kind, body))
                 return True
             if kind == "S":
                 batch, self.buffering = self.buffering + [wire.message(kind, body)], None
