@@ -410,6 +410,17 @@ class ScramTest(Base, unittest.TestCase):
         c = self.standin.connect(role, "given")
         c.close()
 
+    def test_an_md5_literal_is_refused(self):
+        name = new_role_name("md5")
+        c = self.admin()
+        try:
+            with self.assertRaises(psycopg2.errors.FeatureNotSupported) as cm:
+                c.cursor().execute("CREATE ROLE \"%s\" LOGIN PASSWORD 'md5%s'" % (name, "0" * 32))
+            self.assertEqual(cm.exception.diag.message_primary,
+                             'unimplemented: the password hash scheme "md5" is not supported')
+        finally:
+            c.close()
+
     def test_scram_login_and_crdb_session(self):
         password = "pw-" + secrets.token_hex(8)
         role = self.make_role("login", password)

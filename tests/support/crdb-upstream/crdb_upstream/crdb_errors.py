@@ -127,3 +127,13 @@ def proxy_refusal(code_name, text, hints=()):
 
 def send_proxy(sock, msg, hint=None):
     sock.sendall(wire.error_response(PROXY_SQLSTATE, msg, severity="FATAL", hint=hint))
+
+
+def unsupported_password_hash(scheme):
+    """(code, message, hint) for a pre-hashed password CockroachDB recognizes but cannot use:
+    pkg/sql/create_role.go checkPasswordAndGetHash returns unimplemented.NewWithIssueDetailf
+    with the issue pkg/security/password/password.go CheckPasswordHashValidity names (73337
+    for md5)."""
+    return ("0A000", 'unimplemented: the password hash scheme "%s" is not supported' % scheme,
+            "You have attempted to use a feature that is not yet implemented.\n"
+            "See: https://go.crdb.dev/issue-v/73337/%s" % CRDB_VERSION_FOR_URLS)

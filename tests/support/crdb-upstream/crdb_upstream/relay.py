@@ -10,8 +10,10 @@ relay can change the few that CockroachDB treats differently from PostgreSQL:
                      replaced by a SCRAM-SHA-256 verifier of the configured cost, as
                      CockroachDB hashes passwords itself at the cost of
                      server.user_login.password_hashes.default_cost.scram_sha_256
-                     (pkg/security/password/password.go; pkg/sql/create_role.go hashes
-                     the password before storing it).
+                     (pkg/security/password/password.go; pkg/sql/create_role.go
+                     checkPasswordAndGetHash). A literal that already is a SCRAM
+                     verifier is stored as given; an MD5 one is refused, as
+                     password.CheckPasswordHashValidity reports md5 unsupported.
                      SET SESSION AUTHORIZATION <name> / RESET SESSION AUTHORIZATION:
                      refused with CockroachDB's parse error (sqltext.py,
                      crdb_errors.session_authorization_refusal). The refusal is raised
@@ -96,6 +98,12 @@ def _raise_block(code, msg, detail, hint):
     return "DO %s BEGIN RAISE EXCEPTION USING %s; END %s" % (tag, ", ".join(parts), tag)
 
 
+class _UnsupportedHash(Exception):
+    def __init__(self, scheme):
+        super().__init__(scheme)
+        self.scheme = scheme
+
+
 class Session:
     """Relays one authenticated client. `client` is the TLS socket, `backend` the
     connected pg.Backend; log(str) writes a line to stderr."""
@@ -118,8 +126,10 @@ class Session:
     # -- client -> server --------------------------------------------------
 
     def _hash(self, cleartext):
-        if scram.is_prehashed(cleartext):
+        if scram.VERIFIER_RE.match(cleartext):
             return None
+        if scram.MD5_RE.match(cleartext):
+            raise _UnsupportedHash("md5")
         return scram.make_verifier(cleartext, self.iterations)
 
     def _rewrite(self, sql):
@@ -130,7 +140,13 @@ class Session:
             self.log("refused %s" % ("SET SESSION AUTHORIZATION" if refused[0] == "set_name"
                                      else "RESET SESSION AUTHORIZATION"))
             return _raise_block(code, msg, detail, hint)
-        new, n = sqltext.rewrite_passwords(sql, self._hash)
+        try:
+            new, n = sqltext.rewrite_passwords(sql, self._hash)
+        except _UnsupportedHash as e:
+            code, msg, hint = crdb_errors.unsupported_password_hash(e.scheme)
+            self.refusals.add(msg)
+            self.log("refused a pre-hashed %s password" % e.scheme)
+            return _raise_block(code, msg, None, hint)
         if n:
             self.log("hashed %d password literal(s) with %d SCRAM iterations" % (n, self.iterations))
         return new

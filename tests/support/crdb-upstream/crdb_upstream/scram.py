@@ -27,11 +27,6 @@ VERIFIER_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+
 MD5_RE = re.compile(r"^md5[0-9a-f]{32}$")
 
 
-def is_prehashed(literal):
-    """True for a literal PostgreSQL stores as-is (a SCRAM or MD5 verifier)."""
-    return bool(VERIFIER_RE.match(literal) or MD5_RE.match(literal))
-
-
 def saslprep(password):
     """RFC 4013 SASLprep; on failure the password is used as given, as PostgreSQL
     (src/common/saslprep.c, pg_saslprep) and libpq do."""
