@@ -410,6 +410,59 @@ class ScramTest(Base, unittest.TestCase):
         c = self.standin.connect(role, "given")
         c.close()
 
+    def test_vault_creation_and_revocation_statements(self):
+        # DESIGN.md "Dynamic users and object ownership", CockroachDB's creation and
+        # revocation, run in one transaction each as Vault's plugin does.
+        name, password = new_role_name("vault"), "A1a-" + secrets.token_hex(10)
+        self.secrets.append(password)
+        self.roles.append(name)
+        self.addCleanup(self._drop_role, name)
+        owner = HARNESS.env["PGH_OWNER_ROLE"]
+        c = self.admin()
+        c.autocommit = False
+        cur = c.cursor()
+        cur.execute("CREATE ROLE \"%s\" WITH LOGIN PASSWORD '%s' VALID UNTIL '2100-01-01 00:00:00+0000'; "
+                    "GRANT %s TO \"%s\";" % (name, password, owner, name))
+        c.commit()
+        self.assertTrue(stored_password(name).startswith("SCRAM-SHA-256$200000:"))
+
+        u = self.standin.connect(name, password)
+        ucur = u.cursor()
+        ucur.execute("SET ROLE %s" % owner)
+        ucur.execute("CREATE TABLE \"t_%s\" (i int)" % name)
+        ucur.execute("DISCARD ALL")
+        ucur.execute("SELECT current_user, session_user")
+        self.assertEqual(ucur.fetchone(), (owner, name))
+        u.close()
+
+        cur.execute("REASSIGN OWNED BY \"%s\" TO %s; DROP OWNED BY \"%s\"; DROP ROLE IF EXISTS \"%s\";"
+                    % (name, owner, name, name))
+        c.commit()
+        c.close()
+        self.assertEqual(raw_login(self.standin.port, name, password)["C"], "28P01")  # the role is gone
+        d = admin_direct()
+        dcur = d.cursor()
+        dcur.execute("SELECT tableowner FROM pg_tables WHERE tablename = %s", ("t_" + name,))
+        self.assertEqual(dcur.fetchone(), (owner,))
+        dcur.execute('DROP TABLE "t_%s"' % name)
+        d.close()
+
+    def test_password_in_an_extended_protocol_parse_is_hashed(self):
+        role = self.make_role("parse", "first-" + secrets.token_hex(4))
+        password = "second-" + secrets.token_hex(4)
+        self.secrets.append(password)
+        r = raw_login(self.standin.port, self.admin_user, self.admin_password)
+        self.assertIsInstance(r, Raw, r)
+        sql = "ALTER ROLE \"%s\" WITH PASSWORD '%s'" % (role, password)
+        r.send(_msg("P", _cstr("") + _cstr(sql) + struct.pack("!H", 0))
+               + _msg("B", _cstr("") + _cstr("") + struct.pack("!HHH", 0, 0, 0))
+               + _msg("E", _cstr("") + struct.pack("!I", 0)) + _msg("S"))
+        _, err, status = r.collect()
+        self.assertEqual((err, status), (None, "I"))
+        r.close()
+        self.assertTrue(stored_password(role).startswith("SCRAM-SHA-256$200000:"))
+        self.standin.connect(role, password).close()
+
     def test_an_md5_literal_is_refused(self):
         name = new_role_name("md5")
         c = self.admin()
