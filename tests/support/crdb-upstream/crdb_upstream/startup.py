@@ -16,7 +16,7 @@ import base64
 import re
 import urllib.parse
 
-from . import crdb_errors
+from . import crdb_errors, wire
 
 
 class Refusal(Exception):
@@ -27,7 +27,6 @@ class Refusal(Exception):
         self.code, self.msg, self.hint, self.detail = code, msg, hint, detail
 
     def send(self, sock):
-        from . import wire
         sock.sendall(wire.error_response(self.code, self.msg, severity="FATAL", hint=self.hint, detail=self.detail))
 
 
