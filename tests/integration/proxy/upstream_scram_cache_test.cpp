@@ -7,6 +7,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "proxy/upstream.hpp"
 #include "support/pg_harness.hpp"
@@ -89,4 +90,54 @@ TEST_CASE("SCRAM keys are derived once per credential, every login is still a re
   REQUIRE_FALSE(s.failed);
   CHECK(vaultwire::detail::scram_keys_derived() - before == 3);
   CHECK(count_of(pg.log(), authenticated) == 21);
+}
+
+// With a scram executor, PBKDF2 runs there and not on the login's thread: the login
+// cannot finish until that executor runs; with the keys cached it needs it no more.
+TEST_CASE("SCRAM keys are derived on the scram executor", "[integration][upstream][scram]") {
+  vwtest::pg_server pg({.auth = "scram-sha-256", .ssl_only = true});
+  vaultwire::detail::tls_client_context_options o;
+  o.ca_file = pg.ca_file();
+  auto made = vaultwire::detail::make_client_tls_context(o);
+  REQUIRE(made);
+  upstream_target target;
+  target.host = "localhost";
+  target.port = static_cast<std::uint16_t>(pg.port());
+  target.tls = std::move(made).value();
+  const pgwire::secret_string password(pg.get("SCRAM_PASSWORD"));
+
+  // One login whose scram executor is `crypto`; how many handlers ran there. With
+  // `run_crypto`, this thread runs `crypto` until the login is over (a work guard
+  // keeps it waiting for the login's post); without, `crypto` is never run.
+  auto login_with = [&](bool run_crypto) {
+    net::io_context crypto;
+    auto work = net::make_work_guard(crypto);
+    upstream_login login;
+    login.user = pg.get("SCRAM_USER");
+    login.password = &password;
+    login.parameters = {{"database", "defaultdb"}};
+    login.scram_executor = crypto.get_executor();
+    net::io_context io;
+    std::optional<upstream_session> out;
+    net::co_spawn(io, vaultwire::detail::connect_upstream(target, std::move(login)),
+                  [&out, &work](std::exception_ptr e, upstream_session s) {
+                    work.reset();
+                    if (e) std::rethrow_exception(e);
+                    s.conn.reset();
+                    out.emplace(std::move(s));
+                  });
+    std::thread login_thread([&io] { io.run_for(std::chrono::seconds(30)); });
+    const std::size_t handlers = run_crypto ? crypto.run() : 0;
+    login_thread.join();
+    REQUIRE(out.has_value());
+    INFO((out->failed ? out->failed->message : std::string()));
+    CHECK_FALSE(out->failed);
+    return handlers;
+  };
+
+  const auto before = vaultwire::detail::scram_keys_derived();
+  CHECK(login_with(true) >= 1);
+  CHECK(vaultwire::detail::scram_keys_derived() - before == 1);
+  CHECK(login_with(false) == 0);  // cached keys: the login finishes without `crypto`
+  CHECK(vaultwire::detail::scram_keys_derived() - before == 1);
 }
