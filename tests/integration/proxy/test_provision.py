@@ -373,6 +373,58 @@ class ProvisionFlow(unittest.TestCase):
         proc = self.provision(*self.base_args())
         self.assertEqual({v[1] for v in steps(proc.stdout).values()}, {"unchanged"}, proc.stdout)
 
+    def test_7_non_superuser_vault_user_revokes(self):
+        """The postgresql dialect with a Vault connection user that is no superuser, only
+        what the printed one-time SQL gives it (CREATEROLE, membership in the owner role):
+        credentials are created, and revocation drops the user even when it owns an object
+        (REASSIGN OWNED needs the privileges of both roles; GRANT "{{name}}" TO CURRENT_USER
+        gives those of the dynamic user)."""
+        limited, password = "vault_limited", "limited-%s" % os.urandom(8).hex()
+        self.pg.admin_query("CREATE ROLE %s LOGIN PASSWORD %%s" % limited, (password,))
+        proc = self.provision("--dry-run", *self.base_args())
+        for line in ("#   ALTER ROLE %s CREATEROLE;" % limited, "#   GRANT app_owner TO %s;" % limited):
+            # The one-time SQL names the admin user of the run; run it for ours.
+            self.assertIn(line.replace(limited, self.pg.admin_user), proc.stdout)
+            self.pg.admin_query(line[4:].rstrip(";"))
+        self.assertFalse(self.pg.admin_query("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (limited,))[0][0])
+        pw_file = os.path.join(self.tmp, "limited.pw")
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        token_file = os.path.join(self.tmp, "limited-client.token")
+        args = self.base_args()
+        args = args[:args.index("--vaultwire-token-file")] + args[args.index("--vaultwire-token-file") + 2:]
+        for flag, value in (("--admin-user", limited), ("--admin-password-file", pw_file),
+                            ("--db-config", "limited-config"), ("--role", "limited-role"),
+                            ("--policy", "limited-client")):
+            args[args.index(flag) + 1] = value
+        proc = self.provision(*args, "--mount", "limited", "--create-token", "--client-token-file", token_file)
+        self.assertEqual(steps(proc.stdout)["config"][1], "created", proc.stdout)
+        with open(token_file) as f:
+            token = f.read().strip()
+        creds = self.vault.client(token=token).read("limited/creds/limited-role")["data"]
+        user = creds["username"]
+        self.assertTrue(self.pg.role_exists(user))
+        # The dynamic user creates a table of its own (SET ROLE NONE: its RESET ROLE goes back
+        # to the owner role, the ALTER ROLE default), so revocation has something to reassign.
+        conn = self.pg.connect(user, creds["password"])
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SET ROLE NONE")
+                cur.execute("CREATE TABLE owned_by_dynamic_user (x int)")
+        finally:
+            conn.close()
+        self.assertEqual(self.pg.admin_query("SELECT tableowner FROM pg_tables WHERE tablename = "
+                                             "'owned_by_dynamic_user'")[0][0], user)
+        lease = [lid for lid in self.vault.dev_lease_ids() if lid.startswith("limited/creds/limited-role/")]
+        self.assertEqual(len(lease), 1)
+        self.vault.client().sys.revoke_lease(lease[0])
+        wait_for(lambda: not self.pg.role_exists(user), timeout=30, what="the dynamic user dropped")
+        self.assertEqual(self.pg.admin_query("SELECT tableowner FROM pg_tables WHERE tablename = "
+                                             "'owned_by_dynamic_user'")[0][0], OWNER)
+        self.assertNotIn(password, proc.stdout + proc.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
