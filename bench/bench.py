@@ -218,6 +218,7 @@ port = {pg['PGH_PORT']}
 ca_file = "{pg['PGH_CA']}"
 roles = ["{ROLE}"]
 default_database = "defaultdb"
+{f'session_role = "{self.a.session_role}"' if self.a.session_role else ""}
 
 [log]
 level = "warn"
@@ -1001,6 +1002,8 @@ def main():
     ap.add_argument("--pg-harness", required=True)
     ap.add_argument("--build-kind", default="Release")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--session-role", default="",
+                    help="route.session_role of the vaultwire under test (SET ROLE after each login and reuse)")
     a = ap.parse_args()
     if not shutil.which("pgbouncer"):
         print("bench: pgbouncer is not installed (scripts/bootstrap.sh installs it)", file=sys.stderr)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# vaultwire against a direct connection and PgBouncer, side by side (issue 7).
+# vaultwire against a direct connection and PgBouncer, side by side.
 #
 #   bench/run.sh                 full run: Release build in build-release/, 3 repetitions,
 #                                writes bench/RESULTS.md and bench/*.png (several minutes)
 #   bench/run.sh --smoke         every scenario once for 2 s with small sizes; fails on
 #                                any error or zero transactions; no timing asserted
 #   bench/run.sh [--reps N] [--duration S] [--scenarios S1,S2,S3,S5,S4,S6]
-#                [--output DIR] [--keep]
+#                [--output DIR] [--keep] [--session-role ROLE]
 #
 # With VAULTWIRE_BIN, VAULT_DEV_BIN and PG_HARNESS set (as ctest's bench.smoke does),
 # those binaries are used and nothing is built or installed. The scenarios live in
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --output) output=$2; shift 2 ;;
     --smoke|--keep) args+=("$1"); shift ;;
-    --reps|--duration|--scenarios|--idle-connections|--cold-connections) args+=("$1" "$2"); shift 2 ;;
+    --reps|--duration|--scenarios|--idle-connections|--cold-connections|--session-role) args+=("$1" "$2"); shift 2 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
