@@ -132,7 +132,8 @@ struct vault_token_info {
   std::vector<std::string> policies;
   std::string display_name;
   std::string entity_id;  // "" for a token with no identity entity
-  bool renewable = false;
+  bool renewable = false;  // lookup-self: false when Vault says nothing (a token without a lease)
+  bool orphan = false;     // lookup-self only: the token has no parent
   std::vector<std::string> warnings;
 };
 

@@ -80,6 +80,14 @@ bool bool_member(const wiped_json& obj, const char* key) {
   return v.get<bool>();
 }
 
+// An absent or null key is `absent`.
+bool optional_bool_member(const wiped_json& obj, const char* key, bool absent) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return absent;
+  if (!it->is_boolean()) throw shape_error(std::string("\"") + key + "\" is not a boolean");
+  return it->get<bool>();
+}
+
 // An absent or null key is an empty list.
 std::vector<std::string> strings_member(const wiped_json& obj, const char* key) {
   std::vector<std::string> out;
@@ -340,7 +348,12 @@ vault_result<vault_token_info> parse_lookup_self(std::string_view body, std::str
     t.policies = strings_member(data, "policies");
     t.display_name = string_member(data, "display_name", false);
     t.entity_id = string_member(data, "entity_id", false);
-    t.renewable = bool_member(data, "renewable");
+    // A token without a lease (a root token from `vault operator init` or generate-root)
+    // has no "renewable" in its lookup: token_store.go handleLookup sets it, with
+    // issue_time, only from the token's lease times.
+    t.renewable = optional_bool_member(data, "renewable", false);
+    // handleLookup sends "orphan": true only for a token without a parent.
+    t.orphan = optional_bool_member(data, "orphan", false);
     t.warnings = strings_member(j, "warnings");
     return t;
   });

@@ -138,6 +138,24 @@ TEST_CASE("lease renewal, lookup-self and renew-self answers are parsed", "[vaul
   CHECK(self.value().ttl == std::chrono::seconds(7200));
   CHECK(self.value().renewable);
 
+  CHECK_FALSE(look.value().orphan);
+
+  // A root token without a lease (vault operator init, generate-root): token_store.go
+  // handleLookup leaves out "renewable" and "issue_time" when the token has no lease times.
+  auto root = vd::parse_lookup_self(
+      R"({"request_id":"x","lease_id":"","renewable":false,"lease_duration":0,"data":{"accessor":"Xo1",)"
+      R"("creation_time":1653512968,"creation_ttl":0,"display_name":"root","entity_id":"","expire_time":null,)"
+      R"("explicit_max_ttl":0,"id":"hvs.SECRETROOT","meta":null,"num_uses":0,"orphan":true,"path":"auth/token/root",)"
+      R"("policies":["root"],"ttl":0,"type":"service"},"wrap_info":null,"warnings":null,"auth":null})",
+      addr, "GET auth/token/lookup-self");
+  REQUIRE(root);
+  CHECK(root.value().ttl == std::chrono::seconds(0));
+  CHECK_FALSE(root.value().renewable);
+  CHECK(root.value().orphan);
+  CHECK(root.value().policies == std::vector<std::string>{"root"});
+  CHECK_FALSE(vd::parse_lookup_self(R"({"data":{"accessor":"a","ttl":0,"renewable":"yes"}})", addr,
+                                    "GET auth/token/lookup-self"));
+
   CHECK_FALSE(vd::parse_lookup_self(R"({"data":null})", addr, "GET auth/token/lookup-self"));
   CHECK_FALSE(vd::parse_renew_self(R"({"auth":null})", addr, "POST auth/token/renew-self"));
   CHECK_FALSE(vd::parse_lease_renewal(R"({"lease_id":"l"})", addr, "PUT sys/leases/renew"));

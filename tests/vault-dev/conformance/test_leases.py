@@ -252,6 +252,26 @@ class LeaseTest(VaultDevTestCase):
         expire = parse_rfc3339(data["expire_time"]).timestamp()
         self.assertTrue(abs(expire - time.time() - 3600) < 5)
 
+    def test_root_tokens_with_and_without_a_lease(self):
+        # The dev root token is made through auth/token/create (vault server -dev): it has
+        # a lease entry, so its lookup says renewable false and has an issue_time.
+        data = self.root.auth.token.lookup_self()["data"]
+        self.assertIs(data["renewable"], False)
+        self.assertIn("issue_time", data)
+        self.assertEqual(data["ttl"], 0)
+        # A root token as operator init / generate-root make it has no lease: handleLookup
+        # (token_store.go) sends no renewable or issue_time, and renewing it answers
+        # expiration.go RenewToken's "invalid lease ID".
+        minted = self.vault.dev("POST", "root-token")
+        bare = self.client(token=minted["token"])
+        data = bare.auth.token.lookup_self()["data"]
+        self.assertNotIn("renewable", data)
+        self.assertNotIn("issue_time", data)
+        self.assertEqual((data["ttl"], data["expire_time"], data["policies"], data["orphan"]),
+                         (0, None, ["root"], True))
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease ID"], bare.auth.token.renew_self)
+        self.assertEqual(bare.read("database/roles/tiny-role")["data"]["db_name"], "crdb-config")
+
     def test_lease_expires_by_itself(self):
         resp, t0, t1 = self.creds("tiny-role")
         self.assertEqual(resp["lease_duration"], 2)

@@ -194,6 +194,9 @@ struct Token {
   std::int64_t creation_ttl = 0, explicit_max_ttl = 0, period = 0;
   bool renewable = false;
   bool orphan = false;
+  // No lease entry at all, like the root token of `vault operator init` or
+  // generate-root (the dev root token is made through auth/token/create and has one).
+  bool leaseless = false;
   int num_uses = 0;
   json meta = nullptr;
 };
@@ -749,13 +752,15 @@ struct Vault::Impl {
     d["expire_time"] = time_or_null(t.expire);
     d["explicit_max_ttl"] = t.explicit_max_ttl;
     d["id"] = with_id ? t.id : "";
-    d["issue_time"] = rfc3339nano(t.issue_time);
+    // token_store.go handleLookup: "renewable", "issue_time" and the last renewal come
+    // from the token's lease times; a token without a lease has none of them.
+    if (!t.leaseless) d["issue_time"] = rfc3339nano(t.issue_time);
     d["meta"] = t.meta;
     d["num_uses"] = t.num_uses;
     d["orphan"] = t.orphan;
     d["path"] = t.path;
     d["policies"] = str_array(t.policies);
-    d["renewable"] = t.renewable && t.expire != TimePoint{};
+    if (!t.leaseless) d["renewable"] = t.renewable && t.expire != TimePoint{};
     d["ttl"] = t.expire == TimePoint{} ? 0 : std::max<std::int64_t>(0, unix_seconds(t.expire) - unix_seconds(now));
     d["type"] = "service";
     if (t.period) d["period"] = t.period;
@@ -1728,6 +1733,8 @@ struct Vault::Impl {
 
   // Locked by the caller.
   Response token_renew(Ctx& c, Token& t) {
+    // expiration.go RenewToken: no lease entry for the token.
+    if (t.leaseless) fail(400, "invalid lease ID");
     if (t.expire == TimePoint{} || !t.renewable) fail(400, "lease is not renewable");
     std::int64_t increment = parse_duration_seconds(field(c.body, "increment"), "increment");
     std::vector<std::string> warnings;
@@ -2182,6 +2189,23 @@ struct Vault::Impl {
         a.push_back(j);
       }
       return {200, a.dump(-1, ' ', false, json::error_handler_t::replace)};
+    }
+    if (p == "root-token" && m == "POST") {
+      // A root token as `vault operator init` or generate-root makes it: no lease.
+      std::lock_guard lk(mu);
+      Token t;
+      t.id = "hvs." + random_base62(24);
+      t.accessor = random_base62(24);
+      t.policies = {"root"};
+      t.display_name = "root";
+      t.path = "auth/token/root";
+      t.issue_time = Clock::now();
+      t.orphan = true;
+      t.leaseless = true;
+      accessors[t.accessor] = t.id;
+      issued_tokens.push_back(t.id);
+      tokens[t.id] = t;
+      return {200, json::object({{"token", t.id}, {"accessor", t.accessor}}).dump()};
     }
     if (p == "secrets" && m == "GET") {
       std::lock_guard lk(mu);
