@@ -201,10 +201,11 @@ class provisioner {
     return true;
   }
 
-  // POST auth/token/create; the token into `token`, a description (accessor, TTL,
-  // policies) as the result.
+  // POST auth/token/create-orphan (a child of the administrator's token would die
+  // with it, and its leases with it); the token into `token`, a description
+  // (accessor, TTL, policies) as the result.
   std::optional<std::string> mint(std::string_view step, const json& body, pgwire::secret_string& token) {
-    auto r = vault_.request_blocking("POST", "auth/token/create", body.dump(), token_);
+    auto r = vault_.request_blocking("POST", token_create_path, body.dump(), token_);
     if (!r) {
       fail(step, describe(r.error()));
       return std::nullopt;
@@ -213,7 +214,7 @@ class provisioner {
     wipe(r.value().body);
     if (j.is_discarded() || !j.contains("auth") || !j["auth"].is_object() || !j["auth"].contains("client_token") ||
         !j["auth"]["client_token"].is_string()) {
-      fail(step, "POST auth/token/create: Vault's answer has no auth.client_token");
+      fail(step, "POST " + std::string(token_create_path) + ": Vault's answer has no auth.client_token");
       return std::nullopt;
     }
     auto& secret = j["auth"]["client_token"].get_ref<std::string&>();
@@ -230,19 +231,23 @@ class provisioner {
 
   bool vaultwire_token() {
     const std::string& path = o_.vaultwire_token_file;
-    // A token already in the file that Vault still accepts, with the policy, is kept.
+    // A token already in the file that Vault still accepts, with the policy, is kept,
+    // unless it has a parent (it would die with it).
+    std::string replaced;
     if (std::filesystem::exists(path)) {
       pgwire::secret_string existing;
       if (read_secret(path, existing).empty()) {
         auto info = vault_.lookup_self_blocking(existing);
         if (info) {
           const auto& p = info.value().policies;
-          if (std::find(p.begin(), p.end(), o_.vaultwire_policy) != p.end()) {
+          const bool has_policy = std::find(p.begin(), p.end(), o_.vaultwire_policy) != p.end();
+          if (has_policy && info.value().orphan) {
             report("vaultwire-token", path,
                    "unchanged (accessor " + info.value().accessor + ", ttl " +
                        std::to_string(info.value().ttl.count()) + "s)");
             return true;
           }
+          if (has_policy) replaced = "; replaces accessor " + info.value().accessor + ", which was not an orphan";
         }
       }
     }
@@ -251,7 +256,7 @@ class provisioner {
                            token);
     if (!info) return false;
     if (const auto e = write_secret_file(path, token); !e.empty()) return fail("vaultwire-token", e);
-    report("vaultwire-token", path, "created (" + *info + ")");
+    report("vaultwire-token", path, "created (" + *info + replaced + ")");
     return true;
   }
 

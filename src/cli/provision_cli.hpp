@@ -68,6 +68,8 @@ inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
   cmd->add_flag("--dry-run", o.dry_run, "print the requests a first run would send; send nothing");
   cmd->footer(
       "Vault: VAULT_ADDR, VAULT_TOKEN (else ~/.vault-token), VAULT_NAMESPACE, VAULT_CACERT.\n"
+      "Tokens are minted with auth/token/create-orphan, so they outlive the administrator's\n"
+      "token: its policy needs \"update\" on that path (no root or sudo needed).\n"
       "Each object is read first and written only when it differs; a second run reports\n"
       "\"unchanged\" for every step and writes nothing, unless a token is asked for.\n"
       "Secrets never reach argv, the report or errors: the admin password comes from a file or\n"

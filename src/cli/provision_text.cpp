@@ -285,12 +285,12 @@ std::string dry_run_text(const provision_options& o) {
     req("GET", policy_path(o.vaultwire_policy), "");
     req("PUT", policy_path(o.vaultwire_policy), json{{"policy", vaultwire_policy_hcl(o)}}.dump());
     req("GET", "auth/token/lookup-self", "(with the token in " + o.vaultwire_token_file + ", if any)");
-    req("POST", "auth/token/create",
+    req("POST", std::string(token_create_path),
         token_body(o.vaultwire_policy, o.vaultwire_token_ttl, "vaultwire").dump() + " -> written to " +
             o.vaultwire_token_file + " (0600)");
   }
   if (o.create_token) {
-    req("POST", "auth/token/create",
+    req("POST", std::string(token_create_path),
         token_body(o.policy, o.token_ttl, nullptr).dump() + " -> " +
             (o.client_token_file == "-" ? std::string("stdout") : o.client_token_file + " (0600)"));
   }

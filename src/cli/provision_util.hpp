@@ -18,6 +18,11 @@ namespace vaultwire::provision_util {
 using json = nlohmann::json;
 
 inline const std::string plugin_name = "postgresql-database-plugin";
+// Tokens are minted as orphans: children of the administrator's token would be revoked
+// with it, and their leases with them (vault/token_store.go revokes a token's whole
+// tree). This path needs no root or sudo, only `update` on it
+// (website/content/api-docs/auth/token.mdx).
+inline constexpr std::string_view token_create_path = "auth/token/create-orphan";
 
 std::string env_or_empty(const char* name);
 void wipe(std::string& s) noexcept;

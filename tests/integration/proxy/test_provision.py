@@ -10,7 +10,9 @@ The tests of ProvisionFlow run in order on one vault-dev and one PostgreSQL:
    owner role;
 3. a second run with the same flags reports "unchanged" for every step, sends only reads and
    leaves every Vault object as it was (the vaultwire token file is kept);
-4. errors name the step and carry Vault's text, never the password or a token.
+4. errors name the step and carry Vault's text, never the password or a token;
+then a non-superuser Vault user on PostgreSQL, and tokens minted as orphans that outlive
+the administrator's token.
 
 Environment: VAULTWIRE_BIN, VAULT_DEV_BIN, PG_HARNESS. Run with /usr/bin/python3.
 """
@@ -20,6 +22,8 @@ import shutil
 import stat
 import subprocess
 import unittest
+
+import psycopg2
 
 from proxy_fixture import (CREDENTIALS_DEFAULTS, PSQL, PgHarness, VaultDev, Vaultwire, free_port, shared_tempdir,
                            scan_for_secrets, toml_table, wait_for)
@@ -132,7 +136,7 @@ class ProvisionFlow(unittest.TestCase):
                      "POST %s/v1/database/config/crdb-config " % self.vault.addr,
                      "POST %s/v1/database/roles/crdb-role " % self.vault.addr,
                      "PUT %s/v1/sys/policies/acl/roach-client " % self.vault.addr,
-                     "POST %s/v1/auth/token/create " % self.vault.addr):
+                     "POST %s/v1/auth/token/create-orphan " % self.vault.addr):
             self.assertIn(line, proc.stdout)
         self.assertIn("<redacted: read from %s" % self.password_file, proc.stdout)
         self.assertNotIn(self.pg.admin_password, proc.stdout + proc.stderr)
@@ -424,6 +428,61 @@ class ProvisionFlow(unittest.TestCase):
         self.assertEqual(self.pg.admin_query("SELECT tableowner FROM pg_tables WHERE tablename = "
                                              "'owned_by_dynamic_user'")[0][0], OWNER)
         self.assertNotIn(password, proc.stdout + proc.stderr)
+
+    def test_8_tokens_outlive_the_administrators_token(self):
+        """Tokens are minted as orphans: revoking the administrator's token (a child of
+        root here) leaves the client token, vaultwire's token and a live session working. A
+        token file holding a token that is not an orphan is replaced."""
+        admin = self.vault.client().auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
+        token_file = os.path.join(self.tmp, "orphan-client.token")
+        vw_file = os.path.join(self.tmp, "orphan-vaultwire.token")
+        child = self.vault.client(token=admin).auth.token.create(policies=["orphans-vaultwire"],
+                                                                ttl="1h")["auth"]["client_token"]
+        fd = os.open(vw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(child + "\n")
+        args = self.base_args()
+        port = free_port()
+        for flag, value in (("--vaultwire-token-file", vw_file), ("--listen", "127.0.0.1:%d" % port),
+                            ("--db-config", "orphans-config"), ("--role", "orphans-role"),
+                            ("--policy", "orphans-client")):
+            args[args.index(flag) + 1] = value
+        proc = self.provision(*args, "--mount", "orphans", "--vaultwire-policy", "orphans-vaultwire",
+                              "--create-token", "--client-token-file", token_file, token=admin)
+        report = steps(proc.stdout)
+        self.assertEqual(report["vaultwire-token"][1], "created", proc.stdout)
+        self.assertIn("which was not an orphan", report["vaultwire-token"][2])
+        with open(token_file) as f:
+            client_token = f.read().strip()
+        with open(vw_file) as f:
+            vw_token = f.read().strip()
+        self.assertNotEqual(vw_token, child)
+        for t in (client_token, vw_token):
+            self.assertIs(self.vault.client(token=t).auth.token.lookup_self()["data"]["orphan"], True)
+
+        config_text = (TOML_RE.search(proc.stdout).group(1) + "\n" + toml_table("credentials", CREDENTIALS_DEFAULTS)
+                       + "\n" + toml_table("pool", {"reuse": False}) + "\n[log]\nlevel = \"debug\"\n")
+        proxy = Vaultwire(self.tmp, config_text, name="vaultwire-orphans")
+        proxy.start()
+        try:
+            url = PSQL_URL_RE.findall(proc.stdout)[0].replace("$VAULT_CLIENT_TOKEN", client_token)
+            conn = psycopg2.connect(url, connect_timeout=20)
+            conn.autocommit = True
+            self.vault.client().auth.token.revoke(admin)
+            with self.assertRaises(Exception):
+                self.vault.client(token=admin).auth.token.lookup_self()
+            lookups = self.counters()["paths"].get("auth/token/lookup-self", 0)
+            wait_for(lambda: self.counters()["paths"].get("auth/token/lookup-self", 0) >= lookups + 2, timeout=30,
+                     what="the session's token rechecked after the revocation")
+            with conn.cursor() as cur:
+                cur.execute("select current_user")
+                self.assertEqual(cur.fetchone()[0], OWNER)
+            conn.close()
+            self.assertEqual(self.psql_url(url, "select 1"), "1")
+            for t in (client_token, vw_token):
+                self.assertIs(self.vault.client(token=t).auth.token.lookup_self()["data"]["orphan"], True)
+        finally:
+            self.assertEqual(proxy.stop(), 0)
 
 
 if __name__ == "__main__":
