@@ -177,6 +177,9 @@ struct admin_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 9187;
   bool enabled = true;  // bind = "" turns it off
+  // /readyz asks Vault's sys/health before it answers and waits at most this long, then
+  // answers 503 naming it (Kubernetes gives a probe 1 s by default).
+  std::chrono::milliseconds readiness_timeout{1000};
 };
 
 // [audit]: JSON lines, one per session start / end and credential event.

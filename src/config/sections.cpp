@@ -425,7 +425,7 @@ void read_runtime(loader& l, section& top, const config_overrides& o, runtime_co
 }
 
 void read_admin(loader& l, section& top, admin_config& a) {
-  section sec{l, top.get_table("admin"), "admin", {"bind"}};
+  section sec{l, top.get_table("admin"), "admin", {"bind", "readiness_timeout"}};
   if (auto b = sec.get_string("bind")) {
     if (b->empty()) {
       a.enabled = false;
@@ -439,6 +439,7 @@ void read_admin(loader& l, section& top, admin_config& a) {
       l.error(sec.key("bind"), in_quotes(*b) + " is not an IP address and port (e.g. 127.0.0.1:9187), or \"\" for none");
     }
   }
+  if (auto t = sec.get_duration("readiness_timeout")) a.readiness_timeout = **t;
   sec.finish();
 }
 

@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -74,40 +75,42 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   bool stopped = false;
   std::set<beast::tcp_stream*> connections;
 
-  // Written by the Vault client's pool thread.
-  std::mutex health_mutex;
+  // On the strand only: the last sys/health answer, how many there were, whether a
+  // request is out, and the probes waiting for it.
   vault_health health;
-  std::atomic<bool> health_in_flight{false};
-  std::chrono::steady_clock::time_point health_asked{};  // guarded by health_mutex
+  std::uint64_t health_answers = 0;
+  bool health_in_flight = false;
+  std::set<net::steady_timer*> health_waiters;
 
-  // Asks Vault's sys/health in the background (one request at a time); the answer
-  // replaces `health`.
+  // Asks Vault's sys/health unless a request is already out (probes share it). The
+  // answer comes back on the Vault client's thread and is handed to the strand.
   void check_health() {
-    if (!state->vault || health_in_flight.exchange(true)) return;
-    {
-      std::lock_guard lock(health_mutex);
-      health_asked = std::chrono::steady_clock::now();
-    }
+    if (!state->vault || health_in_flight) return;
+    health_in_flight = true;
     std::weak_ptr<impl> weak = weak_from_this();
     const std::string address = state->vault->options().address;
     state->vault->request("GET", "sys/health?standbyok=true&perfstandbyok=true", "", pgwire::secret_string(),
                           [weak, address](vault_result<vault_response> r) {
-                            auto self = weak.lock();
-                            if (!self) return;
-                            vault_health h = health_from(r, address);
-                            {
-                              std::lock_guard lock(self->health_mutex);
-                              if (self->health.ok != h.ok || self->health.reason != h.reason) {
-                                if (h.ok) {
-                                  spdlog::info("admin: Vault is ready");
-                                } else {
-                                  spdlog::warn("admin: not ready: {}", h.reason);
-                                }
-                              }
-                              self->health = std::move(h);
-                            }
-                            self->health_in_flight = false;
+                            if (auto self = weak.lock()) self->post_health(health_from(r, address));
                           });
+  }
+
+  void post_health(vault_health h) {
+    net::post(strand, [self = shared_from_this(), h = std::move(h)]() mutable { self->on_health(std::move(h)); });
+  }
+
+  void on_health(vault_health h) {
+    if (health.ok != h.ok || health.reason != h.reason) {
+      if (h.ok) {
+        spdlog::info("admin: Vault is ready");
+      } else {
+        spdlog::warn("admin: not ready: {}", h.reason);
+      }
+    }
+    health = std::move(h);
+    ++health_answers;
+    health_in_flight = false;
+    for (auto* w : health_waiters) w->cancel();
   }
 
   void stop_on_strand() {
@@ -121,23 +124,34 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     spdlog::debug("admin: stopped");
   }
 
-  // 200 "ready", or 503 with the first reason it is not. Vault's part is the last
-  // sys/health answer; when it is older than health_interval a new check starts in the
-  // background (so Vault sees at most one request per interval, and none while nobody
-  // probes), and the broker's circuit breaker counts at once.
-  std::pair<http::status, std::string> readiness() {
+  // Vault's present state for /readyz: an answer to a sys/health request sent for this
+  // probe (or one already out when it came), waited for at most readiness_timeout.
+  // False when none came in time.
+  net::awaitable<bool> refresh_health() {
+    const std::uint64_t seen = health_answers;
+    check_health();
+    if (health_answers == seen && state->vault) {
+      net::steady_timer wait(strand, state->cfg->admin.readiness_timeout);
+      health_waiters.insert(&wait);
+      boost::system::error_code ec;
+      co_await wait.async_wait(net::redirect_error(net::use_awaitable, ec));
+      health_waiters.erase(&wait);
+    }
+    co_return health_answers > seen;
+  }
+
+  // 200 "ready", or 503 with the first reason it is not: draining, listeners not up,
+  // Vault's sys/health (asked for this probe; `answered` false when it did not answer
+  // within readiness_timeout), the broker's circuit breaker.
+  std::pair<http::status, std::string> readiness(bool answered) {
     if (state->stopping.load()) return {http::status::service_unavailable, "draining: vaultwire is shutting down"};
     if (!listeners_up.load()) return {http::status::service_unavailable, "listeners are not up yet"};
-    vault_health h;
-    bool stale = false;
-    {
-      std::lock_guard lock(health_mutex);
-      h = health;
-      stale = std::chrono::steady_clock::now() - health_asked >= admin_server::health_interval;
+    if (!answered) {
+      return {http::status::service_unavailable,
+              "Vault at " + state->vault->options().address + " did not answer sys/health within " +
+                  duration_text(state->cfg->admin.readiness_timeout) + " (admin.readiness_timeout)"};
     }
-    if (stale) check_health();
-    if (!h.known) return {http::status::service_unavailable, "Vault health not checked yet"};
-    if (!h.ok) return {http::status::service_unavailable, h.reason};
+    if (!health.ok) return {http::status::service_unavailable, health.reason};
     if (state->broker && state->broker->stats().breaker_open) {
       return {http::status::service_unavailable, "Vault at " + state->vault->options().address +
                                                      " is unreachable (circuit breaker open)"};
@@ -171,7 +185,8 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
 
-  http::response<http::string_body> handle(const http::request<http::empty_body>& req) {
+  // `answered`: for /readyz, whether Vault's sys/health answered (refresh_health).
+  http::response<http::string_body> handle(const http::request<http::empty_body>& req, bool answered) {
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     std::string_view target(req.target().data(), req.target().size());
@@ -195,7 +210,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
       } else if (target == "/healthz") {
         res.body() = "ok\n";
       } else if (target == "/readyz") {
-        auto [status, text] = readiness();
+        auto [status, text] = readiness(answered);
         res.result(status);
         res.body() = text + "\n";
       } else {
@@ -254,7 +269,12 @@ net::awaitable<void> serve(impl_ptr self, tcp::socket socket) {
     res.body() = "bad request: " + ec.message() + "\n";
     spdlog::debug("admin: bad request: {}", ec.message());
   } else {
-    res = self->handle(parser.get());
+    bool answered = false;
+    if (parser.get().target().starts_with("/readyz") && parser.get().method() == http::verb::get) {
+      answered = co_await self->refresh_health();
+      if (self->stopped) co_return;
+    }
+    res = self->handle(parser.get(), answered);
     spdlog::debug("admin: {} {} -> {}", std::string_view(parser.get().method_string().data(),
                                                          parser.get().method_string().size()),
                   std::string_view(parser.get().target().data(), parser.get().target().size()),
@@ -357,7 +377,6 @@ bool admin_server::start() {
   const std::string host = address.is_v6() ? "[" + cfg.host + "]" : cfg.host;
   impl_->url = "http://" + host + ":" + std::to_string(ec ? cfg.port : bound.port());
   spdlog::info("admin: serving /metrics, /healthz, /readyz, /leases on {}", impl_->url);
-  impl_->check_health();  // the first answer for /readyz
   net::co_spawn(impl_->strand, accept_loop(impl_), log_exception);
   net::co_spawn(impl_->strand, ticker(impl_), log_exception);
   return true;

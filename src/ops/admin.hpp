@@ -5,10 +5,10 @@
 //   GET /healthz  200 "ok" while the process runs its event loop
 //   GET /readyz   200 "ready", or 503 with the reason: listeners not up yet, vaultwire
 //                 draining (SIGTERM / SIGINT), Vault unreachable, sealed or not
-//                 initialised (the last sys/health answer: checked at start, then in
-//                 the background when a probe finds the answer older than
-//                 health_interval, so a probe never waits for Vault and Vault sees no
-//                 request while nobody probes), or the broker's circuit breaker open
+//                 initialised (each probe asks sys/health and waits for the answer at
+//                 most admin.readiness_timeout, then 503 naming the timeout; probes that
+//                 come while a request is out share it), or the broker's circuit
+//                 breaker open
 //   GET /leases   JSON: the leases the broker holds (lease id, role, mount, TTL left,
 //                 sessions, token accessor); no secrets
 // Anything else: 404; another method on a known path: 405. HTTP/1.1, one request per
@@ -45,8 +45,6 @@ struct proxy_state;
 
 class admin_server {
  public:
-  static constexpr std::chrono::seconds health_interval{2};
-
   admin_server(boost::asio::io_context& io, std::shared_ptr<proxy_state> state);
   ~admin_server();
   admin_server(const admin_server&) = delete;

@@ -16,7 +16,9 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
+import time
 import unittest
 
 from proxy_fixture import (TERMINATE, ClosedError, LoginRefused, ProxyTestCase, Raw, backend_key, cancel_request,
@@ -290,6 +292,7 @@ class AdminTest(ProxyTestCase):
         for label in ("commit", "openssl", "libcurl", "boost"):
             self.assertTrue(builds[0][0].get(label), label)
         # The sys/health checks behind /readyz are Vault requests too.
+        self.get("/readyz")
         wait_for(lambda: self.scrape().get("vaultwire_vault_requests_total", endpoint="health", code="200") >= 1,
                  what="a counted sys/health request")
 
@@ -447,6 +450,50 @@ class AdminTest(ProxyTestCase):
             self.vault.dev("POST", "unseal")
         wait_for(lambda: self.get("/readyz")[0] == 200, what="/readyz 200 after unseal")
         self.assertGreaterEqual(self.scrape().get("vaultwire_vault_requests_total", endpoint="health", code="503"), 1)
+
+    def test_readyz_tells_the_present(self):
+        """Each probe asks Vault before answering: the first probe after a seal says so,
+        the first after the unseal is ready again, a Vault slower than
+        admin.readiness_timeout (1 s) gets 503 naming it, and probes that come while a
+        sys/health request is out share it."""
+        wait_for(lambda: self.get("/readyz")[0] == 200, what="/readyz 200")
+        self.assertEqual(self.get("/readyz")[0], 200)
+        sealed_at = time.monotonic()
+        self.vault.dev("POST", "seal")
+        try:
+            status, _, body = self.get("/readyz")
+            print("\n/readyz %d %.3f s after the seal" % (status, time.monotonic() - sealed_at), file=sys.stderr)
+            self.assertEqual((status, body), (503, "Vault at %s is sealed\n" % self.vault.addr))
+        finally:
+            self.vault.dev("POST", "unseal")
+        unsealed_at = time.monotonic()
+        status, _, body = self.get("/readyz")
+        print("/readyz %d %.3f s after the unseal" % (status, time.monotonic() - unsealed_at), file=sys.stderr)
+        self.assertEqual((status, body), (200, "ready\n"))
+
+        self.vault.dev("POST", "fail", {"path": "sys/health", "count": 1, "mode": "delay", "delay_ms": 3000})
+        try:
+            status, _, body = self.get("/readyz")
+            self.assertEqual((status, body), (503, "Vault at %s did not answer sys/health within 1s "
+                                                   "(admin.readiness_timeout)\n" % self.vault.addr))
+        finally:
+            self.vault.dev("DELETE", "fail")
+        # Let the delayed request finish, so the next probes start from no request out.
+        wait_for(lambda: self.get("/readyz")[0] == 200, what="/readyz 200 after the slow answer")
+
+        self.vault.dev("POST", "fail", {"path": "sys/health", "count": 1, "mode": "delay", "delay_ms": 500})
+        before = self.vault.dev("GET", "counters")["paths"].get("sys/health", 0)
+        results = []
+        probes = [threading.Thread(target=lambda: results.append(self.get("/readyz")[0])) for _ in range(5)]
+        for t in probes:
+            t.start()
+        for t in probes:
+            t.join(30)
+        self.vault.dev("DELETE", "fail")
+        self.assertEqual(results, [200] * 5)
+        asked = self.vault.dev("GET", "counters")["paths"].get("sys/health", 0) - before
+        print("5 concurrent probes sent %d sys/health request(s)" % asked, file=sys.stderr)
+        self.assertLess(asked, 5)
 
     def test_readyz_draining(self):
         """A second vaultwire: SIGTERM while a login waits for Vault; /readyz answers 503

@@ -798,17 +798,20 @@ TEST_CASE("config: [admin], [audit], proxy_protocol and shutdown_grace", "[confi
   const auto defaults = ok(cfg());
   CHECK(defaults.admin.enabled);
   CHECK(defaults.admin.bind == "127.0.0.1:9187");
+  CHECK(defaults.admin.readiness_timeout == std::chrono::seconds(1));
   CHECK_FALSE(defaults.audit.file);
   CHECK_FALSE(defaults.listeners.at(0).proxy_protocol);
   CHECK(defaults.runtime.shutdown_grace == std::chrono::seconds(30));
 
   temp_dir d;
   const auto c = ok(cfg("", "proxy_protocol = true\n", "",
-                        "[admin]\nbind = \"[::1]:9999\"\n[audit]\nfile = \"audit.jsonl\"\n"
+                        "[admin]\nbind = \"[::1]:9999\"\nreadiness_timeout = \"250ms\"\n"
+                        "[audit]\nfile = \"audit.jsonl\"\n"
                         "[runtime]\nshutdown_grace = \"2s\"\n"),
                     {}, no_env, d.path);
   CHECK(c.admin.bind == "[::1]:9999");
   CHECK(c.admin.port == 9999);
+  CHECK(c.admin.readiness_timeout == std::chrono::milliseconds(250));
   CHECK(c.audit.file == fs::absolute(d.path / "audit.jsonl"));
   CHECK(c.listeners.at(0).proxy_protocol);
   CHECK(c.runtime.shutdown_grace == std::chrono::seconds(2));
