@@ -17,71 +17,24 @@ connection goes through it too, with the cockroachdb dialect's creation statemen
 """
 import os
 import re
-import select
-import subprocess
 import sys
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import LoginRefused, ProxyTestCase, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support", "crdb-upstream"))
+from proxy_fixture import ProxyTestCase, wait_for  # noqa: E402
+from standin import StandIn  # noqa: E402
 
 import psycopg2  # noqa: E402
 import psycopg2.errors  # noqa: E402
 
-STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support", "crdb-upstream",
-                        "crdb-upstream")
 CLUSTER = "vaultwire-test-10"
 ITERATIONS = 200000
 CRDB_CREATION = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; "
                  "GRANT app_owner TO \"{{name}}\";")
 CRDB_REVOCATION = ("REASSIGN OWNED BY \"{{name}}\" TO app_owner; DROP OWNED BY \"{{name}}\"; "
                    "DROP ROLE IF EXISTS \"{{name}}\";")
-
-
-class StandIn:
-    """A crdb-upstream process; ready once it printed its listening line."""
-
-    LISTENING_RE = re.compile(r"^crdb-upstream listening on 127\.0\.0\.1:(\d+)$")
-
-    def __init__(self, workdir, env_file, *flags):
-        self.cmd = ["/usr/bin/python3", STAND_IN, "--harness-env", env_file, "--listen", "127.0.0.1:0"] + list(flags)
-        self.log_path = os.path.join(workdir, "crdb-upstream.log")
-        self.proc = None
-        self.port = None
-
-    def start(self, timeout=30.0):
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        m = self.LISTENING_RE.match(self.proc.stdout.readline().strip() if ready else "")
-        if not m:
-            self.stop()
-            raise AssertionError("crdb-upstream did not start:\n" + self.output())
-        self.port = int(m.group(1))
-        return self
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.proc.stdout.close()
-            self.log.close()
-            self.proc = None
-
-    def output(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def logins(self, user):
-        """(database, options, cluster) of each accepted login of `user`, as relayed."""
-        return re.findall(r"crdb-upstream: login user=%s database=(\S*) options=(.*) cluster=(\S+)$" % re.escape(user),
-                          self.output(), re.M)
 
 
 class CrdbUpstreamTest(ProxyTestCase):
@@ -91,7 +44,7 @@ class CrdbUpstreamTest(ProxyTestCase):
 
     @classmethod
     def setup_vault(cls):
-        cls.crdb = StandIn(cls.tmp, os.path.join(cls.pg.dir, "env"), "--scram-iterations", str(ITERATIONS),
+        cls.crdb = StandIn(os.path.join(cls.pg.dir, "env"), cls.tmp, "--scram-iterations", str(ITERATIONS),
                            "--cluster", CLUSTER, "--check-cancel-source").start()
         url = ("postgresql://{{username}}:{{password}}@localhost:%d/defaultdb?sslmode=verify-full&sslrootcert=%s"
                "&options=--cluster%%3D%s" % (cls.crdb.port, cls.pg.ca, CLUSTER))

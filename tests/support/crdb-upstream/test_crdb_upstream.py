@@ -34,10 +34,12 @@ os.environ.setdefault("PG_HARNESS", os.path.join(TESTS, "support", "pg-harness")
 sys.path.insert(0, os.path.join(TESTS, "vault-dev", "conformance"))
 from vaultdev_fixture import PgHarness, wait_for  # noqa: E402
 
+sys.path.insert(0, HERE)
+import standin  # noqa: E402
+
 import psycopg2  # noqa: E402
 import psycopg2.errors  # noqa: E402
 
-STAND_IN = os.path.join(HERE, "crdb-upstream")
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 CLUSTER = "vaultwire-test-10"
 
@@ -89,51 +91,18 @@ def new_role_name(prefix):
     return "%s_%s" % (prefix, secrets.token_hex(4))
 
 
-class StandIn:
-    """A crdb-upstream process; ready once it printed its listening line."""
-
-    LISTENING_RE = re.compile(r"^crdb-upstream listening on 127\.0\.0\.1:(\d+)$")
+class StandIn(standin.StandIn):
+    """A crdb-upstream process in a private directory, over the module's harness."""
 
     def __init__(self, *flags):
-        self.flags = list(flags)
         self.dir = tempfile.mkdtemp(prefix="crdb-upstream-test-")
-        self.log_path = os.path.join(self.dir, "stderr.log")
-        self.proc = None
-        self.port = None
-
-    def start(self, timeout=20.0):
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", STAND_IN, "--harness-env", os.path.join(HARNESS.dir, "env"),
-             "--listen", "127.0.0.1:0"] + self.flags,
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline().strip() if ready else ""
-        m = self.LISTENING_RE.match(line)
-        if not m:
-            self.stop()
-            raise AssertionError("no readiness line from crdb-upstream (got %r):\n%s" % (line, self.stderr()))
-        self.port = int(m.group(1))
-        return self
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.proc.stdout.close()
-        self.log.close()
+        super().__init__(os.path.join(HARNESS.dir, "env"), self.dir, *flags, log_name="stderr.log")
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def stderr(self):
-        with open(self.log_path) as f:
-            return f.read()
+        return self.output()
 
     def wait_log(self, pattern, count=1):
         rx = re.compile(pattern, re.M)

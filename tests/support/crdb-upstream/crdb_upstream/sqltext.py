@@ -60,6 +60,21 @@ def _decode_escape_string(body):
     return "".join(out)
 
 
+def _closing_quote(sql, j, quote):
+    """Index of the quote that closes a literal whose text starts at j (a doubled quote
+    is part of the text), or len(sql) when it is unterminated."""
+    n = len(sql)
+    while j < n:
+        if sql[j] == quote:
+            if j + 1 < n and sql[j + 1] == quote:
+                j += 2
+            else:
+                return j
+        else:
+            j += 1
+    return n
+
+
 def tokenize(sql):
     """Tokens of sql; an unterminated literal or comment ends the token list."""
     toks = []
@@ -101,33 +116,12 @@ def tokenize(sql):
                 return toks
             toks.append(Token("string", sql[i:j + 1], i, j + 1, _decode_escape_string(sql[i + 2:j])))
             i = j + 1
-        elif c == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "'":
-                    if j + 1 < n and sql[j + 1] == "'":
-                        j += 2
-                    else:
-                        break
-                else:
-                    j += 1
+        elif c in "'\"":
+            j = _closing_quote(sql, i + 1, c)
             if j >= n:
                 return toks
-            toks.append(Token("string", sql[i:j + 1], i, j + 1, sql[i + 1:j].replace("''", "'")))
-            i = j + 1
-        elif c == '"':
-            j = i + 1
-            while j < n:
-                if sql[j] == '"':
-                    if j + 1 < n and sql[j + 1] == '"':
-                        j += 2
-                    else:
-                        break
-                else:
-                    j += 1
-            if j >= n:
-                return toks
-            toks.append(Token("qident", sql[i:j + 1], i, j + 1, sql[i + 1:j].replace('""', '"')))
+            kind = "string" if c == "'" else "qident"
+            toks.append(Token(kind, sql[i:j + 1], i, j + 1, sql[i + 1:j].replace(c + c, c)))
             i = j + 1
         elif c == "$" and _DOLLAR_TAG.match(sql, i):
             tag = _DOLLAR_TAG.match(sql, i).group(0)
