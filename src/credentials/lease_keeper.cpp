@@ -151,17 +151,17 @@ lease_keeper::audit_note lease_keeper::revoked(lease_entry& e, const vault_resul
   const bool gone = r.error().refusal == vault_refusal::lease_gone;
   note.result = kind == vault_error_kind::forbidden ? "denied" : gone ? "gone" : "failed";
   if (gone) {
-    // Vault no longer has it (Vault answers 204 for an unknown lease; this is its
-    // irrevocable or expired form): nothing left to revoke or count.
+    // Vault says it no longer has the lease (an unknown one is answered 204, like a
+    // success): nothing is left to revoke, and it no longer counts against max_leases.
     ++stats_.revoke_gone;
     spdlog::info("credentials: lease {} is already gone in Vault ({})", e.lease_id, r.error().message);
     cache_.forget(e);
     return note;
   }
   if (e.token_rejected && kind == vault_error_kind::forbidden) {
-    // The revoke used the dead token itself: Vault
-    // revoked the token's leases when it revoked the token. Not a policy problem,
-    // and the lease no longer counts against max_leases.
+    // The revoke used the dead token itself: Vault revoked the token's leases when it
+    // revoked the token. Not a policy problem, and the lease no longer counts against
+    // max_leases.
     spdlog::info("credentials: lease {} went with its revoked token ({})", e.lease_id, r.error().message);
     cache_.forget(e);
     return note;
