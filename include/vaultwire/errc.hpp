@@ -8,7 +8,7 @@
 namespace vaultwire {
 
 enum class errc {
-  vault_rejected_token = 1,  // 28P01: no password, or Vault answered 403/400
+  vault_rejected_token = 1,  // 28P01: no password, or Vault rejected the token (403 bad token, 400)
   role_not_allowed,          // 28000: user names a role the route does not allow
   vault_unavailable,         // 08001: unreachable, timeout, sealed, 429, 5xx
   upstream_unreachable,      // 08001: resolve / connect failed or timed out
@@ -24,6 +24,7 @@ enum class errc {
   client_idle_timeout,       // 57P05: no bytes either way for [limits] client_idle_timeout
   tls_error,                 // a TLS record layer failure on an established stream
   setup_failed,              // a listener, certificate, key or CA file that cannot be set up (startup, reload; no client sees it)
+  vault_denied_role,         // 28000: the token is valid but Vault's policy for it denies the role (ACL, 403)
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

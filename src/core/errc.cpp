@@ -24,7 +24,8 @@ std::string_view sqlstate_for(errc e) noexcept {
   namespace s = pgwire::sqlstate;
   switch (e) {
     case errc::vault_rejected_token: return s::invalid_password;
-    case errc::role_not_allowed: return s::invalid_authorization_specification;
+    case errc::role_not_allowed:
+    case errc::vault_denied_role: return s::invalid_authorization_specification;
     case errc::vault_unavailable:
     case errc::upstream_unreachable:
     case errc::upstream_tls_failed:
@@ -61,6 +62,7 @@ std::string_view label_for(errc e) noexcept {
     case errc::client_idle_timeout: return "client_idle_timeout";
     case errc::tls_error: return "tls_error";
     case errc::setup_failed: return "setup_failed";
+    case errc::vault_denied_role: return "vault_denied_role";
   }
   return "unknown";
 }

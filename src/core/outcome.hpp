@@ -21,6 +21,7 @@ enum class session_outcome {
   cancel_malformed,                    // a CancelRequest of the wrong length
   // Refusals with a vaultwire::errc (outcome_for() maps them).
   vault_rejected_token,
+  vault_denied_role,
   role_not_allowed,
   vault_unavailable,
   upstream_unreachable,

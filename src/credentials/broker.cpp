@@ -37,6 +37,7 @@ std::string_view to_string(broker_error_kind kind) noexcept {
   switch (kind) {
     case broker_error_kind::vault: return "vault";
     case broker_error_kind::token_rejected: return "token_rejected";
+    case broker_error_kind::role_denied: return "role_denied";
     case broker_error_kind::token_unverified: return "token_unverified";
     case broker_error_kind::lease_budget: return "lease_budget";
     case broker_error_kind::shutting_down: return "shutting_down";
@@ -48,6 +49,7 @@ errc broker_error::code() const noexcept {
   switch (kind) {
     case broker_error_kind::vault: return static_cast<errc>(vault.code().value());
     case broker_error_kind::token_rejected: return errc::vault_rejected_token;
+    case broker_error_kind::role_denied: return errc::vault_denied_role;
     case broker_error_kind::token_unverified: return errc::vault_unavailable;
     case broker_error_kind::lease_budget: return errc::too_many_clients;
     case broker_error_kind::shutting_down: return errc::session_ended;

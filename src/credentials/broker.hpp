@@ -12,7 +12,15 @@
 //   key however many acquires miss at once (single flight: every waiter gets the
 //   same credential, or the same error).
 // - A token Vault rejected (403/400/404) is refused again without a Vault call for
-//   [credentials] negative_cache.
+//   [credentials] negative_cache. A 403 that is Vault's ACL denial (vault_error::
+//   policy_denied(): the multierror "permission denied", not the bare one nor "invalid
+//   token") says only that the token's policy lacks this role: it is refused with
+//   broker_error_kind::role_denied (28000), remembered for (token, namespace, mount,
+//   role) only, and the token's lookup-self (when its last check is older than
+//   token_recheck) decides whether the token itself is bad; only then is it refused for
+//   every role.
+// - A 429 with Retry-After: that role (namespace, mount, role) gets no creds request
+//   until then, whatever the token; its clients get 08001 saying when to retry.
 // - Token recheck: a cache hit whose token was last checked more than token_recheck
 //   ago waits for auth/token/lookup-self first (single flight per token; but see
 //   stale-while-revalidate below). 403 → the token is refused, its cached leases
@@ -39,9 +47,10 @@
 //   rechecks stop calling Vault until a probe succeeds.
 // - Circuit breaker (a Vault outage). Every broker Vault call
 //   (creds, lookup-self, renew, revoke, token_file's lookup/renew-self) reports to
-//   one breaker. "Unreachable" failures are vault_error_kind unreachable, timeout,
-//   server_error (5xx), rate_limited (429) and sealed; any other answer (success,
-//   403/400/404, a redirect, a bad body) means Vault answered and resets the count.
+//   one breaker. Outages are vault_error_kind unreachable, timeout, sealed, and
+//   server_error with HTTP 502, 503 or 504; any other answer (success, 403/400/404,
+//   a 500 from one role's backend, a 429 from a quota, a redirect, a bad body) is that
+//   request's own error: Vault answered, and the count resets.
 //   After breaker_threshold consecutive unreachable failures the breaker opens
 //   (logged once at warn; closing is logged once at info):
 //   * a cold miss (would call read_credentials) fails at once, without a Vault call,
@@ -70,7 +79,13 @@
 //   (jittered), with the same token choice; when Vault stops extending them (max TTL)
 //   sessions get lease_event::expiring once the end is within expiry_notice
 //   (unless session_may_outlive_lease), and lease_event::expired at the end.
-//   A renewal answered "lease not found" (400/404) gives lease_event::lease_gone.
+//   A renewal answered with Vault's lease-gone text ("lease not found", "lease
+//   expired", irrevocable; vault_refusal::lease_gone) gives lease_event::lease_gone;
+//   one that says the lease cannot be extended ("lease is not renewable", "past the
+//   max TTL"; lease_final) stops renewing it, so its sessions hear expiring, then
+//   expired at its TTL. Any other failure (Vault answers every renewal error with 400,
+//   a database outage included) is retried with a doubling backoff while the lease's
+//   TTL lasts, counted in renewal_retries and logged.
 // - With a token_file, vaultwire's own token is looked up when the file (re)appears
 //   and renewed with renew-self at about two thirds of its TTL (when renewable).
 // - max_leases: a miss that would create a lease beyond the budget is refused with
@@ -194,6 +209,7 @@ struct credential_request {
 enum class broker_error_kind {
   vault,           // Vault refused or failed: see `vault` (28P01 or 08001)
   token_rejected,  // the negative cache: Vault rejected this token moments ago (28P01)
+  role_denied,     // Vault's policy for this (valid) token denies the role, now or moments ago (28000)
   token_unverified,  // recheck failed (Vault unreachable) past token_grace (08001)
   lease_budget,    // max_leases live leases (53300)
   shutting_down,   // revoke_all() has run (57P01)
@@ -215,7 +231,7 @@ struct broker_error {
 // What happens to a lease that sessions should know about.
 enum class lease_event {
   token_revoked,  // a recheck found the token revoked or expired (403)
-  lease_gone,     // Vault no longer knows the lease (renew: lease not found)
+  lease_gone,     // Vault no longer knows the lease (renew: "lease not found", "lease expired")
   expiring,       // cannot be renewed past max TTL; ends within expiry_notice
   expired,        // the lease's TTL is over: Vault drops the user now
   shutdown,       // revoke_all()
@@ -291,14 +307,22 @@ struct broker_stats {
   std::uint64_t rechecks_in_grace = 0;    // recheck failures covered by token_grace
   std::uint64_t tokens_revoked = 0;       // rechecks answered 403
   std::uint64_t renewals = 0;
-  std::uint64_t renewal_failures = 0;
+  std::uint64_t renewal_failures = 0;     // every failed renewal (the four below and 403s)
+  std::uint64_t renewal_retries = 0;      // transient failures, retried while the TTL lasts
+  std::uint64_t renewals_gone = 0;        // Vault said the lease is gone: sessions ended
+  std::uint64_t renewals_final = 0;       // Vault said it cannot be extended: runs to its TTL
+  std::uint64_t renewal_denied = 0;       // 403: runs to its TTL
   std::uint64_t revokes = 0;              // revoke calls that succeeded
   std::uint64_t revoke_denied = 0;        // 403 on revoke: left to the TTL
-  std::uint64_t revoke_failures = 0;      // other revoke failures
+  std::uint64_t revoke_gone = 0;          // Vault no longer had the lease
+  std::uint64_t revoke_failures = 0;      // other revoke failures (retried)
+  std::uint64_t role_denials = 0;         // creds answered with Vault's ACL denial (28000)
+  std::uint64_t role_negative_hits = 0;   // refused by the (token, role) negative cache
+  std::uint64_t quota_holds = 0;          // refused without a Vault call during a role's Retry-After
   std::uint64_t own_token_renewals = 0;   // renew-self of token_file's token
   std::uint64_t own_token_failures = 0;   // its lookup / renew-self failures
   std::uint64_t stale_hits = 0;           // hits served while their recheck was pending/failing (SWR)
-  std::uint64_t vault_outages = 0;        // calls that failed "unreachable" (timeout, 5xx, 429, sealed, ...)
+  std::uint64_t vault_outages = 0;        // calls that failed as an outage (timeout, 502-504, sealed, ...)
   std::uint64_t breaker_opens = 0;        // closed → open transitions
   std::uint64_t breaker_closes = 0;       // open → closed transitions
   std::uint64_t breaker_probes = 0;       // calls let through while open

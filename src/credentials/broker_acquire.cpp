@@ -72,6 +72,11 @@ void broker_state::acquire_locked(credential_request req, credential_broker::acq
     refuse(done, std::move(e), deferred);
     return;
   }
+  if (auto denial = tokens.role_denial(hash + '\0' + lease_cache::role_key_for(req), t)) {
+    ++stats.role_negative_hits;
+    refuse(done, role_denied_error(*denial, req.role), deferred);
+    return;
+  }
   const std::string key = lease_cache::key_for(hash, req);
   if (auto hit = cache.find(key, t, breaker.open())) {
     serve_hit(*hit, hash, std::move(req), std::move(done), t, deferred);
@@ -100,8 +105,40 @@ void broker_state::serve_hit(const lease_cache::hit& hit, const std::string& has
   if (verdict == token_checker::verdict::serve_stale) start_recheck(hash, tok, deferred);
 }
 
+broker_error broker_state::role_denied_error(const vault_error& denial, const std::string& role) {
+  broker_error e;
+  e.kind = broker_error_kind::role_denied;
+  e.vault = denial;
+  e.message = "Vault's policy for this token does not allow role \"" + role + "\" (" + denial.request + ": " +
+              (denial.message.empty() ? "HTTP 403" : denial.message) + "); the token may still open other roles";
+  return e;
+}
+
+std::optional<broker_error> broker_state::quota_held(const std::string& role_key, const std::string& role,
+                                                     time_point t) {
+  const auto h = quota_holds.find(role_key);
+  if (h == quota_holds.end()) return std::nullopt;
+  if (t >= h->second.until) {
+    quota_holds.erase(h);
+    return std::nullopt;
+  }
+  const vault_error& e = h->second.error;
+  broker_error err;
+  err.kind = broker_error_kind::vault;
+  err.vault = e;
+  err.message = "Vault at " + e.address + " refused more requests for role \"" + role + "\" (" + e.message +
+                ", HTTP 429); retry after " +
+                std::to_string(std::chrono::ceil<seconds>(h->second.until - t).count()) + "s";
+  return err;
+}
+
 void broker_state::fetch(const std::string& key, const std::string& hash, credential_request req,
            credential_broker::acquire_callback done, time_point t, deferred_list& deferred) {
+  if (auto held = quota_held(lease_cache::role_key_for(req), req.role, t)) {
+    ++stats.quota_holds;
+    refuse(done, std::move(*held), deferred);
+    return;
+  }
   const admission gate = breaker.admit(t);
   if (gate == admission::skip) {
     ++stats.fast_failures;
@@ -195,7 +232,22 @@ void broker_state::fail_flight(const std::string& hash, flight& fl, const vault_
   err.kind = broker_error_kind::vault;
   err.vault = error;
   err.message = error.to_client_message();
-  if (error.token_rejected()) tokens.reject(hash, error, t);
+  if (error.policy_denied()) {
+    // The token's policy lacks this role; the token may be good for others. Only
+    // lookup-self can say the token itself is bad (finish_recheck refuses it then).
+    ++stats.role_denials;
+    tokens.deny_role(hash + '\0' + fl.role_key, error, t);
+    err = role_denied_error(error, fl.role);
+    token_entry& tok = tokens.entry(hash, fl.token);
+    if (!tok.recheck_in_flight && t >= tok.next_check_at) start_recheck(hash, tok, deferred);
+  } else if (error.token_rejected()) {
+    tokens.reject(hash, error, t);
+  } else if (error.kind == vault_error_kind::rate_limited && error.retry_after.count() > 0) {
+    quota_holds[fl.role_key] = {t + error.retry_after, error};
+    err.message += "; retry after " + std::to_string(error.retry_after.count()) + "s";
+    spdlog::warn("credentials: Vault answered 429 for role {} ({}); no credential request for it for {}s",
+                 fl.role, error.message, error.retry_after.count());
+  }
   spdlog::info("credentials: fetch for role {} failed ({}, {} waiting): {} {}", fl.role, tokens.name(hash),
                fl.waiters.size(), to_string(error.kind), error.message);
   for (auto& w : fl.waiters) deferred.push_back([w = std::move(w), err]() mutable { w(err); });
@@ -257,6 +309,15 @@ void broker_state::on_rechecked(const std::string& hash, bool probe, vault_resul
 
 void broker_state::finish_recheck(const std::string& hash, token_entry& tok, vault_result<vault_token_info>& r,
                     std::vector<pending_acquire> waiting, time_point t, deferred_list& deferred) {
+  if (!r && r.error().policy_denied()) {
+    // Vault evaluated the token's policy, so the token is valid; the policy only lacks
+    // auth/token/lookup-self (a token made with no_default_policy).
+    spdlog::info("credentials: {} may not look itself up ({}); Vault knows it, so it stays valid",
+                 tokens.name(hash), r.error().message);
+    tokens.confirmed(tok, t);
+    for (auto& w : waiting) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
+    return;
+  }
   if (!r && !r.error().token_rejected()) {
     recheck_unreachable(hash, tok, r.error(), true, std::move(waiting), t, deferred);
     return;

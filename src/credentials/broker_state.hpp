@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,6 +44,13 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   circuit_breaker breaker{stats, options.credentials.token_grace};
   lease_keeper keeper{options.credentials, cache, breaker, stats};
   std::optional<own_token> own;  // with [vault] token_file
+  // A quota's 429 with Retry-After: no creds request for the role (lease_cache::
+  // role_key_for) before `until`, whatever the token.
+  struct quota_hold {
+    time_point until{};
+    vault_error error;
+  };
+  std::map<std::string, quota_hold> quota_holds;
   std::uint64_t next_session = 1;
   bool shutting_down = false;
   std::mt19937_64 prng{std::random_device{}()};
@@ -88,6 +96,12 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
     e.message = std::move(message);
     return e;
   }
+
+  // Vault's ACL denial of `role` for a valid token (28000), naming the role and Vault's text.
+  static broker_error role_denied_error(const vault_error& denial, const std::string& role);
+
+  // The refusal while a 429's Retry-After for the role lasts at `t`, if one does.
+  std::optional<broker_error> quota_held(const std::string& role_key, const std::string& role, time_point t);
 
   static void refuse(credential_broker::acquire_callback& done, broker_error e, deferred_list& deferred) {
     deferred.push_back([done = std::move(done), e = std::move(e)]() mutable { done(std::move(e)); });

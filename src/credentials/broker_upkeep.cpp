@@ -81,6 +81,7 @@ void broker_state::maintain() {
     }
     // Forget rejections that ended and tokens nothing refers to any more (wipes the secret).
     tokens.sweep(cache.referenced_tokens(), t);
+    for (auto h = quota_holds.begin(); h != quota_holds.end();) h = t >= h->second.until ? quota_holds.erase(h) : std::next(h);
   }
   run(deferred);
 }

@@ -19,13 +19,13 @@ std::string condensed(const vault_error& e) {
 
 }  // namespace
 
-bool circuit_breaker::is_outage(vault_error_kind kind) noexcept {
-  switch (kind) {
+bool circuit_breaker::is_outage(const vault_error& error) noexcept {
+  switch (error.kind) {
     case vault_error_kind::unreachable:
     case vault_error_kind::timeout:
-    case vault_error_kind::server_error:
-    case vault_error_kind::rate_limited:
     case vault_error_kind::sealed: return true;
+    case vault_error_kind::server_error:
+      return error.http_status == 502 || error.http_status == 503 || error.http_status == 504;
     default: return false;
   }
 }
@@ -54,7 +54,7 @@ std::string circuit_breaker::message(time_point t) const {
 
 bool circuit_breaker::note(const vault_error* error, bool probe, time_point t) {
   if (probe) probe_in_flight_ = false;
-  if (error == nullptr || !is_outage(error->kind)) {
+  if (error == nullptr || !is_outage(*error)) {
     if (open_) {
       open_ = false;
       ++stats_.breaker_closes;

@@ -1,8 +1,10 @@
 // circuit_breaker: whether the broker believes Vault answers (broker.hpp's header
 // comment has the rules). Every Vault call the broker makes asks admit() right before
-// it is made, and reports its completion to note(). "Unreachable" answers (no answer,
-// a timeout, 5xx, 429, sealed) count; anything else means Vault answered and resets
-// the count. After breaker_threshold in a row the breaker opens: calls are skipped
+// it is made, and reports its completion to note(). Outages count: no answer, a
+// timeout, a sealed Vault, and 502/503/504 (Vault, or a proxy in front of it, saying it
+// cannot serve). Anything else means Vault answered and resets the count: a 500 is one
+// backend's failure for one request (a role's bad statement, "not an allowed role"), a
+// 429 a quota on one path or client. After breaker_threshold in a row the breaker opens: calls are skipped
 // until a probe, whose interval doubles from breaker_initial_backoff up to
 // breaker_max_backoff while probes fail.
 //
@@ -29,9 +31,8 @@ class circuit_breaker {
   [[nodiscard]] admission admit(time_point t);
   // A call admit() made the probe was not made after all: the next call probes.
   void probe_not_made() noexcept { probe_in_flight_ = false; }
-  // A call completed: `error` is null when Vault answered (any success, or a
-  // 403/400/404/redirect/bad body); `probe` when admit() made it the probe. True when
-  // it was an unreachable failure.
+  // A call completed: `error` is null on success; `probe` when admit() made it the
+  // probe. True when the error was an outage (is_outage).
   bool note(const vault_error* error, bool probe, time_point t);
 
   [[nodiscard]] bool healthy() const noexcept { return !open_ && failures_ == 0; }
@@ -46,7 +47,7 @@ class circuit_breaker {
   // The last unreachable failure (it names Vault's address).
   [[nodiscard]] const vault_error& last_failure() const noexcept { return last_; }
 
-  [[nodiscard]] static bool is_outage(vault_error_kind kind) noexcept;
+  [[nodiscard]] static bool is_outage(const vault_error& error) noexcept;
 
  private:
   broker_stats& stats_;

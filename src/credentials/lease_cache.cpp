@@ -13,6 +13,10 @@ std::string lease_cache::key_for(const std::string& token_hash, const credential
   return key;
 }
 
+std::string lease_cache::role_key_for(const credential_request& request) {
+  return request.vault_namespace + '\0' + request.mount + '\0' + request.role;
+}
+
 std::optional<lease_cache::hit> lease_cache::find(const std::string& key, time_point t, bool breaker_open) {
   const auto c = cache_.find(key);
   if (c == cache_.end()) return std::nullopt;
@@ -37,6 +41,7 @@ void lease_cache::begin_flight(const std::string& key, const credential_request&
   fl.token = request.token.clone();
   fl.role = request.role;
   fl.mount = request.mount;
+  fl.role_key = role_key_for(request);
   fl.waiters.push_back(std::move(done));
 }
 

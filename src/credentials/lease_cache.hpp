@@ -27,6 +27,7 @@ struct flight {
   pgwire::secret_string token;
   std::string role;
   std::string mount;
+  std::string role_key;  // role_key_for(the request)
   std::vector<credential_broker::acquire_callback> waiters;
 };
 
@@ -35,6 +36,9 @@ class lease_cache {
   using live_map = std::map<std::string, std::shared_ptr<lease_entry>>;  // lease id → lease
 
   [[nodiscard]] static std::string key_for(const std::string& token_hash, const credential_request& request);
+  // (namespace, mount, role): what Vault's per-path answers (an ACL denial, a quota's
+  // 429) are about, whatever the token and route.
+  [[nodiscard]] static std::string role_key_for(const credential_request& request);
   // The token digest a key starts with.
   [[nodiscard]] static std::string token_hash_of(const std::string& key) { return key.substr(0, key.find('\0')); }
 

@@ -70,6 +70,7 @@ struct lease_entry {
   bool expiring_sent = false;
   bool expired_sent = false;
   bool renew_in_flight = false;
+  unsigned renew_failures = 0;  // transient renewal failures in a row (the retry backoff)
   bool revoke_in_flight = false;
   bool abandoned = false;  // revoke was denied: left to its TTL
   bool token_rejected = false;  // its token failed a recheck: Vault revokes a token's leases with it

@@ -80,6 +80,7 @@ lease_keeper::audit_note lease_keeper::renewed(lease_entry& e, const vault_resul
                                                time_point t, double jitter) {
   if (r) {
     ++stats_.renewals;
+    e.renew_failures = 0;
     const std::chrono::seconds got = r.value().lease_duration;
     e.current_duration = got;
     e.expires_at = t + got;
@@ -93,18 +94,46 @@ lease_keeper::audit_note lease_keeper::renewed(lease_entry& e, const vault_resul
     return {"ok", "", std::nullopt};
   }
   ++stats_.renewal_failures;
-  const auto kind = r.error().kind;
-  if (kind == vault_error_kind::bad_request || kind == vault_error_kind::not_found) {
-    spdlog::warn("credentials: lease {} is gone ({}); ending its sessions", e.lease_id, r.error().message);
+  const vault_error& err = r.error();
+  if (err.refusal == vault_refusal::lease_gone) {
+    ++stats_.renewals_gone;
+    spdlog::warn("credentials: lease {} is gone ({}); ending its sessions", e.lease_id, err.message);
     e.gone = true;
     cache_.uncache(e);
-    return {"gone", r.error().message, lease_event::lease_gone};
+    return {"gone", err.message, lease_event::lease_gone};
   }
-  spdlog::warn("credentials: renewing lease {} failed: {} {}", e.lease_id, to_string(kind), r.error().message);
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(e.expires_at - t);
+  if (err.refusal == vault_refusal::lease_final || err.kind == vault_error_kind::forbidden) {
+    // Will not improve: the lease runs to its end, its sessions hear expiring, then expired.
+    e.at_max = true;
+    ++(err.kind == vault_error_kind::forbidden ? stats_.renewal_denied : stats_.renewals_final);
+    spdlog::warn("credentials: lease {} cannot be renewed ({}); it ends at its TTL, in {}s", e.lease_id,
+                 err.message, std::max<long long>(0, left.count()));
+    return {err.kind == vault_error_kind::forbidden ? "denied" : "final", err.message, std::nullopt};
+  }
+  retry_renewal(e, err, t);
+  return {"failed", err.message, std::nullopt};
+}
+
+void lease_keeper::retry_renewal(lease_entry& e, const vault_error& err, time_point t) {
+  // Vault answers every renewal error with 400, a failed database connection too
+  // (expiration.go renewEntry): anything not known to be final is tried again, 1 s
+  // after the first failure, doubling up to 30 s, never later than a quarter of what
+  // is left, so the tries go on while the lease lasts. A 429's Retry-After is kept.
+  ++stats_.renewal_retries;
+  ++e.renew_failures;
   const auto left = e.expires_at - t;
-  e.next_renew_at = t + std::clamp<broker_clock::duration>(left / 4, std::chrono::seconds{1}, std::chrono::seconds{30});
-  if (kind == vault_error_kind::forbidden) e.at_max = true;  // will not improve: let it run to its end
-  return {"failed", r.error().message, std::nullopt};
+  const broker_clock::duration backoff = std::chrono::seconds{1LL << std::min(e.renew_failures - 1, 5U)};
+  const broker_clock::duration cap =
+      std::clamp<broker_clock::duration>(left / 4, std::chrono::seconds{1}, std::chrono::seconds{30});
+  broker_clock::duration delay = std::min(backoff, cap);
+  if (err.retry_after > delay) delay = err.retry_after;
+  e.next_renew_at = t + delay;
+  spdlog::warn("credentials: renewing lease {} failed ({} {}; {} in a row); retrying in {}ms while its TTL lasts "
+               "({}s left)",
+               e.lease_id, to_string(err.kind), err.message, e.renew_failures,
+               std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+               std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(left).count()));
 }
 
 lease_keeper::audit_note lease_keeper::revoked(lease_entry& e, const vault_result<void>& r, bool shutting_down,
@@ -119,12 +148,20 @@ lease_keeper::audit_note lease_keeper::revoked(lease_entry& e, const vault_resul
     return note;
   }
   const auto kind = r.error().kind;
-  const bool gone = kind == vault_error_kind::bad_request || kind == vault_error_kind::not_found;
+  const bool gone = r.error().refusal == vault_refusal::lease_gone;
   note.result = kind == vault_error_kind::forbidden ? "denied" : gone ? "gone" : "failed";
-  if (e.token_rejected && (kind == vault_error_kind::forbidden || gone)) {
-    // The revoke used the dead token itself (or the lease is already gone): Vault
-    // revoked the token's leases when it revoked the token. Not a policy problem,
-    // and the lease no longer counts against max_leases.
+  if (gone) {
+    // Vault says it no longer has the lease (an unknown one is answered 204, like a
+    // success): nothing is left to revoke, and it no longer counts against max_leases.
+    ++stats_.revoke_gone;
+    spdlog::info("credentials: lease {} is already gone in Vault ({})", e.lease_id, r.error().message);
+    cache_.forget(e);
+    return note;
+  }
+  if (e.token_rejected && kind == vault_error_kind::forbidden) {
+    // The revoke used the dead token itself: Vault revoked the token's leases when it
+    // revoked the token. Not a policy problem, and the lease no longer counts against
+    // max_leases.
     spdlog::info("credentials: lease {} went with its revoked token ({})", e.lease_id, r.error().message);
     cache_.forget(e);
     return note;

@@ -1,9 +1,12 @@
 // lease_keeper: the life of the leases the broker holds (broker.hpp's header comment
 // has the rules). A lease with no session for revoke_idle_after is revoked; leases
 // with sessions are renewed at about two thirds of their duration; when Vault stops
-// extending one its sessions hear `expiring`, then `expired` at its end; a renewal
-// answered "lease not found" ends its sessions with `lease_gone`; a revocation Vault
-// denies leaves the lease to its TTL. While the circuit breaker is open renewals and
+// extending one (a capped renewal, "lease is not renewable", "past the max TTL", a
+// 403) its sessions hear `expiring`, then `expired` at its end; a renewal answered with
+// Vault's lease-gone text ("lease not found", "lease expired") ends its sessions with
+// `lease_gone`; any other renewal failure is retried with backoff while the lease's
+// TTL lasts (vault_refusal has the texts); a revocation Vault denies leaves the lease
+// to its TTL. While the circuit breaker is open renewals and
 // idle revocations are skipped and retried when it lets calls through again.
 //
 // It decides and updates the lease entries; the broker makes the Vault calls.
@@ -44,7 +47,9 @@ class lease_keeper {
 
   // What an audit event says of a renewal or revocation.
   struct audit_note {
-    std::string result;  // "ok", "gone", "failed", "denied"
+    // "ok"; "gone" (Vault no longer has the lease); "final" (renew: it cannot be
+    // extended, it runs to its TTL); "denied" (403); "failed" (anything else: retried)
+    std::string result;
     std::string reason;
     std::optional<lease_event> event;  // for the lease's sessions, after the audit event
   };
@@ -60,6 +65,8 @@ class lease_keeper {
   // when it was forgotten (erased from the live map).
   bool keep_idle(const std::shared_ptr<lease_entry>& e, time_point t, plan& out);
   void keep_in_use(const std::shared_ptr<lease_entry>& e, time_point t, plan& out, deferred_list& deferred);
+  // A renewal failure that may pass: the next try, with backoff, within the TTL.
+  void retry_renewal(lease_entry& e, const vault_error& err, time_point t);
 
   const credentials_config& cfg_;
   lease_cache& cache_;

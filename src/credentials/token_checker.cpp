@@ -19,6 +19,18 @@ void token_checker::reject(const std::string& hash, const vault_error& error, ti
   negative_[hash] = {t + negative_ttl_, error};
 }
 
+std::optional<vault_error> token_checker::role_denial(const std::string& key, time_point t) {
+  const auto n = role_negative_.find(key);
+  if (n == role_negative_.end()) return std::nullopt;
+  if (t < n->second.until) return n->second.error;
+  role_negative_.erase(n);
+  return std::nullopt;
+}
+
+void token_checker::deny_role(const std::string& key, const vault_error& error, time_point t) {
+  role_negative_[key] = {t + negative_ttl_, error};
+}
+
 token_entry& token_checker::entry(const std::string& hash, const pgwire::secret_string& token) {
   auto& tok = tokens_[hash];
   if (tok.token.empty()) tok.token = token.clone();
@@ -88,7 +100,9 @@ std::string token_checker::probe_candidate(const std::set<std::string>& in_use) 
 }
 
 void token_checker::sweep(const std::set<std::string>& referenced, time_point t) {
-  for (auto n = negative_.begin(); n != negative_.end();) n = t >= n->second.until ? negative_.erase(n) : std::next(n);
+  for (auto* m : {&negative_, &role_negative_}) {
+    for (auto n = m->begin(); n != m->end();) n = t >= n->second.until ? m->erase(n) : std::next(n);
+  }
   for (auto tk = tokens_.begin(); tk != tokens_.end();) {
     const bool busy = tk->second.recheck_in_flight || !tk->second.waiting.empty();
     if (busy || referenced.count(tk->first) != 0) {

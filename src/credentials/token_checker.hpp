@@ -2,7 +2,8 @@
 // header comment has the rules): when it was last confirmed by Vault, whether a cache
 // hit must wait for a recheck (auth/token/lookup-self) or may be served while one runs
 // (stale-while-revalidate), how long a recheck Vault did not answer is covered by
-// token_grace, and the negative cache of tokens Vault rejected.
+// token_grace, the negative cache of tokens Vault rejected, and the (token, role)
+// negative cache of Vault's ACL denials (a valid token whose policy lacks one role).
 //
 // It decides; the broker makes the Vault calls and owns the lock. Tokens are keyed by
 // their SHA-256 (hex); the token itself is kept only as a secret_string, for the
@@ -46,6 +47,11 @@ class token_checker {
   [[nodiscard]] std::optional<vault_error> rejection(const std::string& hash, time_point t);
   void reject(const std::string& hash, const vault_error& error, time_point t);
   [[nodiscard]] bool rejected(const std::string& hash) const { return negative_.count(hash) != 0; }
+  // The (token, role) negative cache, for negative_cache: `key` is the token's hash, a
+  // NUL and lease_cache::role_key_for (namespace, mount, role). It never refuses the
+  // token for another role.
+  [[nodiscard]] std::optional<vault_error> role_denial(const std::string& key, time_point t);
+  void deny_role(const std::string& key, const vault_error& error, time_point t);
 
   // The entry for a token, created on first sight (keeping a copy of `token`).
   token_entry& entry(const std::string& hash, const pgwire::secret_string& token);
@@ -91,6 +97,7 @@ class token_checker {
   std::chrono::milliseconds negative_ttl_;
   std::map<std::string, token_entry> tokens_;      // token hash → token
   std::map<std::string, negative_entry> negative_;  // token hash → rejection
+  std::map<std::string, negative_entry> role_negative_;  // token hash + role key → ACL denial
 };
 
 }  // namespace vaultwire::detail

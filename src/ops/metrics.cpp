@@ -30,8 +30,8 @@ using prometheus::Gauge;
 using prometheus::Histogram;
 
 // Results of a client connection that are authentication or authorisation refusals.
-constexpr std::array<std::string_view, 4> auth_failure_results{"vault_rejected_token", "role_not_allowed",
-                                                               "throttled", "token_unverified"};
+constexpr std::array<std::string_view, 5> auth_failure_results{"vault_rejected_token", "vault_denied_role",
+                                                               "role_not_allowed", "throttled", "token_unverified"};
 
 Histogram::BucketBoundaries latency_buckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -112,6 +112,34 @@ class source_collector final : public prometheus::Collectable {
     return f;
   }
 
+  // Renewals and revocations by result.
+  static void lease_families(const broker_stats& b, std::vector<prometheus::MetricFamily>& out) {
+    {
+      auto f = family("vaultwire_lease_renewals_total",
+                      "Lease renewals by result: ok, retried (a failure that may pass: tried again with backoff "
+                      "while the TTL lasts), gone (Vault no longer has the lease: its sessions ended), final (it "
+                      "cannot be extended: it runs to its TTL), denied (403: it runs to its TTL)",
+                      prometheus::MetricType::Counter);
+      add_counter(f, {{"result", "ok"}}, b.renewals);
+      add_counter(f, {{"result", "retried"}}, b.renewal_retries);
+      add_counter(f, {{"result", "gone"}}, b.renewals_gone);
+      add_counter(f, {{"result", "final"}}, b.renewals_final);
+      add_counter(f, {{"result", "denied"}}, b.renewal_denied);
+      out.push_back(std::move(f));
+    }
+    {
+      auto f = family("vaultwire_lease_revocations_total",
+                      "Lease revocations by result: ok, denied (403: left to its TTL), gone (Vault no longer had "
+                      "it), failed (retried later)",
+                      prometheus::MetricType::Counter);
+      add_counter(f, {{"result", "ok"}}, b.revokes);
+      add_counter(f, {{"result", "denied"}}, b.revoke_denied);
+      add_counter(f, {{"result", "gone"}}, b.revoke_gone);
+      add_counter(f, {{"result", "failed"}}, b.revoke_failures);
+      out.push_back(std::move(f));
+    }
+  }
+
   static void broker_families(const broker_stats& b, std::vector<prometheus::MetricFamily>& out) {
     out.push_back(gauge("vaultwire_leases_active", "Vault leases vaultwire holds now (they count against max_leases)",
                         static_cast<double>(b.live_leases)));
@@ -123,7 +151,9 @@ class source_collector final : public prometheus::Collectable {
       auto f = family("vaultwire_credential_requests_total",
                       "Credential requests by how the cache answered: hit (cached credential), miss (a Vault "
                       "request), shared (joined a request in flight), negative (token rejected moments ago), "
-                      "budget_refused (max_leases), fast_failed (Vault outage: circuit breaker open)",
+                      "role_denied (Vault's policy denied this token the role moments ago), budget_refused "
+                      "(max_leases), fast_failed (Vault outage: circuit breaker open), quota_held (the role's "
+                      "Retry-After after a 429 lasts)",
                       prometheus::MetricType::Counter);
       add_counter(f, {{"result", "hit"}}, b.cache_hits);
       add_counter(f, {{"result", "miss"}}, b.vault_fetches);
@@ -131,26 +161,14 @@ class source_collector final : public prometheus::Collectable {
       add_counter(f, {{"result", "negative"}}, b.negative_cache_hits);
       add_counter(f, {{"result", "budget_refused"}}, b.budget_refusals);
       add_counter(f, {{"result", "fast_failed"}}, b.fast_failures);
+      add_counter(f, {{"result", "role_denied"}}, b.role_negative_hits);
+      add_counter(f, {{"result", "quota_held"}}, b.quota_holds);
       out.push_back(std::move(f));
     }
     out.push_back(counter("vaultwire_credential_stale_hits_total",
                           "Cache hits served while their token's recheck was pending or failing (within token_grace)",
                           b.stale_hits));
-    {
-      auto f = family("vaultwire_lease_renewals_total", "Lease renewals by result", prometheus::MetricType::Counter);
-      add_counter(f, {{"result", "ok"}}, b.renewals);
-      add_counter(f, {{"result", "failed"}}, b.renewal_failures);
-      out.push_back(std::move(f));
-    }
-    {
-      auto f = family("vaultwire_lease_revocations_total",
-                      "Lease revocations by result: ok, denied (403: left to its TTL), failed (retried later)",
-                      prometheus::MetricType::Counter);
-      add_counter(f, {{"result", "ok"}}, b.revokes);
-      add_counter(f, {{"result", "denied"}}, b.revoke_denied);
-      add_counter(f, {{"result", "failed"}}, b.revoke_failures);
-      out.push_back(std::move(f));
-    }
+    lease_families(b, out);
     {
       auto f = family("vaultwire_token_rechecks_total",
                       "Token rechecks (auth/token/lookup-self) by result: sent, revoked (Vault answered 403), "
@@ -169,7 +187,8 @@ class source_collector final : public prometheus::Collectable {
       out.push_back(std::move(f));
     }
     out.push_back(counter("vaultwire_vault_outage_failures_total",
-                          "Broker Vault calls that failed as unreachable (timeout, 5xx, 429, sealed, connect)",
+                          "Broker Vault calls that failed as an outage (connect, timeout, 502/503/504, sealed); a "
+                          "500 or a 429 is that request's own error and is not counted",
                           b.vault_outages));
     out.push_back(gauge("vaultwire_vault_breaker_open", "1 while the Vault circuit breaker is open",
                         b.breaker_open ? 1.0 : 0.0));

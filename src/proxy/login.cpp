@@ -17,11 +17,15 @@ namespace net = boost::asio;
 
 namespace {
 
+// Only vault_rejected_token feeds the failed-login throttle: a policy's denial of one
+// role (vault_denied_role) says nothing against the token.
 session_outcome outcome_of(const broker_error& e) {
   switch (e.kind) {
     case broker_error_kind::vault:
+      if (e.vault.policy_denied()) return session_outcome::vault_denied_role;
       return e.vault.token_rejected() ? session_outcome::vault_rejected_token : session_outcome::vault_unavailable;
     case broker_error_kind::token_rejected: return session_outcome::vault_rejected_token;
+    case broker_error_kind::role_denied: return session_outcome::vault_denied_role;
     case broker_error_kind::token_unverified: return session_outcome::vault_unavailable;
     case broker_error_kind::lease_budget: return session_outcome::lease_budget;
     case broker_error_kind::shutting_down: return session_outcome::shutdown;

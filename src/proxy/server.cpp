@@ -220,10 +220,11 @@ void log_stats(const proxy_state& state) {
   spdlog::info(
       "stats: acquires={} cache_hits={} vault_fetches={} single_flight_joins={} negative_cache_hits={} "
       "budget_refusals={} token_rechecks={} rechecks_in_grace={} tokens_revoked={} renewals={} renewal_failures={} "
-      "revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={} upstream_logins={} "
+      "renewal_retries={} role_denials={} quota_holds={} revokes={} revoke_denied={} revoke_failures={} live_leases={} scram_keys_derived={} upstream_logins={} "
       "upstream_reuses={} pool_checkins={} pool_discards={}",
       b.acquires, b.cache_hits, b.vault_fetches, b.single_flight_joins, b.negative_cache_hits, b.budget_refusals,
-      b.token_rechecks, b.rechecks_in_grace, b.tokens_revoked, b.renewals, b.renewal_failures, b.revokes,
+      b.token_rechecks, b.rechecks_in_grace, b.tokens_revoked, b.renewals, b.renewal_failures,
+      b.renewal_retries, b.role_denials, b.quota_holds, b.revokes,
       b.revoke_denied, b.revoke_failures, b.live_leases, detail::scram_keys_derived(), state.upstream_logins.load(),
       state.upstream_reuses.load(), pool.checkins, pool.discards);
 }

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -46,6 +47,14 @@ namespace {
 constexpr std::size_t max_body_bytes = 1 << 20;
 
 bool is_2xx(long status) { return status >= 200 && status < 300; }
+
+// The answer's Retry-After (Vault's rate limit quotas send it with a 429 when
+// rate-limit response headers are on: http/util.go rateLimitQuotaWrapping), or "".
+std::string_view retry_after_header(CURL* h) {
+  struct curl_header* header = nullptr;
+  if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &header) != CURLHE_OK || header == nullptr) return {};
+  return header->value != nullptr ? std::string_view(header->value) : std::string_view();
+}
 
 struct http_answer {
   long status = 0;
@@ -183,9 +192,11 @@ class vault_client::impl {
     if (!is_2xx(answer.status)) {
       char* redirect = nullptr;
       curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect);
-      return detail::error_from_response(static_cast<int>(answer.status), answer.body.view(),
-                                         redirect != nullptr ? std::string_view(redirect) : std::string_view(),
-                                         at.address, request_label);
+      vault_error e = detail::error_from_response(static_cast<int>(answer.status), answer.body.view(),
+                                                  redirect != nullptr ? std::string_view(redirect) : std::string_view(),
+                                                  at.address, request_label);
+      if (answer.status == 429) e.retry_after = detail::parse_retry_after(retry_after_header(h), std::time(nullptr));
+      return e;
     }
     return answer;
   }

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -83,19 +84,47 @@ enum class vault_error_kind {
 
 [[nodiscard]] std::string_view to_string(vault_error_kind kind) noexcept;
 
+// What Vault's refusal says beyond its status, read from errors[] as Vault wrote them
+// (the condensed message loses the multierror wrapper that tells a 403 apart).
+enum class vault_refusal {
+  none,           // nothing more specific (a transient or unknown failure)
+  // 403 "permission denied" bare (request_handling.go: an unknown, revoked or expired
+  // token fails the token check with logical.ErrPermissionDenied, which the response
+  // carries unwrapped), or any answer holding "invalid token" (Vault 1.17 on adds
+  // logical.ErrInvalidToken to that refusal).
+  bad_token,
+  // 403 "1 error occurred:\n\t* permission denied\n\n": the token is valid but its
+  // policy denies the path (CheckToken wraps the ACL result in a multierror).
+  policy_denied,
+  // 400 from sys/leases/renew or revoke: Vault no longer has the lease ("lease not
+  // found", "lease expired", or the irrevocable "lease is expired and has failed
+  // previous revocation attempts"; expiration.go leaseEntry.renewable).
+  lease_gone,
+  // 400 from sys/leases/renew: the lease exists but cannot be extended ("lease is not
+  // renewable"; CalculateTTL's "past the max TTL, cannot renew", bare or wrapped by
+  // renewEntry's "failed to renew entry: resp: ... err: ").
+  lease_final,
+};
+
+[[nodiscard]] std::string_view to_string(vault_refusal refusal) noexcept;
+
 struct vault_error {
   vault_error_kind kind = vault_error_kind::bad_response;
   int http_status = 0;   // 0 when there was no HTTP answer
   std::string message;   // Vault's errors[] condensed ("permission denied"), or the transport failure
   std::string address;   // the Vault address the request went to
   std::string request;   // "GET database/creds/app" (no token, no body)
+  vault_refusal refusal = vault_refusal::none;
+  std::chrono::seconds retry_after{0};  // a 429's Retry-After (0: none given)
 
-  // True for answers that mean "this token may not have that" (403, 400, 404):
-  // DESIGN.md maps them to 28P01.
+  // True for answers that mean "this token may not have that" (403, 400, 404), but
+  // not a policy's denial of one path (policy_denied()): DESIGN.md maps them to 28P01.
   [[nodiscard]] bool token_rejected() const noexcept;
-  // "28P01" for token_rejected(), "08001" for everything else.
+  // A 403 that is Vault's ACL denial: the token is valid, its policy lacks the path.
+  [[nodiscard]] bool policy_denied() const noexcept { return refusal == vault_refusal::policy_denied; }
+  // "28P01" for token_rejected(), "28000" for policy_denied(), "08001" for everything else.
   [[nodiscard]] std::string_view sqlstate() const noexcept;
-  // errc::vault_rejected_token or errc::vault_unavailable (same SQLSTATEs).
+  // errc::vault_rejected_token, errc::vault_denied_role or errc::vault_unavailable.
   [[nodiscard]] std::error_code code() const noexcept;
   // The text of the client's ErrorResponse: "Vault rejected the token: permission
   // denied", or "Vault at https://vault:8200 is unavailable: Vault is sealed (HTTP
@@ -215,9 +244,18 @@ namespace detail {
 [[nodiscard]] std::string condense_vault_error(std::string_view text);
 
 // The error for a non-2xx HTTP answer: kind from the status (and "Vault is sealed"),
-// message from the body's errors[] (or the status when it has none).
+// refusal from the body's errors[] as Vault wrote them (classify_refusal), message
+// from the same errors[] condensed (or the status when it has none).
 [[nodiscard]] vault_error error_from_response(int http_status, std::string_view body, std::string_view location,
                                               std::string_view address, std::string_view request);
+
+// What a refusal with this status and these raw errors[] entries says (vault_refusal).
+[[nodiscard]] vault_refusal classify_refusal(int http_status, const std::vector<std::string>& errors);
+
+// A Retry-After header's value: delta-seconds ("3", what Vault's rate limit quotas
+// send) or an HTTP-date, as seconds from `now` (unix time). 0 when absent, malformed
+// or already past; capped at an hour.
+[[nodiscard]] std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now);
 
 // Body parsers for 2xx answers. The body is not modified; callers wipe it.
 [[nodiscard]] vault_result<vault_credential> parse_credential(std::string_view body, std::string_view address,

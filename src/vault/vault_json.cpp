@@ -4,7 +4,11 @@
 // the transport.
 #include <openssl/crypto.h>
 
+#include <time.h>
+
+#include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -162,7 +166,19 @@ std::string_view to_string(vault_error_kind kind) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(vault_refusal refusal) noexcept {
+  switch (refusal) {
+    case vault_refusal::none: return "none";
+    case vault_refusal::bad_token: return "bad_token";
+    case vault_refusal::policy_denied: return "policy_denied";
+    case vault_refusal::lease_gone: return "lease_gone";
+    case vault_refusal::lease_final: return "lease_final";
+  }
+  return "unknown";
+}
+
 bool vault_error::token_rejected() const noexcept {
+  if (policy_denied()) return false;
   return kind == vault_error_kind::forbidden || kind == vault_error_kind::bad_request ||
          kind == vault_error_kind::not_found;
 }
@@ -170,6 +186,7 @@ bool vault_error::token_rejected() const noexcept {
 namespace {
 
 errc errc_of(const vault_error& e) noexcept {
+  if (e.policy_denied()) return errc::vault_denied_role;
   return e.token_rejected() ? errc::vault_rejected_token : errc::vault_unavailable;
 }
 
@@ -182,6 +199,7 @@ std::error_code vault_error::code() const noexcept { return make_error_code(errc
 std::string vault_error::to_client_message() const {
   const std::string status = http_status > 0 ? "HTTP " + std::to_string(http_status) : std::string();
   const std::string text = message.empty() ? status : message;
+  if (policy_denied()) return "Vault's policy for the token denies " + request + ": " + text;
   switch (kind) {
     case vault_error_kind::forbidden:
     case vault_error_kind::bad_request:
@@ -217,8 +235,13 @@ vault_error make_vault_error(vault_error_kind kind, int status, std::string mess
   return e;
 }
 
-std::string condense_vault_error(std::string_view text) {
-  // Go multierror: "<n> error(s) occurred:\n\t* a\n\t* b\n\n".
+namespace {
+
+// The items of a Go multierror ("<n> error(s) occurred:\n\t* a\n\t* b\n\n"), each
+// with its whitespace collapsed, `wrapped` set; any other text is one item.
+std::vector<std::string> multierror_items(std::string_view text, bool& wrapped) {
+  wrapped = false;
+  std::vector<std::string> items;
   const auto header_end = text.find(" occurred:\n");
   if (header_end != std::string_view::npos) {
     const std::string_view head = text.substr(0, header_end);
@@ -226,7 +249,6 @@ std::string condense_vault_error(std::string_view text) {
                          (head.ends_with(" error") || head.ends_with(" errors"));
     if (counted) {
       std::string_view rest = text.substr(header_end + std::string_view(" occurred:\n").size());
-      std::string out;
       std::size_t pos = 0;
       while (pos <= rest.size()) {
         const std::size_t bullet = rest.find("\t* ", pos);
@@ -236,17 +258,29 @@ std::string condense_vault_error(std::string_view text) {
         const std::string_view item = rest.substr(start, next == std::string_view::npos ? std::string_view::npos
                                                                                          : next - start);
         std::string one = collapse_whitespace(item);
-        if (!one.empty()) {
-          if (!out.empty()) out += "; ";
-          out += one;
-        }
+        if (!one.empty()) items.push_back(std::move(one));
         if (next == std::string_view::npos) break;
         pos = next + 1;
       }
-      if (!out.empty()) return out;
+      wrapped = !items.empty();
+      if (wrapped) return items;
     }
   }
-  return collapse_whitespace(text);
+  std::string one = collapse_whitespace(text);
+  if (!one.empty()) items.push_back(std::move(one));
+  return items;
+}
+
+}  // namespace
+
+std::string condense_vault_error(std::string_view text) {
+  bool wrapped = false;
+  std::string out;
+  for (const auto& item : multierror_items(text, wrapped)) {
+    if (!out.empty()) out += "; ";
+    out += item;
+  }
+  return out;
 }
 
 std::string condense_vault_errors(const std::vector<std::string>& errors) {
@@ -263,6 +297,7 @@ std::string condense_vault_errors(const std::vector<std::string>& errors) {
 vault_error error_from_response(int http_status, std::string_view body, std::string_view location,
                                 std::string_view address, std::string_view request) {
   std::string text;
+  vault_refusal refusal = vault_refusal::none;
   {
     wiped_json j = parse_object(body);
     if (!j.is_discarded()) {
@@ -276,6 +311,7 @@ vault_error error_from_response(int http_status, std::string_view body, std::str
           }
         }
         text = condense_vault_errors(errors);
+        refusal = classify_refusal(http_status, errors);
       }
     }
   }
@@ -302,7 +338,85 @@ vault_error error_from_response(int http_status, std::string_view body, std::str
     kind = vault_error_kind::bad_response;
     if (text.empty()) text = "unexpected HTTP status " + std::to_string(http_status);
   }
-  return make_vault_error(kind, http_status, std::move(text), address, request);
+  vault_error e = make_vault_error(kind, http_status, std::move(text), address, request);
+  e.refusal = refusal;
+  return e;
+}
+
+namespace {
+
+// A lease answer's text, bare or after renewEntry's "failed to renew entry: resp: %#v
+// err: %w" (expiration.go): the backend's CalculateTTL error arrives wrapped.
+bool says(const std::string& item, std::string_view text) {
+  if (item == text) return true;
+  const std::string wrapped = "err: " + std::string(text);
+  return item.size() > wrapped.size() && item.ends_with(wrapped);
+}
+
+vault_refusal classify_forbidden(const std::vector<std::string>& errors) {
+  bool bare_denied = false;
+  bool wrapped_denied = false;
+  for (const auto& raw : errors) {
+    bool wrapped = false;
+    for (const auto& item : multierror_items(raw, wrapped)) {
+      if (item == "invalid token") return vault_refusal::bad_token;
+      if (item == "permission denied") (wrapped ? wrapped_denied : bare_denied) = true;
+    }
+  }
+  if (bare_denied) return vault_refusal::bad_token;
+  return wrapped_denied ? vault_refusal::policy_denied : vault_refusal::none;
+}
+
+vault_refusal classify_lease_answer(const std::vector<std::string>& errors) {
+  // expiration.go leaseEntry.renewable (and, before Vault 1.0, "lease not found or
+  // lease is not renewable"); sdk/framework/lease.go CalculateTTL.
+  static constexpr std::string_view gone[] = {"lease not found", "lease expired",
+                                               "lease is expired and has failed previous revocation attempts",
+                                               "lease not found or lease is not renewable"};
+  static constexpr std::string_view final_texts[] = {"lease is not renewable", "past the max TTL, cannot renew"};
+  for (const auto& raw : errors) {
+    bool wrapped = false;
+    for (const auto& item : multierror_items(raw, wrapped)) {
+      for (auto t : gone) {
+        if (says(item, t)) return vault_refusal::lease_gone;
+      }
+      for (auto t : final_texts) {
+        if (says(item, t)) return vault_refusal::lease_final;
+      }
+    }
+  }
+  return vault_refusal::none;
+}
+
+}  // namespace
+
+vault_refusal classify_refusal(int http_status, const std::vector<std::string>& errors) {
+  if (http_status == 403) return classify_forbidden(errors);
+  if (http_status == 400) return classify_lease_answer(errors);
+  return vault_refusal::none;
+}
+
+std::chrono::seconds parse_retry_after(std::string_view value, std::int64_t now) {
+  constexpr std::int64_t cap = 3600;
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r')) {
+    value.remove_suffix(1);
+  }
+  if (value.empty()) return std::chrono::seconds{0};
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (value.size() > 6) return std::chrono::seconds{cap};
+    std::int64_t n = 0;
+    for (char c : value) n = n * 10 + (c - '0');
+    return std::chrono::seconds{std::min(n, cap)};
+  }
+  // An HTTP-date (IMF-fixdate, RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
+  std::tm tm{};
+  const std::string text(value);
+  const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::chrono::seconds{0};
+  const std::int64_t at = ::timegm(&tm);
+  if (at <= now) return std::chrono::seconds{0};
+  return std::chrono::seconds{std::min(at - now, cap)};
 }
 
 vault_result<vault_credential> parse_credential(std::string_view body, std::string_view address,

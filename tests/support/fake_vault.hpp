@@ -4,8 +4,11 @@
 // component tests.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,14 +30,30 @@ struct fake_clock {
   void advance(std::chrono::milliseconds d) { now = now.load() + d; }
 };
 
+// An error with Vault's classification of `message` as its only errors[] entry
+// ("permission denied" bare is a bad token; "lease not found" a lease gone).
 inline vault_error make_error(vault_error_kind kind, int status, std::string message) {
   vault_error e;
   e.kind = kind;
   e.http_status = status;
+  e.refusal = vaultwire::detail::classify_refusal(status, {message});
   e.message = std::move(message);
   e.address = "http://vault.test";
   return e;
 }
+
+// The error the Vault client makes of an answer with this status and errors[] as
+// Vault writes them (multierror text and all), for `request`.
+inline vault_error vault_answer(int status, const std::vector<std::string>& errors,
+                                const std::string& request = "GET database/creds/app") {
+  nlohmann::json body = {{"errors", errors}};
+  return vaultwire::detail::error_from_response(status, body.dump(), "", "http://vault.test", request);
+}
+
+// Vault's ACL denial (CheckToken's multierror) and its refusal of a bad token (bare
+// before Vault 1.17, with "invalid token" from 1.17 on).
+inline const std::string acl_denied = "1 error occurred:\n\t* permission denied\n\n";
+inline const std::string invalid_token_1_17 = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
 
 // A scripted Vault. In inline mode every call answers before returning; otherwise
 // creds requests wait in `pending_creds` until complete_creds().
@@ -44,6 +63,7 @@ struct fake_vault {
   std::chrono::seconds lease_duration{100s};
   bool renewable = true;
   std::optional<vault_error> creds_error;
+  std::map<std::string, vault_error> creds_error_for_role;  // answers for one role (after creds_error)
   std::optional<vault_error> lookup_error;
   std::optional<vault_error> renew_error;
   std::optional<vault_error> revoke_error;
@@ -51,6 +71,7 @@ struct fake_vault {
   int serial = 0;
 
   std::vector<std::string> creds_tokens;   // token of each read_credentials
+  std::vector<std::string> creds_roles;    // role of each read_credentials
   std::vector<std::string> lookup_tokens;
   std::vector<std::pair<std::string, std::string>> revokes;  // lease id, token
   std::vector<std::pair<std::string, std::chrono::seconds>> renews;
@@ -73,8 +94,9 @@ struct fake_vault {
     revoke_error.reset();
   }
 
-  vault_result<vaultwire::vault_credential> next_credential(const std::string& token) {
+  vault_result<vaultwire::vault_credential> next_credential(const std::string& token, const std::string& role = {}) {
     if (creds_error) return *creds_error;
+    if (auto it = creds_error_for_role.find(role); it != creds_error_for_role.end()) return it->second;
     vaultwire::vault_credential c;
     ++serial;
     c.lease_id = "database/creds/app/lease-" + std::to_string(serial);
@@ -87,14 +109,15 @@ struct fake_vault {
 
   vaultwire::vault_calls calls() {
     vaultwire::vault_calls c;
-    c.read_credentials = [this](std::string, std::string, secret_string token, auto done) {
+    c.read_credentials = [this](std::string, std::string role, secret_string token, auto done) {
       std::unique_lock lock{mutex};
       creds_tokens.emplace_back(token.view());
+      creds_roles.push_back(role);
       if (hold_creds) {
         pending_creds.push_back(std::move(done));
         return;
       }
-      auto r = next_credential(std::string{token.view()});
+      auto r = next_credential(std::string{token.view()}, role);
       lock.unlock();
       done(std::move(r));
     };
@@ -169,6 +192,10 @@ struct fake_vault {
   std::size_t lookup_count() {
     std::lock_guard lock{mutex};
     return lookup_tokens.size();
+  }
+  std::size_t creds_count_for(const std::string& role) {
+    std::lock_guard lock{mutex};
+    return static_cast<std::size_t>(std::count(creds_roles.begin(), creds_roles.end(), role));
   }
 
   // Answers the held lookup-self calls for `token`: an error, or the token's info.

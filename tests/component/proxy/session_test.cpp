@@ -443,6 +443,17 @@ TEST_CASE("session: Vault's answers become the client's refusals", "[component][
     CHECK(f.logins.empty());
     CHECK(f.wait_results(1) == std::vector<std::string>{"vault_rejected_token"});
   }
+  SECTION("403, Vault's ACL denial of the role: 28000 naming the role, not a rejected token") {
+    f.vault.creds_error = vwtest::vault_answer(403, {vwtest::acl_denied}, "GET database/creds/crdb-role");
+    auto client = f.log_in("hvs.valid-for-another-role");
+    const auto e = error_of(client->next_message());
+    CHECK(e.sqlstate() == "28000");
+    CHECK(std::string(e.message()) ==
+          "Vault's policy for this token does not allow role \"crdb-role\" (GET database/creds/crdb-role: "
+          "permission denied); the token may still open other roles");
+    CHECK(f.logins.empty());
+    CHECK(f.wait_results(1) == std::vector<std::string>{"vault_denied_role"});
+  }
   SECTION("unreachable: 08001") {
     f.vault.creds_error = vwtest::make_error(vaultwire::vault_error_kind::unreachable, 0, "connection refused");
     auto client = f.log_in("hvs.any");

@@ -10,7 +10,9 @@ Truth comes from vault-dev (/_dev/counters, /_dev/leases) and PostgreSQL (pg_rol
 timers are short (fixture: revoke_idle_after 2s, token_recheck 1s) and every wait is a
 generous multiple of them.
 """
+import json
 import os
+import re
 import sys
 import threading
 import time
@@ -21,7 +23,7 @@ from proxy_fixture import (CREATION, REVOCATION, ClosedError, LoginRefused, Prox
                            error_fields, free_port, query_message, wait_for)
 from vaultdev_fixture import now_utc, parse_rfc3339  # noqa: E402
 
-ROLES = ["crdb-role", "short-role", "capped-role"]
+ROLES = ["crdb-role", "short-role", "capped-role", "renew-role"]
 CLIENT_POLICY = "".join('path "database/creds/%s" { capabilities = ["read"] }\n'
                         'path "sys/leases/revoke/database/creds/%s/*" { capabilities = ["update"] }\n' % (r, r)
                         for r in ROLES)
@@ -38,6 +40,10 @@ LEASE_GONE = ("terminating connection: Vault no longer knows this session's data
 EXPIRES_NOTICE = "the database credential of this session expires in"
 EXPIRES_FATAL = ("terminating connection: the database credential of this session expires (its lease reached "
                  "Vault's max TTL); reconnect")
+# Vault's answer to a renewal whose database call failed: 400, like every renewal error
+# (expiration.go renewEntry wraps the backend's error; handleRenew answers it with 400).
+RENEW_DB_DOWN = ("failed to renew entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1 "
+                 "user=vault database=defaultdb`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)")
 
 
 class BrokerTest(ProxyTestCase):
@@ -50,6 +56,9 @@ class BrokerTest(ProxyTestCase):
         # Renewed every ~2/3 of 10s, up to an hour.
         cls.root.write("database/roles/short-role", db_name="crdb-config", creation_statements=CREATION,
                        revocation_statements=REVOCATION, default_ttl="10s", max_ttl="1h")
+        # Renewed every ~2/3 of 20s: room for a few retries before the lease would end.
+        cls.root.write("database/roles/renew-role", db_name="crdb-config", creation_statements=CREATION,
+                       revocation_statements=REVOCATION, default_ttl="20s", max_ttl="1h")
         # 10s leases that cannot live past 12s: the first renewal (~7s) is capped.
         cls.root.write("database/roles/capped-role", db_name="crdb-config", creation_statements=CREATION,
                        revocation_statements=REVOCATION, default_ttl="10s", max_ttl="12s")
@@ -429,6 +438,57 @@ class BrokerTest(ProxyTestCase):
             txn.close()
         # After the last session the lease is gone (max TTL reached) and so is the user.
         self.lease_gone(lease, user, timeout=30)
+
+    def test_renewal_answered_400_by_vaults_failing_database_is_retried_and_the_session_lives(self):
+        """Vault's database connection fails while the sessions' PostgreSQL stays up:
+        Vault answers the renewals 400 "failed to renew entry: ...". That is not the
+        lease gone: vaultwire retries with backoff and the session goes on. The audit
+        log calls such a renewal, and such a revocation, "failed" (not "gone")."""
+        audit = os.path.join(self.tmp, "renew-audit.jsonl")
+        proxy = self.start_proxy(self.single_listener_config(free_port(), '[audit]\nfile = "%s"\n' % audit),
+                                 name="renew-retry")
+        r, user = self.session(self.fresh_token(), role="renew-role", port=proxy.port)
+        try:
+            lease = self.lease_of(user, proxy)
+            first = self.dev_lease(lease)["expire_time"]
+            self.vault.dev("POST", "fail", {"path": "sys/leases/renew", "method": "PUT", "count": 2, "status": 400,
+                                            "errors": [RENEW_DB_DOWN]})
+            # Both failures are logged and retried, then a renewal works.
+            line = proxy.wait_log(r"renewing lease %s failed \(bad_request [^\n]*; 2 in a row\); retrying in "
+                                  r"(\d+)ms while its TTL lasts \((\d+)s left\)" % re.escape(lease),
+                                  timeout=40, what="the second failed renewal, retried")
+
+            def renewed_expiry():
+                entry = self.dev_lease(lease)
+                return entry is not None and entry["expire_time"] != first and entry["expire_time"]
+            renewed = wait_for(renewed_expiry, timeout=30, what="the lease renewed after the failures")
+            self.assertEqual(self.vault.dev("GET", "fail"), [], "vaultwire did not try the renewal again")
+            print("\n%s; lease expire_time %s -> %s" % (line.group(0), first, renewed), file=sys.stderr)
+            # The session was never told to end, and it still works.
+            self.assertFalse(r.has_pending(0.5), "vaultwire sent the session something while renewals failed")
+            self.assertEqual(r.query("select 1"), ([("1",)], None))
+            self.assertNotRegex(proxy.output(), r"lease %s is gone" % re.escape(lease))
+        finally:
+            self.vault.dev("DELETE", "fail")
+            r.close()
+        # Idle now: the revocation fails the same way once, then is retried and works.
+        self.vault.dev("POST", "fail", {"path": "sys/leases/revoke/" + lease, "count": 1, "status": 400, "errors": [
+            "failed to revoke entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1`"]})
+        try:
+            self.lease_gone(lease, user, timeout=30)
+        finally:
+            self.vault.dev("DELETE", "fail")
+
+        def audit_results(event):
+            rows = [json.loads(x) for x in (proxy.audit_text() or "").splitlines() if x.strip()]
+            return [(o["result"], o.get("reason", "")) for o in rows
+                    if o.get("event") == event and o.get("lease_id") == lease]
+        renewals = wait_for(lambda: [x for x in audit_results("credential_renew") if x[0] == "ok"] and
+                            audit_results("credential_renew"), what="the renewal audit events")
+        self.assertEqual(renewals[:3], [("failed", RENEW_DB_DOWN), ("failed", RENEW_DB_DOWN), ("ok", "")])
+        revocations = wait_for(lambda: len(audit_results("credential_revoke")) >= 2 and
+                               audit_results("credential_revoke"), what="the revocation audit events")
+        self.assertEqual([x[0] for x in revocations], ["failed", "ok"])
 
     # -- kill-switch: the lease ---------------------------------------------
 

@@ -1,7 +1,9 @@
 """Refusals a client sees from a real vaultwire, each with the exact SQLSTATE and
 message (DESIGN.md "Errors a client sees"): Vault sealed, failing or unreachable
-(08001); upstream verify-full failures (08001, and no login reaches the server);
-the server's own refusal of the login passed through; too many clients (53300).
+(08001); a 500 or a 429 for one role is that request's error, not an outage, and a
+429's Retry-After holds the role (08001 saying when to retry); upstream verify-full
+failures (08001, and no login reaches the server); the server's own refusal of the
+login passed through; too many clients (53300).
 """
 import os
 import re
@@ -13,9 +15,15 @@ from proxy_fixture import CREATION, REVOCATION, ProxyTestCase, free_port, wait_f
 
 NOLOGIN_CREATION = ("CREATE ROLE \"{{name}}\" WITH NOLOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' "
                     "IN ROLE app_owner;")
+# Roles whose creds requests Vault fails: a quota's 429s (injected), the backend's 500
+# for a role its connection does not allow (real), a 429 with Retry-After (injected).
+FAILING_ROLES = ["quota-role", "unlisted-role", "limited-role"]
 POLICY = """
 path "database/creds/crdb-role" { capabilities = ["read"] }
 path "database/creds/nologin-role" { capabilities = ["read"] }
+path "database/creds/quota-role" { capabilities = ["read"] }
+path "database/creds/unlisted-role" { capabilities = ["read"] }
+path "database/creds/limited-role" { capabilities = ["read"] }
 path "sys/leases/revoke/database/creds/crdb-role/*" { capabilities = ["update"] }
 path "sys/leases/revoke/database/creds/nologin-role/*" { capabilities = ["update"] }
 """
@@ -28,13 +36,22 @@ class ErrorsTest(ProxyTestCase):
     def setup_vault(cls):
         cls.root.write("database/roles/nologin-role", db_name="crdb-config", creation_statements=NOLOGIN_CREATION,
                        revocation_statements=REVOCATION, default_ttl="1h", max_ttl="24h")
+        for role in ("quota-role", "limited-role"):
+            cls.root.write("database/roles/" + role, db_name="crdb-config", creation_statements=CREATION,
+                           revocation_statements=REVOCATION, default_ttl="1h", max_ttl="24h")
+        # A connection that allows no role: creds for its role fail in the backend (500).
+        cls.root.write("database/config/narrow-config", plugin_name="postgresql-database-plugin",
+                       allowed_roles="nobody", connection_url=cls.pg.connection_url(),
+                       username=cls.pg.admin_user, password=cls.pg.admin_password)
+        cls.root.write("database/roles/unlisted-role", db_name="narrow-config", creation_statements=CREATION,
+                       revocation_statements=REVOCATION, default_ttl="1h", max_ttl="24h")
         cls.root.sys.create_or_update_policy("errors-client", POLICY)
         cls.token = cls.make_token(["errors-client"])
 
     @classmethod
     def proxy_config(cls):
         cls.port_bad_ca, cls.port_bad_name = free_port(), free_port()
-        roles = 'roles = ["crdb-role", "nologin-role"]'
+        roles = 'roles = ["crdb-role", "nologin-role", "quota-role", "unlisted-role", "limited-role"]'
         return f"""
 [vault]
 address = "{cls.vault.addr}"
@@ -120,6 +137,66 @@ level = "trace"
         # libcurl's text after the address.
         self.assertRegex(fields["M"], r"^cannot reach Vault at http://127\.0\.0\.1:%d: Failed to connect to "
                                       r"127\.0\.0\.1 port %d after \d+ ms: Couldn't connect to server$" % (closed, closed))
+
+    def assertGoodLogin(self, token, user="crdb-role"):
+        with self.raw() as r:
+            self.assertEqual(r.login(token, user=user)[-1][0], "Z")
+            self.assertEqual(r.query("select 1"), ([("1",)], None))
+
+    def test_500s_and_429s_for_one_role_are_not_an_outage(self):
+        """Seven 500s (the backend: "not an allowed role") and seven 429s (a quota) for
+        one role: each is that login's 08001 with Vault's text, every one reaches Vault,
+        and another token's first login for another role works: the circuit breaker
+        counts outages only."""
+        refusals = {}
+        for role in ("unlisted-role", "quota-role"):
+            if role == "quota-role":
+                self.vault.dev("POST", "fail", {
+                    "path": "database/creds/quota-role", "count": 7, "status": 429,
+                    "errors": ['request path "database/creds/quota-role": lease count quota exceeded']})
+            try:
+                reads = self.creds_reads(role)
+                for _ in range(7):
+                    fields = self.refused(token=self.make_token(["errors-client"]), user=role)
+                    self.assertEqual((fields.get("S"), fields.get("C")), ("FATAL", "08001"), fields)
+                    refusals.setdefault(role, set()).add(fields["M"])
+                self.assertEqual(self.creds_reads(role), reads + 7, "a login was refused without asking Vault")
+            finally:
+                self.vault.dev("DELETE", "fail")
+        self.assertEqual(refusals, {
+            "unlisted-role": {'Vault at %s is unavailable: "unlisted-role" is not an allowed role (HTTP 500)'
+                              % self.vault.addr},
+            "quota-role": {'Vault at %s is unavailable: request path "database/creds/quota-role": lease count '
+                           'quota exceeded (HTTP 429)' % self.vault.addr},
+        })
+        self.assertGoodLogin(self.make_token(["errors-client"]))
+        self.assertNotRegex(self.proxy.output(), r"circuit breaker open")
+        print("\n14 refusals, each with Vault's own text; then a first login for crdb-role worked", file=sys.stderr)
+
+    def test_429_with_retry_after_holds_the_role_until_then(self):
+        self.vault.dev("POST", "fail", {
+            "path": "database/creds/limited-role", "count": 1, "status": 429,
+            "errors": ['request path "database/creds/limited-role": rate limit quota exceeded'],
+            "headers": {"Retry-After": "30"}})
+        try:
+            fields = self.refused(token=self.make_token(["errors-client"]), user="limited-role")
+        finally:
+            self.vault.dev("DELETE", "fail")
+        self.assertRefusal(fields, "08001", 'Vault at %s is unavailable: request path "database/creds/limited-role": '
+                                            'rate limit quota exceeded (HTTP 429); retry after 30s' % self.vault.addr)
+        # Another token, same role: refused without asking Vault, saying when to retry.
+        reads = self.creds_reads("limited-role")
+        fields = self.refused(token=self.make_token(["errors-client"]), user="limited-role")
+        self.assertEqual((fields.get("S"), fields.get("C")), ("FATAL", "08001"), fields)
+        m = re.fullmatch(r'Vault at %s refused more requests for role "limited-role" \(request path '
+                         r'"database/creds/limited-role": rate limit quota exceeded, HTTP 429\); retry after (\d+)s'
+                         % re.escape(self.vault.addr), fields.get("M", ""))
+        self.assertIsNotNone(m, fields)
+        self.assertTrue(1 <= int(m.group(1)) <= 30, fields)
+        self.assertEqual(self.creds_reads("limited-role"), reads, "a held role's login reached Vault")
+        print("\nheld: %s" % fields["M"], file=sys.stderr)
+        # Other roles are not held.
+        self.assertGoodLogin(self.make_token(["errors-client"]))
 
     # -- upstream TLS --------------------------------------------------------
 

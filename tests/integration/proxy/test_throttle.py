@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import time
 import unittest
 
@@ -149,27 +150,28 @@ class ThrottleTest(ProxyTestCase):
         self.assertEqual(address, "127.0.0.1")
 
     def test_a_success_resets_the_backoff(self):
-        # A token Vault knows but whose policy does not exist yet: Vault refuses it (403).
-        token = self.make_token(["late-policy"])
+        # nologin-role's users cannot log in: each attempt is a failed login (the
+        # server's 28000), for a token Vault knows.
+        token = self.make_token(["multi-client"])
         failures = 0
         while failures < 2:
-            fields = self.attempt(token)
-            if fields.get("C") == "28P01":
+            fields = self.attempt(token, user="nologin-role")
+            if fields.get("C") == "28000":
                 failures += 1
             else:
                 self.assertEqual(self.throttled(fields)[1], failures)
                 time.sleep(0.1)
-        self.assertEqual(self.throttled(self.attempt(token))[1:3], (2, 2.0))
-        # The policy appears: the next attempt the throttle allows succeeds.
-        self.root.sys.create_or_update_policy("late-policy", LATE_POLICY)
+        self.assertEqual(self.throttled(self.attempt(token, user="nologin-role"))[1:3], (2, 2.0))
 
+        # The same token for a role it can log in as: the next attempt the throttle
+        # allows succeeds.
         def logged_in():
             fields = self.attempt(token)
             if fields is None:
                 return True
-            self.assertIn(fields.get("C"), ("08004", "28P01"), fields)
+            self.assertEqual(fields.get("C"), "08004", fields)
             return False
-        wait_for(logged_in, timeout=20, interval=0.2, what="a login once the policy exists")
+        wait_for(logged_in, timeout=20, interval=0.2, what="a login once the wait is over")
         # The token is revoked: its next failure starts again at base_delay (1 in a row),
         # not at 3 in a row.
         self.root.auth.token.revoke(token)
@@ -179,6 +181,40 @@ class ThrottleTest(ProxyTestCase):
             return fields if fields is not None and fields.get("C") == "28P01" else None
         wait_for(refused, timeout=20, interval=0.2, what="the revoked token refused")
         self.assertEqual(self.throttled(self.attempt(token))[1:3], (1, 1.0))
+
+    def test_a_role_the_tokens_policy_denies_is_not_a_failed_login(self):
+        """Vault's ACL denial (the multierror "permission denied") says only that the
+        token's policy lacks that role: 28000 naming the role, and the same token opens
+        the role its policy allows at once (default throttle and negative_cache). A bad
+        token is still a failed login, in Vault's text before 1.17 and from 1.17 on."""
+        proxy = self.start_proxy(self.single_listener_config(
+            free_port(), credentials={"negative_cache": None}, throttle={"base_delay": None, "max_delay": None}),
+            name="default-throttle")
+        self.root.sys.create_or_update_policy("crdb-only", LATE_POLICY)
+        token = self.make_token(["crdb-only"])
+        denied = ('Vault\'s policy for this token does not allow role "report-role" (GET database/creds/report-role: '
+                  'permission denied); the token may still open other roles')
+        fields = self.attempt(token, proxy.port, user="report-role")
+        self.assertEqual((fields.get("S"), fields.get("C"), fields.get("M")), ("FATAL", "28000", denied), fields)
+        self.assertIsNone(self.attempt(token, proxy.port), "the token was refused for the role its policy allows")
+        # Role A again: the same refusal, never the throttle's 08004.
+        for _ in range(3):
+            fields = self.attempt(token, proxy.port, user="report-role")
+            self.assertEqual((fields.get("C"), fields.get("M")), ("28000", denied), fields)
+        self.assertIsNone(self.attempt(token, proxy.port))
+        self.last_closed_session(proxy, "vault_denied_role")
+        try:
+            for style, text in (("legacy", "permission denied"), ("1.17", "permission denied; invalid token")):
+                self.assertEqual(self.vault.dev("POST", "invalid-token", {"style": style}), {"style": style})
+                bad = self.bad_token()
+                fields = self.attempt(bad, proxy.port, user="report-role")
+                self.assertEqual((fields.get("C"), fields.get("M")), ("28P01", "Vault rejected the token: " + text))
+                _, in_a_row, wait, _ = self.throttled(self.attempt(bad, proxy.port))
+                self.assertEqual((in_a_row, wait), (1, 1.0))
+                print("\n%s: a bad token is 28P01 then throttled (%d in a row, %gs)" % (style, in_a_row, wait),
+                      file=sys.stderr)
+        finally:
+            self.vault.dev("POST", "invalid-token", {"style": "legacy"})
 
     def test_a_credential_the_server_refuses_counts_as_a_failure(self):
         proxy = self.long_throttle_proxy("throttle-upstream")

@@ -263,7 +263,10 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     CHECK(r.error().to_client_message() == "Vault rejected the token: permission denied");
     CHECK(r.error().to_client_message().find(bad.view()) == std::string::npos);
 
-    // A token whose policy lacks the role: ACL denial, multierror text condensed.
+    CHECK(r.error().refusal == vaultwire::vault_refusal::bad_token);
+
+    // A token whose policy lacks the role: ACL denial, multierror text condensed, told
+    // apart on the raw errors[]: the token is valid, the role is denied (28000).
     const auto created = json::parse(
         vd.v1_ok("POST", "auth/token/create", json{{"policies", {"default"}}, {"ttl", "1h"}}.dump()));
     const secret_string weak(created["auth"]["client_token"].get<std::string>());
@@ -271,7 +274,17 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     REQUIRE_FALSE(denied);
     CHECK(denied.error().kind == vault_error_kind::forbidden);
     CHECK(denied.error().message == "permission denied");
-    CHECK(denied.error().sqlstate() == "28P01");
+    CHECK(denied.error().policy_denied());
+    CHECK(denied.error().sqlstate() == "28000");
+
+    // Vault 1.17's words for a bad token: still a bad token.
+    vd.dev_post("invalid-token", json{{"style", "1.17"}}.dump());
+    auto bad_1_17 = client.read_credentials_blocking("database", "app", bad);
+    vd.dev_post("invalid-token", json{{"style", "legacy"}}.dump());
+    REQUIRE_FALSE(bad_1_17);
+    CHECK(bad_1_17.error().refusal == vaultwire::vault_refusal::bad_token);
+    CHECK(bad_1_17.error().message == "permission denied; invalid token");
+    CHECK(bad_1_17.error().sqlstate() == "28P01");
 
     // An unknown role is Vault's 400.
     auto unknown = client.read_credentials_blocking("database", "nope", root);
@@ -366,6 +379,33 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     REQUIRE_FALSE(limited);
     CHECK(limited.error().kind == vault_error_kind::rate_limited);
     CHECK(limited.error().sqlstate() == "08001");
+  }
+
+  SECTION("a quota's 429 carries its Retry-After; a renewal's 400 for a failed database call is not a lease gone") {
+    vd.dev_post("fail", json{{"path", "database/creds/app"},
+                             {"status", 429},
+                             {"errors", {"request path \"database/creds/app\": rate limit quota exceeded"}},
+                             {"headers", {{"Retry-After", "17"}}}}
+                            .dump());
+    auto limited = client.read_credentials_blocking("database", "app", root);
+    REQUIRE_FALSE(limited);
+    CHECK(limited.error().kind == vault_error_kind::rate_limited);
+    CHECK(limited.error().retry_after == std::chrono::seconds(17));
+    CHECK(limited.error().message == "request path \"database/creds/app\": rate limit quota exceeded");
+
+    auto c = client.read_credentials_blocking("database", "app", root);
+    REQUIRE(c);
+    const std::string db_down = "failed to renew entry: resp: (*logical.Response)(nil) err: dial error";
+    vd.dev_post("fail", json{{"path", "sys/leases/renew"}, {"status", 400}, {"errors", {db_down}}}.dump());
+    auto failed = client.renew_lease_blocking(c.value().lease_id, std::chrono::seconds(0), root);
+    REQUIRE_FALSE(failed);
+    CHECK(failed.error().kind == vault_error_kind::bad_request);
+    CHECK(failed.error().message == db_down);
+    CHECK(failed.error().refusal == vaultwire::vault_refusal::none);
+    CHECK(client.revoke_lease_blocking(c.value().lease_id, root));
+    auto gone = client.renew_lease_blocking(c.value().lease_id, std::chrono::seconds(0), root);
+    REQUIRE_FALSE(gone);
+    CHECK(gone.error().refusal == vaultwire::vault_refusal::lease_gone);
   }
 
   SECTION("a Vault slower than request_timeout is a timeout") {

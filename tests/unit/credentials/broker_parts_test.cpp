@@ -188,6 +188,24 @@ TEST_CASE("token_checker: the negative cache lasts negative_cache", "[broker][pa
   CHECK_FALSE(checker.rejected("aaaa"));
 }
 
+TEST_CASE("token_checker: a policy's denial of one role is remembered for that role only", "[broker][parts]") {
+  token_checker checker{10s, 300s, 2s};
+  const auto acl = vwtest::vault_answer(403, {vwtest::acl_denied});
+  REQUIRE(acl.policy_denied());
+  const std::string role_a = std::string("aaaa") + '\0' + lease_cache::role_key_for(request("role-a"));
+  const std::string role_b = std::string("aaaa") + '\0' + lease_cache::role_key_for(request("role-b"));
+  checker.deny_role(role_a, acl, t0);
+  REQUIRE(checker.role_denial(role_a, t0 + 1999ms).has_value());
+  CHECK(checker.role_denial(role_a, t0 + 1999ms)->policy_denied());
+  CHECK_FALSE(checker.role_denial(role_b, t0).has_value());
+  CHECK_FALSE(checker.rejection("aaaa", t0).has_value());  // the token itself is not refused
+  CHECK_FALSE(checker.rejected("aaaa"));
+  CHECK_FALSE(checker.role_denial(role_a, t0 + 2s).has_value());
+  checker.deny_role(role_a, acl, t0);
+  checker.sweep({}, t0 + 3s);
+  CHECK_FALSE(checker.role_denial(role_a, t0 + 1s).has_value());  // swept
+}
+
 TEST_CASE("token_checker: waiters within grace are released, rechecks come due, tokens are forgotten",
           "[broker][parts]") {
   token_checker checker{10s, 30s, 2s};
@@ -306,35 +324,116 @@ TEST_CASE("lease_keeper: leases in use are renewed, at max TTL their sessions he
   CHECK(e->ended_by == lease_event::expired);
 }
 
-TEST_CASE("lease_keeper: renewal failures", "[broker][parts]") {
+namespace {
+
+using renewal_result = vault_result<vaultwire::vault_lease_renewal>;
+
+// Vault's answer to a renewal, as the client classifies it.
+renewal_result renew_answer(int status, const std::string& text) {
+  return renewal_result(vwtest::vault_answer(status, {text}, "PUT sys/leases/renew/lease/1"));
+}
+
+// Vault answers a renewal whose database call failed with 400 (expiration.go renewEntry).
+const std::string db_down =
+    "failed to renew entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1 user=vault "
+    "database=app`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)";
+
+}  // namespace
+
+TEST_CASE("lease_keeper: renewal answers that end the lease's sessions, or let it run to its TTL",
+          "[broker][parts][renewal]") {
   keeper_fixture f;
   auto e = fetched(f.cache, f.key, "lease/1", 300s, t0);
-  SECTION("lease not found: gone, ending its sessions") {
-    const auto note = f.keeper.renewed(
-        *e, vault_result<vaultwire::vault_lease_renewal>(make_error(vault_error_kind::bad_request, 400, "lease not found")),
-        t0 + 180s, 0.0);
-    CHECK(note.result == "gone");
-    CHECK(note.event == lease_event::lease_gone);
-    CHECK(e->gone);
-    CHECK_FALSE(f.cache.cached(*e));
+  SECTION("lease not found, lease expired, irrevocable: gone, ending its sessions") {
+    for (const char* text : {"lease not found", "lease expired",
+                             "lease is expired and has failed previous revocation attempts"}) {
+      INFO(text);
+      e->gone = false;
+      const auto note = f.keeper.renewed(*e, renew_answer(400, text), t0 + 180s, 0.0);
+      CHECK(note.result == "gone");
+      CHECK(note.reason == text);
+      CHECK(note.event == lease_event::lease_gone);
+      CHECK(e->gone);
+      CHECK_FALSE(f.cache.cached(*e));
+    }
+    CHECK(f.stats.renewals_gone == 3);
+    CHECK(f.stats.renewal_failures == 3);
   }
-  SECTION("Vault down: retried within a quarter of what is left, clamped to [1 s, 30 s]") {
-    const auto note = f.keeper.renewed(
-        *e, vault_result<vaultwire::vault_lease_renewal>(make_error(vault_error_kind::server_error, 500, "boom")),
-        t0 + 180s, 0.0);
-    CHECK(note.result == "failed");
-    CHECK_FALSE(note.event.has_value());
-    CHECK(e->next_renew_at == t0 + 210s);
-    CHECK_FALSE(e->at_max);
+  SECTION("not renewable, past the max TTL (bare or from the backend): runs to its TTL") {
+    for (const char* text : {"lease is not renewable", "past the max TTL, cannot renew",
+                             "failed to renew entry: resp: (*logical.Response)(nil) err: past the max TTL, cannot "
+                             "renew"}) {
+      INFO(text);
+      e->at_max = false;
+      const auto note = f.keeper.renewed(*e, renew_answer(400, text), t0 + 180s, 0.0);
+      CHECK(note.result == "final");
+      CHECK_FALSE(note.event.has_value());
+      CHECK(e->at_max);
+      CHECK_FALSE(e->gone);
+    }
+    CHECK(f.stats.renewals_final == 3);
   }
   SECTION("forbidden: let it run to its end") {
-    (void)f.keeper.renewed(
-        *e, vault_result<vaultwire::vault_lease_renewal>(make_error(vault_error_kind::forbidden, 403, "denied")),
-        t0 + 296s, 0.0);
-    CHECK(e->next_renew_at == t0 + 297s);
+    const auto note = f.keeper.renewed(*e, renew_answer(403, "permission denied"), t0 + 296s, 0.0);
+    CHECK(note.result == "denied");
+    CHECK_FALSE(note.event.has_value());
     CHECK(e->at_max);
+    CHECK(f.stats.renewal_denied == 1);
   }
-  CHECK(f.stats.renewal_failures == 1);
+  CHECK(f.stats.renewal_retries == 0);
+}
+
+TEST_CASE("lease_keeper: any other renewal failure is retried with backoff while the TTL lasts, sessions kept",
+          "[broker][parts][renewal]") {
+  keeper_fixture f;
+  auto e = fetched(f.cache, f.key, "lease/1", 300s, t0);
+  bool ended = false;
+  e->sessions.emplace(1, [&](lease_event) { ended = true; });
+  // The database behind Vault is down: every renewal is answered 400.
+  time_point t = t0 + 180s;  // 120 s left: retries wait 1, 2, 4, 8, 16 s, then a quarter of what is left
+  const std::chrono::milliseconds waits[] = {1s, 2s, 4s, 8s, 16s, 22250ms};
+  for (auto wait : waits) {
+    const auto note = f.keeper.renewed(*e, renew_answer(400, db_down), t, 0.0);
+    CHECK(note.result == "failed");
+    CHECK(note.reason == db_down);
+    CHECK_FALSE(note.event.has_value());
+    CHECK(e->next_renew_at == t + wait);
+    t = e->next_renew_at;
+  }
+  // Near the end: never later than a quarter of what is left, at least 1 s.
+  t = t0 + 298s;
+  (void)f.keeper.renewed(*e, renew_answer(400, db_down), t, 0.0);
+  CHECK(e->next_renew_at == t + 1s);
+  CHECK_FALSE(e->gone);
+  CHECK_FALSE(e->at_max);
+  CHECK(f.cache.cached(*e));
+  CHECK_FALSE(ended);
+  CHECK(f.stats.renewal_retries == 7);
+  CHECK(f.stats.renewals_gone == 0);
+
+  SECTION("a success resets the backoff") {
+    vaultwire::vault_lease_renewal ok;
+    ok.lease_duration = 300s;
+    ok.renewable = true;
+    (void)f.keeper.renewed(*e, renewal_result(ok), t0 + 299s, 0.0);
+    CHECK(e->renew_failures == 0);
+    (void)f.keeper.renewed(*e, renew_answer(500, "1 error occurred:\n\t* boom\n\n"), t0 + 400s, 0.0);
+    CHECK(e->next_renew_at == t0 + 401s);
+  }
+  SECTION("Vault down, a role's 500, a 404: retried the same way") {
+    for (auto r : {renewal_result(make_error(vault_error_kind::unreachable, 0, "Couldn't connect to server")),
+                   renew_answer(500, "1 error occurred:\n\t* boom\n\n"), renew_answer(404, "")}) {
+      CHECK(f.keeper.renewed(*e, r, t0 + 200s, 0.0).result == "failed");
+    }
+    CHECK_FALSE(e->gone);
+  }
+  SECTION("a 429's Retry-After is kept") {
+    auto limited = vwtest::vault_answer(429, {"request path \"sys/leases/renew\": rate limit quota exceeded"});
+    limited.retry_after = 20s;
+    e->renew_failures = 0;
+    (void)f.keeper.renewed(*e, renewal_result(limited), t0 + 200s, 0.0);
+    CHECK(e->next_renew_at == t0 + 220s);
+  }
 }
 
 TEST_CASE("lease_keeper: revocation answers", "[broker][parts]") {
@@ -363,10 +462,28 @@ TEST_CASE("lease_keeper: revocation answers", "[broker][parts]") {
   }
   SECTION("Vault down: retried after revoke_idle_after") {
     const auto note = f.keeper.revoked(
-        *e, vault_result<void>(make_error(vault_error_kind::timeout, 0, "timed out")), false, t0 + 90s);
+        *e, vault_result<void>(make_error(vault_error_kind::timeout, 0, "Operation timed out")), false, t0 + 90s);
     CHECK(note.result == "failed");
     CHECK(e->idle_since == t0 + 90s);
     CHECK(f.cache.held() == 1);
+  }
+  SECTION("a 400 from a failed database call is a failure, retried, not a lease gone") {
+    const std::string text = "failed to revoke entry: resp: (*logical.Response)(nil) err: failed to connect";
+    const auto note =
+        f.keeper.revoked(*e, vault_result<void>(vwtest::vault_answer(400, {text}, "PUT sys/leases/revoke")), false,
+                         t0 + 90s);
+    CHECK(note.result == "failed");
+    CHECK(note.reason == "idle");
+    CHECK(e->idle_since == t0 + 90s);
+    CHECK(f.cache.held() == 1);
+    CHECK(f.stats.revoke_failures == 1);
+  }
+  SECTION("Vault's lease-gone answer: gone, forgotten") {
+    const auto note = f.keeper.revoked(
+        *e, vault_result<void>(vwtest::vault_answer(400, {"lease not found"}, "PUT sys/leases/revoke")), false, t0);
+    CHECK(note.result == "gone");
+    CHECK(f.cache.live().empty());
+    CHECK(f.stats.revoke_gone == 1);
   }
 }
 

@@ -535,12 +535,64 @@ TEST_CASE("broker: a failed renewal is retried before the lease ends", "[broker]
   f.clock.advance(18s);
   f.broker->maintain();
   CHECK(f.vault.renews.size() == 1);
-  f.clock.advance(2s);  // retry after a quarter of the 12 s left, at least 1 s
+  f.clock.advance(999ms);  // the first retry after 1 s
   f.broker->maintain();
   CHECK(f.vault.renews.size() == 1);
-  f.clock.advance(1s);
+  f.clock.advance(1ms);
   f.broker->maintain();
   CHECK(f.vault.renews.size() == 2);
+  f.clock.advance(1999ms);  // then 2 s
+  f.broker->maintain();
+  CHECK(f.vault.renews.size() == 2);
+  f.clock.advance(1ms);
+  f.broker->maintain();
+  CHECK(f.vault.renews.size() == 3);
+}
+
+TEST_CASE("broker: a renewal answered 400 by Vault's failing database keeps the sessions and is retried",
+          "[broker][renewal]") {
+  fixture f;
+  f.vault.lease_duration = 30s;
+  auto a = f.acquire("t1");
+  REQUIRE(a);
+  std::vector<lease_event> events;
+  a.value().subscribe([&](lease_event e) { events.push_back(e); });
+  // expiration.go renewEntry: Vault answers every renewal error with 400.
+  f.vault.renew_error = vwtest::vault_answer(
+      400, {"failed to renew entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1 "
+            "user=vault database=app`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)"},
+      "PUT sys/leases/renew/database/creds/app/lease-1");
+  // Tries at 18 s, then 1, 2 and 2.25 s later (a quarter of what is left).
+  for (auto step : {18000ms, 1000ms, 2000ms, 2250ms}) {
+    f.clock.advance(step);
+    f.broker->maintain();
+  }
+  CHECK(f.vault.renews.size() == 4);
+  CHECK(events.empty());
+  CHECK(f.broker->stats().renewal_retries == 4);
+  CHECK(f.broker->stats().renewals_gone == 0);
+  CHECK_FALSE(f.broker->stats().breaker_open);  // Vault answered
+  // The database is back: the next retry renews, and the lease goes on.
+  f.vault.renew_error.reset();
+  f.clock.advance(2s);
+  f.broker->maintain();
+  CHECK(f.vault.renews.size() == 5);
+  CHECK(f.broker->stats().renewals == 1);
+  CHECK(a.value().expires_at() == f.clock.now.load() + 30s);
+  CHECK(events.empty());
+
+  SECTION("never back: the sessions end at the lease's TTL, not before") {
+    f.vault.renew_error = vwtest::vault_answer(400, {"failed to renew entry: resp: (*logical.Response)(nil) err: "
+                                                     "pq: the database system is shutting down"});
+    for (int i = 0; i < 29; ++i) {
+      f.clock.advance(1s);
+      f.broker->maintain();
+    }
+    CHECK(events.empty());
+    f.clock.advance(1s);
+    f.broker->maintain();
+    CHECK(events == std::vector<lease_event>{lease_event::expired});
+  }
 }
 
 TEST_CASE("broker: invalidate drops the credential so the next acquire fetches", "[broker]") {
@@ -677,10 +729,10 @@ TEST_CASE("breaker: opens after consecutive unreachable failures, cold acquires 
     CHECK(f.broker->stats().fast_failures == 20);
     CHECK(f.broker->stats().vault_fetches == breaker_threshold);
   }
-  SECTION("timeouts, 5xx, 429 and sealed count; an answer from Vault resets the count") {
+  SECTION("timeouts, 502-504 and sealed count; an answer from Vault resets the count") {
     for (auto e : {make_error(vault_error_kind::timeout, 0, "Operation timed out"),
-                   make_error(vault_error_kind::server_error, 500, "internal error"),
-                   make_error(vault_error_kind::rate_limited, 429, "rate limit quota exceeded"),
+                   make_error(vault_error_kind::server_error, 502, "bad gateway"),
+                   make_error(vault_error_kind::server_error, 504, "gateway timeout"),
                    make_error(vault_error_kind::sealed, 503, "Vault is sealed")}) {
       f.vault.creds_error = e;
       REQUIRE_FALSE(f.acquire_now("t1"));
@@ -992,4 +1044,132 @@ TEST_CASE("broker: stale-while-revalidate: a recheck in flight does not hold up 
   f.vault.hold_lookups = false;
   f.vault.complete_lookups("t1");
   f.vault.complete_lookups("t2");
+}
+
+// --- Vault's per-request answers: a policy's denial of one role, a quota's 429, a 500 --
+
+TEST_CASE("broker: Vault's ACL denial of one role refuses that role with 28000, not the token",
+          "[broker][acl]") {
+  fixture f;  // negative_cache 2 s
+  f.vault.creds_error_for_role["role-a"] = vwtest::vault_answer(403, {vwtest::acl_denied}, "GET database/creds/role-a");
+  auto a = f.acquire("t1", "role-a");
+  REQUIRE_FALSE(a);
+  CHECK(a.error().kind == broker_error_kind::role_denied);
+  CHECK(a.error().sqlstate() == "28000");
+  CHECK(a.error().to_client_message() ==
+        "Vault's policy for this token does not allow role \"role-a\" (GET database/creds/role-a: permission "
+        "denied); the token may still open other roles");
+  CHECK(f.broker->stats().role_denials == 1);
+  CHECK(f.vault.lookup_count() == 1);  // lookup-self decides about the token itself
+
+  SECTION("the token still opens the roles its policy allows; role A is remembered for negative_cache") {
+    auto b = f.acquire("t1", "role-b");
+    REQUIRE(b);
+    CHECK(f.vault.creds_count_for("role-b") == 1);
+    for (int i = 0; i < 5; ++i) {
+      auto again = f.acquire("t1", "role-a");
+      REQUIRE_FALSE(again);
+      CHECK(again.error().kind == broker_error_kind::role_denied);
+      CHECK(again.error().sqlstate() == "28000");
+    }
+    CHECK(f.vault.creds_count_for("role-a") == 1);
+    CHECK(f.broker->stats().role_negative_hits == 5);
+    CHECK(f.broker->stats().negative_cache_hits == 0);
+    // Another token is asked about role A itself.
+    REQUIRE_FALSE(f.acquire("t2", "role-a"));
+    CHECK(f.vault.creds_count_for("role-a") == 2);
+    f.clock.advance(2s);
+    REQUIRE_FALSE(f.acquire("t1", "role-a"));
+    CHECK(f.vault.creds_count_for("role-a") == 3);
+  }
+  SECTION("lookup-self fails too: then the token is refused for every role") {
+    f.clock.advance(10s);  // token_recheck: the token's check is due again
+    f.vault.lookup_error = make_error(vault_error_kind::forbidden, 403, "permission denied");
+    REQUIRE_FALSE(f.acquire("t1", "role-a"));  // a recheck is due again: it finds the token bad
+    auto b = f.acquire("t1", "role-b");
+    REQUIRE_FALSE(b);
+    CHECK(b.error().kind == broker_error_kind::token_rejected);
+    CHECK(b.error().sqlstate() == "28P01");
+    CHECK(f.vault.creds_count_for("role-b") == 0);
+  }
+  SECTION("a bad token's 403 (bare, or Vault 1.17's \"invalid token\") still refuses the token for every role") {
+    for (const auto& text : {std::string("permission denied"), vwtest::invalid_token_1_17}) {
+      INFO(text);
+      f.clock.advance(10s);
+      f.vault.creds_error_for_role["role-a"] = vwtest::vault_answer(403, {text}, "GET database/creds/role-a");
+      auto bad = f.acquire("bad", "role-a");
+      REQUIRE_FALSE(bad);
+      CHECK(bad.error().kind == broker_error_kind::vault);
+      CHECK(bad.error().sqlstate() == "28P01");
+      auto other = f.acquire("bad", "role-b");
+      REQUIRE_FALSE(other);
+      CHECK(other.error().kind == broker_error_kind::token_rejected);
+    }
+    CHECK(f.vault.creds_count_for("role-b") == 0);
+    CHECK(f.broker->stats().role_denials == 1);  // t1's, above
+  }
+}
+
+TEST_CASE("broker: a lookup-self the token's policy denies confirms the token", "[broker][acl]") {
+  fixture f;
+  f.vault.lookup_error = vwtest::vault_answer(403, {vwtest::acl_denied}, "GET auth/token/lookup-self");
+  REQUIRE(f.acquire("t1"));
+  f.clock.advance(11s);  // token_recheck 10 s: the next hit waits for lookup-self
+  auto again = f.acquire("t1");
+  REQUIRE(again);
+  CHECK(again.value().from_cache());
+  CHECK(f.vault.lookup_count() == 2);
+  CHECK(f.broker->stats().tokens_revoked == 0);
+}
+
+TEST_CASE("broker: a 429 with Retry-After holds that role, for every token, until then", "[broker][quota]") {
+  fixture f;
+  auto limited = vwtest::vault_answer(429, {"request path \"database/creds/role-a\": rate limit quota exceeded"},
+                                      "GET database/creds/role-a");
+  limited.retry_after = 3s;
+  f.vault.creds_error_for_role["role-a"] = limited;
+  auto a = f.acquire("t1", "role-a");
+  REQUIRE_FALSE(a);
+  CHECK(a.error().sqlstate() == "08001");
+  CHECK(a.error().to_client_message() ==
+        "Vault at http://vault.test is unavailable: request path \"database/creds/role-a\": rate limit quota "
+        "exceeded (HTTP 429); retry after 3s");
+  f.clock.advance(1s);
+  auto other_token = f.acquire("t2", "role-a");
+  REQUIRE_FALSE(other_token);
+  CHECK(other_token.error().sqlstate() == "08001");
+  CHECK(other_token.error().to_client_message() ==
+        "Vault at http://vault.test refused more requests for role \"role-a\" (request path "
+        "\"database/creds/role-a\": rate limit quota exceeded, HTTP 429); retry after 2s");
+  CHECK(f.vault.creds_count_for("role-a") == 1);  // no Vault call while it lasts
+  CHECK(f.broker->stats().quota_holds == 1);
+  CHECK(f.acquire("t2", "role-b"));  // another role is not held
+  f.clock.advance(2s);
+  f.vault.creds_error_for_role.clear();
+  CHECK(f.acquire("t2", "role-a"));
+  CHECK(f.vault.creds_count_for("role-a") == 2);
+  CHECK_FALSE(f.broker->stats().breaker_open);
+}
+
+TEST_CASE("broker: 429s and 500s for one role never open the breaker for other tokens and roles",
+          "[broker][breaker][quota]") {
+  fixture f;
+  for (auto e : {vwtest::vault_answer(429, {"request path \"database/creds/role-a\": rate limit quota exceeded"}),
+                 vwtest::vault_answer(500, {"1 error occurred:\n\t* \"role-a\" is not an allowed role\n\n"})}) {
+    INFO(e.http_status);
+    f.vault.creds_error_for_role["role-a"] = e;
+    const auto before = f.vault.creds_count_for("role-a");
+    for (int i = 0; i < 7; ++i) {
+      auto r = f.acquire("t1", "role-a");
+      REQUIRE_FALSE(r);
+      CHECK(r.error().sqlstate() == "08001");
+    }
+    CHECK(f.vault.creds_count_for("role-a") == before + 7);  // each is that request's own error
+    f.vault.creds_error_for_role.clear();
+    CHECK_FALSE(f.broker->stats().breaker_open);
+    CHECK(f.broker->stats().consecutive_vault_failures == 0);
+    CHECK(f.acquire("t-" + std::to_string(e.http_status), "role-b"));  // another token's first login
+  }
+  CHECK(f.broker->stats().vault_outages == 0);
+  CHECK(f.broker->stats().fast_failures == 0);
 }

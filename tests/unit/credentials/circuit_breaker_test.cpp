@@ -63,15 +63,40 @@ TEST_CASE("circuit_breaker: an answer from Vault, even a refusal, resets the cou
   CHECK(f.b.consecutive_failures() == 0);
 }
 
-TEST_CASE("circuit_breaker: every kind of outage counts", "[unit][breaker]") {
-  for (auto kind : {vault_error_kind::unreachable, vault_error_kind::timeout, vault_error_kind::server_error,
-                    vault_error_kind::rate_limited, vault_error_kind::sealed}) {
-    CHECK(breaker::is_outage(kind));
+TEST_CASE("circuit_breaker: outages count, a request's own error does not", "[unit][breaker]") {
+  for (auto e : {failure(vault_error_kind::unreachable), failure(vault_error_kind::timeout),
+                 failure(vault_error_kind::sealed, 503), failure(vault_error_kind::server_error, 502),
+                 failure(vault_error_kind::server_error, 503), failure(vault_error_kind::server_error, 504)}) {
+    INFO(vaultwire::to_string(e.kind) << " " << e.http_status);
+    CHECK(breaker::is_outage(e));
   }
-  for (auto kind : {vault_error_kind::forbidden, vault_error_kind::bad_request, vault_error_kind::not_found,
-                    vault_error_kind::redirected, vault_error_kind::bad_response}) {
-    CHECK_FALSE(breaker::is_outage(kind));
+  // A 500 is one backend's failure for one request (a role's bad statement, "not an
+  // allowed role"); a 429 is a quota on a path or a client.
+  for (auto e : {failure(vault_error_kind::server_error, 500), failure(vault_error_kind::server_error, 501),
+                 failure(vault_error_kind::rate_limited, 429), failure(vault_error_kind::forbidden, 403),
+                 failure(vault_error_kind::bad_request, 400), failure(vault_error_kind::not_found, 404),
+                 failure(vault_error_kind::redirected, 307), failure(vault_error_kind::bad_response)}) {
+    INFO(vaultwire::to_string(e.kind) << " " << e.http_status);
+    CHECK_FALSE(breaker::is_outage(e));
   }
+}
+
+TEST_CASE("circuit_breaker: 429s and 500s in a row never open it, and reset the count", "[unit][breaker]") {
+  fixture f;
+  const vault_error limited = failure(vault_error_kind::rate_limited, 429);
+  const vault_error role_broken = failure(vault_error_kind::server_error, 500);
+  for (int i = 0; i < 7; ++i) CHECK_FALSE(f.b.note(&limited, false, f.t));
+  for (int i = 0; i < 7; ++i) CHECK_FALSE(f.b.note(&role_broken, false, f.t));
+  CHECK_FALSE(f.b.open());
+  CHECK(f.b.healthy());
+  CHECK(f.stats.vault_outages == 0);
+  f.fail(breaker_threshold - 1);
+  CHECK(f.b.consecutive_failures() == breaker_threshold - 1);
+  CHECK_FALSE(f.b.note(&limited, false, f.t));  // Vault answered
+  CHECK(f.b.consecutive_failures() == 0);
+  const vault_error gateway = failure(vault_error_kind::server_error, 502);
+  for (unsigned i = 0; i < breaker_threshold; ++i) CHECK(f.b.note(&gateway, false, f.t));
+  CHECK(f.b.open());
 }
 
 TEST_CASE("circuit_breaker: open, it skips calls until one probe, whose wait doubles while it fails",

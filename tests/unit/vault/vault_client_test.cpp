@@ -195,7 +195,7 @@ TEST_CASE("HTTP statuses map to error kinds with Vault's text", "[vault]") {
 }
 
 TEST_CASE("errors map to DESIGN.md's SQLSTATEs and readable messages", "[vault]") {
-  auto denied = error_for(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})");
+  auto denied = error_for(403, R"({"errors":["permission denied"]})");
   CHECK(denied.token_rejected());
   CHECK(denied.sqlstate() == "28P01");
   CHECK(denied.to_client_message() == "Vault rejected the token: permission denied");
@@ -203,6 +203,13 @@ TEST_CASE("errors map to DESIGN.md's SQLSTATEs and readable messages", "[vault]"
   CHECK(error_for(404, R"({"errors":[]})").sqlstate() == "28P01");
   CHECK(denied.code() == vaultwire::errc::vault_rejected_token);
   CHECK(vaultwire::sqlstate_for(vaultwire::errc::vault_rejected_token) == denied.sqlstate());
+
+  auto acl = error_for(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})");
+  CHECK_FALSE(acl.token_rejected());
+  CHECK(acl.policy_denied());
+  CHECK(acl.sqlstate() == "28000");
+  CHECK(acl.code() == vaultwire::errc::vault_denied_role);
+  CHECK(acl.to_client_message() == "Vault's policy for the token denies GET database/creds/app: permission denied");
 
   auto sealed = error_for(503, R"({"errors":["Vault is sealed"]})");
   CHECK(sealed.sqlstate() == "08001");
@@ -233,6 +240,82 @@ TEST_CASE("errors map to DESIGN.md's SQLSTATEs and readable messages", "[vault]"
   slow.address = "http://127.0.0.1:8200";
   CHECK(slow.sqlstate() == "08001");
   CHECK(slow.to_client_message().starts_with("Vault at http://127.0.0.1:8200 did not answer in time: "));
+}
+
+TEST_CASE("a 403 is told apart on Vault's raw errors[]: a bad token, or the policy's denial of the path",
+          "[vault][refusal]") {
+  using vaultwire::vault_refusal;
+  // request_handling.go: an unknown, revoked or expired token fails the token check
+  // with the bare logical.ErrPermissionDenied.
+  auto bad = error_for(403, R"({"errors":["permission denied"]})");
+  CHECK(bad.refusal == vault_refusal::bad_token);
+  CHECK(bad.token_rejected());
+  // Vault 1.17 adds logical.ErrInvalidToken: two multierror items.
+  auto bad_1_17 = error_for(403, R"({"errors":["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]})");
+  CHECK(bad_1_17.refusal == vault_refusal::bad_token);
+  CHECK(bad_1_17.token_rejected());
+  CHECK(bad_1_17.message == "permission denied; invalid token");
+  CHECK(error_for(403, R"({"errors":["invalid token"]})").refusal == vault_refusal::bad_token);
+  // CheckToken: the ACL denies the path for a valid token, wrapped in a multierror.
+  auto acl = error_for(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})");
+  CHECK(acl.refusal == vault_refusal::policy_denied);
+  CHECK(acl.message == "permission denied");  // the condensed text alone could not tell
+  CHECK_FALSE(acl.token_rejected());
+  // Anything else stays unclassified (and still rejects the token, as before).
+  auto other = error_for(403, R"({"errors":["bad token: something"]})");
+  CHECK(other.refusal == vault_refusal::none);
+  CHECK(other.token_rejected());
+  CHECK(error_for(403, R"({"errors":[]})").token_rejected());
+  // The same texts with another status are not a 403's refusal.
+  CHECK(error_for(500, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})").refusal ==
+        vault_refusal::none);
+}
+
+TEST_CASE("a renewal's 400 is told apart: the lease gone, final, or anything else (retried)", "[vault][refusal]") {
+  using vaultwire::vault_refusal;
+  const auto renew = [](std::string_view text) {
+    const std::string body = R"({"errors":[")" + std::string(text) + R"("]})";
+    return vd::error_from_response(400, body, {}, addr, "PUT sys/leases/renew").refusal;
+  };
+  // expiration.go leaseEntry.renewable.
+  CHECK(renew("lease not found") == vault_refusal::lease_gone);
+  CHECK(renew("lease expired") == vault_refusal::lease_gone);
+  CHECK(renew("lease is expired and has failed previous revocation attempts") == vault_refusal::lease_gone);
+  CHECK(renew("lease not found or lease is not renewable") == vault_refusal::lease_gone);  // Vault < 1.0
+  CHECK(renew("lease is not renewable") == vault_refusal::lease_final);
+  // CalculateTTL, from the expiration manager (bare) or from the backend (wrapped by renewEntry).
+  CHECK(renew("past the max TTL, cannot renew") == vault_refusal::lease_final);
+  CHECK(renew("failed to renew entry: resp: (*logical.Response)(nil) err: past the max TTL, cannot renew") ==
+        vault_refusal::lease_final);
+  // A failed database connection is answered 400 too: not final.
+  CHECK(renew("failed to renew entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1 "
+              "user=vault database=app`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)") ==
+        vault_refusal::none);
+  CHECK(renew("failed to renew entry: resp: (*logical.Response)(nil) err: error during renew: could not find role "
+              "with name \"app\"") == vault_refusal::none);
+  CHECK(renew("lease_id must be specified") == vault_refusal::none);
+  CHECK(renew("a lease expired somewhere") == vault_refusal::none);
+  auto gone = vd::error_from_response(400, R"({"errors":["lease not found"]})", {}, addr, "PUT sys/leases/renew");
+  CHECK(gone.message == "lease not found");
+  CHECK(gone.token_rejected());  // a 400 still says nothing good about the request
+}
+
+TEST_CASE("Retry-After: delta-seconds or an HTTP-date, capped, 0 when absent or past", "[vault][retry-after]") {
+  const std::int64_t now = 784111777;  // Sun, 06 Nov 1994 08:49:37 GMT
+  CHECK(vd::parse_retry_after("3", now) == std::chrono::seconds{3});
+  CHECK(vd::parse_retry_after(" 120 \r", now) == std::chrono::seconds{120});
+  CHECK(vd::parse_retry_after("0", now) == std::chrono::seconds{0});
+  CHECK(vd::parse_retry_after("86400", now) == std::chrono::seconds{3600});
+  CHECK(vd::parse_retry_after("99999999999", now) == std::chrono::seconds{3600});
+  CHECK(vd::parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now) == std::chrono::seconds{10});
+  CHECK(vd::parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now) == std::chrono::seconds{0});
+  CHECK(vd::parse_retry_after("Sun, 06 Nov 1994 08:49:30 GMT", now) == std::chrono::seconds{0});
+  CHECK(vd::parse_retry_after("", now) == std::chrono::seconds{0});
+  CHECK(vd::parse_retry_after("soon", now) == std::chrono::seconds{0});
+  CHECK(vd::parse_retry_after("-5", now) == std::chrono::seconds{0});
+  // A 429's error carries no Retry-After of its own: the transport adds it.
+  CHECK(error_for(429, R"({"errors":["request path \"database/creds/app\": rate limit quota exceeded"]})")
+            .retry_after == std::chrono::seconds{0});
 }
 
 TEST_CASE("path segments are percent-encoded", "[vault]") {

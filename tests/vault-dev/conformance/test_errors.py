@@ -278,6 +278,32 @@ class ErrorsTest(VaultDevTestCase):
         # The allowed path still works.
         self.assertIn("username", client.secrets.database.generate_credentials("owner-role")["data"])
 
+    def test_invalid_token_in_vault_1_17s_words(self):
+        """Vault 1.17 adds "invalid token" to the refusal of an unknown, revoked or
+        expired token (hashicorp/vault PR #25953; docs/concepts/tokens.mdx "Error
+        Responses"): the token check's two errors in one multierror. A missing token and
+        a policy's denial are answered as before."""
+        self.assertEqual(self.vault.dev("GET", "invalid-token"), {"style": "legacy"})
+        both = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"
+        revoked = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        self.assertEqual(self.client(token=revoked).auth.token.revoke_self().status_code, 204)
+        limited = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
+        self.assertEqual(self.vault.dev("POST", "invalid-token", {"style": "1.17"}), {"style": "1.17"})
+        try:
+            for token in (random_token(), revoked):
+                self.assertRawError(self.vault.raw("GET", "database/creds/owner-role", token=token), 403, [both])
+                self.assertRawError(self.vault.raw("GET", "auth/token/lookup-self", token=token), 403, [both])
+            self.assertRawError(self.vault.raw("GET", "database/creds/owner-role", no_token=True), 403,
+                                ["permission denied"])
+            self.assertRawError(self.vault.raw("GET", "database/creds/crdb-role", token=limited), 403, [ACL_DENIED])
+            self.assertFalse(self.client(token=random_token()).is_authenticated())
+        finally:
+            self.vault.dev("POST", "invalid-token", {"style": "legacy"})
+        self.assertRawError(self.vault.raw("GET", "database/creds/owner-role", token=revoked), 403,
+                            ["permission denied"])
+        self.assertEqual(self.vault.raw("POST", "/_dev/invalid-token", body={"style": "1.18"}, no_token=True).status,
+                         400)
+
     def test_revoked_token_is_403(self):
         token = self.root.auth.token.create(policies=["owner-reader"])["auth"]["client_token"]
         client = self.client(token=token)
@@ -487,6 +513,48 @@ class ErrorsTest(VaultDevTestCase):
         self.assertIn("username", self.root.secrets.database.generate_credentials("owner-role")["data"])
         with self.assertRaises(hvac.exceptions.VaultDown):
             self.root.secrets.database.generate_credentials("crdb-role")
+
+    def test_dev_fail_with_vaults_errors_and_headers(self):
+        """/_dev/fail can answer with Vault's own errors[] and headers: a renewal whose
+        database call failed (400 "failed to renew entry: ...", expiration.go
+        renewEntry) and a quota's 429 with Retry-After (http/util.go
+        rateLimitQuotaWrapping)."""
+        # The real path first: the backend's renew error (the role's renew statement
+        # fails in PostgreSQL) wrapped by renewEntry, answered 400 by handleRenew
+        # (logical_system.go, handleErrorNoReadOnlyForward); the lease is still there.
+        self.root.secrets.database.configure(
+            name="renew-config", plugin_name="postgresql-database-plugin", allowed_roles="badrenew-role",
+            connection_url=self.pg.connection_url(), username=self.pg.admin_user, password=self.pg.admin_password)
+        self.root.secrets.database.create_role(
+            name="badrenew-role", db_name="renew-config", creation_statements=OWNER_CREATION,
+            revocation_statements=OWNER_REVOCATION, renew_statements='ALTER ROLE "{{name}}" NO_SUCH_OPTION;')
+        bad = self.root.secrets.database.generate_credentials("badrenew-role")["lease_id"]
+        with self.assertRaises(hvac.exceptions.InvalidRequest) as cm:
+            self.root.sys.renew_lease(bad)
+        self.assertEqual(len(cm.exception.errors), 1, cm.exception.errors)
+        self.assertTrue(cm.exception.errors[0].startswith("failed to renew entry: resp: (*logical.Response)(nil) err: "),
+                        cm.exception.errors)
+        self.assertEqual(self.root.sys.read_lease(bad)["data"]["id"], bad)
+        self.assertEqual(self.root.sys.revoke_lease(bad).status_code, 204)
+        # The same shape injected, for a renewal vault-dev would otherwise grant.
+        lease = self.root.secrets.database.generate_credentials("owner-role")["lease_id"]
+        db_down = ("failed to renew entry: resp: (*logical.Response)(nil) err: failed to connect to `host=127.0.0.1 "
+                   "user=vault database=app`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)")
+        self.vault.dev("POST", "fail", {"path": "sys/leases/renew", "count": 1, "status": 400, "errors": [db_down]})
+        self.assertVaultError(hvac.exceptions.InvalidRequest, [db_down], self.root.sys.renew_lease, lease)
+        self.assertEqual(self.root.sys.renew_lease(lease)["lease_id"], lease)  # used up: the real answer
+        quota = 'request path "database/creds/owner-role": rate limit quota exceeded'
+        rule = {"path": "database/creds/owner-role", "count": 1, "status": 429, "errors": [quota],
+                "headers": {"Retry-After": "7"}}
+        self.vault.dev("POST", "fail", rule)
+        self.assertEqual(self.vault.dev("GET", "fail"), [dict(rule, method="", delay_ms=0, mode="status")])
+        raw = self.vault.raw("GET", "database/creds/owner-role")
+        self.assertRawError(raw, 429, [quota])
+        self.assertEqual(raw.header("Retry-After"), "7")
+        self.assertEqual(self.vault.raw("POST", "/_dev/fail", body={"path": "x", "errors": "no"}, no_token=True).status,
+                         400)
+        self.assertEqual(self.vault.raw("POST", "/_dev/fail", body={"path": "x", "headers": {"a": 1}},
+                                        no_token=True).status, 400)
 
     def test_dev_fail_delay(self):
         self.vault.dev("POST", "fail", {"path": "database/creds/owner-role", "count": 1, "delay_ms": 400,

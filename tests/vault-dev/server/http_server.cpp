@@ -162,6 +162,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     req->path = v1 ? path.substr(4) : dev ? path.substr(6) : path;
 
     vd::Response r;
+    std::vector<std::pair<std::string, std::string>> extra_headers;  // an injected answer's
     if (v1) {
       vd::Fault f = sh->vault->take_fault(*req);
       if (f.delay_ms > 0) {
@@ -180,7 +181,14 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
       }
       if (f.status > 0) {
         r.status = f.status;
-        r.body = R"j({"errors":["injected failure (vault-dev /_dev/fail)"]})j";
+        if (f.errors.empty()) {
+          r.body = R"j({"errors":["injected failure (vault-dev /_dev/fail)"]})j";
+        } else {
+          vd::json errs = vd::json::array();
+          for (auto& e : f.errors) errs.push_back(e);
+          r.body = vd::json::object({{"errors", errs}}).dump(-1, ' ', false, vd::json::error_handler_t::replace);
+        }
+        extra_headers = f.headers;
       } else {
         r = co_await net::co_spawn(sh->pool->get_executor(), run_handler(sh->vault, req, false), use_awaitable);
       }
@@ -194,6 +202,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), msg.version()};
     res.set(http::field::server, "vault-dev");
     res.set(http::field::cache_control, "no-store");
+    for (auto& [name, value] : extra_headers) res.set(name, value);
     if (!r.body.empty()) {
       res.set(http::field::content_type, "application/json");
       res.body() = std::move(r.body);

@@ -221,6 +221,8 @@ struct FaultRule {
   int status = 503;
   int delay_ms = 0;
   std::string mode = "status";
+  std::vector<std::string> errors;
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct MountTtl {
@@ -593,6 +595,12 @@ struct Vault::Impl {
   std::mutex mu;
   std::condition_variable revoke_cv;
   bool sealed = false;
+  // How an unknown, revoked or expired token is refused. Before Vault 1.17 the token
+  // check fails with the bare logical.ErrPermissionDenied ("permission denied");
+  // Vault 1.17 adds logical.ErrInvalidToken to it (hashicorp/vault PR #25953, "Added
+  // new Invalid Token Error Message"; website/content/docs/concepts/tokens.mdx "Error
+  // Responses"), which the multierror renders as two items. A missing token stays bare.
+  bool invalid_token_1_17 = false;
   std::map<std::string, Namespace> namespaces;
   std::map<std::string, Token> tokens;
   std::map<std::string, std::string> accessors;
@@ -980,6 +988,9 @@ struct Vault::Impl {
       std::lock_guard lk(mu);
       Namespace& ns = ns_get(req.ns);
       Token* t = req.token.empty() ? nullptr : find_token(req.token, req.ns);
+      if (!t && invalid_token_1_17 && !req.token.empty()) {
+        throw ApiError{403, {"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"}};
+      }
       if (!t) fail(403, "permission denied");
       ctx.tok = *t;
       ctx.acl = acl_for(*t, ns);
@@ -2035,6 +2046,8 @@ struct Vault::Impl {
       f.delay_ms = it->delay_ms;
       if (it->mode == "reset") f.reset = true;
       else if (it->mode == "status") f.status = it->status;
+      f.errors = it->errors;
+      f.headers = it->headers;
       if (--it->count <= 0) faults.erase(it);
       return f;
     }
@@ -2082,6 +2095,13 @@ struct Vault::Impl {
       return {200, ok_json.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if (p == "fail" && m == "POST") {
+      // `errors` and `headers` shape Vault's answers that vault-dev cannot provoke on
+      // demand: a renewal whose database call failed is 400 "failed to renew entry: resp:
+      // (*logical.Response)(nil) err: <driver error>" (expiration.go renewEntry wraps
+      // it; logical_system.go handleRenew answers it via handleErrorNoReadOnlyForward);
+      // a quota's refusal is 429 {"errors":["request path \"<path>\": rate limit quota
+      // exceeded"]} with Retry-After in whole seconds when rate-limit response headers
+      // are on (http/util.go rateLimitQuotaWrapping, vault/quotas/quotas_rate_limit.go).
       FaultRule r;
       r.path = str_field(body, "path");
       while (starts_with(r.path, "/")) r.path.erase(0, 1);
@@ -2093,6 +2113,20 @@ struct Vault::Impl {
       r.delay_ms = static_cast<int>(int_field(body, "delay_ms", 0));
       r.mode = str_field(body, "mode");
       if (r.mode.empty()) r.mode = "status";
+      if (body.contains("errors")) {
+        if (!body["errors"].is_array()) fail(400, "errors must be a list of strings");
+        for (auto& e : body["errors"]) {
+          if (!e.is_string()) fail(400, "errors must be a list of strings");
+          r.errors.push_back(e.get<std::string>());
+        }
+      }
+      if (body.contains("headers")) {
+        if (!body["headers"].is_object()) fail(400, "headers must be an object of strings");
+        for (auto it = body["headers"].begin(); it != body["headers"].end(); ++it) {
+          if (!it.value().is_string()) fail(400, "headers must be an object of strings");
+          r.headers.emplace_back(it.key(), it.value().get<std::string>());
+        }
+      }
       if (r.mode != "status" && r.mode != "delay" && r.mode != "reset") fail(400, "mode must be status, delay or reset");
       if (r.status < 100 || r.status > 599) fail(400, "status must be an HTTP status code");
       if (r.count > 0) {
@@ -2110,10 +2144,22 @@ struct Vault::Impl {
       std::lock_guard lk(cmu);
       json a = json::array();
       for (auto& r : faults) {
+        json h = json::object();
+        for (auto& [k, v] : r.headers) h[k] = v;
         a.push_back({{"path", r.path}, {"method", r.method}, {"count", r.count}, {"status", r.status},
-                     {"delay_ms", r.delay_ms}, {"mode", r.mode}});
+                     {"delay_ms", r.delay_ms}, {"mode", r.mode}, {"errors", str_array(r.errors)}, {"headers", h}});
       }
       return {200, a.dump(-1, ' ', false, json::error_handler_t::replace)};
+    }
+    if (p == "invalid-token" && (m == "POST" || m == "GET")) {
+      std::lock_guard lk(mu);
+      if (m == "POST") {
+        std::string style = str_field(body, "style");
+        if (style != "1.17" && style != "legacy") fail(400, "style must be 1.17 or legacy");
+        invalid_token_1_17 = style == "1.17";
+      }
+      return {200, json::object({{"style", invalid_token_1_17 ? "1.17" : "legacy"}})
+                       .dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     if ((p == "seal" || p == "unseal") && m == "POST") {
       std::lock_guard lk(mu);

@@ -5,6 +5,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vd {
 
@@ -27,6 +29,8 @@ struct Fault {
   int delay_ms = 0;
   int status = 0;      // >0: answer this status with an injected error
   bool reset = false;  // reset the connection mid-response
+  std::vector<std::string> errors;  // the errors[] of that answer (empty: the injected-failure text)
+  std::vector<std::pair<std::string, std::string>> headers;  // added to that answer (e.g. Retry-After)
 };
 
 struct Options {
