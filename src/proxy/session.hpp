@@ -61,7 +61,9 @@ class session : public std::enable_shared_from_this<session> {
   // refused now). end_at_idle / end_now: the kill-switch and lease expiry (see
   // splice_control for the exact points where vaultwire speaks); before the splice,
   // end_now refuses (FATAL) and closes, end_at_idle and notice wait for the splice,
-  // whose first state is the handover's ReadyForQuery.
+  // whose first state is the handover's ReadyForQuery. Whenever the splice ends with
+  // a request in flight on the server (stop, end_now, or the client gone mid-query),
+  // the request is cancelled before the upstream connection is closed.
   void stop();
   void drain();
   void end_at_idle(std::string sqlstate, std::string message);
@@ -119,6 +121,9 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> hand_over();
   boost::asio::awaitable<void> run_splice();
   boost::asio::awaitable<void> release_upstream();
+  boost::asio::awaitable<void> cancel_upstream_request();
+  struct cancel_wait;
+  std::shared_ptr<cancel_wait> start_upstream_cancel();
   pooled_upstream pooled_from_session();
 
   // ---- end (session.cpp)
