@@ -85,9 +85,11 @@ class session : public std::enable_shared_from_this<session> {
   void end_on_strand(end_mode mode, const std::string& sqlstate, std::string message);
   void notice_on_strand(const std::string& message);
   void on_lease_event(lease_event event);
+  void on_revoked(lease_event event);
   void watch_lease();
   void arm_startup_timer();
   void arm_lifetime_timer();
+  void arm_revoke_grace(lease_event event);
 
   // ---- refusals: a FATAL ErrorResponse, then the client's side is shut (session.cpp)
   // Best effort, never blocks: for timers and shutdown.
@@ -147,6 +149,8 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t id_;
   boost::asio::steady_timer startup_timer_;
   boost::asio::steady_timer lifetime_timer_;  // [limits] max_session_lifetime
+  boost::asio::steady_timer revoke_grace_timer_;  // [credentials] revoke_grace
+  bool revoke_grace_armed_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   session_phase phase_ = session_phase::admission;
   session_outcome outcome_ = session_outcome::ok;
