@@ -180,6 +180,7 @@ void session::arm_revoke_grace(lease_event event) {
     self->end_on_strand(end_mode::now, std::string(sqlstate_for(errc::session_ended)), message);
     if (self->end_request_ && self->end_request_->message == message) {
       self->end_request_->outcome = session_outcome::revoke_grace;
+      if (self->stopping_) self->stop_outcome_ = session_outcome::revoke_grace;  // ended before the splice
     }
   });
 }
