@@ -130,6 +130,9 @@ struct credentials_config {
   std::chrono::milliseconds revoke_idle_after{60000};  // revoke a lease with no sessions this long
   bool revoke_on_shutdown = true;
   on_revoke_policy on_revoke = on_revoke_policy::at_idle;
+  // With on_revoke = at_idle: a session still not idle this long after vaultwire
+  // learned of the revocation (token revoked, lease gone) ends inside its transaction.
+  std::chrono::milliseconds revoke_grace{30000};
   std::chrono::milliseconds expiry_notice{60000};      // NoticeResponse this long before the lease ends
   bool session_may_outlive_lease = false;
   std::chrono::milliseconds token_grace{300000};       // keep the last good recheck while Vault is unreachable

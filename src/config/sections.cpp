@@ -64,7 +64,7 @@ void read_credentials(loader& l, const toml::table* t, credentials_config& c) {
               t,
               "credentials",
               {"token_recheck", "negative_cache", "revoke_idle_after", "revoke_on_shutdown", "on_revoke",
-               "expiry_notice", "session_may_outlive_lease", "token_grace", "max_leases"}};
+               "revoke_grace", "expiry_notice", "session_may_outlive_lease", "token_grace", "max_leases"}};
   if (auto d = sec.get_duration("token_recheck")) c.token_recheck = **d;
   if (auto d = sec.get_duration("negative_cache")) c.negative_cache = **d;
   if (auto d = sec.get_duration("revoke_idle_after")) c.revoke_idle_after = **d;
@@ -75,6 +75,9 @@ void read_credentials(loader& l, const toml::table* t, credentials_config& c) {
     else
       l.error(sec.key("on_revoke"), in_quotes(*p) + " is not one of " + enum_names(on_revoke_policies));
   }
+  // A bound, never off: a revoked token's open transaction must end (use on_revoke =
+  // "ignore" to let sessions run).
+  if (auto d = sec.get_duration("revoke_grace")) c.revoke_grace = **d;
   if (auto d = sec.get_duration("expiry_notice")) c.expiry_notice = **d;
   if (auto b = sec.get_bool("session_may_outlive_lease")) c.session_may_outlive_lease = *b;
   if (auto d = sec.get_duration("token_grace")) c.token_grace = **d;

@@ -37,6 +37,7 @@ std::string_view label(session_outcome o) noexcept {
     case ended_now: return "ended_now";
     case ended_at_idle: return "ended_at_idle";
     case max_session_lifetime: return "max_session_lifetime";
+    case revoke_grace: return "revoke_grace";
   }
   return "unknown";
 }

@@ -45,6 +45,7 @@ enum class session_outcome {
   ended_now,                  // ended by vaultwire at once (kill-switch, expiry, admin)
   ended_at_idle,              // ended by vaultwire at the next idle point
   max_session_lifetime,       // [limits] max_session_lifetime
+  revoke_grace,               // token revoked or lease gone, and not idle within [credentials] revoke_grace
 };
 
 // The snake_case label ("vault_rejected_token", ...): stable, operators match on it.

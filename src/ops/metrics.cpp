@@ -232,7 +232,8 @@ struct registry_t {
                                        .Register(*registry);
   Family<Counter>& cancels = prometheus::BuildCounter()
                                  .Name("vaultwire_cancel_requests_total")
-                                 .Help("CancelRequests by result: forwarded to the server, or unknown_key")
+                                 .Help("CancelRequests by result: a client's forwarded to the server, or unknown_key; "
+                                       "session_end: vaultwire's own, for a request in flight when its session ended")
                                  .Register(*registry);
   Family<Histogram>& upstream_connect = prometheus::BuildHistogram()
                                             .Name("vaultwire_upstream_connect_seconds")

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ops/metrics.hpp"
 #include "proxy/session.hpp"
 
 namespace vaultwire::detail {
@@ -48,6 +49,7 @@ net::awaitable<void> session::run_splice() {
   so.idle_timeout = limits.client_idle_timeout;
   so.ready_status = upstream_.ready_status;
   so.keep_server_on_idle_terminate = state_->pool != nullptr;
+  so.keep_busy_server = true;  // release_upstream() cancels the request, then closes
   if (limits.client_idle_timeout) {
     build_error(so.idle_message, sqlstate_for(errc::client_idle_timeout),
                 "terminating connection: idle for longer than " +
@@ -85,8 +87,45 @@ net::awaitable<void> session::release_upstream() {
     if (spdlog::should_log(spdlog::level::debug))
       spdlog::debug("{} upstream connection {}", prefix(), kept ? "kept for reuse" : "closed (not reusable)");
   } else {
+    if (traffic_.server_busy) co_await cancel_upstream_request();
     upstream_.conn->close();
   }
+}
+
+struct session::cancel_wait {
+  cancel_wait(const net::any_io_executor& ex, std::chrono::steady_clock::duration bound) : timer(ex, bound) {}
+  net::steady_timer timer;  // expires at the bound; cancelled when the cancel is done
+  bool done = false;
+};
+
+// The splice ended while the server still worked on the client's request: the client
+// went away mid-query, or vaultwire ended the session there. PostgreSQL does not
+// notice a closed socket while a statement runs (only with
+// client_connection_check_interval), so closing alone would leave the statement and its
+// locks running: a CancelRequest first, then the caller closes. The cancel is waited
+// for at most upstream_connect_timeout; it goes on by itself after that.
+// https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
+net::awaitable<void> session::cancel_upstream_request() {
+  spdlog::info("{} the session ended ({}) with a request in flight: cancelling it on the server, then closing",
+               prefix(), traffic_.ended_by);
+  metrics::cancel_request("session_end");
+  auto wait = start_upstream_cancel();
+  if (!wait->done) {
+    boost::system::error_code ignored;
+    co_await wait->timer.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  }
+}
+
+// Not a coroutine: g++ 12 mishandles lambdas with owning captures in coroutine frames.
+std::shared_ptr<session::cancel_wait> session::start_upstream_cancel() {
+  auto wait = std::make_shared<cancel_wait>(executor(), cfg_->limits.upstream_connect_timeout);
+  const pgwire::cancel_request key{upstream_.key.process_id, upstream_.key.secret_key};
+  net::co_spawn(executor(), send_upstream_cancel(listener_->route->target(cfg_->limits), key, upstream_.local_address),
+                [wait](std::exception_ptr) {
+                  wait->done = true;
+                  wait->timer.cancel();
+                });
+  return wait;
 }
 
 // What the pool keeps of this session's upstream; the lease hold moves with it and is

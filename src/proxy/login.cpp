@@ -33,6 +33,17 @@ session_outcome outcome_of(const broker_error& e) {
   return session_outcome::vault_unavailable;
 }
 
+// What the client is told when its token or lease ends (the FATAL 57P01's message).
+std::string revocation_cause(lease_event event) {
+  return event == lease_event::token_revoked
+             ? "the Vault token that opened this session was revoked or has expired"
+             : "Vault no longer knows this session's database credential (its lease was revoked)";
+}
+
+std::string_view reconnect_hint(lease_event event) {
+  return event == lease_event::token_revoked ? "reconnect with a valid token" : "reconnect";
+}
+
 }  // namespace
 
 // Auth-failure throttling, before Vault is asked ([throttle] base_delay set).
@@ -103,24 +114,12 @@ void session::watch_lease() {
 // leases"), on the session's strand.
 void session::on_lease_event(lease_event event) {
   if (!lease_ || phase_ == session_phase::done || control_.ended()) return;
-  const credentials_config& policy = cfg_->credentials;
   const std::string sqlstate(sqlstate_for(errc::session_ended));
   switch (event) {
     case lease_event::token_revoked:
-    case lease_event::lease_gone: {
-      const std::string message =
-          event == lease_event::token_revoked
-              ? "terminating connection: the Vault token that opened this session was revoked or has expired; "
-                "reconnect with a valid token"
-              : "terminating connection: Vault no longer knows this session's database credential (its lease was "
-                "revoked); reconnect";
-      spdlog::warn("{} {} (lease {}, {}); on_revoke = {}", prefix(),
-                   event == lease_event::token_revoked ? "token revoked or expired" : "lease gone", lease_id_,
-                   lease_.token_name(), to_string(policy.on_revoke));
-      if (policy.on_revoke == on_revoke_policy::ignore) return;
-      end_on_strand(policy.on_revoke == on_revoke_policy::now ? end_mode::now : end_mode::at_idle, sqlstate, message);
+    case lease_event::lease_gone:
+      on_revoked(event);
       return;
-    }
     case lease_event::expiring: {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(lease_.expires_at() - broker_clock::now());
       spdlog::info("{} lease {} cannot be renewed past its max TTL: ends in {}s; the session ends at its next idle point",
@@ -142,6 +141,52 @@ void session::on_lease_event(lease_event event) {
     case lease_event::shutdown:
       return;  // the server's stop path ends every session
   }
+}
+
+// The token was revoked or the lease is gone: on_revoke says how the session ends.
+// With at_idle, [credentials] revoke_grace bounds the wait for the idle point.
+void session::on_revoked(lease_event event) {
+  const on_revoke_policy policy = cfg_->credentials.on_revoke;
+  spdlog::warn("{} {} (lease {}, {}); on_revoke = {}", prefix(),
+               event == lease_event::token_revoked ? "token revoked or expired" : "lease gone", lease_id_,
+               lease_.token_name(), to_string(policy));
+  if (policy == on_revoke_policy::ignore) return;
+  const std::string message =
+      "terminating connection: " + revocation_cause(event) + "; " + std::string(reconnect_hint(event));
+  const std::string sqlstate(sqlstate_for(errc::session_ended));
+  if (policy == on_revoke_policy::now) {
+    end_on_strand(end_mode::now, sqlstate, message);
+    return;
+  }
+  end_on_strand(end_mode::at_idle, sqlstate, message);
+  arm_revoke_grace(event);
+}
+
+// [credentials] revoke_grace, counted from when vaultwire learns of the revocation:
+// a session still not idle then ends where it is, inside its transaction (end_now:
+// a running query is cancelled on the server before the connection is closed). The
+// database user is gone or going: an open transaction must not hold its locks and
+// run its statements without bound.
+void session::arm_revoke_grace(lease_event event) {
+  if (revoke_grace_armed_ || control_.ended()) return;
+  revoke_grace_armed_ = true;
+  revoke_grace_timer_.expires_after(cfg_->credentials.revoke_grace);
+  auto self = shared_from_this();
+  revoke_grace_timer_.async_wait([self, event](const boost::system::error_code& ec) {
+    if (ec || self->phase_ == session_phase::done || self->control_.ended()) return;
+    const std::string grace = duration_text(self->cfg_->credentials.revoke_grace);
+    spdlog::warn("{} not idle {} after the {}: ending the session inside its transaction ([credentials] "
+                 "revoke_grace)",
+                 self->prefix(), grace, event == lease_event::token_revoked ? "token's revocation" : "lease's end");
+    const std::string message = "terminating connection: " + revocation_cause(event) +
+                                ", and its transaction was still open after [credentials] revoke_grace (" + grace +
+                                "); the transaction is rolled back; " + std::string(reconnect_hint(event));
+    self->end_on_strand(end_mode::now, std::string(sqlstate_for(errc::session_ended)), message);
+    if (self->end_request_ && self->end_request_->message == message) {
+      self->end_request_->outcome = session_outcome::revoke_grace;
+      if (self->stopping_) self->stop_outcome_ = session_outcome::revoke_grace;  // ended before the splice
+    }
+  });
 }
 
 // An idle pooled connection or a new login. The server refusing a cached credential

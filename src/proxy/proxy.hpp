@@ -138,9 +138,13 @@ void drain_all_sessions(proxy_state& state);
 // sides close.
 //  - at_idle: when the server's last message was ReadyForQuery 'I' and nothing is
 //    in flight, at once; otherwise right after the splice forwards the
-//    ReadyForQuery 'I' that makes the session idle. No transaction is cut.
+//    ReadyForQuery 'I' that makes the session idle. This request cuts no
+//    transaction (the kill-switch bounds the wait with [credentials] revoke_grace,
+//    then asks for now).
 //  - now: at once (the ErrorResponse only when the client stream is at a message
-//    boundary; a message is never cut). Makes an armed at_idle immediate.
+//    boundary; a message is never cut). Makes an armed at_idle immediate. A request
+//    still in flight on the server is cancelled (CancelRequest) before the upstream
+//    connection is closed, which rolls an open transaction back.
 enum class end_mode { at_idle, now };
 // False when there is no live session `id`.
 bool end_session(proxy_state& state, std::uint64_t id, end_mode mode, std::string sqlstate, std::string message);

@@ -35,7 +35,8 @@ session::session(std::shared_ptr<proxy_state> state, const listener_runtime* lis
       peer_(std::move(peer)),
       id_(id),
       startup_timer_(client_.socket().get_executor()),
-      lifetime_timer_(client_.socket().get_executor()) {}
+      lifetime_timer_(client_.socket().get_executor()),
+      revoke_grace_timer_(client_.socket().get_executor()) {}
 
 session::~session() { release_role_slot(); }
 
@@ -227,6 +228,7 @@ void session::finish() {
   phase_ = session_phase::done;
   startup_timer_.cancel();
   lifetime_timer_.cancel();
+  revoke_grace_timer_.cancel();
   if (issued_key_) state_->cancels.forget(*issued_key_);
   issued_key_.reset();
   if (upstream_.conn) upstream_.conn->close();

@@ -61,7 +61,9 @@ class session : public std::enable_shared_from_this<session> {
   // refused now). end_at_idle / end_now: the kill-switch and lease expiry (see
   // splice_control for the exact points where vaultwire speaks); before the splice,
   // end_now refuses (FATAL) and closes, end_at_idle and notice wait for the splice,
-  // whose first state is the handover's ReadyForQuery.
+  // whose first state is the handover's ReadyForQuery. Whenever the splice ends with
+  // a request in flight on the server (stop, end_now, or the client gone mid-query),
+  // the request is cancelled before the upstream connection is closed.
   void stop();
   void drain();
   void end_at_idle(std::string sqlstate, std::string message);
@@ -83,9 +85,11 @@ class session : public std::enable_shared_from_this<session> {
   void end_on_strand(end_mode mode, const std::string& sqlstate, std::string message);
   void notice_on_strand(const std::string& message);
   void on_lease_event(lease_event event);
+  void on_revoked(lease_event event);
   void watch_lease();
   void arm_startup_timer();
   void arm_lifetime_timer();
+  void arm_revoke_grace(lease_event event);
 
   // ---- refusals: a FATAL ErrorResponse, then the client's side is shut (session.cpp)
   // Best effort, never blocks: for timers and shutdown.
@@ -119,6 +123,9 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> hand_over();
   boost::asio::awaitable<void> run_splice();
   boost::asio::awaitable<void> release_upstream();
+  boost::asio::awaitable<void> cancel_upstream_request();
+  struct cancel_wait;
+  std::shared_ptr<cancel_wait> start_upstream_cancel();
   pooled_upstream pooled_from_session();
 
   // ---- end (session.cpp)
@@ -142,6 +149,8 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t id_;
   boost::asio::steady_timer startup_timer_;
   boost::asio::steady_timer lifetime_timer_;  // [limits] max_session_lifetime
+  boost::asio::steady_timer revoke_grace_timer_;  // [credentials] revoke_grace
+  bool revoke_grace_armed_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   session_phase phase_ = session_phase::admission;
   session_outcome outcome_ = session_outcome::ok;

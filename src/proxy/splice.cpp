@@ -121,7 +121,16 @@ void splice_control::end_here() {
   }
   client_->shutdown_send();
   client_->close();
-  server_->close();
+  if (!keep_server_if_busy()) server_->close();
+}
+
+bool splice_control::keep_server_if_busy() {
+  if (server_kept_busy_) return true;
+  if (!keep_busy_server_ || client_terminated_idle_ || server_ == nullptr || !server_busy()) return false;
+  server_kept_busy_ = true;
+  boost::system::error_code ignored;
+  server_->socket().cancel(ignored);  // wakes a pump waiting on the server; no I/O on it
+  return true;
 }
 
 // The pumps' access to the control's state (all on the session's strand).
@@ -243,10 +252,20 @@ struct splice_access {
   static void configure(splice_control& c, const splice_options& o) {
     c.keep_server_on_idle_terminate_ = o.keep_server_on_idle_terminate;
     c.client_terminated_idle_ = false;
+    c.keep_busy_server_ = o.keep_busy_server;
+    c.server_kept_busy_ = false;
   }
-  // The client swallowed an idle Terminate: the down pump stops without touching
-  // the server.
-  static bool terminated_idle(const splice_control& c) { return c.client_terminated_idle_; }
+  // The server stream is no longer the splice's (the client swallowed an idle
+  // Terminate, or the client side ended while the server was busy): the pumps stop
+  // without touching it.
+  static bool server_released(const splice_control& c) { return c.client_terminated_idle_ || c.server_kept_busy_; }
+  // A pump stopped because the client side ended: reading from it failed or hit EOF
+  // (the up pump), or writing to it failed (the down pump). A busy server is kept.
+  static void on_pump_stopped(splice_control& c, const pump_state& st, bool from_server) {
+    if (!st.violation.empty()) return;
+    const bool client_gone = from_server ? static_cast<bool>(st.write_error) : static_cast<bool>(st.read_error);
+    if (client_gone) (void)c.keep_server_if_busy();
+  }
 
   // Bytes of one client read: exactly one Terminate at a message boundary while
   // idle, with keep_server_on_idle_terminate set. Then the Terminate is not
@@ -334,7 +353,9 @@ class buffer_keeper {
 // What a pump leaves of its two streams once it stops, by how it stopped.
 void close_after_pump(stream& from, stream& to, const pump_state& st, const splice_control& ctl,
                       bool from_server) {
-  if (ctl.client_terminated_idle()) {
+  if (ctl.server_kept_busy()) {
+    (from_server ? to : from).close();  // the client's side only: the server is the caller's
+  } else if (ctl.client_terminated_idle()) {
     // The client said Terminate while idle: end its side as PostgreSQL would
     // (close_notify, FIN, close). The server stream stays open and untouched.
     if (!from_server) {
@@ -377,7 +398,7 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
       }
     }
     if (ctl->ended()) break;
-    if (splice_access::terminated_idle(*ctl)) break;
+    if (splice_access::server_released(*ctl)) break;
     // The buffer is this thread's: read into it and hand the bytes to try_write with
     // no co_await between, so no other pump on this thread touches it meanwhile. After
     // a wait this coroutine may run on another io thread: fetch the buffer again.
@@ -387,7 +408,7 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
     if (n == 0 && !ec) {
       boost::system::error_code wait_ec;
       co_await from->wait(w, wait_ec);
-      if (splice_access::terminated_idle(*ctl)) break;  // woken by the cancel: the server is not ours
+      if (splice_access::server_released(*ctl)) break;  // woken by the cancel: the server is not ours
       if (!wait_ec) continue;
       ec = wait_ec;
     }
@@ -418,6 +439,7 @@ net::awaitable<void> pump(stream* from, stream* to, pump_state* st, splice_contr
       break;
     }
   }
+  splice_access::on_pump_stopped(*ctl, *st, from_server);
   close_after_pump(*from, *to, *st, *ctl, from_server);
 }
 
@@ -430,6 +452,7 @@ splice_result splice_outcome(const pump_state& up, const pump_state& down, const
   r.idle_timeout = idle_fired;
   r.protocol_violation = !down.violation.empty() ? down.violation : up.violation;
   r.client_terminated_idle = control.client_terminated_idle();
+  r.server_busy = control.server_kept_busy();
   if (idle_fired) {
     r.ended_by = "idle timeout";
   } else if (control.ended()) {

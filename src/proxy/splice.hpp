@@ -5,7 +5,9 @@
 // bytes straight out with a non-blocking write in the same turn; only a partial
 // write copies the rest into a buffer of its own while it waits. An idle
 // connection holds no splice buffer. When one side ends cleanly the other gets a
-// half-close (shutdown of sending); on an error both are closed.
+// half-close (shutdown of sending); on an error both are closed. The exception:
+// with splice_options::keep_busy_server, a client that goes away while the server is
+// busy leaves the server stream to the caller, to cancel the request first.
 //
 // Both directions are framed as they pass (pgwire::message_framer: the 5-byte
 // headers only, no copy, no allocation), so the splice always knows whether the
@@ -61,12 +63,20 @@ class splice_control {
   // write is pending either way. `status` 'I' also requires no open transaction.
   [[nodiscard]] bool waiting_for_client() const noexcept;
   [[nodiscard]] bool idle() const noexcept { return waiting_for_client() && rfq_status_ == 'I'; }
+  // The server may be working on something the client sent: a Query, Sync or
+  // FunctionCall not yet answered by ReadyForQuery, or extended-protocol messages
+  // without their Sync (an Execute runs as soon as it arrives).
+  [[nodiscard]] bool server_busy() const noexcept { return outstanding_ > 0 || batch_open_; }
 
   // The client ended an idle session with Terminate and the splice kept the server
   // (splice_options::keep_server_on_idle_terminate): the server stream is no longer
   // the splice's. An end_now / end_at_idle after this closes the server after all
   // (the session asked for an end), and this turns false.
   [[nodiscard]] bool client_terminated_idle() const noexcept { return client_terminated_idle_ && !ended_; }
+
+  // With splice_options::keep_busy_server: the splice ended while the server was
+  // busy (server_busy()), and left the server stream to its caller (see there).
+  [[nodiscard]] bool server_kept_busy() const noexcept { return server_kept_busy_; }
 
   [[nodiscard]] bool ended() const noexcept { return ended_; }
   [[nodiscard]] const std::string& end_reason() const noexcept { return end_reason_; }
@@ -82,6 +92,9 @@ class splice_control {
     return server_framer_.at_boundary() && !down_writing_ && client_backlog_.empty();
   }
   void write_notices_now();
+  // keep_busy_server_ and server_busy(): the server stream is left open for the
+  // caller, its pending waits cancelled (no I/O on it); true. Otherwise false.
+  bool keep_server_if_busy();
 
   stream* client_ = nullptr;
   stream* server_ = nullptr;
@@ -109,6 +122,8 @@ class splice_control {
 
   bool keep_server_on_idle_terminate_ = false;  // from splice_options
   bool client_terminated_idle_ = false;         // the splice swallowed an idle Terminate
+  bool keep_busy_server_ = false;               // from splice_options
+  bool server_kept_busy_ = false;               // the splice ended busy and left the server open
 
   std::vector<std::uint8_t> notices_;  // encoded NoticeResponses waiting for a ReadyForQuery
   bool end_armed_ = false;
@@ -134,6 +149,11 @@ struct splice_result {
   // refuses it as dead). ended_by is "client". False whenever anything else ended
   // the splice.
   bool client_terminated_idle = false;
+  // With splice_options::keep_busy_server: the splice ended while the server was still
+  // working on the client's request. The server stream is open, nothing has been read
+  // from or written to it since, and the caller is to cancel the request before it
+  // closes it. ended_by says what ended the splice.
+  bool server_busy = false;
 };
 
 struct splice_options {
@@ -151,6 +171,15 @@ struct splice_options {
   // (a Terminate inside a transaction, behind a query in flight, or sharing a read
   // with other bytes) Terminate is forwarded as usual.
   bool keep_server_on_idle_terminate = false;
+  // Leave the server to the caller when the splice ends while the server is busy
+  // (splice_control::server_busy()) because the client side ended (EOF, or an error
+  // reading from or writing to it) or end_now cut the session: PostgreSQL does not
+  // notice a closed socket while a statement runs (unless client_connection_check_interval
+  // is set), so closing it would leave the statement and its locks running. The
+  // client stream is closed; the server stream stays open with no I/O pending and
+  // splice_result::server_busy is set. Anything else (the server's own end, a broken
+  // frame, a failed write to the server) closes both as usual.
+  bool keep_busy_server = false;
 };
 
 // Runs until both directions are done. Both streams and `control` outlive the call.

@@ -7,6 +7,8 @@
 // back from the audit log, where the session's end writes its result label.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/this_coro.hpp>
@@ -97,6 +100,20 @@ class peer {
     return true;
   }
 
+  // Whether the other side has closed by now, without running the io_context (so
+  // nothing the session would do next has happened yet). Unread bytes are left.
+  bool closed_now() const {
+    std::uint8_t byte;
+    const ssize_t r = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0;
+  }
+
+  // The client goes away: the socket is closed as a killed process' would be.
+  void vanish() {
+    ::close(fd_);
+    fd_ = -1;
+  }
+
  private:
   // Runs the io_context until `n` bytes are buffered (true) or the peer closed (false).
   bool fill(std::size_t n) {
@@ -145,6 +162,95 @@ pgwire::error_response error_of(const std::optional<std::pair<char, bytes>>& m) 
   return e.value();
 }
 
+bytes query_message(std::string_view sql) {
+  bytes out{'Q'};
+  const auto len = static_cast<std::uint32_t>(4 + sql.size() + 1);
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(len >> shift));
+  out.insert(out.end(), sql.begin(), sql.end());
+  out.push_back(0);
+  return out;
+}
+
+bytes ready_for_query(pgwire::transaction_status status) {
+  bytes out;
+  REQUIRE(pgwire::encode_ready_for_query(out, status));
+  return out;
+}
+
+// Runs `io` until `done()` holds (bounded: a hang fails the test).
+template <typename Done>
+void run_until(net::io_context& io, Done done) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    REQUIRE(std::chrono::steady_clock::now() < until);
+    io.restart();
+    io.run_for(1ms);
+  }
+}
+
+// A plain TCP listener on loopback at the route's address. The upstream sessions are
+// scripted on socketpairs; what reaches this listener is a CancelRequest the session
+// sends on a new connection, as it would to the server's postmaster.
+class cancel_listener {
+ public:
+  cancel_listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port_ = ntohs(a.sin_port);
+  }
+  cancel_listener(const cancel_listener&) = delete;
+  cancel_listener& operator=(const cancel_listener&) = delete;
+  ~cancel_listener() {
+    hang_up();
+    ::close(fd_);
+  }
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+  // A connection waits to be accepted (checked without running the io_context).
+  [[nodiscard]] bool pending() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+
+  // Runs the sessions until a connection arrives with its 16 bytes: the
+  // CancelRequest. The connection stays open until hang_up(), as a server's stays
+  // until it has acted on the request.
+  pgwire::cancel_request next_cancel(net::io_context& io) {
+    run_until(io, [this] { return pending(); });
+    conn_ = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    REQUIRE(conn_ >= 0);
+    bytes got;
+    run_until(io, [&] {
+      std::uint8_t chunk[64];
+      const ssize_t r = ::recv(conn_, chunk, sizeof chunk, MSG_DONTWAIT);
+      if (r > 0) got.insert(got.end(), chunk, chunk + r);
+      return got.size() >= 16;
+    });
+    const auto d = pgwire::decode_startup_packet(got);
+    REQUIRE(d.status == pgwire::decode_status::message);
+    REQUIRE(std::holds_alternative<pgwire::cancel_request>(d.packet));
+    return std::get<pgwire::cancel_request>(d.packet);
+  }
+
+  void hang_up() {
+    if (conn_ >= 0) ::close(conn_);
+    conn_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  int conn_ = -1;
+  std::uint16_t port_ = 0;
+};
+
 // What the scripted upstream does with the next login.
 struct upstream_script {
   std::optional<std::string> refuse_sqlstate;  // the server's ErrorResponse instead of a session
@@ -161,7 +267,10 @@ net::awaitable<vaultwire::detail::upstream_session> scripted_connect(session_fix
                                                                      vaultwire::detail::upstream_target target,
                                                                      vaultwire::detail::upstream_login login);
 
-constexpr std::string_view base_config = R"(
+// The route's port: the scripted upstream needs none, but a CancelRequest the session
+// sends itself goes there (see cancel_listener).
+std::string base_config(std::uint16_t route_port) {
+  return R"(
 [vault]
 address = "http://127.0.0.1:1"
 [[listener]]
@@ -169,7 +278,7 @@ bind = "127.0.0.1:6432"
 route = "main"
 [route.main]
 host = "127.0.0.1"
-port = 26257
+port = )" + std::to_string(route_port) + R"(
 sslmode = "disable"
 allow_insecure_upstream = true
 roles = ["crdb-role"]
@@ -179,6 +288,7 @@ reuse = false
 [throttle]
 base_delay = "off"
 )";
+}
 
 struct session_fixture {
   net::io_context io;
@@ -192,8 +302,8 @@ struct session_fixture {
   std::vector<login_seen> logins;
   std::vector<std::unique_ptr<peer>> upstreams;  // the test's end of each accepted login
 
-  explicit session_fixture(std::string_view extra_config = "") {
-    auto loaded = vaultwire::parse_config(std::string(base_config) + std::string(extra_config), {}, {});
+  explicit session_fixture(std::string_view extra_config = "", std::uint16_t route_port = 26257) {
+    auto loaded = vaultwire::parse_config(base_config(route_port) + std::string(extra_config), {}, {});
     const std::string first_error = loaded.errors.empty() ? std::string() : loaded.errors.front();
     INFO(first_error);
     REQUIRE(loaded.ok());
@@ -236,6 +346,21 @@ struct session_fixture {
       io.run_for(1ms);
     }
     std::filesystem::remove_all(audit_path.parent_path());
+  }
+
+  // A recheck of every live session's token, which Vault answers 403: the broker's
+  // lease_event::token_revoked.
+  void revoke_tokens() {
+    vault.lookup_error = vwtest::make_error(vaultwire::vault_error_kind::forbidden, 403, "permission denied");
+    clock.advance(cfg.credentials.token_recheck + 1s);
+    state->broker->maintain();
+  }
+
+  // A renewal Vault answers "lease not found": lease_event::lease_gone.
+  void lose_leases() {
+    vault.renew_error = vwtest::make_error(vaultwire::vault_error_kind::bad_request, 400, "lease not found");
+    clock.advance(vault.lease_duration - 5s);  // past the renewal point, short of the end
+    state->broker->maintain();
   }
 
   bool sessions_gone() {
@@ -517,4 +642,146 @@ TEST_CASE("session: limits refuse at the StartupMessage", "[component][session]"
     }
     CHECK(f.wait_results(2) == std::vector<std::string>{"startup_timeout", "startup_timeout"});
   }
+}
+
+namespace {
+
+const std::string token_revoked_at_idle =
+    "terminating connection: the Vault token that opened this session was revoked or has expired; reconnect with "
+    "a valid token";
+const std::string token_revoked_after_grace =
+    "terminating connection: the Vault token that opened this session was revoked or has expired, and its "
+    "transaction was still open after [credentials] revoke_grace (200ms); the transaction is rolled back; reconnect "
+    "with a valid token";
+const std::string lease_gone_after_grace =
+    "terminating connection: Vault no longer knows this session's database credential (its lease was revoked), and "
+    "its transaction was still open after [credentials] revoke_grace (200ms); the transaction is rolled back; "
+    "reconnect";
+
+// BEGIN through the splice; the scripted server answers ReadyForQuery 'T'.
+void open_transaction(peer& client, peer& server) {
+  const bytes begin = query_message("BEGIN");
+  client.send(begin);
+  CHECK(server.next_bytes(begin.size()) == begin);
+  server.send(ready_for_query(pgwire::transaction_status::in_transaction));
+  auto z = client.next_message();
+  REQUIRE(z);
+  REQUIRE(z->first == 'Z');
+}
+
+}  // namespace
+
+TEST_CASE("session: after revoke_grace a revoked session ends inside its transaction", "[component][session]") {
+  cancel_listener cancels;
+  session_fixture f("[credentials]\nrevoke_grace = \"200ms\"\n", cancels.port());
+  auto client = f.log_in("hvs.token-g");
+  read_handover(*client);
+  peer& server = *f.upstreams.at(0);
+  open_transaction(*client, server);
+
+  std::string expected;
+  SECTION("the token revoked") {
+    f.revoke_tokens();
+    expected = token_revoked_after_grace;
+  }
+  SECTION("the lease gone") {
+    f.lose_leases();
+    expected = lease_gone_after_grace;
+  }
+  // The transaction never becomes idle: at_idle alone would wait for ever.
+  const auto e = error_of(client->next_message());
+  CHECK(e.sqlstate() == "57P01");
+  CHECK(e.message() == expected);
+  CHECK(client->closed());
+  CHECK(server.closed());  // which rolls the transaction back
+  CHECK_FALSE(cancels.pending());  // nothing was running: no CancelRequest
+  CHECK(f.wait_results(1) == std::vector<std::string>{"revoke_grace"});
+}
+
+TEST_CASE("session: a query running when vaultwire ends the session is cancelled on the server, then closed",
+          "[component][session]") {
+  cancel_listener cancels;
+  std::string policy, expected, result;
+  SECTION("after revoke_grace") {
+    policy = "revoke_grace = \"200ms\"\n";
+    expected = token_revoked_after_grace;
+    result = "revoke_grace";
+  }
+  SECTION("on_revoke = now") {
+    policy = "on_revoke = \"now\"\n";
+    expected = token_revoked_at_idle;
+    result = "ended_now";
+  }
+  session_fixture f("[credentials]\n" + policy, cancels.port());
+  auto client = f.log_in("hvs.token-h");
+  read_handover(*client);
+  peer& server = *f.upstreams.at(0);
+  open_transaction(*client, server);
+  const bytes sleep = query_message("SELECT pg_sleep(60)");
+  client->send(sleep);
+  CHECK(server.next_bytes(sleep.size()) == sleep);  // the server runs it and says nothing yet
+
+  f.revoke_tokens();
+  const auto e = error_of(client->next_message());
+  CHECK(e.sqlstate() == "57P01");
+  CHECK(e.message() == expected);
+  // The CancelRequest carries the server's own key, and comes before the close.
+  const auto key = cancels.next_cancel(f.io);
+  CHECK(key.process_id == 4242);
+  CHECK(key.secret_key == 77);
+  CHECK_FALSE(server.closed_now());
+  cancels.hang_up();  // the server has acted on it
+  CHECK(server.closed());
+  CHECK(f.wait_results(1) == std::vector<std::string>{result});
+}
+
+TEST_CASE("session: with on_revoke = ignore, revoke_grace does not end the session", "[component][session]") {
+  session_fixture f("[credentials]\non_revoke = \"ignore\"\nrevoke_grace = \"100ms\"\n");
+  auto client = f.log_in("hvs.token-i");
+  read_handover(*client);
+  peer& server = *f.upstreams.at(0);
+  open_transaction(*client, server);
+  f.revoke_tokens();
+  // Well past the grace, the transaction still carries queries.
+  const auto until = std::chrono::steady_clock::now() + 500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    f.io.restart();
+    f.io.run_for(10ms);
+  }
+  CHECK_FALSE(server.closed_now());
+  open_transaction(*client, server);
+}
+
+TEST_CASE("session: a client gone mid-query: the query is cancelled on the server, then the connection closed",
+          "[component][session]") {
+  cancel_listener cancels;
+  session_fixture f("", cancels.port());
+  auto client = f.log_in("hvs.token-j");
+  read_handover(*client);
+  peer& server = *f.upstreams.at(0);
+  bytes in_flight;
+  SECTION("a simple Query") { in_flight = query_message("SELECT pg_sleep(60)"); }
+  SECTION("an Execute before its Sync (the server runs it at once)") {
+    in_flight = bytes{'E', 0, 0, 0, 9, 0, 0, 0, 0, 0};  // the unnamed portal, no row limit
+  }
+  SECTION("nothing in flight, inside a transaction: no CancelRequest, the end is passed on") {
+    open_transaction(*client, server);
+    client->vanish();
+    CHECK(server.closed());  // the half-close reaches the server, which ends the session
+    f.upstreams[0].reset();
+    CHECK(f.wait_results(1) == std::vector<std::string>{"ok"});
+    CHECK_FALSE(cancels.pending());
+    return;
+  }
+  client->send(in_flight);
+  CHECK(server.next_bytes(in_flight.size()) == in_flight);
+  client->vanish();  // killed: PostgreSQL would not notice during the statement
+
+  const auto key = cancels.next_cancel(f.io);
+  CHECK(key.process_id == 4242);
+  CHECK(key.secret_key == 77);
+  CHECK_FALSE(server.closed_now());
+  cancels.hang_up();
+  CHECK(server.closed());
+  CHECK(f.wait_results(1) == std::vector<std::string>{"ok"});
 }

@@ -2,7 +2,8 @@
 credential per token shared by its connections (single flight), never across tokens;
 idle leases revoked after revoke_idle_after, with vaultwire's own token_file token when
 the client's may not; renewal (the lease's expiry and the SQL user's VALID UNTIL move);
-the kill-switch (a revoked token, a lease revoked in Vault); expiry at a transaction
+the kill-switch (a revoked token, a lease revoked in Vault), with revoke_grace ending an
+open transaction and cancelling its running statement; expiry at a transaction
 boundary when the max TTL is reached; revocation of every lease at SIGTERM; the lease
 budget (53300).
 
@@ -37,6 +38,14 @@ TOKEN_REVOKED = ("terminating connection: the Vault token that opened this sessi
                  "reconnect with a valid token")
 LEASE_GONE = ("terminating connection: Vault no longer knows this session's database credential "
               "(its lease was revoked); reconnect")
+# [credentials] revoke_grace = "2s" over: the session ends inside its transaction.
+TOKEN_REVOKED_AFTER_GRACE = ("terminating connection: the Vault token that opened this session was revoked or has "
+                             "expired, and its transaction was still open after [credentials] revoke_grace (2s); the "
+                             "transaction is rolled back; reconnect with a valid token")
+LEASE_GONE_AFTER_GRACE = ("terminating connection: Vault no longer knows this session's database credential (its lease "
+                          "was revoked), and its transaction was still open after [credentials] revoke_grace (2s); the "
+                          "transaction is rolled back; reconnect")
+ADVISORY_KEY = 880808  # a lock the busy session holds: free once its backend is gone
 EXPIRES_NOTICE = "the database credential of this session expires in"
 EXPIRES_FATAL = ("terminating connection: the database credential of this session expires (its lease reached "
                  "Vault's max TTL); reconnect")
@@ -246,6 +255,86 @@ class BrokerTest(ProxyTestCase):
         finally:
             idle.close()
             txn.close()
+
+    # -- kill-switch: revoke_grace bounds an open transaction -----------------
+
+    def fatal_after_row_description(self, r, timeout=60.0):
+        """The ErrorResponse that ends a session running a query: the query's RowDescription
+        may come first (PostgreSQL sends it before executing). Its fields; then EOF."""
+        r.sock.settimeout(timeout)
+        t, body = r.read_message()
+        if t == "T":
+            t, body = r.read_message()
+        self.assertEqual(t, "E", body[:200])
+        self.assertTrue(r.closed_without_reply(), "the session stayed open after its FATAL")
+        return error_fields(body)
+
+    def backend_and_lock_gone(self, pid):
+        active = self.pg.admin_query("select count(*) from pg_stat_activity where pid = %s and state = 'active'",
+                                     (pid,))[0][0]
+        held = self.pg.admin_query("select count(*) from pg_locks where locktype = 'advisory' and objid = %s "
+                                   "and granted", (ADVISORY_KEY,))[0][0]
+        return active == 0 and held == 0
+
+    def test_revoke_grace_ends_a_revoked_tokens_open_transaction_and_cancels_its_query(self):
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"revoke_grace": "2s"}),
+                                 name="revoke-grace")
+        token = self.fresh_token()
+        txn, _ = self.session(token, port=proxy.port)
+        busy, _ = self.session(token, port=proxy.port)
+        try:
+            self.assertEqual(txn.query("begin"), ([], None))
+            self.assertEqual(txn.query("select 1"), ([("1",)], None))
+            self.assertEqual(txn.status, "T")
+            # The other session holds a lock and runs a long statement inside its transaction.
+            self.assertEqual(busy.query("begin"), ([], None))
+            rows, err = busy.query("select pg_backend_pid(), pg_advisory_lock(%d)" % ADVISORY_KEY)
+            self.assertIsNone(err)
+            pid = int(rows[0][0])
+            busy.send(query_message("select pg_sleep(60)"))
+            wait_for(lambda: self.pg.admin_query(
+                "select count(*) from pg_stat_activity where pid = %s and state = 'active'", (pid,))[0][0] == 1,
+                what="the busy session's statement running")
+
+            revoked_at = time.monotonic()
+            self.root.auth.token.revoke(token)
+            # No COMMIT ever comes: after revoke_grace (from when vaultwire saw the
+            # revocation, within a recheck) both end where they are, naming the cause.
+            self.assertEndsWithFatal(txn, "57P01", TOKEN_REVOKED_AFTER_GRACE, timeout=60)
+            txn_ended = time.monotonic() - revoked_at
+            self.assertRefusal(self.fatal_after_row_description(busy), "57P01", TOKEN_REVOKED_AFTER_GRACE)
+            busy_ended = time.monotonic() - revoked_at
+            # The running statement was cancelled and its connection closed: the backend
+            # is gone and its lock free.
+            wait_for(lambda: self.backend_and_lock_gone(pid), timeout=30,
+                     what="the busy session's backend gone and its lock free")
+            freed = time.monotonic() - revoked_at
+            sys.stderr.write("revoke_grace 2s, token_recheck 1s: from the token's revocation, the session in a "
+                             "transaction ended after %.2fs, the one running pg_sleep(60) after %.2fs, its backend "
+                             "gone and lock free after %.2fs\n" % (txn_ended, busy_ended, freed))
+            self.last_closed_session(proxy, "revoke_grace")
+        finally:
+            txn.close()
+            busy.close()
+
+    def test_revoke_grace_ends_an_open_transaction_whose_lease_is_gone(self):
+        proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"revoke_grace": "2s"}),
+                                 name="revoke-grace-lease")
+        token = self.fresh_token()
+        r, user = self.session(token, role="short-role", port=proxy.port)
+        try:
+            self.assertEqual(r.query("begin"), ([], None))
+            self.assertEqual(r.query("select 1"), ([("1",)], None))
+            lease = self.lease_of(user, proxy=proxy)
+            revoked_at = time.monotonic()
+            self.root.sys.revoke_lease(lease)
+            # The next renewal (within ~2/3 of 10s) finds the lease gone; revoke_grace later
+            # the session ends inside its transaction.
+            self.assertEndsWithFatal(r, "57P01", LEASE_GONE_AFTER_GRACE, timeout=60)
+            sys.stderr.write("revoke_grace 2s, a 10s lease: the session in a transaction ended %.2fs after its "
+                             "lease was revoked in Vault\n" % (time.monotonic() - revoked_at))
+        finally:
+            r.close()
 
     def test_on_revoke_now_cuts_an_open_transaction(self):
         proxy = self.start_proxy(self.single_listener_config(free_port(), credentials={"on_revoke": "now"}),

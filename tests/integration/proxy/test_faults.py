@@ -13,14 +13,20 @@
   sessions work, also with upstream reuse on (the pool never hands out a connection
   the restart killed).
 - PostgreSQL at max_connections: the server's 53300 reaches the client as it sent it.
+- A client killed in the middle of a statement: PostgreSQL would not notice (no
+  client_connection_check_interval), so vaultwire cancels the statement and closes the
+  upstream connection; the backend and the lock it held are gone.
 """
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import (ClosedError, LoginRefused, ProxyTestCase, error_fields, free_port,  # noqa: E402
+from proxy_fixture import (PSQL, ClosedError, LoginRefused, ProxyTestCase, error_fields, free_port,  # noqa: E402
                            query_message, TERMINATE, wait_for)
 
 import psycopg2  # noqa: E402
@@ -282,6 +288,51 @@ class PgMaxConnectionsTest(ProxyTestCase):
                     raise
                 return False
         wait_for(logged_in, timeout=30, interval=0.1, what="a login once the slots are free")
+
+
+class ClientGoneMidQueryTest(ProxyTestCase):
+    """A client that disappears while its statement runs."""
+
+    APP = "vw-killed-client"
+    LOCK_KEY = 4711
+
+    def backend(self):
+        """(pid, state) of the killed client's backend, or None once it is gone."""
+        rows = self.pg.admin_query("select pid, state from pg_stat_activity where application_name = %s",
+                                   (self.APP,))
+        return rows[0] if rows else None
+
+    def lock_held(self):
+        return self.pg.admin_query("select count(*) from pg_locks where locktype = 'advisory' and objid = %s "
+                                   "and granted", (self.LOCK_KEY,))[0][0] > 0
+
+    def test_a_killed_clients_statement_is_cancelled_and_its_lock_freed(self):
+        env = dict(os.environ, PGPASSWORD=self.token, PGAPPNAME=self.APP, PGSSLMODE="disable", PGCONNECT_TIMEOUT="20")
+        env.pop("PGSERVICE", None)
+        # A session-level lock: only the backend's exit frees it (a cancelled statement
+        # alone would not).
+        psql = subprocess.Popen([PSQL, "-X", "-h", "127.0.0.1", "-p", str(self.proxy.port), "-U", "crdb-role",
+                                 "-d", "defaultdb", "-c",
+                                 "select pg_advisory_lock(%d), pg_sleep(60)" % self.LOCK_KEY],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: (self.backend() or (None, None))[1] == "active" and self.lock_held(), timeout=30,
+                     what="the client's statement running with its lock")
+            pid = self.backend()[0]
+            killed_at = time.monotonic()
+            psql.send_signal(signal.SIGKILL)
+            psql.wait(timeout=30)
+            # Bounded, not timed: PostgreSQL alone would run the statement for its 60s.
+            wait_for(lambda: self.backend() is None and not self.lock_held(), timeout=10, interval=0.05,
+                     what="backend %d gone and advisory lock %d free after the client was killed"
+                     % (pid, self.LOCK_KEY))
+            sys.stderr.write("client killed during pg_sleep(60): its backend gone and its lock free %.2fs later\n"
+                             % (time.monotonic() - killed_at))
+        finally:
+            if psql.poll() is None:
+                psql.kill()
+                psql.wait()
+        self.proxy.wait_log(r"the session ended \(client\) with a request in flight: cancelling it on the server")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,7 @@ TEST_CASE("config: a minimal file gets every default", "[config]") {
   CHECK(cr.revoke_idle_after == 60s);
   CHECK(cr.revoke_on_shutdown);
   CHECK(cr.on_revoke == vaultwire::on_revoke_policy::at_idle);
+  CHECK(cr.revoke_grace == 30s);
   CHECK(cr.expiry_notice == 60s);
   CHECK_FALSE(cr.session_may_outlive_lease);
   CHECK(cr.token_grace == std::chrono::milliseconds{5min});
@@ -227,6 +228,7 @@ negative_cache = "500ms"
 revoke_idle_after = "2s"
 revoke_on_shutdown = false
 on_revoke = "now"
+revoke_grace = "2500ms"
 expiry_notice = "30s"
 session_may_outlive_lease = true
 token_grace = "1m"
@@ -306,6 +308,7 @@ threads = 3
   CHECK(cr.revoke_idle_after == 2s);
   CHECK_FALSE(cr.revoke_on_shutdown);
   CHECK(cr.on_revoke == vaultwire::on_revoke_policy::now);
+  CHECK(cr.revoke_grace == 2500ms);
   CHECK(cr.expiry_notice == 30s);
   CHECK(cr.session_may_outlive_lease);
   CHECK(cr.token_grace == std::chrono::milliseconds{1min});
@@ -747,7 +750,8 @@ TEST_CASE("config: [credentials], [pool] and token_file bad values name the key"
   const auto creds = [](std::string_view body) { return cfg("", "", "", "[credentials]\n" + std::string{body}); };
   const auto pool = [](std::string_view body) { return cfg("", "", "", "[pool]\n" + std::string{body}); };
   const std::string bad_duration = R"( (write e.g. "250ms", "10s", "5m", "1h30m"; at most a year))";
-  for (const char* key : {"token_recheck", "negative_cache", "revoke_idle_after", "expiry_notice", "token_grace"}) {
+  for (const char* key :
+       {"token_recheck", "negative_cache", "revoke_idle_after", "revoke_grace", "expiry_notice", "token_grace"}) {
     INFO(key);
     CHECK(errors_of(creds(std::string{key} + " = \"soon\"")) ==
           strings{"credentials." + std::string{key} + ": invalid duration \"soon\"" + bad_duration});
@@ -756,6 +760,9 @@ TEST_CASE("config: [credentials], [pool] and token_file bad values name the key"
     CHECK(errors_of(creds(std::string{key} + " = \"0\"")) ==
           strings{"credentials." + std::string{key} + ": must be more than 0"});
   }
+  // revoke_grace is a bound: "off" is not a duration here.
+  CHECK(errors_of(creds("revoke_grace = \"off\"")) ==
+        strings{"credentials.revoke_grace: invalid duration \"off\"" + bad_duration});
   CHECK(errors_of(creds("revoke_on_shutdown = \"no\"")) ==
         strings{"credentials.revoke_on_shutdown: expected true or false, got a string"});
   CHECK(errors_of(creds("session_may_outlive_lease = 1")) ==
