@@ -33,7 +33,7 @@ if [ -n "${VAULTWIRE_BIN:-}" ]; then
   kind="test tree build: $VAULTWIRE_BIN"
 else
   scripts/bootstrap.sh
-  cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON >/dev/null
+  cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON -DVAULTWIRE_UNITY=ON >/dev/null
   cmake --build build-release -j"$(nproc)" --target vaultwire vault-dev
   VAULTWIRE_BIN=$root/build-release/bin/vaultwire
   VAULT_DEV_BIN=$root/build-release/bin/vault-dev

@@ -14,7 +14,7 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 
 scripts/bootstrap.sh
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON >/dev/null
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON -DVAULTWIRE_UNITY=ON >/dev/null
 cmake --build build-release -j"$(nproc)" --target vaultwire vault-dev
 
 bin=$root/build-release/bin

@@ -14,7 +14,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_SANITIZE=ON -DVAULTWIRE
 cmake --build build -j"$jobs"
 
 # proxy.test_core_hygiene needs a Release vaultwire (gcore of an ASan process is tens of GB).
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON >/dev/null
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DVAULTWIRE_TESTS=ON -DVAULTWIRE_UNITY=ON >/dev/null
 cmake --build build-release -j"$jobs" --target vaultwire
 export VAULTWIRE_RELEASE_BIN=$PWD/build-release/bin/vaultwire
 
@@ -29,7 +29,7 @@ cd ..
 # [concurrency] test case (vault-dev comes from build/). tests/tsan.supp names
 # uninstrumented system libraries only; any report fails the test (exit code 66).
 if [ "$#" -eq 0 ]; then
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_TSAN=ON -DVAULTWIRE_TESTS=ON
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DVAULTWIRE_TSAN=ON -DVAULTWIRE_TESTS=ON -DVAULTWIRE_UNITY=ON
   cmake --build build-tsan -j"$jobs" --target concurrency_tests
   VAULT_DEV_BIN=$PWD/build/bin/vault-dev \
   TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1:exitcode=66} \
