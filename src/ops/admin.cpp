@@ -128,6 +128,10 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   std::pair<http::status, std::string> readiness() {
     if (state->stopping.load()) return {http::status::service_unavailable, "draining: vaultwire is shutting down"};
     if (!listeners_up.load()) return {http::status::service_unavailable, "listeners are not up yet"};
+    const auto& guard = state->vault_check;
+    if (guard) {
+      if (std::string why = guard->reload_refusal(); !why.empty()) return {http::status::service_unavailable, why};
+    }
     vault_health h;
     bool stale = false;
     {
@@ -138,6 +142,10 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     if (stale) check_health();
     if (!h.known) return {http::status::service_unavailable, "Vault health not checked yet"};
     if (!h.ok) return {http::status::service_unavailable, h.reason};
+    if (guard && !guard->verified()) {
+      guard->check_in_background(*state->vault, state->current()->vault.address);
+      return {http::status::service_unavailable, guard->unverified_reason()};
+    }
     if (state->broker && state->broker->stats().breaker_open) {
       return {http::status::service_unavailable, "Vault at " + state->vault->options().address +
                                                      " is unreachable (circuit breaker open)"};

@@ -8,7 +8,10 @@
 //                 initialised (the last sys/health answer: checked at start, then in
 //                 the background when a probe finds the answer older than
 //                 health_interval, so a probe never waits for Vault and Vault sees no
-//                 request while nobody probes), or the broker's circuit breaker open
+//                 request while nobody probes), a reload refused because its Vault
+//                 replaces client tokens (until a reload is applied), Vault not yet
+//                 seen to refuse a made-up token (a probe starts that check in the
+//                 background), or the broker's circuit breaker open
 //   GET /leases   JSON: the leases the broker holds (lease id, role, mount, TTL left,
 //                 sessions, token accessor); no secrets
 // Anything else: 404; another method on a known path: 405. HTTP/1.1, one request per
