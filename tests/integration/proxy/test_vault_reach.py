@@ -286,6 +286,32 @@ class TestAutoAuthForce(ReachCase):
         self.assertNotIn("listening on", out)
         self.assertEqual(self.forcing.dev("GET", "counters")["paths"].get("database/creds/crdb-role", 0), 0)
 
+    def test_unanswered_at_start_then_each_session_checks(self):
+        # Sealed, the proxy cannot answer the check at start (503): vaultwire starts, and
+        # the first session after the unseal makes the check and is refused.
+        port, admin_port = free_port(), free_port()
+        self.forcing.dev("POST", "seal")
+        try:
+            proxy = self.start_proxy(self.single_listener_config(
+                port, vault={"address": self.forcing.addr},
+                extra="[admin]\nbind = \"127.0.0.1:%d\"\n" % admin_port), name="forcing-sealed")
+            proxy.wait_log(r"cannot check Vault at %s yet \(Vault at \S+ is unavailable: Vault is sealed \(HTTP "
+                           r"503\)\); each new session checks it first" % re.escape(self.forcing.addr))
+        finally:
+            self.forcing.dev("POST", "unseal")
+        fields = self.refused(port=port, token=made_up_token())
+        self.assertEqual(fields["C"], "08001", fields)
+        self.assertRegex(fields["M"], r"^Vault at %s answered auth/token/lookup-self with HTTP 200 for a made-up "
+                                      r"token: " % re.escape(self.forcing.addr))
+        self.assertEqual(self.forcing.dev("GET", "counters")["paths"].get("database/creds/crdb-role", 0), 0)
+        # /readyz: once its sys/health answer is no longer the sealed one, the cause.
+        status, body = wait_for(lambda: (lambda r: r if "made-up token" in r[1] else None)(
+            admin_get(admin_port, "/readyz")), what="/readyz naming the cause")
+        self.assertEqual(status, 503, body)
+        self.assertIn("answered auth/token/lookup-self with HTTP 200 for a made-up token", body)
+        proxy.wait_log(r"vault: Vault at \S+ answered auth/token/lookup-self with HTTP 200 for a made-up token: .*; "
+                       r"new sessions are refused")
+
     def test_reload_to_a_forcing_proxy_keeps_the_running_configuration(self):
         port, admin_port = free_port(), free_port()
         admin = "[admin]\nbind = \"127.0.0.1:%d\"\n" % admin_port
