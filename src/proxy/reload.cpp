@@ -79,11 +79,6 @@ std::string joined(const std::vector<std::string>& keys) {
   return all;
 }
 
-void failed(const std::string& why) {
-  spdlog::error("reload failed: {}; keeping the running configuration", why);
-  metrics::config_reload(false);
-}
-
 // Every new context; false (logged) when one does not load.
 bool build_contexts(const std::vector<std::unique_ptr<listener_runtime>>& listeners, prepared_reload& p) {
   const config& next = *p.next;
@@ -93,7 +88,7 @@ bool build_contexts(const std::vector<std::unique_ptr<listener_runtime>>& listen
     if (!lc.tls()) continue;
     auto made = make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string());
     if (!made) {
-      failed("listener " + lc.bind + ": " + made.error().message);
+      reload_failed("listener " + lc.bind + ": " + made.error().message);
       return false;
     }
     p.listener_tls[i] = std::move(made).value();
@@ -102,7 +97,7 @@ bool build_contexts(const std::vector<std::unique_ptr<listener_runtime>>& listen
     if (route.sslmode == ssl_mode::disable) continue;
     auto made = make_route_tls(route);
     if (!made) {
-      failed("route " + name + ": " + made.error().message);
+      reload_failed("route " + name + ": " + made.error().message);
       return false;
     }
     p.route_tls[name] = std::move(made).value();
@@ -148,7 +143,7 @@ std::optional<prepared_reload> prepare_reload(const proxy_state& state,
            k.find("(removed)") != std::string::npos;
   });
   if (structural) {
-    failed("listeners or routes changed (" + joined(p.restart) + "); restart vaultwire to apply");
+    reload_failed("listeners or routes changed (" + joined(p.restart) + "); restart vaultwire to apply");
     return std::nullopt;
   }
   if (!build_contexts(listeners, p)) return std::nullopt;
@@ -183,8 +178,13 @@ void apply_reload(proxy_state& state, const std::vector<std::unique_ptr<listener
                p.restart.empty() ? "" : "; these need a restart to take effect: ", joined(p.restart));
 }
 
+void reload_failed(const std::string& why) {
+  spdlog::error("reload failed: {}; keeping the running configuration", why);
+  metrics::config_reload(false);
+}
+
 void refuse_reload(proxy_state& state, const std::string& cause) {
-  failed(cause);
+  reload_failed(cause);
   if (state.vault_check) state.vault_check->reload_refused(cause);
 }
 

@@ -45,6 +45,9 @@ struct prepared_reload {
 void apply_reload(proxy_state& state, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
                   prepared_reload prepared, const token_substitution_check* check);
 
+// Keeps the running configuration: logs `why` and counts a failed reload.
+void reload_failed(const std::string& why);
+
 // Keeps the running configuration: logs `cause`, counts a failed reload, and /readyz
 // answers 503 with it until a reload is applied.
 void refuse_reload(proxy_state& state, const std::string& cause);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 #include <thread>
 
@@ -143,7 +144,12 @@ std::function<void(const credential_audit_event&)> audit_sink(detail::audit_log*
 bool build_credentials(proxy_state& state, const config& cfg) {
   vault_client_options vo = make_vault_client_options(cfg.vault, std::max<std::size_t>(4, cfg.runtime.threads * 2));
   vo.observer = metrics::vault_request;
-  state.vault = std::make_unique<vault_client>(vo);
+  try {
+    state.vault = std::make_unique<vault_client>(vo);
+  } catch (const std::invalid_argument& e) {  // e.g. a file of vault.ca_path that is not PEM
+    spdlog::error("[vault]: {}", e.what());
+    return false;
+  }
   if (cfg.audit.file) {
     auto opened = detail::audit_log::open(*cfg.audit.file);
     if (!opened.log) {
@@ -287,7 +293,7 @@ class control_loop {
     try {
       checking_ = std::make_unique<vault_client>(make_vault_client_options(prepared->next->vault, 1));
     } catch (const std::exception& e) {
-      detail::refuse_reload(state_, std::string("vault: ") + e.what());
+      detail::reload_failed(std::string("vault: ") + e.what());
       return;
     }
     pending_ = std::move(prepared);

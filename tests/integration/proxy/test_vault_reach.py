@@ -161,6 +161,15 @@ class TestClientCertificateListener(ReachCase):
             "address": self.https_addr(), "client_cert": t["client_cert"], "client_key": t["client_key"]}),
             name="capath", env={"VAULT_CAPATH": ca_dir})
         self.assertLogsIn(port=proxy.port)
+        # As in Vault's client, a file that is not PEM is an error when the directory is read.
+        junk = os.path.join(ca_dir, "README")
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        rc, out = self.start_fails(self.single_listener_config(free_port(), vault={
+            "address": self.https_addr(), "client_cert": t["client_cert"], "client_key": t["client_key"]}),
+            "capath-junk", env={"VAULT_CAPATH": ca_dir})
+        self.assertNotIn(rc, (0, None), out)
+        self.assertIn("[vault]: vault.ca_path: no PEM certificate in " + junk, out)
 
     def test_tls_server_name(self):
         # By IP the certificate does not match; VAULT_TLS_SERVER_NAME names what it does.
