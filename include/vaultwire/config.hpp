@@ -30,11 +30,31 @@
 
 namespace vaultwire {
 
-// [vault]
+// [vault]: where Vault is and how to reach it, as Vault's own client reads its
+// environment (hashicorp/vault api/client.go ReadEnvironment): the file first, then
+// the variables named here, then the defaults.
 struct vault_config {
-  std::string address;                      // http(s)://host[:port], no trailing '/'
+  // http(s)://host[:port] (no trailing '/'), or unix:///absolute/path for a Vault
+  // Agent or Vault Proxy listener on a unix socket. File, then VAULT_AGENT_ADDR, then
+  // VAULT_ADDR; --vault-addr wins over all.
+  std::string address;
   std::optional<std::string> namespace_;    // X-Vault-Namespace when set
-  std::optional<std::filesystem::path> ca_file;  // CA bundle for Vault; else the system store
+  // Vault's CA: a PEM bundle (VAULT_CACERT), or a directory whose every file is PEM
+  // (VAULT_CAPATH). Either replaces the system store; ca_file wins when both are set.
+  // The file naming either of the two silences both variables.
+  std::optional<std::filesystem::path> ca_file;
+  std::optional<std::filesystem::path> ca_path;
+  // A client certificate for Vault listeners that require one: both or neither
+  // (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY; the file naming either silences both).
+  std::optional<std::filesystem::path> client_cert;
+  std::optional<std::filesystem::path> client_key;
+  // SNI and the name Vault's certificate is verified against, when it differs from
+  // the address's host (VAULT_TLS_SERVER_NAME).
+  std::optional<std::string> tls_server_name;
+  // VAULT_SKIP_VERIFY set to a true value is refused unless allow_insecure is true;
+  // then skip_verify is set and Vault's certificate is not verified.
+  bool allow_insecure = false;
+  bool skip_verify = false;
   std::string mount = "database";           // database secrets engine mount, no leading/trailing '/'
   std::chrono::milliseconds request_timeout{5000};
   // vaultwire's own token (a file written by Vault Agent or an operator): when set,

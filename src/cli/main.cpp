@@ -39,7 +39,7 @@ void restrict_core_dumps(bool allow) {
 // The flags that override the configuration file (and Vault's environment
 // variables); shared by every subcommand that loads a configuration.
 void add_config_flags(CLI::App& cmd, vaultwire::config_overrides& o) {
-  cmd.add_option("--vault-addr", o.vault_addr, "Vault address (overrides vault.address, VAULT_ADDR)");
+  cmd.add_option("--vault-addr", o.vault_addr, "Vault address (overrides vault.address, VAULT_AGENT_ADDR, VAULT_ADDR)");
   cmd.add_option("--listen", o.listen,
                  "host:port of the only [[listener]], e.g. 127.0.0.1:26257 or [::1]:26257");
   cmd.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
@@ -84,9 +84,10 @@ int main(int argc, char** argv) {
   CLI::App app{"vaultwire: Vault dynamic credentials for PostgreSQL and CockroachDB clients"};
   app.require_subcommand(1);
   app.footer(
-      "Environment: VAULT_ADDR, VAULT_NAMESPACE and VAULT_CACERT are used for vault.address,\n"
-      "vault.namespace and vault.ca_file when the configuration file leaves them out;\n"
-      "--vault-addr wins over both.\n"
+      "Environment, as Vault's client reads it, where the configuration file is silent:\n"
+      "VAULT_AGENT_ADDR then VAULT_ADDR (vault.address; --vault-addr wins over all),\n"
+      "VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY,\n"
+      "VAULT_TLS_SERVER_NAME. VAULT_SKIP_VERIFY is refused unless vault.allow_insecure = true.\n"
       "Run `vaultwire SUBCOMMAND --help` for a subcommand's options.");
   auto* version_cmd = app.add_subcommand(
       "version", "print the version, git commit and OpenSSL, libcurl, Boost versions and exit");

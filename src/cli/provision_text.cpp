@@ -140,12 +140,14 @@ std::string client_policy_hcl(const provision_options& o) {
          "path " + hcl_string("sys/leases/revoke/" + creds + "/*") + " {\n  capabilities = [\"update\"]\n}\n";
 }
 
+// vaultwire revokes with its own token in the body form (PUT sys/leases/revoke with
+// the lease id in the body), the one Vault Proxy's lease cache acts on; a policy path
+// cannot scope that form to one role.
 std::string vaultwire_policy_hcl(const provision_options& o) {
-  const std::string creds = o.mount + "/creds/" + o.role;
   return "# vaultwire provision: vaultwire's own token renews and revokes the leases of role " + o.role +
          "\n"
          "path \"sys/leases/renew\" {\n  capabilities = [\"update\"]\n}\n"
-         "path " + hcl_string("sys/leases/revoke/" + creds + "/*") + " {\n  capabilities = [\"update\"]\n}\n"
+         "path \"sys/leases/revoke\" {\n  capabilities = [\"update\"]\n}\n"
          "path \"auth/token/lookup-self\" {\n  capabilities = [\"read\"]\n}\n"
          "path \"auth/token/renew-self\" {\n  capabilities = [\"update\"]\n}\n";
 }

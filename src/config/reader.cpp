@@ -137,14 +137,15 @@ std::string_view weakness(ssl_mode m) {
   return "";
 }
 
-sourced file_or_env(section& sec, std::string_view k, const env_lookup& env,
-                    std::string_view var) {
+sourced file_or_env(section& sec, std::string_view k, const env_lookup& env, std::string_view var,
+                    bool consult_env) {
   if (sec.get(k) != nullptr) {
     auto v = sec.get_string(k);
     const bool bad_type = !v.has_value();
     if (v && v->empty()) v.reset();
     return {std::move(v), sec.key(k), false, bad_type};
   }
+  if (!consult_env) return {std::nullopt, sec.key(k), false, false};
   std::optional<std::string> e;
   if (env) e = env(var);
   if (e && e->empty()) e.reset();

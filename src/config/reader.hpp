@@ -76,6 +76,28 @@ struct loader {
     return p;
   }
 
+  // A directory vaultwire will read files from (a CA directory).
+  std::optional<fs::path> check_dir(std::string_view key, const fs::path& given) {
+    const fs::path p = resolve(given);
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      error(key, "cannot read " + in_quotes(p.string()) + ": " +
+                     (ec ? ec.message() : std::string{"No such file or directory"}));
+      return std::nullopt;
+    }
+    if (!fs::is_directory(st)) {
+      error(key, in_quotes(p.string()) + " is not a directory");
+      return std::nullopt;
+    }
+    if (::access(p.c_str(), R_OK | X_OK) != 0) {
+      const int e = errno;
+      error(key, "cannot read " + in_quotes(p.string()) + ": " + std::generic_category().message(e));
+      return std::nullopt;
+    }
+    return p;
+  }
+
   // A directory vaultwire will create a socket in.
   std::optional<fs::path> check_socket_dir(std::string_view key, const fs::path& given) {
     const fs::path p = resolve(given);
@@ -282,7 +304,9 @@ struct sourced {
   bool from_env = false;
   bool bad_type = false;  // present in the file with the wrong type (already reported)
 };
-[[nodiscard]] sourced file_or_env(section& sec, std::string_view k, const env_lookup& env, std::string_view var);
+// consult_env false: the variable is not read (the file names a related key).
+[[nodiscard]] sourced file_or_env(section& sec, std::string_view k, const env_lookup& env, std::string_view var,
+                                  bool consult_env = true);
 
 // The section readers (sections.cpp). Each reads one table into the config and
 // reports through the loader; none stops at the first error.

@@ -10,40 +10,113 @@
 
 namespace vaultwire::config_reader {
 
-void read_vault(loader& l, const toml::table* t, const config_overrides& o, const env_lookup& env,
-                vault_config& v) {
-  section sec{l, t, "vault", {"address", "namespace", "ca_file", "mount", "request_timeout", "token_file"}};
+namespace {
 
-  sourced address = file_or_env(sec, "address", env, "VAULT_ADDR");
+// vault.address: the file, else VAULT_AGENT_ADDR, else VAULT_ADDR (Vault's client
+// prefers the agent's address, api/client.go NewClient); --vault-addr over all.
+void read_vault_address(loader& l, section& sec, const config_overrides& o, const env_lookup& env,
+                        vault_config& v) {
+  sourced address = file_or_env(sec, "address", env, "VAULT_AGENT_ADDR");
+  if (!address.value && address.from_env) address = file_or_env(sec, "address", env, "VAULT_ADDR");
   if (o.vault_addr) address = {o.vault_addr, "--vault-addr", false, false};
   if (!address.value) {
     if (!address.bad_type)
-      l.error("vault.address", "required (set it in [vault], VAULT_ADDR or --vault-addr)");
-  } else {
-    std::string a = *address.value;
-    auto has_prefix = [&](std::string_view p) { return a.rfind(p, 0) == 0; };
-    const std::size_t scheme = has_prefix("https://") ? 8 : has_prefix("http://") ? 7 : 0;
-    while (a.size() > scheme && a.back() == '/') a.pop_back();
-    if (scheme == 0) {
-      l.error(address.label, in_quotes(a) + " must start with http:// or https://");
-    } else if (a.size() == scheme || a[scheme] == '/') {
-      l.error(address.label, in_quotes(a) + " has no host");
+      l.error("vault.address", "required (set it in [vault], VAULT_AGENT_ADDR, VAULT_ADDR or --vault-addr)");
+    return;
+  }
+  std::string a = *address.value;
+  if (a.rfind("unix://", 0) == 0) {
+    // Vault's client dials the path after unix:// (api/client.go ParseAddress).
+    const std::string path = a.substr(7);
+    if (path.empty() || path.front() != '/') {
+      l.error(address.label, in_quotes(a) + " must name the socket's absolute path, e.g. unix:///run/vault-agent.sock");
+    } else if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+      l.error(address.label, in_quotes(a) + ": a unix socket path has at most " +
+                                 std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
     } else {
       v.address = std::move(a);
     }
+    return;
   }
+  auto has_prefix = [&](std::string_view p) { return a.rfind(p, 0) == 0; };
+  const std::size_t scheme = has_prefix("https://") ? 8 : has_prefix("http://") ? 7 : 0;
+  while (a.size() > scheme && a.back() == '/') a.pop_back();
+  if (scheme == 0) {
+    l.error(address.label, in_quotes(a) + " must start with http://, https:// or unix://");
+  } else if (a.size() == scheme || a[scheme] == '/') {
+    l.error(address.label, in_quotes(a) + " has no host");
+  } else {
+    v.address = std::move(a);
+  }
+}
 
+// A path from the file (relative to it) or from a variable (relative to the working
+// directory, as the shell meant it).
+std::optional<fs::path> checked_path(loader& l, const sourced& s, bool directory) {
+  const fs::path saved = l.base_dir;
+  if (s.from_env) l.base_dir.clear();
+  auto p = directory ? l.check_dir(s.label, *s.value) : l.check_file(s.label, *s.value);
+  l.base_dir = saved;
+  return p;
+}
+
+// Go's strconv.ParseBool, which Vault's client uses for VAULT_SKIP_VERIFY.
+std::optional<bool> go_bool(std::string_view s) {
+  for (std::string_view t : {"1", "t", "T", "TRUE", "true", "True"})
+    if (s == t) return true;
+  for (std::string_view f : {"0", "f", "F", "FALSE", "false", "False"})
+    if (s == f) return false;
+  return std::nullopt;
+}
+
+// Vault's CA (ca_file, ca_path), the client certificate, the TLS server name and
+// VAULT_SKIP_VERIFY. A pair the file names either half of ignores both variables.
+void read_vault_tls(loader& l, section& sec, const env_lookup& env, vault_config& v) {
+  const bool file_ca = sec.get("ca_file") != nullptr || sec.get("ca_path") != nullptr;
+  if (sourced ca = file_or_env(sec, "ca_file", env, "VAULT_CACERT", !file_ca); ca.value)
+    v.ca_file = checked_path(l, ca, false);
+  if (sourced dir = file_or_env(sec, "ca_path", env, "VAULT_CAPATH", !file_ca); dir.value)
+    v.ca_path = checked_path(l, dir, true);
+
+  const bool file_cert = sec.get("client_cert") != nullptr || sec.get("client_key") != nullptr;
+  const sourced cert = file_or_env(sec, "client_cert", env, "VAULT_CLIENT_CERT", !file_cert);
+  const sourced key = file_or_env(sec, "client_key", env, "VAULT_CLIENT_KEY", !file_cert);
+  if (cert.value && !key.value && !key.bad_type) l.error(key.label, "required when " + cert.label + " is set");
+  if (key.value && !cert.value && !cert.bad_type) l.error(cert.label, "required when " + key.label + " is set");
+  if (cert.value) v.client_cert = checked_path(l, cert, false);
+  if (key.value) v.client_key = checked_path(l, key, false);
+
+  v.tls_server_name = file_or_env(sec, "tls_server_name", env, "VAULT_TLS_SERVER_NAME").value;
+  if (auto b = sec.get_bool("allow_insecure")) v.allow_insecure = *b;
+  const std::optional<std::string> skip = env ? env("VAULT_SKIP_VERIFY") : std::nullopt;
+  if (!skip) return;
+  const std::optional<bool> parsed = go_bool(*skip);
+  if (!parsed) {
+    l.error("VAULT_SKIP_VERIFY", in_quotes(*skip) + " is not true or false");
+  } else if (*parsed && !v.allow_insecure) {
+    l.error("VAULT_SKIP_VERIFY", "set to " + in_quotes(*skip) +
+                                     ": vaultwire does not turn off the verification of Vault's certificate unless "
+                                     "[vault] allow_insecure = true; unset it, or give Vault's CA in vault.ca_file");
+  } else if (*parsed) {
+    v.skip_verify = true;
+    l.warnings.push_back("VAULT_SKIP_VERIFY: Vault's certificate is not verified ([vault] allow_insecure = true): "
+                         "whoever sits between vaultwire and Vault reads every client's token");
+  }
+}
+
+}  // namespace
+
+void read_vault(loader& l, const toml::table* t, const config_overrides& o, const env_lookup& env,
+                vault_config& v) {
+  section sec{l,
+              t,
+              "vault",
+              {"address", "namespace", "ca_file", "ca_path", "client_cert", "client_key", "tls_server_name",
+               "allow_insecure", "mount", "request_timeout", "token_file"}};
+  read_vault_address(l, sec, o, env, v);
   sourced ns = file_or_env(sec, "namespace", env, "VAULT_NAMESPACE");
   v.namespace_ = std::move(ns.value);
-
-  sourced ca = file_or_env(sec, "ca_file", env, "VAULT_CACERT");
-  if (ca.value) {
-    // VAULT_CACERT comes from the shell: relative to the working directory.
-    const fs::path saved = l.base_dir;
-    if (ca.from_env) l.base_dir.clear();
-    v.ca_file = l.check_file(ca.label, *ca.value);
-    l.base_dir = saved;
-  }
+  read_vault_tls(l, sec, env, v);
 
   if (auto m = sec.get_string("mount")) {
     std::string_view mv = *m;

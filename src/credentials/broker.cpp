@@ -82,8 +82,9 @@ vault_calls vault_calls_for(vault_client& client) {
                       vault_client::callback<vault_lease_renewal> done) {
     p->renew_lease(std::move(lease_id), increment, std::move(token), std::move(done));
   };
-  c.revoke_lease = [p](std::string lease_id, pgwire::secret_string token, vault_client::callback<void> done) {
-    p->revoke_lease(std::move(lease_id), std::move(token), std::move(done));
+  c.revoke_lease = [p](std::string lease_id, pgwire::secret_string token, revoke_form form,
+                       vault_client::callback<void> done) {
+    p->revoke_lease(std::move(lease_id), std::move(token), form, std::move(done));
   };
   c.renew_self = [p](pgwire::secret_string token, seconds increment, vault_client::callback<vault_token_info> done) {
     p->renew_self(std::move(token), increment, std::move(done));

@@ -149,7 +149,8 @@ struct vault_calls {
   std::function<void(std::string lease_id, std::chrono::seconds increment, pgwire::secret_string token,
                      vault_client::callback<vault_lease_renewal> done)>
       renew_lease;
-  std::function<void(std::string lease_id, pgwire::secret_string token, vault_client::callback<void> done)>
+  std::function<void(std::string lease_id, pgwire::secret_string token, revoke_form form,
+                     vault_client::callback<void> done)>
       revoke_lease;
   // Only used with a token_file (vaultwire's own token is kept alive with it).
   std::function<void(pgwire::secret_string token, std::chrono::seconds increment,

@@ -79,7 +79,8 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   credential_lease make_handle(const std::shared_ptr<lease_entry>& e, bool from_cache);
 
   // The token that renews and revokes: token_file's, else the client's (may be empty).
-  pgwire::secret_string management_token(const std::string& hash);
+  // `is_own`, when given, is set to whether it is token_file's.
+  pgwire::secret_string management_token(const std::string& hash, bool* is_own = nullptr);
 
   // Every completed Vault call reports here (under `mutex`). When it is the first
   // "unreachable" failure, acquires waiting for a recheck whose token is within grace

@@ -12,9 +12,13 @@ namespace vaultwire::detail {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-pgwire::secret_string broker_state::management_token(const std::string& hash) {
+pgwire::secret_string broker_state::management_token(const std::string& hash, bool* is_own) {
+  if (is_own != nullptr) *is_own = false;
   if (own) {
-    if (auto t = own->read(); !t.empty()) return t;
+    if (auto t = own->read(); !t.empty()) {
+      if (is_own != nullptr) *is_own = true;
+      return t;
+    }
   }
   std::lock_guard lock{mutex};
   const token_entry* tok = tokens.find(hash);
@@ -109,9 +113,14 @@ void broker_state::on_renewed(const std::shared_ptr<lease_entry>& e, bool probe,
 }
 
 void broker_state::revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr<revoke_wait> wait, bool probe) {
-  auto token = management_token(e->token_hash);
+  // vaultwire's own token revokes with the lease id in the body, the form Vault Proxy's
+  // lease cache acts on; a client's token keeps the path form, which its policy can
+  // scope to one role (update on sys/leases/revoke/<mount>/creds/<role>/*).
+  bool own_token = false;
+  auto token = management_token(e->token_hash, &own_token);
+  const revoke_form form = own_token ? revoke_form::body : revoke_form::path;
   auto self = shared_from_this();
-  vault.revoke_lease(e->lease_id, std::move(token), [self, e, wait, probe](vault_result<void> r) {
+  vault.revoke_lease(e->lease_id, std::move(token), form, [self, e, wait, probe](vault_result<void> r) {
     const bool ok = static_cast<bool>(r);
     self->on_revoked(e, probe, std::move(r));
     if (wait) {

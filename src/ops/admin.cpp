@@ -146,12 +146,20 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   std::pair<http::status, std::string> readiness(bool answered) {
     if (state->stopping.load()) return {http::status::service_unavailable, "draining: vaultwire is shutting down"};
     if (!listeners_up.load()) return {http::status::service_unavailable, "listeners are not up yet"};
+    const auto& guard = state->vault_check;
+    if (guard) {
+      if (std::string why = guard->reload_refusal(); !why.empty()) return {http::status::service_unavailable, why};
+    }
     if (!answered) {
       return {http::status::service_unavailable,
               "Vault at " + state->vault->options().address + " did not answer sys/health within " +
                   duration_text(state->cfg->admin.readiness_timeout) + " (admin.readiness_timeout)"};
     }
     if (!health.ok) return {http::status::service_unavailable, health.reason};
+    if (guard && !guard->verified()) {
+      guard->check_in_background(*state->vault, state->current()->vault.address);
+      return {http::status::service_unavailable, guard->unverified_reason()};
+    }
     if (state->broker && state->broker->stats().breaker_open) {
       return {http::status::service_unavailable, "Vault at " + state->vault->options().address +
                                                      " is unreachable (circuit breaker open)"};

@@ -7,8 +7,10 @@
 //                 draining (SIGTERM / SIGINT), Vault unreachable, sealed or not
 //                 initialised (each probe asks sys/health and waits for the answer at
 //                 most admin.readiness_timeout, then 503 naming the timeout; probes that
-//                 come while a request is out share it), or the broker's circuit
-//                 breaker open
+//                 come while a request is out share it), a reload refused because its
+//                 Vault replaces client tokens (until a reload is applied), Vault not yet
+//                 seen to refuse a made-up token (a probe starts that check in the
+//                 background), or the broker's circuit breaker open
 //   GET /leases   JSON: the leases the broker holds (lease id, role, mount, TTL left,
 //                 sessions, token accessor); no secrets
 // Anything else: 404; another method on a known path: 405. HTTP/1.1, one request per

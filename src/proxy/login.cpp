@@ -9,6 +9,7 @@
 #include "core/text.hpp"
 #include "credentials/broker_await.hpp"
 #include "ops/metrics.hpp"
+#include "vault/vault_await.hpp"
 #include "proxy/session.hpp"
 
 namespace vaultwire::detail {
@@ -66,6 +67,22 @@ std::string session::throttle_message(const auth_throttle::verdict& v) const {
          std::to_string(v.failures) + " in a row, waiting " + duration_text(v.backoff) + "); retry after " +
          std::to_string(secs) + "s";
 }
+
+// Until Vault has been seen to refuse a made-up token (vault_guard), each new session
+// checks first: behind a Vault Proxy that puts its own token in place of the client's,
+// any password would get a credential.
+net::awaitable<bool> session::pass_vault_check() {
+  auto answer = co_await async_vault<vault_response>(
+      [&](auto done) { request_token_substitution_check(*state_->vault, std::move(done)); });
+  const token_substitution_check check = token_substitution_of(answer, cfg_->vault.address);
+  state_->vault_check->record(check);
+  if (check.verdict == token_substitution::absent) co_return true;
+  spdlog::info("{} refused: Vault not verified: {}", prefix(), check.message);
+  co_await refuse(errc::vault_unavailable, check.message);
+  co_return false;
+}
+
+bool session::vault_verified() const { return !state_->vault_check || state_->vault_check->verified(); }
 
 // The credential: the broker's cache, or Vault on its worker pool. `refetch`: the
 // server refused the one held (28P01); the broker stops serving it and fetches anew.

@@ -20,6 +20,7 @@
 #include "net/stream.hpp"
 #include "ops/throttle.hpp"
 #include "proxy/upstream.hpp"
+#include "proxy/vault_guard.hpp"
 #include "vaultwire/config.hpp"
 #include "credentials/broker.hpp"
 #include "vault/vault_client.hpp"
@@ -62,6 +63,9 @@ struct proxy_state {
   std::unique_ptr<audit_log> audit;  // [audit] file; null when none. Outlives the broker (declared before it)
   std::unique_ptr<vault_client> vault;
   std::unique_ptr<credential_broker> broker;  // uses vault: declared after it, destroyed before it
+  // Whether Vault was seen to refuse a made-up token (it does not replace client
+  // tokens). Null: no check (tests that build their own state).
+  std::shared_ptr<vault_guard> vault_check;
   // How sessions reach the cluster. Empty: connect_upstream() (upstream.cpp): the TCP
   // dial, TLS and the login. The component tests put a scripted upstream here.
   std::function<boost::asio::awaitable<upstream_session>(upstream_target, upstream_login)> upstream_connector;

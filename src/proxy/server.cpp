@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <csignal>
-#include <map>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <utility>
 #include <thread>
 
 #include <boost/asio/signal_set.hpp>
@@ -14,6 +17,7 @@
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/proxy.hpp"
+#include "proxy/reload.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "vaultwire/version.hpp"
 
@@ -65,154 +69,6 @@ class session_threads {
   std::vector<std::thread> threads_;
 };
 
-spdlog::level::level_enum to_spdlog(log_level l) {
-  switch (l) {
-    case log_level::trace: return spdlog::level::trace;
-    case log_level::debug: return spdlog::level::debug;
-    case log_level::info: return spdlog::level::info;
-    case log_level::warn: return spdlog::level::warn;
-    case log_level::error: return spdlog::level::err;
-    case log_level::off: return spdlog::level::off;
-  }
-  return spdlog::level::info;
-}
-
-// The TLS context towards a route's cluster: its CA (or the system store), its
-// client certificate. Empty with `error` set on failure.
-result<detail::ssl_ctx> make_route_tls(const route_config& route) {
-  detail::tls_client_context_options o;
-  o.ca_file = route.ca_file ? route.ca_file->string() : "";
-  o.client_cert = route.client_cert ? route.client_cert->string() : "";
-  o.client_key = route.client_key ? route.client_key->string() : "";
-  o.verify_peer = route.sslmode == ssl_mode::verify_full || route.sslmode == ssl_mode::verify_ca;
-  auto made = detail::make_client_tls_context(o);
-  if (made && !route.ca_file) SSL_CTX_set_default_verify_paths(made.value().get());
-  return made;
-}
-
-// What differs between the running and the reloaded configuration that only a
-// restart applies.
-std::vector<std::string> needs_restart(const config& running, const config& next) {
-  std::vector<std::string> keys;
-  if (running.listeners.size() != next.listeners.size()) {
-    keys.emplace_back("[[listener]] (added or removed)");
-  } else {
-    for (std::size_t i = 0; i < running.listeners.size(); ++i) {
-      const auto& a = running.listeners[i];
-      const auto& b = next.listeners[i];
-      const std::string at = "listener[" + std::to_string(i) + "].";
-      if (a.bind != b.bind) keys.push_back(at + "bind");
-      if (a.unix_socket != b.unix_socket) keys.push_back(at + "unix_socket");
-      if (a.route != b.route) keys.push_back(at + "route");
-      if (a.tls() != b.tls()) keys.push_back(at + "tls_cert (TLS on or off)");
-      if (a.proxy_protocol != b.proxy_protocol) keys.push_back(at + "proxy_protocol");
-    }
-  }
-  for (const auto& [name, a] : running.routes) {
-    auto it = next.routes.find(name);
-    if (it == next.routes.end()) {
-      keys.push_back("route." + name + " (removed)");
-      continue;
-    }
-    const auto& b = it->second;
-    if (a.host != b.host || a.port != b.port || a.server_name != b.server_name || a.sslmode != b.sslmode)
-      keys.push_back("route." + name + " host, port, server_name or sslmode");
-  }
-  for (const auto& [name, b] : next.routes) {
-    (void)b;
-    if (!running.routes.contains(name)) keys.push_back("route." + name + " (added)");
-  }
-  if (running.vault.mount != next.vault.mount) keys.emplace_back("vault.mount");
-  if (running.vault.token_file != next.vault.token_file) keys.emplace_back("vault.token_file");
-  if (running.vault.request_timeout != next.vault.request_timeout) keys.emplace_back("vault.request_timeout");
-  if (running.credentials != next.credentials) keys.emplace_back("[credentials]");
-  if (running.pool != next.pool) keys.emplace_back("[pool]");
-  if (running.runtime.threads != next.runtime.threads) keys.emplace_back("runtime.threads");
-  if (running.runtime.allow_core_dumps != next.runtime.allow_core_dumps) keys.emplace_back("runtime.allow_core_dumps");
-  if (running.admin.bind != next.admin.bind) keys.emplace_back("admin.bind");
-  return keys;
-}
-
-// SIGHUP. All-or-nothing for what it applies: every new TLS context is built before
-// any is swapped in.
-void reload(detail::proxy_state& state, const std::vector<std::unique_ptr<listener_runtime>>& listeners,
-            const config_reloader& load) {
-  if (!load) {
-    spdlog::warn("SIGHUP: reloading is not available here; ignored");
-    return;
-  }
-  const config_result r = load();
-  for (const auto& w : r.warnings) spdlog::warn("reload: {}", w);
-  if (!r.ok()) {
-    for (const auto& e : r.errors) spdlog::error("reload: {}", e);
-    spdlog::error("reload failed: keeping the running configuration");
-    metrics::config_reload(false);
-    return;
-  }
-  const config& next = *r.value;
-  const std::vector<std::string> restart = needs_restart(*state.cfg, next);
-  const bool structural = std::any_of(restart.begin(), restart.end(), [](const std::string& k) {
-    return k.starts_with("listener") || k.starts_with("[[listener]]") || k.find("(added)") != std::string::npos ||
-           k.find("(removed)") != std::string::npos;
-  });
-  if (structural) {
-    std::string all;
-    for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
-    spdlog::error("reload failed: listeners or routes changed ({}); restart vaultwire to apply; keeping the "
-                  "running configuration",
-                  all);
-    metrics::config_reload(false);
-    return;
-  }
-
-  // Every new context first; nothing is replaced unless all of them load.
-  std::vector<detail::ssl_ctx> listener_tls(listeners.size());
-  std::map<std::string, detail::ssl_ctx> route_tls;
-  for (std::size_t i = 0; i < listeners.size(); ++i) {
-    const auto& lc = next.listeners[i];
-    if (!lc.tls()) continue;
-    auto made = detail::make_server_tls_context(lc.tls_cert->string(), lc.tls_key->string());
-    if (!made) {
-      spdlog::error("reload failed: listener {}: {}; keeping the running configuration", lc.bind,
-                    made.error().message);
-      metrics::config_reload(false);
-      return;
-    }
-    listener_tls[i] = std::move(made).value();
-  }
-  for (const auto& [name, route] : next.routes) {
-    if (route.sslmode == ssl_mode::disable) continue;
-    auto made = make_route_tls(route);
-    if (!made) {
-      spdlog::error("reload failed: route {}: {}; keeping the running configuration", name, made.error().message);
-      metrics::config_reload(false);
-      return;
-    }
-    route_tls[name] = std::move(made).value();
-  }
-
-  for (std::size_t i = 0; i < listeners.size(); ++i) {
-    if (listener_tls[i]) listeners[i]->replace_tls(std::move(listener_tls[i]));
-  }
-  for (auto& [name, ctx] : route_tls) state.routes.at(name)->replace_tls(std::move(ctx));
-  // Vault's address, namespace and CA: requests from now on (credentials cached under
-  // the old namespace are not served for the new one: the namespace is in the key).
-  try {
-    state.vault->reconfigure(next.vault.address, next.vault.namespace_.value_or(""),
-                             next.vault.ca_file ? next.vault.ca_file->string() : "");
-  } catch (const std::exception& e) {  // the config loader validated it already
-    spdlog::error("reload: vault.address: {}; Vault settings kept", e.what());
-  }
-  spdlog::set_level(to_spdlog(next.log.level));
-  state.set_current(std::make_shared<const config>(next));
-  if (state.pool) state.pool->close_idle("configuration reloaded");
-  metrics::config_reload(true);
-  std::string all;
-  for (const auto& k : restart) all += (all.empty() ? "" : ", ") + k;
-  spdlog::info("configuration reloaded (certificates, CA files, Vault address, roles, limits, log level){}{}",
-               restart.empty() ? "" : "; these need a restart to take effect: ", all);
-}
-
 // One line of counters at shutdown, for operators and tests.
 void log_stats(const proxy_state& state) {
   const broker_stats b = state.broker->stats();
@@ -231,7 +87,7 @@ void log_stats(const proxy_state& state) {
 
 // Log level and format, the banner; SIGPIPE ignored.
 void start_logging(const config& cfg) {
-  spdlog::set_level(to_spdlog(cfg.log.level));
+  detail::set_log_level(cfg.log.level);
   if (cfg.log.format == log_format::json) {
     spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","message":"%v"})", spdlog::pattern_time_type::utc);
   }
@@ -252,7 +108,7 @@ bool build_routes(proxy_state& state, const config& cfg) {
                    to_string(route.sslmode));
     }
     if (route.sslmode != ssl_mode::disable) {
-      auto made = make_route_tls(route);
+      auto made = detail::make_route_tls(route);
       if (!made) {
         spdlog::error("route {}: {}", name, made.error().message);
         return false;
@@ -289,7 +145,12 @@ std::function<void(const credential_audit_event&)> audit_sink(detail::audit_log*
 bool build_credentials(proxy_state& state, const config& cfg) {
   vault_client_options vo = make_vault_client_options(cfg.vault, std::max<std::size_t>(4, cfg.runtime.threads * 2));
   vo.observer = metrics::vault_request;
-  state.vault = std::make_unique<vault_client>(vo);
+  try {
+    state.vault = std::make_unique<vault_client>(vo);
+  } catch (const std::invalid_argument& e) {  // e.g. a file of vault.ca_path that is not PEM
+    spdlog::error("[vault]: {}", e.what());
+    return false;
+  }
   if (cfg.audit.file) {
     auto opened = detail::audit_log::open(*cfg.audit.file);
     if (!opened.log) {
@@ -412,8 +273,48 @@ class control_loop {
     if (state_.audit) {
       if (auto e = state_.audit->reopen()) spdlog::error("audit log: reopen failed: {}", e.message());
     }
-    reload(state_, listeners_, reload_config_);
+    start_reload();
     hup_.async_wait([this](const boost::system::error_code& e, int sig) { on_hup(e, sig); });
+  }
+
+  // A reload that points at another Vault waits for that Vault's answer to the
+  // token-substitution check (on a client of its own, off this thread); one that does
+  // not applies at once. A SIGHUP while a check is out reloads again after it.
+  void start_reload() {
+    if (checking_) {
+      reload_again_ = true;
+      return;
+    }
+    auto prepared = detail::prepare_reload(state_, listeners_, reload_config_);
+    if (!prepared) return;
+    if (!prepared->vault_changed) {
+      detail::apply_reload(state_, listeners_, std::move(*prepared), nullptr);
+      return;
+    }
+    try {
+      checking_ = std::make_unique<vault_client>(make_vault_client_options(prepared->next->vault, 1));
+    } catch (const std::exception& e) {
+      detail::reload_failed(std::string("vault: ") + e.what());
+      return;
+    }
+    pending_ = std::move(prepared);
+    spdlog::info("reload: checking Vault at {} before applying", pending_->next->vault.address);
+    request_token_substitution_check(*checking_, [this](vault_result<vault_response> r) {
+      net::post(io_, [this, r = std::move(r)]() mutable { on_reload_checked(std::move(r)); });
+    });
+  }
+
+  void on_reload_checked(vault_result<vault_response> r) {
+    checking_.reset();  // its pool thread has posted this and returns
+    detail::prepared_reload prepared = std::move(*pending_);
+    pending_.reset();
+    const token_substitution_check check = token_substitution_of(r, prepared.next->vault.address);
+    if (check.verdict == token_substitution::present) {
+      detail::refuse_reload(state_, check.message);
+    } else {
+      detail::apply_reload(state_, listeners_, std::move(prepared), &check);
+    }
+    if (std::exchange(reload_again_, false)) start_reload();
   }
 
   void on_signal(const boost::system::error_code& ec, int sig) {
@@ -470,7 +371,29 @@ class control_loop {
   net::steady_timer drain_;
   net::steady_timer grace_;  // shutdown_grace
   bool exit_at_once_ = false;
+  std::unique_ptr<vault_client> checking_;  // the new Vault's check, while a reload waits for it
+  std::optional<detail::prepared_reload> pending_;
+  bool reload_again_ = false;
 };
+
+// One lookup-self with a made-up token, before anything listens: a Vault that answers
+// 200 replaces client tokens with its own (Vault Proxy with use_auto_auth_token =
+// "force"), and vaultwire refuses to start. When Vault cannot answer now, sessions
+// check it on their way in until it has (vault_guard).
+bool check_vault(proxy_state& state, const config& cfg) {
+  state.vault_check = std::make_shared<detail::vault_guard>();
+  const token_substitution_check check = check_token_substitution_blocking(*state.vault, cfg.vault.address);
+  if (check.verdict == token_substitution::present) {
+    spdlog::error("vault: {}; not starting", check.message);
+    return false;
+  }
+  state.vault_check->record(check);
+  if (check.verdict == token_substitution::unknown) {
+    spdlog::warn("vault: cannot check Vault at {} yet ({}); each new session checks it first", cfg.vault.address,
+                 check.message);
+  }
+  return true;
+}
 
 // Once the threads have stopped: the pool emptied, the leases revoked (unless a
 // second signal stopped vaultwire), the counters logged, the broker and the Vault
@@ -496,6 +419,7 @@ int run_server(const config& cfg, config_reloader reload_config) {
   state->cfg = &cfg;
   if (!build_routes(*state, cfg)) return 1;
   if (!build_credentials(*state, cfg)) return 1;
+  if (!check_vault(*state, cfg)) return 1;
   state->crypto = std::make_unique<net::thread_pool>(std::max(1u, cfg.runtime.threads));
 
   net::io_context io(1);  // control: unix socket acceptors, admin, signals, timers

@@ -53,6 +53,7 @@ net::awaitable<void> session::run() {
   if (!co_await admit()) co_return;
   phase_ = session_phase::credential;
   if (cfg_->throttle.base_delay && !co_await pass_throttle()) co_return;
+  if (!vault_verified() && !co_await pass_vault_check()) co_return;
   if (!co_await acquire_credential()) co_return;
   phase_ = session_phase::login;
   if (!co_await connect_upstream_phase()) co_return;

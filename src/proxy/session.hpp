@@ -112,6 +112,8 @@ class session : public std::enable_shared_from_this<session> {
 
   // ---- credential and login (login.cpp)
   boost::asio::awaitable<bool> pass_throttle();
+  boost::asio::awaitable<bool> pass_vault_check();
+  [[nodiscard]] bool vault_verified() const;
   boost::asio::awaitable<bool> acquire_credential(bool refetch = false);
   boost::asio::awaitable<bool> connect_upstream_phase();
   boost::asio::awaitable<void> login_upstream();

@@ -1,5 +1,6 @@
 // vault_client: libcurl (easy interface) on a bounded boost::asio::thread_pool.
-// The only file in vaultwire that includes <curl/curl.h> (STYLE.md §1).
+// With vault_transport.cpp (the URL, socket and TLS of a request), the only code in
+// vaultwire that includes <curl/curl.h> (STYLE.md §1).
 //
 // No connection reuse: each request gets a new easy handle, cleaned up after it, so
 // one TCP (and TLS) connection per request. A kept handle would hold the last answer
@@ -35,6 +36,7 @@
 #include "net/asio.hpp"
 #include "vaultwire/errc.hpp"
 #include "core/secure_memory.hpp"
+#include "vault/vault_transport.hpp"
 
 namespace vaultwire {
 
@@ -60,6 +62,7 @@ struct http_answer {
   long status = 0;
   pgwire::secret_string body;  // wiped when it goes
   std::string location;
+  std::string retry_after;  // a 429's Retry-After header, as sent
 };
 
 std::size_t write_body(char* data, std::size_t size, std::size_t nmemb, void* user) {
@@ -94,14 +97,6 @@ class header_list {
   curl_slist* list_ = nullptr;
 };
 
-// curl's TLS context for Vault: decrypted answers (credential passwords, tokens that
-// lookup-self echoes) are wiped from OpenSSL's read buffer once curl has read them; a
-// kept-alive connection would otherwise hold the last answer until the next one.
-CURLcode harden_tls_context(CURL*, void* ssl_ctx, void*) {
-  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_CLEANSE_PLAINTEXT);
-  return CURLE_OK;
-}
-
 void global_init_once() {
   static std::once_flag flag;
   std::call_once(flag, [] {
@@ -114,11 +109,15 @@ void global_init_once() {
   });
 }
 
+bool is_followed_redirect(long status) { return status == 301 || status == 302 || status == 307; }
+
 }  // namespace
 
 class vault_client::impl {
  public:
-  explicit impl(const vault_client_options& o) : options_(o), pool_(o.threads) {}
+  using where = detail::vault_endpoint;
+
+  explicit impl(const vault_client_options& o) : options_(o), at_(endpoint_of(o)), pool_(o.threads) {}
 
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
@@ -126,6 +125,11 @@ class vault_client::impl {
   ~impl() { shutdown(); }
 
   void shutdown() { pool_.join(); }
+
+  static where endpoint_of(const vault_client_options& o) {
+    return {o.address,     o.vault_namespace, o.ca_file,         o.ca_path,
+            o.client_cert, o.client_key,      o.tls_server_name, o.skip_verify};
+  }
 
   // Queues `work` (returning vault_result<T>) and calls `done` with its result, on a
   // pool thread, exactly once.
@@ -153,10 +157,72 @@ class vault_client::impl {
     }
   }
 
-  // One HTTP exchange. A transport failure or a non-2xx answer is an error; the
+  // One request, following one redirect as Vault's client does (api/client.go
+  // rawRequestWithContext: 301, 302 or 307, the same method and body, never from https
+  // to another scheme). A transport failure or a non-2xx final answer is an error; the
   // answer's body is returned for the caller to parse (it is wiped on destruction).
   vault_result<http_answer> perform(std::string_view method, const std::string& path, std::string_view body,
                                     const pgwire::secret_string& token, const std::string& request_label) {
+    const where at = current();
+    const std::string first_url = detail::request_url(at, path);
+    auto answer = exchange(at, first_url, method, path, body, token, request_label);
+    if (!answer || !is_followed_redirect(answer.value().status) || answer.value().location.empty()) {
+      return finish(std::move(answer), at, request_label);
+    }
+    const std::string location = answer.value().location;
+    std::string error;
+    const auto from = detail::target_for(first_url, at, error);
+    const auto to = detail::target_for(location, at, error);
+    if (from && to && from->scheme == "https" && to->scheme != "https") {
+      return detail::make_vault_error(vault_error_kind::redirected, static_cast<int>(answer.value().status),
+                                      "HTTP " + std::to_string(answer.value().status) + " to " + location +
+                                          " refused: a redirect from https to " + to->scheme +
+                                          " would send the token in clear",
+                                      at.address, request_label);
+    }
+    spdlog::debug("vault: {} {} redirected (HTTP {}) to {}", method, path, answer.value().status, location);
+    auto second = exchange(at, location, method, path, body, token, request_label);
+    if (second && second.value().status >= 300 && second.value().status < 400) {
+      const long status = second.value().status;
+      return detail::make_vault_error(vault_error_kind::redirected, static_cast<int>(status),
+                                      "HTTP " + std::to_string(status) + " to " + second.value().location +
+                                          " after a redirect to " + location + "; vaultwire follows one redirect",
+                                      at.address, request_label);
+    }
+    return finish(std::move(second), at, request_label);
+  }
+
+  where current() {
+    std::lock_guard lock(mutex_);
+    return at_;
+  }
+  // SIGHUP may change where requests go; each request reads it once.
+  void reconfigure(const where& w) {
+    std::lock_guard lock(mutex_);
+    at_ = w;
+  }
+
+ private:
+  // A 2xx passes; any other status (a redirect not followed among them) is the error
+  // it names.
+  static vault_result<http_answer> finish(vault_result<http_answer> answer, const where& at,
+                                          const std::string& request_label) {
+    if (!answer || is_2xx(answer.value().status)) return answer;
+    const http_answer& a = answer.value();
+    vault_error e =
+        detail::error_from_response(static_cast<int>(a.status), a.body.view(), a.location, at.address, request_label);
+    if (a.status == 429) e.retry_after = detail::parse_retry_after(a.retry_after, std::time(nullptr));
+    return e;
+  }
+
+  // One HTTP exchange with `url`: an answer of any status (its Location kept), or the
+  // transport failure.
+  vault_result<http_answer> exchange(const where& at, const std::string& url, std::string_view method,
+                                     const std::string& path, std::string_view body,
+                                     const pgwire::secret_string& token, const std::string& request_label) {
+    std::string target_error;
+    const auto target = detail::target_for(url, at, target_error);
+    if (!target) return detail::make_vault_error(vault_error_kind::unreachable, 0, target_error, at.address, request_label);
     CURL* h = acquire();
     struct releaser {
       impl* self;
@@ -165,12 +231,13 @@ class vault_client::impl {
     } release_on_exit{this, h};
     curl_easy_reset(h);
 
-    const where at = current();
-    const std::string url = at.address + "/v1/" + path;
     char errbuf[CURL_ERROR_SIZE] = {};
     http_answer answer;
-    set_transport_options(h, at, url, errbuf, answer);
+    detail::tls_setup tls;
+    curl_slist* connect_to = nullptr;
+    set_transport_options(h, at, *target, errbuf, answer, tls, connect_to);
     header_list headers;  // curl reads it during curl_easy_perform
+    if (!target->host_header.empty()) headers.add(target->host_header.c_str());
     set_request(h, headers, at, method, body, token);
 
     const auto started = std::chrono::steady_clock::now();
@@ -180,10 +247,15 @@ class vault_client::impl {
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
+    curl_easy_setopt(h, CURLOPT_CONNECT_TO, nullptr);
+    curl_slist_free_all(connect_to);
 
     report_to_observer(h, rc, answer, path, started);
     if (rc != CURLE_OK) {
-      const std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
+      std::string detail = !tls.error.empty() ? tls.error
+                           : errbuf[0] != '\0' ? std::string(errbuf)
+                                               : std::string(curl_easy_strerror(rc));
+      if (url != detail::request_url(at, path)) detail += " (after a redirect to " + url + ")";
       spdlog::debug("vault: {} {} failed after {} ms: {}", method, path, ms, detail);
       return transport_error(rc, detail, answer, at, request_label);
     }
@@ -192,47 +264,32 @@ class vault_client::impl {
     if (!is_2xx(answer.status)) {
       char* redirect = nullptr;
       curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &redirect);
-      vault_error e = detail::error_from_response(static_cast<int>(answer.status), answer.body.view(),
-                                                  redirect != nullptr ? std::string_view(redirect) : std::string_view(),
-                                                  at.address, request_label);
-      if (answer.status == 429) e.retry_after = detail::parse_retry_after(retry_after_header(h), std::time(nullptr));
-      return e;
+      if (redirect != nullptr) answer.location = redirect;
+      if (answer.status == 429) answer.retry_after = std::string(retry_after_header(h));
     }
     return answer;
   }
 
-  // Where requests go: SIGHUP may change it (reconfigure); each request reads it once.
-  struct where {
-    std::string address;
-    std::string vault_namespace;
-    std::string ca_file;
-  };
-  where current() {
-    std::lock_guard lock(mutex_);
-    return {options_.address, options_.vault_namespace, options_.ca_file};
-  }
-  void reconfigure(const where& w) {
-    std::lock_guard lock(mutex_);
-    options_.address = w.address;
-    options_.vault_namespace = w.vault_namespace;
-    options_.ca_file = w.ca_file;
-  }
-
- private:
-  // Where the request goes and how: URL, timeouts, TLS verification (with Vault's CA
-  // when set), and the answer's body into `answer` (bounded by write_body).
-  void set_transport_options(CURL* h, const where& at, const std::string& url, char* errbuf, http_answer& answer) {
-    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  // Where the request goes and how: URL (and, for unix:// addresses, the socket),
+  // timeouts, TLS, and the answer's body into `answer` (bounded by write_body).
+  // `tls` and `connect_to` (freed by the caller) must live until perform returns.
+  void set_transport_options(CURL* h, const where& at, const detail::request_target& target, char* errbuf,
+                             http_answer& answer, detail::tls_setup& tls, curl_slist*& connect_to) {
+    curl_easy_setopt(h, CURLOPT_URL, target.url.c_str());
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);  // one redirect, by perform()
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &harden_tls_context);
-    if (!at.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, at.ca_file.c_str());
+    if (const std::string socket = detail::unix_socket_of(at.address); !socket.empty()) {
+      curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket.c_str());  // curl copies it
+    }
+    if (!target.connect_to.empty()) {
+      connect_to = curl_slist_append(nullptr, target.connect_to.c_str());
+      curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to);
+    }
+    detail::set_tls_options(h, at, tls);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
   }
@@ -319,9 +376,10 @@ class vault_client::impl {
   // it. curl_easy_cleanup frees both, and every free wipes (secure_memory).
   void release(CURL* h) { curl_easy_cleanup(h); }
 
-  vault_client_options options_;
-  std::mutex mutex_;       // guards options_ (reconfigure() while requests run)
-  net::thread_pool pool_;    // last member: joined first, while the rest still exists
+  vault_client_options options_;  // the timeout and the observer; not changed after construction
+  std::mutex mutex_;              // guards at_ (reconfigure() while requests run)
+  where at_;
+  net::thread_pool pool_;  // last member: joined first, while the rest still exists
 };
 
 std::string libcurl_version() {
@@ -334,13 +392,31 @@ std::string libcurl_version() {
 namespace {
 
 vault_client_options validated(vault_client_options o) {
-  while (!o.address.empty() && o.address.back() == '/') o.address.pop_back();
-  if (!o.address.starts_with("http://") && !o.address.starts_with("https://")) {
-    throw std::invalid_argument("vault address must start with http:// or https://: " + o.address);
+  if (o.address.starts_with("unix://")) {
+    if (detail::unix_socket_of(o.address).empty() || detail::unix_socket_of(o.address).front() != '/') {
+      throw std::invalid_argument("a unix:// vault address names an absolute path: " + o.address);
+    }
+  } else {
+    while (!o.address.empty() && o.address.back() == '/') o.address.pop_back();
+    if (!o.address.starts_with("http://") && !o.address.starts_with("https://")) {
+      throw std::invalid_argument("vault address must start with http://, https:// or unix://: " + o.address);
+    }
   }
   if (o.threads == 0) throw std::invalid_argument("vault client needs at least one thread");
   if (o.request_timeout <= std::chrono::milliseconds::zero()) {
     throw std::invalid_argument("vault request_timeout must be positive");
+  }
+  if (o.client_cert.empty() != o.client_key.empty()) {
+    throw std::invalid_argument("a client certificate for Vault needs both the certificate and the key");
+  }
+  if (o.ca_file.empty() && !o.ca_path.empty()) {
+    // As Vault's client, which reads the directory when it is configured: a bad file
+    // is an error now, not at the first request.
+    std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
+    std::string error;
+    if (!store || !detail::load_ca_directory(store.get(), o.ca_path, error)) {
+      throw std::invalid_argument("vault.ca_path: " + error);
+    }
   }
   return o;
 }
@@ -360,20 +436,30 @@ std::string increment_body(std::string_view lease_id, std::chrono::seconds incre
 
 }  // namespace
 
-void vault_client::reconfigure(std::string address, std::string vault_namespace, std::string ca_file) {
+void vault_client::reconfigure(const vault_client_options& next) {
   vault_client_options o = options_;
-  o.address = std::move(address);
-  o.vault_namespace = std::move(vault_namespace);
-  o.ca_file = std::move(ca_file);
-  o = validated(std::move(o));
-  impl_->reconfigure({o.address, o.vault_namespace, o.ca_file});
+  o.address = next.address;
+  o.vault_namespace = next.vault_namespace;
+  o.ca_file = next.ca_file;
+  o.ca_path = next.ca_path;
+  o.client_cert = next.client_cert;
+  o.client_key = next.client_key;
+  o.tls_server_name = next.tls_server_name;
+  o.skip_verify = next.skip_verify;
+  impl_->reconfigure(impl::endpoint_of(validated(std::move(o))));
 }
 
 vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
+  const auto path = [](const std::optional<std::filesystem::path>& p) { return p ? p->string() : std::string(); };
   vault_client_options o;
   o.address = config.address;
   o.vault_namespace = config.namespace_.value_or(std::string());
-  o.ca_file = config.ca_file ? config.ca_file->string() : std::string();
+  o.ca_file = path(config.ca_file);
+  o.ca_path = path(config.ca_path);
+  o.client_cert = path(config.client_cert);
+  o.client_key = path(config.client_key);
+  o.tls_server_name = config.tls_server_name.value_or(std::string());
+  o.skip_verify = config.skip_verify;
   o.request_timeout = config.request_timeout;
   o.threads = threads;
   return o;
@@ -408,14 +494,17 @@ vault_result<vault_lease_renewal> vault_client::renew_lease_blocking(std::string
   return r;
 }
 
-vault_result<void> vault_client::revoke_lease_blocking(std::string_view lease_id, const pgwire::secret_string& token) {
-  // The sys/leases/revoke/<lease_id> form, so a policy can scope revocation to one
-  // role's leases: update on sys/leases/revoke/<mount>/creds/<role>/* (DESIGN.md).
-  const std::string path = "sys/leases/revoke/" + detail::escape_path(lease_id, true);
+vault_result<void> vault_client::revoke_lease_blocking(std::string_view lease_id, const pgwire::secret_string& token,
+                                                       revoke_form form) {
+  // See revoke_form: the path form lets a policy scope revocation to one role's leases;
+  // the body form is the one Vault Proxy's lease cache notices.
+  const std::string path =
+      form == revoke_form::path ? "sys/leases/revoke/" + detail::escape_path(lease_id, true) : "sys/leases/revoke";
+  const std::string body = form == revoke_form::path ? std::string() : nlohmann::json{{"lease_id", std::string(lease_id)}}.dump();
   const std::string label = "PUT " + path;
-  auto answer = impl_->perform("PUT", path, {}, token, label);
+  auto answer = impl_->perform("PUT", path, body, token, label);
   if (!answer) return std::move(answer).error();
-  spdlog::debug("vault: revoked lease {}", lease_id);
+  spdlog::debug("vault: revoked lease {}{}", lease_id, form == revoke_form::body ? " (lease_id in the body)" : "");
   return boost::outcome_v2::success();
 }
 
@@ -468,8 +557,13 @@ void vault_client::renew_lease(std::string lease_id, std::chrono::seconds increm
 }
 
 void vault_client::revoke_lease(std::string lease_id, pgwire::secret_string token, callback<void> done) {
-  impl_->submit<void>(std::move(done), [this, lease_id = std::move(lease_id), token = std::move(token)] {
-    return revoke_lease_blocking(lease_id, token);
+  revoke_lease(std::move(lease_id), std::move(token), revoke_form::path, std::move(done));
+}
+
+void vault_client::revoke_lease(std::string lease_id, pgwire::secret_string token, revoke_form form,
+                                callback<void> done) {
+  impl_->submit<void>(std::move(done), [this, lease_id = std::move(lease_id), token = std::move(token), form] {
+    return revoke_lease_blocking(lease_id, token, form);
   });
 }
 

@@ -24,8 +24,14 @@
 // logs a token or a password (debug lines carry method, path, status, duration,
 // lease id and accessor only).
 //
-// Redirects are never followed (a standby's 307 would carry the token to another
-// host); a 3xx is an error that names the status and the Location.
+// Redirects: as Vault's own client (api/client.go rawRequestWithContext), one 301,
+// 302 or 307 is followed with the same method, headers and body (a standby answers
+// 307 to the active node); never from https to another scheme, and a second redirect
+// is an error that names the status and the Location.
+//
+// Addresses: http://, https://, or unix:///path (a Vault Agent or Vault Proxy
+// listener: requests go over that socket, as Vault's client dials it for every
+// request, api/client.go ParseAddress).
 #pragma once
 
 #include <chrono>
@@ -46,9 +52,17 @@
 namespace vaultwire {
 
 struct vault_client_options {
-  std::string address{};        // "https://vault.example:8200" (a trailing '/' is ignored)
+  std::string address{};        // "https://vault.example:8200" (a trailing '/' is ignored) or "unix:///path"
   std::string vault_namespace{};  // sent as X-Vault-Namespace when not empty
-  std::string ca_file{};        // PEM bundle for Vault's certificate; empty = system CAs
+  // Vault's CA: a PEM bundle, else every PEM file of a directory (read at each
+  // connection, like Vault's client reads VAULT_CAPATH), else the system store. Either
+  // replaces the system store; ca_file wins when both are set.
+  std::string ca_file{};
+  std::string ca_path{};
+  std::string client_cert{};      // PEM certificate and key for Vault listeners that require one
+  std::string client_key{};
+  std::string tls_server_name{};  // SNI and the name verified, when not the address's host
+  bool skip_verify = false;       // VAULT_SKIP_VERIFY with allow_insecure: no verification at all
   std::chrono::milliseconds request_timeout{5000};  // whole request, connect included
   std::size_t threads = 4;      // worker pool size = most requests in flight at once
   // Called after every HTTP exchange (metrics), on the thread that made it (a pool
@@ -76,7 +90,7 @@ enum class vault_error_kind {
   sealed,         // 503 "Vault is sealed"
   rate_limited,   // 429
   server_error,   // 5xx (other than sealed)
-  redirected,     // 3xx: never followed (a standby's 307)
+  redirected,     // 3xx not followed: a second redirect, or one from https to another scheme
   unreachable,    // DNS, connect, TLS or connection reset
   timeout,        // no complete answer within request_timeout
   bad_response,   // 2xx whose body is not the JSON expected, or too large
@@ -135,6 +149,14 @@ struct vault_error {
 template <class T>
 using vault_result = boost::outcome_v2::basic_result<T, vault_error, boost::outcome_v2::policy::terminate>;
 
+// How a lease is revoked. `path`: PUT sys/leases/revoke/<lease_id>, which a policy
+// can scope to one role's leases (update on sys/leases/revoke/<mount>/creds/<role>/*).
+// `body`: PUT sys/leases/revoke {"lease_id": ...}, the only form whose success Vault
+// Proxy's and Vault Agent's lease cache acts on (command/agentproxyshared/cache/
+// lease_cache.go handleRevocationRequest matches the path exactly and reads the body);
+// its policy needs update on sys/leases/revoke itself.
+enum class revoke_form { path, body };
+
 // GET {mount}/creds/{role}
 struct vault_credential {
   std::string lease_id;
@@ -176,7 +198,8 @@ struct vault_response {
 class vault_client {
  public:
   // Starts the worker pool. Throws std::invalid_argument for an address that is not
-  // http:// or https://, or for zero threads.
+  // http://, https:// or unix:///path, for zero threads, or for a ca_path directory
+  // holding a file that is not PEM.
   explicit vault_client(vault_client_options options);
   ~vault_client();
   vault_client(const vault_client&) = delete;
@@ -185,10 +208,11 @@ class vault_client {
   // The options at construction (reconfigure does not change them).
   [[nodiscard]] const vault_client_options& options() const noexcept { return options_; }
 
-  // SIGHUP: requests queued or made from now on go to this address, with this
-  // namespace and CA file; requests in flight finish where they started. Throws
-  // std::invalid_argument for an address that is not http:// or https://.
-  void reconfigure(std::string address, std::string vault_namespace, std::string ca_file);
+  // SIGHUP: requests queued or made from now on go to `next`'s address, with its
+  // namespace and TLS settings (its timeout, threads and observer are ignored);
+  // requests in flight finish where they started. Throws std::invalid_argument as the
+  // constructor does.
+  void reconfigure(const vault_client_options& next);
 
   template <class T>
   using callback = std::function<void(vault_result<T>)>;
@@ -199,6 +223,7 @@ class vault_client {
   void renew_lease(std::string lease_id, std::chrono::seconds increment, pgwire::secret_string token,
                    callback<vault_lease_renewal> done);
   void revoke_lease(std::string lease_id, pgwire::secret_string token, callback<void> done);
+  void revoke_lease(std::string lease_id, pgwire::secret_string token, revoke_form form, callback<void> done);
   void lookup_self(pgwire::secret_string token, callback<vault_token_info> done);
   void renew_self(pgwire::secret_string token, std::chrono::seconds increment, callback<vault_token_info> done);
   void request(std::string method, std::string path, std::string json_body, pgwire::secret_string token,
@@ -215,7 +240,8 @@ class vault_client {
                                                                       const pgwire::secret_string& token);
   // 204 (and any 2xx) is success; Vault answers 204 for an unknown lease too.
   [[nodiscard]] vault_result<void> revoke_lease_blocking(std::string_view lease_id,
-                                                         const pgwire::secret_string& token);
+                                                         const pgwire::secret_string& token,
+                                                         revoke_form form = revoke_form::path);
   [[nodiscard]] vault_result<vault_token_info> lookup_self_blocking(const pgwire::secret_string& token);
   [[nodiscard]] vault_result<vault_token_info> renew_self_blocking(const pgwire::secret_string& token,
                                                                   std::chrono::seconds increment);
@@ -231,6 +257,31 @@ class vault_client {
   vault_client_options options_;
   std::unique_ptr<impl> impl_;
 };
+
+// Whether what answers at Vault's address puts a token of its own in place of the
+// client's: Vault Proxy (or Vault Agent) with use_auto_auth_token = "force" deletes
+// X-Vault-Token and sends its auto-auth token instead (command/agentproxyshared/cache/
+// handler.go ProxyHandler), so any password a client gives would get a credential.
+// The check sends one auth/token/lookup-self with a random token no Vault issued:
+// Vault answers 403; a forcing proxy answers 200 with its own token's lookup.
+enum class token_substitution {
+  absent,   // Vault refused the made-up token (403, 400 or 404)
+  present,  // a 2xx: the made-up token was replaced
+  unknown,  // no usable answer (unreachable, sealed, 5xx, timeout)
+};
+struct token_substitution_check {
+  token_substitution verdict = token_substitution::unknown;
+  std::string address;  // the Vault address it was made against
+  std::string message;  // present: the cause to log and show; unknown: why it could not tell
+};
+// The check's request, on the client's pool (`done` runs there, exactly once), and
+// what its answer means (a 2xx body is wiped); `address` is the one to name in the message.
+void request_token_substitution_check(vault_client& client, vault_client::callback<vault_response> done);
+[[nodiscard]] token_substitution_check token_substitution_of(vault_result<vault_response>& answer,
+                                                             std::string_view address);
+// Both, on the calling thread (never an I/O thread).
+[[nodiscard]] token_substitution_check check_token_substitution_blocking(vault_client& client,
+                                                                         std::string_view address);
 
 // Pure parts (vault_json.cpp), exposed for unit tests and the fuzz targets.
 namespace detail {

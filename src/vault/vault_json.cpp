@@ -210,7 +210,7 @@ std::string vault_error::to_client_message() const {
     case vault_error_kind::server_error:
       return "Vault at " + address + " is unavailable: " + text + (message.empty() ? "" : " (" + status + ")");
     case vault_error_kind::redirected:
-      return "Vault at " + address + " answered with a redirect, which vaultwire does not follow (" + text +
+      return "Vault at " + address + " answered with a redirect vaultwire does not follow (" + text +
              "); set vault.address to the active node";
     case vault_error_kind::unreachable:
       return "cannot reach Vault at " + address + ": " + text;

@@ -74,6 +74,7 @@ struct fake_vault {
   std::vector<std::string> creds_roles;    // role of each read_credentials
   std::vector<std::string> lookup_tokens;
   std::vector<std::pair<std::string, std::string>> revokes;  // lease id, token
+  std::vector<vaultwire::revoke_form> revoke_forms;         // one per revokes entry
   std::vector<std::pair<std::string, std::chrono::seconds>> renews;
   std::vector<std::string> renew_self_tokens;
   std::chrono::seconds own_ttl{30s};
@@ -163,9 +164,10 @@ struct fake_vault {
       lock.unlock();
       done(std::move(r));
     };
-    c.revoke_lease = [this](std::string lease_id, secret_string token, auto done) {
+    c.revoke_lease = [this](std::string lease_id, secret_string token, vaultwire::revoke_form form, auto done) {
       std::unique_lock lock{mutex};
       revokes.emplace_back(lease_id, std::string{token.view()});
+      revoke_forms.push_back(form);
       vault_result<void> r = boost::outcome_v2::success();
       if (revoke_error) r = *revoke_error;
       lock.unlock();

@@ -28,7 +28,8 @@ import tomllib
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "vault-dev", "conformance"))
-from vaultdev_fixture import PgHarness, VaultDev, first_unreachable_dir, shared_tempdir, wait_for  # noqa: E402,F401
+from vaultdev_fixture import (PgHarness, VaultDev, first_unreachable_dir, make_tls_material,  # noqa: E402,F401
+                              shared_tempdir, wait_for)
 
 import psycopg2  # noqa: E402
 
@@ -86,6 +87,21 @@ def merged(*dicts):
     return out
 
 
+def child_env(changes):
+    """The test's environment with `changes` applied (a None value removes the variable),
+    without any VAULT_* variable of the machine's: each test says what it sets. None when
+    there is nothing to change or remove (the child inherits as is)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_") or k == "VAULT_DEV_BIN"}
+    if not changes and len(inherited) == len(os.environ):
+        return None
+    for k, v in (changes or {}).items():
+        if v is None:
+            inherited.pop(k, None)
+        else:
+            inherited[k] = v
+    return inherited
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -110,11 +126,13 @@ class Vaultwire:
         self.ports = []
         self.log = None
 
-    def start(self, listeners=1, timeout=30.0, preexec_fn=None, binary=None):
-        """binary: the vaultwire executable (default $VAULTWIRE_BIN)."""
+    def start(self, listeners=1, timeout=30.0, preexec_fn=None, binary=None, env=None):
+        """binary: the vaultwire executable (default $VAULTWIRE_BIN); env: variables set (a
+        value None: removed) over the test's environment."""
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([binary or os.environ["VAULTWIRE_BIN"], "run", "--config", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
+                                     env=child_env(env))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = LISTENING_RE.findall(self.output())
@@ -446,7 +464,7 @@ class ProxyTestCase(unittest.TestCase):
         cls.proxies = []
         cls.tmp = shared_tempdir("vwtest-%s." % cls.__name__)
         cls.pg = PgHarness(auth=cls.pg_auth, max_connections=cls.pg_max_connections)
-        cls.vault = VaultDev()
+        cls.vault = cls.make_vault_dev()
         cls.addClassCleanup(cls._teardown_fixtures)
         try:
             cls.pg.start()
@@ -466,6 +484,12 @@ class ProxyTestCase(unittest.TestCase):
         except BaseException:
             cls._any_failure = True
             raise
+
+    @classmethod
+    def make_vault_dev(cls):
+        """The class' vault-dev, not started (cls.tmp exists): a subclass may give it
+        listeners or TLS."""
+        return VaultDev()
 
     @classmethod
     def make_token(cls, policies):
@@ -537,12 +561,12 @@ level = "trace"
         return cls.single_listener_config(cls.port)
 
     @classmethod
-    def start_proxy(cls, config_text, listeners=1, name=None):
+    def start_proxy(cls, config_text, listeners=1, name=None, env=None):
         """Starts another vaultwire (stopped and scanned at class teardown)."""
         name = name or "vaultwire-%d" % len(cls.proxies)
         proxy = Vaultwire(cls.tmp, config_text, name=name)
         cls.proxies.append(proxy)
-        proxy.start(listeners=listeners)
+        proxy.start(listeners=listeners, env=env)
         return proxy
 
     # -- teardown: secret scan with a positive control, sanitizer reports -------

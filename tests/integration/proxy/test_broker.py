@@ -31,7 +31,8 @@ CLIENT_POLICY = "".join('path "database/creds/%s" { capabilities = ["read"] }\n'
 # A client that may read credentials but not revoke them (Vault's default policy adds renew).
 NO_REVOKE_POLICY = 'path "database/creds/crdb-role" { capabilities = ["read"] }\n'
 # vaultwire's own identity ([vault] token_file): lease management only, no credentials.
-VAULTWIRE_POLICY = ('path "sys/leases/revoke/database/creds/crdb-role/*" { capabilities = ["update"] }\n'
+# It revokes with the lease id in the body (the form Vault Proxy's lease cache acts on).
+VAULTWIRE_POLICY = ('path "sys/leases/revoke" { capabilities = ["update"] }\n'
                     'path "sys/leases/renew" { capabilities = ["update"] }\n')
 
 TOKEN_REVOKED = ("terminating connection: the Vault token that opened this session was revoked or has expired; "

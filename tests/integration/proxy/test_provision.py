@@ -192,9 +192,10 @@ class ProvisionFlow(unittest.TestCase):
         vw = self.vault.client(token=vw_token)
         self.assertEqual(vw.auth.token.lookup_self()["data"]["policies"], ["crdb-role-vaultwire", "default"])
         caps = vw.adapter.post("/v1/sys/capabilities-self", json={"paths": [
-            "sys/leases/revoke/database/creds/crdb-role/x", "database/creds/crdb-role",
-            "auth/token/renew-self"]})["data"]
-        self.assertEqual(caps["sys/leases/revoke/database/creds/crdb-role/x"], ["update"])
+            "sys/leases/revoke", "database/creds/crdb-role", "auth/token/renew-self"]})["data"]
+        # vaultwire's own token revokes with the lease id in the body (Vault Proxy's lease
+        # cache acts on that form only): update on sys/leases/revoke itself.
+        self.assertEqual(caps["sys/leases/revoke"], ["update"])
         self.assertEqual(caps["database/creds/crdb-role"], ["deny"])
         self.assertEqual(caps["auth/token/renew-self"], ["update"])
 
@@ -246,10 +247,9 @@ class ProvisionFlow(unittest.TestCase):
         wait_for(lambda: not self.pg.role_exists(user1) and not self.pg.role_exists(user2), timeout=30,
                  what="both dynamic SQL users dropped")
         wait_for(lambda: not self.vault.dev_leases(), timeout=30, what="no lease left in vault-dev")
-        revokes = {k: v for k, v in self.counters()["requests"].items()
-                   if k.startswith("PUT sys/leases/revoke/database/creds/crdb-role/")
-                   or k.startswith("POST sys/leases/revoke/database/creds/crdb-role/")}
-        self.assertEqual(sum(revokes.values()), 2, self.counters()["requests"])
+        requests = self.counters()["requests"]
+        self.assertEqual(requests.get("PUT sys/leases/revoke", 0), 2, requests)
+        self.assertEqual([k for k in requests if k.startswith("PUT sys/leases/revoke/")], [], requests)
         self.assertNotIn("permission denied", self.proxy.output())
         self.assertEqual(self.pg.admin_query("SELECT count(*) FROM provisioned")[0][0], 1, "the table must stay")
 

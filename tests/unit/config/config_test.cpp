@@ -354,7 +354,7 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
     }
     text += line + "\n";
   }
-  CHECK(uncommented == 17);
+  CHECK(uncommented == 21);
   const auto errors = errors_of(text);
   for (const auto& e : errors) {
     INFO(e);
@@ -363,9 +363,10 @@ TEST_CASE("config: the commented keys of conf/vaultwire.toml are real keys", "[c
                               e == "audit.file: \"/var/log/vaultwire/audit.jsonl\": the directory does not exist";
     CHECK(file_missing);
   }
-  // vault ca_file, token_file, unix_socket, tls_cert, tls_key, route ca_file, client_cert,
-  // client_key, and the audit file's directory where it does not exist
-  CHECK(errors.size() == (fs::is_directory("/var/log/vaultwire") ? 8u : 9u));
+  // vault ca_file, ca_path, client_cert, client_key, token_file, unix_socket, tls_cert,
+  // tls_key, route ca_file, client_cert, client_key, and the audit file's directory
+  // where it does not exist
+  CHECK(errors.size() == (fs::is_directory("/var/log/vaultwire") ? 11u : 12u));
 }
 
 TEST_CASE("config: unknown keys are errors naming the full key", "[config]") {
@@ -619,9 +620,9 @@ host = "h"
 roles = ["r"]
 )";
   CHECK(errors_of(no_address) ==
-        strings{"vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)"});
+        strings{"vault.address: required (set it in [vault], VAULT_AGENT_ADDR, VAULT_ADDR or --vault-addr)"});
   CHECK(errors_of("[vault]\naddress = \"\"\n" + no_address) ==
-        strings{"vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)"});
+        strings{"vault.address: required (set it in [vault], VAULT_AGENT_ADDR, VAULT_ADDR or --vault-addr)"});
 
   // The environment applies where the file is silent.
   const auto env = env_of({{"VAULT_ADDR", "https://from-env:8200"},
@@ -649,13 +650,100 @@ roles = ["r"]
 
   // A bad value names where it came from.
   CHECK(errors_of("[vault]\naddress = \"vault:8200\"\n" + no_address) ==
-        strings{"vault.address: \"vault:8200\" must start with http:// or https://"});
+        strings{"vault.address: \"vault:8200\" must start with http://, https:// or unix://"});
   CHECK(errors_of(no_address, {}, env_of({{"VAULT_ADDR", "ftp://v"}})) ==
-        strings{"vault.address (from VAULT_ADDR): \"ftp://v\" must start with http:// or https://"});
+        strings{"vault.address (from VAULT_ADDR): \"ftp://v\" must start with http://, https:// or unix://"});
   o.vault_addr = "https://";
   CHECK(errors_of(no_address, o) == strings{"--vault-addr: \"https://\" has no host"});
   CHECK(errors_of("[vault]\naddress = 8200\n" + no_address) ==
         strings{"vault.address: expected a string, got an integer"});
+}
+
+TEST_CASE("config: the address as Vault's client reads it: file, VAULT_AGENT_ADDR, VAULT_ADDR, flag",
+          "[config][vault-env]") {
+  const std::string no_address = "[[listener]]\nroute = \"main\"\n[route.main]\nhost = \"h\"\nroles = [\"r\"]\n";
+  const auto both = env_of({{"VAULT_ADDR", "https://vault:8200"}, {"VAULT_AGENT_ADDR", "unix:///run/agent.sock"}});
+  // The agent's address wins over VAULT_ADDR (api/client.go NewClient) ...
+  auto c = ok(no_address, {}, both);
+  CHECK(c.vault.address == "unix:///run/agent.sock");
+  CHECK(ok(no_address, {}, env_of({{"VAULT_AGENT_ADDR", "http://127.0.0.1:8100"}})).vault.address ==
+        "http://127.0.0.1:8100");
+  // ... the file over both, the flag over all.
+  CHECK(ok("[vault]\naddress = \"https://file:8200\"\n" + no_address, {}, both).vault.address == "https://file:8200");
+  config_overrides o;
+  o.vault_addr = "unix:///run/flag.sock";
+  CHECK(ok("[vault]\naddress = \"https://file:8200\"\n" + no_address, o, both).vault.address ==
+        "unix:///run/flag.sock");
+  // A unix socket names an absolute path that fits in sockaddr_un.
+  CHECK(errors_of(no_address, {}, env_of({{"VAULT_AGENT_ADDR", "unix://run/agent.sock"}})) ==
+        strings{"vault.address (from VAULT_AGENT_ADDR): \"unix://run/agent.sock\" must name the socket's absolute "
+                "path, e.g. unix:///run/vault-agent.sock"});
+  CHECK(errors_of("[vault]\naddress = \"unix://\"\n" + no_address) ==
+        strings{"vault.address: \"unix://\" must name the socket's absolute path, e.g. unix:///run/vault-agent.sock"});
+  CHECK(errors_of("[vault]\naddress = \"unix:///" + std::string(120, 's') + "\"\n" + no_address) ==
+        strings{"vault.address: \"unix:///" + std::string(120, 's') + "\": a unix socket path has at most 107 bytes"});
+}
+
+TEST_CASE("config: Vault's TLS variables: VAULT_CAPATH, client certificate, server name", "[config][vault-env]") {
+  temp_dir d;
+  const fs::path ca = d.file("ca.pem");
+  const fs::path cert = d.file("client.crt");
+  const fs::path key = d.file("client.key");
+  fs::create_directories(d.path / "ca.d");
+  const auto env = env_of({{"VAULT_CAPATH", (d.path / "ca.d").string()},
+                           {"VAULT_CLIENT_CERT", cert.string()},
+                           {"VAULT_CLIENT_KEY", key.string()},
+                           {"VAULT_TLS_SERVER_NAME", "vault.internal"}});
+  auto c = ok(cfg(), {}, env);
+  CHECK(c.vault.ca_path == d.path / "ca.d");
+  CHECK_FALSE(c.vault.ca_file.has_value());
+  CHECK(c.vault.client_cert == cert);
+  CHECK(c.vault.client_key == key);
+  CHECK(c.vault.tls_server_name == "vault.internal");
+
+  // The file naming either half of a pair silences both variables.
+  c = ok(cfg("ca_file = \"ca.pem\"\nclient_cert = \"client.crt\"\nclient_key = \"client.key\"\n"
+             "tls_server_name = \"other\""),
+         {}, env, d.path);
+  CHECK(c.vault.ca_file == ca);
+  CHECK_FALSE(c.vault.ca_path.has_value());
+  CHECK(c.vault.tls_server_name == "other");
+  c = ok(cfg("ca_path = \"\""), {}, env_of({{"VAULT_CACERT", ca.string()}, {"VAULT_CAPATH", "/nonexistent"}}));
+  CHECK_FALSE(c.vault.ca_file.has_value());
+  CHECK_FALSE(c.vault.ca_path.has_value());
+
+  // Half a pair, from anywhere, is an error naming both.
+  CHECK(errors_of(cfg(), {}, env_of({{"VAULT_CLIENT_CERT", cert.string()}})) ==
+        strings{"vault.client_key (from VAULT_CLIENT_KEY): required when vault.client_cert (from "
+                "VAULT_CLIENT_CERT) is set"});
+  CHECK(errors_of(cfg("client_key = \"client.key\""), {}, env, d.path) ==
+        strings{"vault.client_cert: required when vault.client_key is set"});
+  // A CA directory must be a readable directory.
+  CHECK(errors_of(cfg(), {}, env_of({{"VAULT_CAPATH", ca.string()}})) ==
+        strings{"vault.ca_path (from VAULT_CAPATH): \"" + ca.string() + "\" is not a directory"});
+}
+
+TEST_CASE("config: VAULT_SKIP_VERIFY is refused unless vault.allow_insecure", "[config][vault-env]") {
+  for (const char* yes : {"1", "true", "T", "TRUE"}) {
+    INFO(yes);
+    CHECK(errors_of(cfg(), {}, env_of({{"VAULT_SKIP_VERIFY", yes}})) ==
+          strings{std::string("VAULT_SKIP_VERIFY: set to \"") + yes +
+                  "\": vaultwire does not turn off the verification of Vault's certificate unless [vault] "
+                  "allow_insecure = true; unset it, or give Vault's CA in vault.ca_file"});
+  }
+  CHECK(errors_of(cfg(), {}, env_of({{"VAULT_SKIP_VERIFY", "yes"}})) ==
+        strings{"VAULT_SKIP_VERIFY: \"yes\" is not true or false"});
+  // False values change nothing.
+  auto c = ok(cfg(), {}, env_of({{"VAULT_SKIP_VERIFY", "false"}}));
+  CHECK_FALSE(c.vault.skip_verify);
+  // Allowed: verification is off, and every start says so.
+  auto r = parse(cfg("allow_insecure = true"), {}, env_of({{"VAULT_SKIP_VERIFY", "1"}}));
+  REQUIRE(r.ok());
+  CHECK(r.value->vault.skip_verify);
+  CHECK(r.warnings == strings{"VAULT_SKIP_VERIFY: Vault's certificate is not verified ([vault] allow_insecure = "
+                              "true): whoever sits between vaultwire and Vault reads every client's token"});
+  // allow_insecure alone turns nothing off.
+  CHECK_FALSE(ok(cfg("allow_insecure = true")).vault.skip_verify);
 }
 
 TEST_CASE("config: VAULT_CACERT and ca files", "[config]") {
@@ -857,7 +945,7 @@ startup_timeout = "10 parsecs"
 )");
   CHECK(errors ==
         strings{
-            "vault.address: required (set it in [vault], VAULT_ADDR or --vault-addr)",
+            "vault.address: required (set it in [vault], VAULT_AGENT_ADDR, VAULT_ADDR or --vault-addr)",
             "vault.request_timeout: invalid duration \"soon\" (write e.g. \"250ms\", \"10s\", "
             "\"5m\", \"1h30m\"; at most a year)",
             "route.main.host: required (the cluster's host name or address)",

@@ -293,6 +293,8 @@ TEST_CASE("broker: a lease without sessions is revoked after revoke_idle_after",
   f.broker->maintain();
   REQUIRE(f.vault.revokes.size() == 1);
   CHECK(f.vault.revokes[0] == std::pair<std::string, std::string>{lease, "t1"});  // the client's token
+  // ... in the path form, which the client's policy can scope to its role.
+  CHECK(f.vault.revoke_forms == std::vector<vaultwire::revoke_form>{vaultwire::revoke_form::path});
   CHECK(f.broker->stats().revokes == 1);
   CHECK(f.broker->stats().live_leases == 0);
   f.broker->maintain();
@@ -334,6 +336,9 @@ TEST_CASE("broker: token_file's token revokes, re-read when the file changes", "
   f.broker->maintain();
   REQUIRE(f.vault.revokes.size() == 1);
   CHECK(f.vault.revokes[0].second == "admin-token-1");
+  // vaultwire's own token sends the lease id in the body: Vault Proxy's lease cache
+  // acts on that form only.
+  CHECK(f.vault.revoke_forms == std::vector<vaultwire::revoke_form>{vaultwire::revoke_form::body});
 
   std::ofstream{file} << "admin-token-2\n";
   fs::last_write_time(file, fs::last_write_time(file) + 5s);

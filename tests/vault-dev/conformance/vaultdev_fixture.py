@@ -17,6 +17,8 @@ import os
 import queue
 import re
 import secrets
+import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -328,12 +330,68 @@ class RawResponse:
         return "RawResponse(%d, %r)" % (self.status, self.body[:500])
 
 
-class VaultDev:
-    LISTEN_RE = re.compile(r"vault-dev listening on (http://127\.0\.0\.1:(\d+)) root_token=(\S+)")
+def make_tls_material(directory, server_names=("localhost", "127.0.0.1")):
+    """TLS material made with the openssl CLI (P-256): a server CA and a server
+    certificate for `server_names` (DNS names or IPv4 literals), a client CA with a
+    client certificate, and a second client certificate from another CA. Returns a dict
+    of paths: server_ca, server_cert, server_key, client_ca, client_cert, client_key,
+    stranger_cert, stranger_key."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
 
-    def __init__(self, extra_args=None):
+    def path(name):
+        return os.path.join(directory, name)
+
+    def ca(name):
+        run("req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha256",
+            "-days", "2", "-subj", "/CN=vault-dev test %s" % name, "-keyout", path(name + ".key"),
+            "-out", path(name + ".crt"))
+
+    def leaf(name, ca_name, cn, ext):
+        run("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha256",
+            "-subj", "/CN=" + cn, "-keyout", path(name + ".key"), "-out", path(name + ".csr"))
+        with open(path(name + ".ext"), "w") as f:
+            f.write(ext + "basicConstraints=CA:FALSE\n")
+        run("x509", "-req", "-in", path(name + ".csr"), "-CA", path(ca_name + ".crt"), "-CAkey",
+            path(ca_name + ".key"), "-CAcreateserial", "-sha256", "-days", "2", "-extfile", path(name + ".ext"),
+            "-out", path(name + ".crt"))
+
+    for name in ("server-ca", "client-ca", "stranger-ca"):
+        ca(name)
+    sans = ",".join(("IP:" if re.match(r"^[0-9.]+$", n) else "DNS:") + n for n in server_names)
+    leaf("server", "server-ca", server_names[0], "subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % sans)
+    leaf("client", "client-ca", "vaultwire", "extendedKeyUsage=clientAuth\n")
+    leaf("stranger", "stranger-ca", "stranger", "extendedKeyUsage=clientAuth\n")
+    return {"server_ca": path("server-ca.crt"), "server_cert": path("server.crt"), "server_key": path("server.key"),
+            "client_ca": path("client-ca.crt"), "client_cert": path("client.crt"), "client_key": path("client.key"),
+            "stranger_cert": path("stranger.crt"), "stranger_key": path("stranger.key")}
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket (vault-dev --unix-socket)."""
+
+    def __init__(self, socket_path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class VaultDev:
+    LISTEN_RE = re.compile(r"vault-dev listening on ((https?)://127\.0\.0\.1:(\d+)) root_token=(\S+)")
+
+    def __init__(self, extra_args=None, ca=None, client_cert=None):
+        """ca: the CA file to verify an https vault-dev with; client_cert: (cert, key)
+        this fixture presents (vault-dev --tls-client-ca)."""
         self.binary = _require_env("VAULT_DEV_BIN")
         self.extra_args = list(extra_args or [])
+        self.ca = ca
+        self.client_cert = client_cert
+        self.scheme = None
         self.root_token = random_token()
         self.proc = None
         self.exit_problem = None
@@ -345,7 +403,9 @@ class VaultDev:
         self._clients = []
 
     def start(self, timeout=30.0):
-        cmd = [self.binary, "--listen", "127.0.0.1:0", "--root-token", self.root_token] + self.extra_args
+        # "{root_token}" in an argument stands for the root token (e.g. --auto-auth-force).
+        extra = [a.replace("{root_token}", self.root_token) for a in self.extra_args]
+        cmd = [self.binary, "--listen", "127.0.0.1:0", "--root-token", self.root_token] + extra
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
         ready = queue.Queue()
@@ -370,9 +430,10 @@ class VaultDev:
             self.stop()
             raise RuntimeError("vault-dev did not report readiness within %.0fs:\n%s" % (timeout, self.output()))
         self.addr = m.group(1)
-        self.port = int(m.group(2))
-        if m.group(3) != self.root_token:
-            raise RuntimeError("vault-dev reported root_token=%s, expected the one given" % m.group(3))
+        self.scheme = m.group(2)
+        self.port = int(m.group(3))
+        if m.group(4) != self.root_token:
+            raise RuntimeError("vault-dev reported root_token=%s, expected the one given" % m.group(4))
 
     def stop(self):
         for c in self._clients:
@@ -433,8 +494,13 @@ class VaultDev:
 
     def client(self, token=None, namespace=None, **kw):
         """An hvac client with its own requests session. token=None means root."""
-        c = hvac.Client(url=self.addr, token=self.root_token if token is None else token,
-                        namespace=namespace, **kw)
+        if self.scheme == "https":
+            kw.setdefault("url", "https://localhost:%d" % self.port)
+            kw.setdefault("verify", self.ca)
+            if self.client_cert:
+                kw.setdefault("cert", tuple(self.client_cert))
+        kw.setdefault("url", self.addr)
+        c = hvac.Client(token=self.root_token if token is None else token, namespace=namespace, **kw)
         self._clients.append(c)  # sessions are closed at stop()
         return c
 
@@ -456,7 +522,7 @@ class VaultDev:
             if isinstance(data, str):
                 data = data.encode("utf-8")
             hdrs.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = self.connection()
         try:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
@@ -464,6 +530,19 @@ class VaultDev:
             return RawResponse(resp.status, resp.getheaders(), payload)
         finally:
             conn.close()
+
+    def connection(self, unix_socket=None, cert=None):
+        """An http.client connection to this vault-dev: over `unix_socket` when given, with
+        TLS (the fixture's CA, and `cert` or the fixture's client certificate) for https."""
+        if unix_socket:
+            return UnixHTTPConnection(unix_socket)
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.ca)
+            chain = cert or self.client_cert
+            if chain:
+                ctx.load_cert_chain(*chain)
+            return http.client.HTTPSConnection("localhost", self.port, context=ctx, timeout=30)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def dev(self, method, path, body=None):
         """The /_dev/ test controls (JSON, no auth). Returns parsed JSON or None."""

@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <openssl/rand.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cctype>
@@ -21,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "front.hpp"
 #include "util.hpp"
 #include "vault.hpp"
 
@@ -43,6 +45,7 @@ struct Shared {
   net::thread_pool* pool = nullptr;
   ssl::context* tls = nullptr;
   bool quiet = false;
+  vd::FrontOptions front;
 };
 
 std::string decode_path(std::string_view s) {
@@ -142,6 +145,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
       query = target.substr(q + 1);
       target.resize(q);
     }
+    req->raw_query = query;
     for (auto& kv : vd::split(query, '&')) {
       if (kv.empty()) continue;
       auto eq = kv.find('=');
@@ -162,7 +166,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     req->path = v1 ? path.substr(4) : dev ? path.substr(6) : path;
 
     vd::Response r;
-    std::vector<std::pair<std::string, std::string>> extra_headers;  // an injected answer's
+    if (v1) vd::force_auto_auth(sh->front, *req);
     if (v1) {
       vd::Fault f = sh->vault->take_fault(*req);
       if (f.delay_ms > 0) {
@@ -188,9 +192,12 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
           for (auto& e : f.errors) errs.push_back(e);
           r.body = vd::json::object({{"errors", errs}}).dump(-1, ' ', false, vd::json::error_handler_t::replace);
         }
-        extra_headers = f.headers;
+        r.headers = f.headers;
+      } else if (auto redirect = vd::standby_redirect(sh->front, *req)) {
+        r = std::move(*redirect);
       } else {
         r = co_await net::co_spawn(sh->pool->get_executor(), run_handler(sh->vault, req, false), use_awaitable);
+        vd::sanitize_auto_auth(sh->front, *req, r);
       }
     } else if (dev) {
       r = co_await net::co_spawn(sh->pool->get_executor(), run_handler(sh->vault, req, true), use_awaitable);
@@ -202,7 +209,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), msg.version()};
     res.set(http::field::server, "vault-dev");
     res.set(http::field::cache_control, "no-store");
-    for (auto& [name, value] : extra_headers) res.set(name, value);
+    for (const auto& [name, value] : r.headers) res.set(name, value);
     if (!r.body.empty()) {
       res.set(http::field::content_type, "application/json");
       res.body() = std::move(r.body);
@@ -253,6 +260,32 @@ awaitable<void> session_tls(tcp::socket sock, Shared* sh) {
   beast::get_lowest_layer(stream).socket().close(ec);
 }
 
+// A unix socket listener (Vault's listener "unix", and Vault Agent's and Vault Proxy's:
+// command/server/listener_unix.go, command/agentproxyshared/listener.go), plain HTTP.
+awaitable<void> session_unix(net::local::stream_protocol::socket sock, Shared* sh) {
+  beast::basic_stream<net::local::stream_protocol> stream(std::move(sock));
+  try {
+    co_await serve(stream, sh);
+  } catch (const std::exception& e) {
+    if (!sh->quiet) std::cerr << "vault-dev: connection error: " << e.what() << std::endl;
+  }
+  beast::error_code ec;
+  stream.socket().close(ec);
+}
+
+awaitable<void> unix_listener(net::local::stream_protocol::acceptor* acceptor, net::io_context* ioc, Shared* sh) {
+  for (;;) {
+    beast::error_code ec;
+    auto sock = co_await acceptor->async_accept(net::make_strand(*ioc), net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == net::error::operation_aborted) co_return;
+      continue;
+    }
+    auto ex = sock.get_executor();
+    net::co_spawn(ex, session_unix(std::move(sock), sh), net::detached);
+  }
+}
+
 awaitable<void> listener(tcp::acceptor* acceptor, net::io_context* ioc, Shared* sh) {
   for (;;) {
     beast::error_code ec;
@@ -272,8 +305,10 @@ awaitable<void> listener(tcp::acceptor* acceptor, net::io_context* ioc, Shared* 
 
 [[noreturn]] void usage(const char* msg) {
   std::cerr << "vault-dev: " << msg << "\n"
-            << "usage: vault-dev [--listen 127.0.0.1:PORT] [--root-token TOKEN] [--tls-cert FILE --tls-key FILE]\n"
-            << "                 [--retry-base-ms MS] [--retry-max-attempts N] [--io-threads N] [--db-threads N] [--quiet]\n";
+            << "usage: vault-dev [--listen 127.0.0.1:PORT] [--root-token TOKEN] [--tls-cert FILE --tls-key FILE\n"
+            << "                 [--tls-client-ca FILE]] [--unix-socket PATH] [--standby-of URL]\n"
+            << "                 [--auto-auth-force TOKEN] [--retry-base-ms MS] [--retry-max-attempts N]\n"
+            << "                 [--io-threads N] [--db-threads N] [--quiet]\n";
   std::exit(2);
 }
 
@@ -282,8 +317,9 @@ awaitable<void> listener(tcp::acceptor* acceptor, net::io_context* ioc, Shared* 
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
   std::string root_token;
-  std::string tls_cert, tls_key;
+  std::string tls_cert, tls_key, tls_client_ca, unix_socket;
   vd::Options opts;
+  vd::FrontOptions front;
   int io_threads = 4;
   bool quiet = false;
   for (int i = 1; i < argc; ++i) {
@@ -306,6 +342,10 @@ int main(int argc, char** argv) {
     else if (name == "--root-token" || name == "--dev-root-token-id" || name == "-dev-root-token-id") root_token = value();
     else if (name == "--tls-cert") tls_cert = value();
     else if (name == "--tls-key") tls_key = value();
+    else if (name == "--tls-client-ca") tls_client_ca = value();
+    else if (name == "--unix-socket") unix_socket = value();
+    else if (name == "--standby-of") front.standby_of = value();
+    else if (name == "--auto-auth-force") front.auto_auth_token = value();
     else if (name == "--retry-base-ms") opts.retry_base_ms = to_int(value());
     else if (name == "--retry-max-attempts") opts.retry_max_attempts = to_int(value());
     else if (name == "--io-threads") io_threads = std::max(1, to_int(value()));
@@ -315,6 +355,9 @@ int main(int argc, char** argv) {
     else usage(("unknown flag " + a).c_str());
   }
   if (tls_cert.empty() != tls_key.empty()) usage("--tls-cert and --tls-key go together");
+  if (!tls_client_ca.empty() && tls_cert.empty()) usage("--tls-client-ca needs --tls-cert and --tls-key");
+  while (!front.standby_of.empty() && front.standby_of.back() == '/') front.standby_of.pop_back();
+  opts.standby = !front.standby_of.empty();
   if (root_token.empty()) root_token = "hvs." + vd::random_base62(24);
   opts.root_token = root_token;
 
@@ -339,6 +382,12 @@ int main(int argc, char** argv) {
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
       tls->use_certificate_chain_file(tls_cert);
       tls->use_private_key_file(tls_key, ssl::context::pem);
+      if (!tls_client_ca.empty()) {
+        // tls_require_and_verify_client_cert = true with tls_client_ca_file
+        // (internalshared/listenerutil/listener.go TLSConfig: RequireAndVerifyClientCert).
+        tls->load_verify_file(tls_client_ca);
+        tls->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+      }
     }
     tcp::endpoint ep(net::ip::make_address(host), static_cast<unsigned short>(port));
     tcp::acceptor acceptor(ioc);
@@ -355,19 +404,32 @@ int main(int argc, char** argv) {
     sh.pool = &pool;
     sh.tls = tls ? &*tls : nullptr;
     sh.quiet = quiet;
+    sh.front = front;
+
+    // listenerutil.UnixSocketListener: a file left at the path is removed first, and
+    // the socket file is removed when the listener closes.
+    std::optional<net::local::stream_protocol::acceptor> unix_acceptor;
+    if (!unix_socket.empty()) {
+      ::unlink(unix_socket.c_str());
+      unix_acceptor.emplace(ioc, net::local::stream_protocol::endpoint(unix_socket));
+    }
+
+    // SIGTERM is handled from before the readiness line: a stop right after it still
+    // shuts down cleanly (the socket file removed).
+    net::signal_set signals(ioc, SIGINT, SIGTERM);
+    signals.async_wait([&](const beast::error_code&, int) {
+      beast::error_code ec;
+      acceptor.close(ec);
+      if (unix_acceptor) unix_acceptor->close(ec);
+      ioc.stop();
+    });
 
     std::string host_shown = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
     std::cout << "vault-dev listening on " << (tls ? "https" : "http") << "://" << host_shown << ":" << bound.port()
               << " root_token=" << root_token << std::endl;
     std::cout.flush();
-
-    net::signal_set signals(ioc, SIGINT, SIGTERM);
-    signals.async_wait([&](const beast::error_code&, int) {
-      beast::error_code ec;
-      acceptor.close(ec);
-      ioc.stop();
-    });
     net::co_spawn(ioc, listener(&acceptor, &ioc, &sh), net::detached);
+    if (unix_acceptor) net::co_spawn(ioc, unix_listener(&*unix_acceptor, &ioc, &sh), net::detached);
 
     std::vector<std::thread> threads;
     for (int i = 1; i < io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
@@ -376,6 +438,7 @@ int main(int argc, char** argv) {
     pool.stop();
     pool.join();
     vault.shutdown();
+    if (!unix_socket.empty()) ::unlink(unix_socket.c_str());
   } catch (const std::exception& e) {
     std::cerr << "vault-dev: fatal: " << e.what() << std::endl;
     return 1;

@@ -1062,18 +1062,30 @@ struct Vault::Impl {
         fail(400, std::string("invalid ") + name + " code");
       }
     };
+    // standbyok / perfstandbyok: a bad value is a 400 whose error handleSysHealthGet
+    // logs and does not send (respondError(w, code, nil)): {"errors":[]}.
+    auto ok_param = [&](const char* name) {
+      auto it = req.query.find(name);
+      if (it == req.query.end()) return false;
+      auto b = parse_bool_str(it->second);
+      if (!b) throw ApiError{400, {}};
+      return *b;
+    };
+    const bool standby_ok = ok_param("standbyok");
+    ok_param("perfstandbyok");
     int active = code_param("activecode", 200);
-    code_param("standbycode", 429);
+    const int standbycode = code_param("standbycode", 429);
     code_param("drsecondarycode", 472);
     code_param("performancestandbycode", 473);
     int sealedcode = code_param("sealedcode", 503);
     code_param("uninitcode", 501);
-    int status = is_sealed ? sealedcode : active;
+    // Sealed first, then a standby's code unless standbyok (getSysHealth's switch).
+    int status = is_sealed ? sealedcode : (opts.standby && !standby_ok) ? standbycode : active;
     if (req.method == "HEAD") return {status, ""};
     json b = json::object();
     b["initialized"] = true;
     b["sealed"] = is_sealed;
-    b["standby"] = false;
+    b["standby"] = opts.standby;
     b["performance_standby"] = false;
     b["replication_performance_mode"] = "disabled";
     b["replication_dr_mode"] = "disabled";

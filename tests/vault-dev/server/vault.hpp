@@ -14,14 +14,20 @@ struct Request {
   std::string method;  // upper case: GET POST PUT DELETE LIST HEAD ...
   std::string path;    // after /v1/ (or /_dev/), no query, percent-decoded
   std::multimap<std::string, std::string> query;
+  std::string raw_query;  // as sent, after '?'
+
   std::string token;
   std::string ns;  // X-Vault-Namespace, normalized ("" = root)
   std::string body;
 };
 
 struct Response {
+  Response() = default;
+  Response(int s, std::string b) : status(s), body(std::move(b)) {}
+
   int status = 200;
   std::string body;  // empty => no body (204)
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Location)
 };
 
 // What the HTTP layer must do before (or instead of) handling a /v1 request.
@@ -38,6 +44,8 @@ struct Options {
   int retry_base_ms = 10000;  // revocation retry backoff base (10s * 2^n)
   int retry_max_attempts = 6;
   int db_threads = 64;
+  // A standby node (--standby-of): sys/health says so (http/sys_health.go getSysHealth).
+  bool standby = false;
 };
 
 class Vault {
