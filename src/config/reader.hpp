@@ -78,33 +78,23 @@ struct loader {
 
   // A directory vaultwire will read files from (a CA directory).
   std::optional<fs::path> check_dir(std::string_view key, const fs::path& given) {
-    const fs::path p = resolve(given);
-    std::error_code ec;
-    const auto st = fs::status(p, ec);
-    if (ec || !fs::exists(st)) {
-      error(key, "cannot read " + in_quotes(p.string()) + ": " +
-                     (ec ? ec.message() : std::string{"No such file or directory"}));
-      return std::nullopt;
-    }
-    if (!fs::is_directory(st)) {
-      error(key, in_quotes(p.string()) + " is not a directory");
-      return std::nullopt;
-    }
-    if (::access(p.c_str(), R_OK | X_OK) != 0) {
-      const int e = errno;
-      error(key, "cannot read " + in_quotes(p.string()) + ": " + std::generic_category().message(e));
-      return std::nullopt;
-    }
-    return p;
+    return check_directory(key, given, R_OK | X_OK, "cannot read", "cannot read");
   }
 
   // A directory vaultwire will create a socket in.
   std::optional<fs::path> check_socket_dir(std::string_view key, const fs::path& given) {
+    return check_directory(key, given, W_OK | X_OK, "cannot use", "cannot create a socket in");
+  }
+
+  // An existing directory `mode` (access(2)) allows; `missing` and `denied` start the
+  // error for a path that is not there and for one the mode refuses.
+  std::optional<fs::path> check_directory(std::string_view key, const fs::path& given, int mode,
+                                          std::string_view missing, std::string_view denied) {
     const fs::path p = resolve(given);
     std::error_code ec;
     const auto st = fs::status(p, ec);
     if (ec || !fs::exists(st)) {
-      error(key, "cannot use " + in_quotes(p.string()) + ": " +
+      error(key, std::string(missing) + " " + in_quotes(p.string()) + ": " +
                      (ec ? ec.message() : std::string{"No such file or directory"}));
       return std::nullopt;
     }
@@ -112,10 +102,9 @@ struct loader {
       error(key, in_quotes(p.string()) + " is not a directory");
       return std::nullopt;
     }
-    if (::access(p.c_str(), W_OK | X_OK) != 0) {
+    if (::access(p.c_str(), mode) != 0) {
       const int e = errno;
-      error(key, "cannot create a socket in " + in_quotes(p.string()) + ": " +
-                     std::generic_category().message(e));
+      error(key, std::string(denied) + " " + in_quotes(p.string()) + ": " + std::generic_category().message(e));
       return std::nullopt;
     }
     return p;
