@@ -210,10 +210,11 @@ void session::arm_revoke_grace(lease_event event) {
 // (28P01) drops it and fetches a fresh one, once (DESIGN.md "Credentials and
 // leases"). False when the session ends here (the client has been told why).
 net::awaitable<bool> session::connect_upstream_phase() {
-  // Not `if (stopping_ || !take_pooled_upstream()) co_await ...;`: g++ 12 builds a
-  // broken resume table for that statement at the top of a coroutine (the first
-  // resume hits ud2).
-  const bool pooled = !stopping_ && take_pooled_upstream();
+  // Not `if (stopping_ || !co_await ...) co_await ...;`: g++ 12 builds a broken
+  // resume table for that statement at the top of a coroutine (the first resume hits
+  // ud2).
+  bool pooled = false;
+  if (!stopping_) pooled = co_await take_pooled_upstream();
   if (!pooled) {
     co_await login_upstream();
   }
@@ -232,12 +233,13 @@ net::awaitable<bool> session::connect_upstream_phase() {
   co_return true;
 }
 
-// An idle connection of the pool for this credential, database and parameters.
-bool session::take_pooled_upstream() {
-  if (!state_->pool) return false;
+// An idle connection of the pool for this credential, database and parameters, or
+// one of them whose reset is under way.
+net::awaitable<bool> session::take_pooled_upstream() {
+  if (!state_->pool) co_return false;
   pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
-  auto up = state_->pool->checkout(pool_key_, executor());
-  if (!up) return false;
+  auto up = co_await state_->pool->checkout_or_wait(pool_key_, executor());
+  if (!up) co_return false;
   upstream_.conn = std::move(up->conn);
   upstream_.peer = std::move(up->peer);
   upstream_.local_address = std::move(up->local_address);
@@ -247,7 +249,7 @@ bool session::take_pooled_upstream() {
   upstream_.auth_method = std::move(up->auth_method);
   reused_ = true;
   state_->upstream_reuses.fetch_add(1, std::memory_order_relaxed);
-  return true;  // up->lease (the pool's hold on the same lease) is released here
+  co_return true;  // up->lease (the pool's hold on the same lease) is released here
 }
 
 // A new upstream connection logged in with the credential: the client's startup

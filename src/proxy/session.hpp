@@ -118,7 +118,7 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> connect_upstream_phase();
   boost::asio::awaitable<void> login_upstream();
   boost::asio::awaitable<void> refuse_failed_login();
-  bool take_pooled_upstream();
+  boost::asio::awaitable<bool> take_pooled_upstream();
   [[nodiscard]] std::string throttle_message(const auth_throttle::verdict& v) const;
 
   // ---- handover, splice and the upstream's fate (handover.cpp)

@@ -12,7 +12,11 @@
 #include <exception>
 #include <iterator>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "proxy/upstream.hpp"
 
@@ -208,6 +212,39 @@ std::string upstream_pool::unusable(const pooled_upstream& up, clock_type::time_
   return {};
 }
 
+// A checkout_or_wait parked on a connection being reset. `handed` is written under the
+// pool's mutex; the timer belongs to the waiter's executor, so the checkin that hands
+// the connection over cancels it there (a timer is not safe to touch across threads).
+struct upstream_pool::waiter {
+  explicit waiter(const net::any_io_executor& ex) : timer(ex) {}
+  net::steady_timer timer;
+  std::optional<pooled_upstream> handed;
+
+  static void wake(const std::shared_ptr<waiter>& w) {
+    net::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+  }
+};
+
+void upstream_pool::release_waiter_locked(in_flight& f) {
+  if (!f.parked) return;
+  waiter::wake(f.parked);
+  f.parked.reset();
+}
+
+bool upstream_pool::rebind_or_close(pooled_upstream& up, const net::any_io_executor& ex) {
+  try {
+    up.conn->rebind(ex);
+    spdlog::debug("upstream pool: reusing {} (lease {})", up.peer, up.lease_id);
+    return true;
+  } catch (const std::exception& e) {  // the new reactor refused the descriptor
+    close_upstream(up, std::string("cannot move it to the new session: ") + e.what());
+    std::lock_guard lock(mutex_);
+    --stats_.reuses;
+    ++stats_.discards;
+    return false;
+  }
+}
+
 std::optional<pooled_upstream> upstream_pool::checkout(const std::string& key, const net::any_io_executor& ex) {
   for (;;) {
     std::optional<pooled_upstream> out;
@@ -237,17 +274,41 @@ std::optional<pooled_upstream> upstream_pool::checkout(const std::string& key, c
     }
     close_all(victims);
     if (!out) return std::nullopt;
-    try {
-      out->conn->rebind(ex);
-      spdlog::debug("upstream pool: reusing {} (lease {})", out->peer, out->lease_id);
-      return out;
-    } catch (const std::exception& e) {  // the new reactor refused the descriptor
-      close_upstream(*out, std::string("cannot move it to the new session: ") + e.what());
-      std::lock_guard lock(mutex_);
-      --stats_.reuses;
-      ++stats_.discards;
+    if (rebind_or_close(*out, ex)) return out;
+  }
+}
+
+net::awaitable<std::optional<pooled_upstream>> upstream_pool::checkout_or_wait(const std::string& key,
+                                                                               const net::any_io_executor& ex) {
+  auto self = shared_from_this();  // the pool outlives the wait
+  std::optional<pooled_upstream> out = checkout(key, ex);
+  if (out) co_return out;
+  auto w = std::make_shared<waiter>(ex);
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [i, f] : resetting_) {
+      if (f.key == key && !f.doomed && !f.parked) {
+        f.parked = w;
+        id = i;
+        break;
+      }
     }
   }
+  if (id == 0) co_return std::nullopt;
+  w->timer.expires_after(reset_timeout);
+  boost::system::error_code ignored;
+  co_await w->timer.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  {
+    std::lock_guard lock(mutex_);
+    if (w->handed) {
+      out = std::move(w->handed);
+    } else if (const auto f = resetting_.find(id); f != resetting_.end() && f->second.parked == w) {
+      f->second.parked.reset();  // the reset outlasted the wait; its checkin keeps the connection
+    }
+  }
+  if (out && !rebind_or_close(*out, ex)) out.reset();
+  co_return out;
 }
 
 net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up) {
@@ -267,7 +328,7 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
     }
     if (why.empty()) {
       id = ++next_checkin_;
-      resetting_.emplace(id, in_flight{up.lease_id, false});
+      resetting_.emplace(id, in_flight{up.lease_id, key, false, nullptr});
     } else {
       ++stats_.discards;
     }
@@ -285,10 +346,12 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
   }
 
   std::vector<victim> victims;
+  std::shared_ptr<waiter> waiting;
   {
     std::lock_guard lock(mutex_);
     const auto f = resetting_.find(id);
     const bool doomed = f->second.doomed;
+    waiting = std::move(f->second.parked);
     resetting_.erase(f);
     const auto now = clock_type::now();
     if (ok && doomed) {
@@ -298,7 +361,13 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
       why = unusable(up, now);  // the reset took time
       ok = why.empty();
     }
-    if (ok) {
+    if (ok && waiting) {
+      spdlog::debug("upstream pool: handing {} (lease {}) to a waiting session", up.peer, up.lease_id);
+      waiting->handed.emplace(std::move(up));
+      ++stats_.checkins;
+      ++stats_.reuses;
+      ++stats_.handoffs;
+    } else if (ok) {
       // Make room: the oldest of this key, then the oldest of all.
       const auto of_key = static_cast<std::size_t>(
           std::count_if(idle_.begin(), idle_.end(), [&key](const entry& e) { return e.key == key; }));
@@ -320,6 +389,7 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
       ++stats_.discards;
     }
   }
+  if (waiting) waiter::wake(waiting);
   close_all(victims);
   if (!ok) close_upstream(up, why);
   co_return ok;
@@ -416,7 +486,9 @@ void upstream_pool::evict_lease(std::string_view lease_id) {
       }
     }
     for (auto& [id, f] : resetting_) {
-      if (f.lease_id == lease_id) f.doomed = true;
+      if (f.lease_id != lease_id) continue;
+      f.doomed = true;
+      release_waiter_locked(f);
     }
   }
   close_all(victims);
@@ -448,7 +520,10 @@ void upstream_pool::close_idle(std::string_view why) {
     for (auto& e : idle_) victims.push_back({std::move(e.up), std::string(why)});
     stats_.discards += idle_.size();
     idle_.clear();
-    for (auto& [id, f] : resetting_) f.doomed = true;
+    for (auto& [id, f] : resetting_) {
+      f.doomed = true;
+      release_waiter_locked(f);
+    }
   }
   close_all(victims);
 }
@@ -461,7 +536,10 @@ void upstream_pool::clear() {
     for (auto& e : idle_) victims.push_back({std::move(e.up), "the pool is cleared"});
     stats_.discards += idle_.size();
     idle_.clear();
-    for (auto& [id, f] : resetting_) f.doomed = true;
+    for (auto& [id, f] : resetting_) {
+      f.doomed = true;
+      release_waiter_locked(f);
+    }
   }
   close_all(victims);
 }
@@ -470,6 +548,8 @@ upstream_pool::stats_t upstream_pool::stats() const {
   std::lock_guard lock(mutex_);
   stats_t s = stats_;
   s.idle = idle_.size();
+  s.waiting = static_cast<std::size_t>(
+      std::count_if(resetting_.begin(), resetting_.end(), [](const auto& r) { return r.second.parked != nullptr; }));
   return s;
 }
 

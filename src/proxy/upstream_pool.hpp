@@ -98,6 +98,17 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
   [[nodiscard]] std::optional<pooled_upstream> checkout(const std::string& key,
                                                         const boost::asio::any_io_executor& ex);
 
+  // checkout, or, when the key has no idle connection but one of its connections is
+  // being reset (its client has just left), that one once the reset is done, waited for
+  // at most reset_timeout. A reset is one round trip; a new login is a TCP and TLS
+  // handshake, an authentication exchange and a new server process, so a client that
+  // reconnects at once (pgbench -C, a driver without a pool) would otherwise miss the
+  // connection it just left and leave a surplus one for the pool to close later.
+  // Co_await it on `ex` (the caller's strand). nullopt: nothing idle and nothing being
+  // reset for the key, or the reset failed.
+  boost::asio::awaitable<std::optional<pooled_upstream>> checkout_or_wait(const std::string& key,
+                                                                          const boost::asio::any_io_executor& ex);
+
   // Keeps `up` for `key` after resetting it, or closes it. Co_await it on the
   // executor `up.conn` is bound to (the session's strand, where the splice ran).
   // Preconditions: the server's last message was ReadyForQuery 'I' and nothing was
@@ -133,9 +144,11 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
 
   struct stats_t {
     std::uint64_t checkins = 0;  // connections kept
-    std::uint64_t reuses = 0;    // connections handed out by checkout
+    std::uint64_t reuses = 0;    // connections handed out by checkout or checkout_or_wait
+    std::uint64_t handoffs = 0;  // of those, handed to a waiting checkout as their reset ended
     std::uint64_t discards = 0;  // connections the pool closed (any reason)
     std::size_t idle = 0;        // connections kept now
+    std::size_t waiting = 0;     // checkouts waiting for a reset now
   };
   [[nodiscard]] stats_t stats() const;
 
@@ -147,13 +160,20 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
     pooled_upstream up;
     std::chrono::steady_clock::time_point idle_since;
   };
+  struct waiter;
   struct in_flight {
     std::string lease_id;
-    bool doomed = false;  // evict_lease / clear while resetting
+    std::string key;
+    bool doomed = false;             // evict_lease / clear while resetting
+    std::shared_ptr<waiter> parked;  // a checkout_or_wait to hand the connection to
   };
 
   // Runs the reset on the caller's strand. False: `why` says what went wrong.
   boost::asio::awaitable<bool> reset(pooled_upstream& up, std::string& why);
+  // Wakes the checkout waiting on `f`, if any, without a connection. Mutex held.
+  static void release_waiter_locked(in_flight& f);
+  // Moves a handed-out connection to the caller's executor; closes it when that fails.
+  bool rebind_or_close(pooled_upstream& up, const boost::asio::any_io_executor& ex);
   // Why an entry must not be kept or handed out now (empty: it may be).
   [[nodiscard]] static std::string unusable(const pooled_upstream& up, std::chrono::steady_clock::time_point now);
 

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <thread>
@@ -533,4 +534,153 @@ TEST_CASE("splice: a busy session keeps its TLS buffers, a quiet one frees them"
   const auto after = f.sql(server, "select 42");
   CHECK(after.rows == std::vector<std::string>{"42"});
   ::close(peer);
+}
+
+namespace {
+
+net::awaitable<std::optional<pooled_upstream>> checkout_or_wait_of(std::shared_ptr<upstream_pool> pool, std::string key) {
+  co_return co_await pool->checkout_or_wait(key, co_await net::this_coro::executor);
+}
+
+struct wait_outcome {
+  bool kept = false;                    // what the checkin returned
+  std::optional<pooled_upstream> got;   // what the checkout got
+  std::vector<std::string> order;       // which finished first
+};
+
+// A checkin and a checkout_or_wait on one io_context: the checkin starts first and is
+// inside its reset when the checkout looks.
+wait_outcome checkin_then_wait(pool_fixture& f, const std::shared_ptr<upstream_pool>& pool, pooled_upstream up,
+                               std::function<void()> meanwhile = {}) {
+  std::optional<bool> kept;
+  std::optional<std::optional<pooled_upstream>> got;
+  std::vector<std::string> order;
+  net::co_spawn(f.io, checkin_of(pool, "k", std::move(up)), [&](std::exception_ptr e, bool k) {
+    REQUIRE_FALSE(e);
+    kept = k;
+    order.emplace_back("checkin");
+  });
+  net::co_spawn(f.io, checkout_or_wait_of(pool, "k"), [&](std::exception_ptr e, std::optional<pooled_upstream> g) {
+    REQUIRE_FALSE(e);
+    got.emplace(std::move(g));
+    order.emplace_back("checkout");
+  });
+  // `meanwhile` runs on another thread once the checkout is parked on the reset.
+  std::thread side;
+  if (meanwhile) {
+    side = std::thread([&pool, &meanwhile] {
+      while (pool->stats().waiting == 0) std::this_thread::sleep_for(1ms);
+      meanwhile();
+    });
+  }
+  f.io.restart();
+  f.io.run_for(30s);
+  if (side.joinable()) side.join();
+  REQUIRE(kept);
+  REQUIRE(got);
+  return {*kept, std::move(*got), std::move(order)};
+}
+
+}  // namespace
+
+TEST_CASE("upstream_pool: a checkout while a connection of its key is being reset gets that connection",
+          "[integration][pool][concurrency]") {
+  pool_fixture f;
+  auto cfg = config();
+  cfg.reset_query = "SELECT pg_sleep(0.2); DISCARD TEMP";
+  SECTION("handed over when its reset ends, reset like any reused connection") {
+    auto pool = std::make_shared<upstream_pool>(cfg);
+    auto up = f.login("lease-1");
+    const auto pid = up.key.process_id;
+    REQUIRE(f.sql(*up.conn, "CREATE TEMP TABLE t(x int)").status == 'I');
+    auto [kept, got, order] = checkin_then_wait(f, pool, std::move(up));
+    CHECK(kept);
+    CHECK(order == std::vector<std::string>{"checkin", "checkout"});
+    REQUIRE(got);
+    CHECK(got->key.process_id == pid);
+    CHECK(f.sql(*got->conn, "SELECT count(*) FROM pg_tables WHERE tablename = 't'").rows ==
+          std::vector<std::string>{"0"});
+    const auto s = pool->stats();
+    CHECK(s.handoffs == 1);
+    CHECK(s.reuses == 1);
+    CHECK(s.idle == 0);
+    CHECK(s.discards == 0);
+    got->conn.reset();
+  }
+  SECTION("a reset that fails leaves the checkout empty-handed, and the connection closed") {
+    cfg.reset_query = "SELECT pg_sleep(0.2); SELECT 1/0";
+    auto pool = std::make_shared<upstream_pool>(cfg);
+    auto up = f.login("lease-1");
+    const auto pid = up.key.process_id;
+    auto [kept, got, order] = checkin_then_wait(f, pool, std::move(up));
+    CHECK_FALSE(kept);
+    CHECK_FALSE(got);
+    CHECK(pool->stats().handoffs == 0);
+    CHECK(pool->stats().discards == 1);
+    CHECK(f.backend_gone(pid));
+  }
+  SECTION("clear() releases the waiting checkout before the reset ends") {
+    cfg.reset_query = "SELECT pg_sleep(1)";
+    auto pool = std::make_shared<upstream_pool>(cfg);
+    auto [kept, got, order] = checkin_then_wait(f, pool, f.login("lease-1"), [&pool] { pool->clear(); });
+    CHECK_FALSE(kept);
+    CHECK_FALSE(got);
+    CHECK(order == std::vector<std::string>{"checkout", "checkin"});
+    CHECK(pool->stats().handoffs == 0);
+  }
+  SECTION("another key does not wait") {
+    auto pool = std::make_shared<upstream_pool>(cfg);
+    std::optional<std::optional<pooled_upstream>> other;
+    net::co_spawn(f.io, checkin_of(pool, "k", f.login("lease-1")), [](std::exception_ptr e, bool) { REQUIRE_FALSE(e); });
+    net::co_spawn(f.io, checkout_or_wait_of(pool, "other"), [&](std::exception_ptr e, std::optional<pooled_upstream> g) {
+      REQUIRE_FALSE(e);
+      other.emplace(std::move(g));
+      CHECK(pool->stats().idle == 0);  // answered while the reset of "k" still runs
+    });
+    f.io.restart();
+    f.io.run_for(30s);
+    REQUIRE(other);
+    CHECK_FALSE(*other);
+    CHECK(pool->stats().idle == 1);
+  }
+}
+
+TEST_CASE("upstream_pool: a connection reset on one thread is handed to a session on another",
+          "[integration][pool][concurrency]") {
+  pool_fixture f;
+  auto cfg = config();
+  cfg.reset_query = "SELECT pg_sleep(0.3); DISCARD TEMP";
+  auto pool = std::make_shared<upstream_pool>(cfg);
+  auto up = f.login("lease-1");
+  const auto pid = up.key.process_id;
+  net::io_context other;
+  auto guard = net::make_work_guard(other);
+  std::thread t([&other] { other.run(); });
+  std::promise<std::pair<std::optional<std::int32_t>, std::vector<std::string>>> result;
+  net::co_spawn(f.io, checkin_of(pool, "k", std::move(up)), [](std::exception_ptr e, bool) { REQUIRE_FALSE(e); });
+  // The second session starts on its own thread once the reset is under way.
+  net::post(f.io, [&] {
+    net::co_spawn(other,
+                  [&]() -> net::awaitable<void> {
+                    auto got = co_await checkout_or_wait_of(pool, "k");
+                    std::vector<std::string> rows;
+                    if (got) rows = (co_await simple_query(got->conn.get(), "SELECT 1")).rows;
+                    std::optional<std::int32_t> p;
+                    if (got) p = got->key.process_id;
+                    if (got) got->conn.reset();
+                    result.set_value({p, rows});
+                  },
+                  net::detached);
+  });
+  f.io.restart();
+  f.io.run_for(30s);
+  auto fut = result.get_future();
+  REQUIRE(fut.wait_for(30s) == std::future_status::ready);
+  auto [p, rows] = fut.get();
+  guard.reset();
+  t.join();
+  CHECK(p == pid);
+  CHECK(rows == std::vector<std::string>{"1"});
+  CHECK(pool->stats().reuses == 1);
+  CHECK(pool->stats().idle == 0);
 }
