@@ -229,13 +229,9 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("PUT", "sys/policy/root", body={"policy": 'path "x" { capabilities = ["read"] }'})
         self.assertRawError(raw, 400, ['cannot update "root" policy'])
         raw = self.vault.raw("DELETE", "sys/policy/default")
-        self.assertRawError(raw, 400, ['cannot delete "default" policy'])
+        self.assertRawError(raw, 400, ["cannot delete default policy"])
         raw = self.vault.raw("PUT", "sys/policy/badcap", body={"policy": 'path "x" { capabilities = ["fly"] }'})
-        self.assertEqual(raw.status, 400, raw)
-        # vault-api.md lists the text; Vault may prefix it with "failed to parse policy: ".
-        errors = raw.json()["errors"]
-        self.assertEqual(len(errors), 1, errors)
-        self.assertTrue(errors[0].endswith('path "x": invalid capability "fly"'), errors)
+        self.assertRawError(raw, 400, ['failed to parse policy: path "x": invalid capability "fly"'])
         raw = self.vault.raw("PUT", "sys/policy/unparsable", body={"policy": 'path "x" { capabilities = '})
         self.assertEqual(raw.status, 400, raw)
         self.assertTrue(raw.json()["errors"][0].startswith("failed to parse policy: "), raw)
@@ -485,7 +481,7 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("GET", "sys/health?activecode=201", no_token=True)
         self.assertEqual(raw.status, 201)
         raw = self.vault.raw("GET", "sys/health?activecode=abc", no_token=True)
-        self.assertEqual(raw.status, 400)
+        self.assertRawError(raw, 400, [])
 
     # -- fault injection ----------------------------------------------------------
 
