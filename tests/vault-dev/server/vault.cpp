@@ -1504,6 +1504,8 @@ struct Vault::Impl {
       if (it == leases.end() || it->second.ns != c.ns) fail(400, "lease not found");
       Lease& l = it->second;
       auto now = Clock::now();
+      // expiration.go leaseEntry.renewable, in its order.
+      if (l.irrevocable) fail(400, "lease is expired and has failed previous revocation attempts");
       if (l.expire <= now) fail(400, "lease expired");
       if (!l.renewable) fail(400, "lease is not renewable");
       auto& ns = ns_get(c.ns);
@@ -1525,7 +1527,14 @@ struct Vault::Impl {
       issue = l.issue;
       mt = {m->second->default_ttl, m->second->max_ttl};
     }
-    TtlResult tr = calc_ttl(increment, role.default_ttl, role.max_ttl, 0, issue, mt);
+    // The database backend's renew (secret_creds.go secretCredsRenew) runs CalculateTTL;
+    // expiration.go renewEntry wraps its error.
+    TtlResult tr;
+    try {
+      tr = calc_ttl(increment, role.default_ttl, role.max_ttl, 0, issue, mt);
+    } catch (const BadRequest& e) {
+      fail(400, std::string("failed to renew entry: resp: (*logical.Response)(nil) err: ") + e.what());
+    }
     if (tr.ttl > 0) {
       try {
         pg_renew_user(*pool, role.renew, username, pg_expiration(Clock::now() + std::chrono::seconds(tr.ttl + 5)));
@@ -1555,7 +1564,9 @@ struct Vault::Impl {
     {
       std::lock_guard lk(mu);
       auto it = leases.find(id);
-      if (it == leases.end() || it->second.ns != c.ns) return no_content();
+      // logical_system.go handleRevoke: sync=false is LazyRevoke (nil for an unknown lease)
+      // and then 202 whatever happened.
+      if (it == leases.end() || it->second.ns != c.ns) return sync ? no_content() : Response{202, ""};
       if (!sync) {
         it->second.expire = std::min(it->second.expire, Clock::now());
         it->second.next_attempt = TimePoint{};
@@ -1612,8 +1623,12 @@ struct Vault::Impl {
     d["id"] = l.id;
     d["issue_time"] = rfc3339nano(l.issue);
     d["last_renewal"] = time_or_null(l.last_renewal);
-    d["renewable"] = l.renewable;
-    d["ttl"] = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(l.expire - Clock::now()).count());
+    // handleLeaseLookup: leaseTimes.renewable(), false for an expired or irrevocable lease.
+    d["renewable"] = l.renewable && !l.irrevocable && l.expire > Clock::now();
+    // leaseEntry.ttl: ExpireTime.Sub(time.Now().Round(time.Second)) in whole seconds,
+    // negative once the lease has expired.
+    auto now_rounded = std::chrono::floor<std::chrono::seconds>(Clock::now() + std::chrono::milliseconds(500));
+    d["ttl"] = std::chrono::duration_cast<std::chrono::seconds>(l.expire - now_rounded).count();
     return data_resp("system", d);
   }
 
@@ -2156,6 +2171,7 @@ struct Vault::Impl {
     j["irrevocable"] = l.irrevocable;
     j["revoke_attempts"] = l.attempts;
     j["last_error"] = l.last_error;
+    j["next_attempt"] = l.irrevocable ? json(nullptr) : time_or_null(l.next_attempt);
     return j;
   }
 
