@@ -612,7 +612,9 @@ std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, b
   return {s.begin(), s.end()};
 }
 
-// Replaces a literal password in a URL's userinfo.
+// Masks a literal password of a URL's userinfo as builtin/logical/database
+// path_config_connection.go connectionReadHandler does: strings.Replace(connURL, password,
+// "*****", -1) with the password url.Parse decoded, so every occurrence of it goes.
 std::string mask_url_password(const std::string& url, bool* had_literal) {
   if (had_literal) *had_literal = false;
   auto scheme = url.find("://");
@@ -626,7 +628,18 @@ std::string mask_url_password(const std::string& url, bool* had_literal) {
   std::string pw = url.substr(colon + 1, at - colon - 1);
   if (pw.empty() || pw.find("{{") != std::string::npos) return url;
   if (had_literal) *had_literal = true;
-  return url.substr(0, colon + 1) + "xxxxx" + url.substr(at);
+  // url.Parse decodes %XX in userinfo (a '+' stays a '+').
+  std::string decoded;
+  for (std::size_t i = 0; i < pw.size(); ++i) {
+    if (pw[i] == '%' && i + 2 < pw.size() && std::isxdigit(static_cast<unsigned char>(pw[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(pw[i + 2]))) {
+      decoded.push_back(static_cast<char>(std::stoi(pw.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else {
+      decoded.push_back(pw[i]);
+    }
+  }
+  return decoded.empty() ? url : replace_all(url, decoded, "*****");
 }
 
 }  // namespace
