@@ -211,13 +211,15 @@ class ErrorsTest(VaultDevTestCase):
             "read access to password information."])
         data = self.root.secrets.database.read_connection("literal-config")["data"]
         self.assertNotIn(self.pg.admin_password, json.dumps(data))
-        self.assertIn(":xxxxx@", data["connection_details"]["connection_url"])
+        # builtin/logical/database/path_config_connection.go connectionReadHandler:
+        # strings.Replace(connURL, password, "*****", -1).
+        self.assertEqual(data["connection_details"]["connection_url"],
+                         url.replace(":%s@" % self.pg.admin_password, ":*****@"))
         self.assertEqual(data["allowed_roles"], [])
 
     def test_mount_errors(self):
         raw = self.vault.raw("POST", "sys/mounts/database", body={"type": "database"})
-        self.assertIn(raw.status, (400, 409), raw)
-        self.assertEqual(raw.json(), {"errors": ["path is already in use at database/"]})
+        self.assertRawError(raw, 400, ["path is already in use at database/"])
         raw = self.vault.raw("POST", "sys/mounts/other", body={})
         self.assertRawError(raw, 400, ["backend type must be specified as a string"])
         raw = self.vault.raw("POST", "sys/mounts/other", body={"type": "nosuch"})
@@ -229,13 +231,9 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("PUT", "sys/policy/root", body={"policy": 'path "x" { capabilities = ["read"] }'})
         self.assertRawError(raw, 400, ['cannot update "root" policy'])
         raw = self.vault.raw("DELETE", "sys/policy/default")
-        self.assertRawError(raw, 400, ['cannot delete "default" policy'])
+        self.assertRawError(raw, 400, ["cannot delete default policy"])
         raw = self.vault.raw("PUT", "sys/policy/badcap", body={"policy": 'path "x" { capabilities = ["fly"] }'})
-        self.assertEqual(raw.status, 400, raw)
-        # vault-api.md lists the text; Vault may prefix it with "failed to parse policy: ".
-        errors = raw.json()["errors"]
-        self.assertEqual(len(errors), 1, errors)
-        self.assertTrue(errors[0].endswith('path "x": invalid capability "fly"'), errors)
+        self.assertRawError(raw, 400, ['failed to parse policy: path "x": invalid capability "fly"'])
         raw = self.vault.raw("PUT", "sys/policy/unparsable", body={"policy": 'path "x" { capabilities = '})
         self.assertEqual(raw.status, 400, raw)
         self.assertTrue(raw.json()["errors"][0].startswith("failed to parse policy: "), raw)
@@ -485,7 +483,7 @@ class ErrorsTest(VaultDevTestCase):
         raw = self.vault.raw("GET", "sys/health?activecode=201", no_token=True)
         self.assertEqual(raw.status, 201)
         raw = self.vault.raw("GET", "sys/health?activecode=abc", no_token=True)
-        self.assertEqual(raw.status, 400)
+        self.assertRawError(raw, 400, [])
 
     # -- fault injection ----------------------------------------------------------
 

@@ -6,6 +6,8 @@
 
 namespace vd {
 
+// Vault's default policy, verbatim (vault/policy_store.go defaultPolicy; the text that
+// `vault read sys/policy/default` shows).
 const char* const kDefaultPolicy = R"(
 # Allow tokens to look up their own properties
 path "auth/token/lookup-self" {
@@ -35,7 +37,10 @@ path "identity/entity/name/{{identity.entity.name}}" {
   capabilities = ["read"]
 }
 
-# Allow a token to look up its resultant ACL from all policies.
+
+# Allow a token to look up its resultant ACL from all policies. This is useful
+# for UIs. It is an internal path because the format may change at any time
+# based on how the internal ACL features and capabilities change.
 path "sys/internal/ui/resultant-acl" {
     capabilities = ["read"]
 }
@@ -71,7 +76,9 @@ path "sys/wrapping/lookup" {
     capabilities = ["update"]
 }
 
-# Allow a token to unwrap a response-wrapping token.
+# Allow a token to unwrap a response-wrapping token. This is a convenience to
+# avoid client token swapping since this is also part of the response wrapping
+# policy.
 path "sys/wrapping/unwrap" {
     capabilities = ["update"]
 }
@@ -81,6 +88,12 @@ path "sys/tools/hash" {
     capabilities = ["update"]
 }
 path "sys/tools/hash/*" {
+    capabilities = ["update"]
+}
+
+# Allow checking the status of a Control Group request if the user has the
+# accessor
+path "sys/control-group/request" {
     capabilities = ["update"]
 }
 
@@ -549,11 +562,28 @@ std::uint32_t Acl::capabilities(const std::string& path, bool list) const {
   return 0;
 }
 
+// logical_system.go NewSystemBackend PathsSpecial.Root (sys/seal and sys/step-down are
+// enforced through PolicyCheckOpts.RootPrivsRequired and listed there too). A pattern
+// ending in `*` is a prefix, any other is matched exactly (router.go RootPath), so
+// sys/audit-hash is not sys/audit and LIST sys/leases/ is not sys/leases.
 bool is_sudo_path(const std::string& path) {
-  return starts_with(path, "sys/leases/lookup/") || starts_with(path, "sys/leases/revoke-prefix/") ||
-         starts_with(path, "sys/leases/revoke-force/") || starts_with(path, "sys/revoke-prefix/") ||
-         starts_with(path, "sys/revoke-force/") || starts_with(path, "sys/auth/") || path == "sys/remount" ||
-         starts_with(path, "sys/audit");
+  static const char* const exact[] = {
+      "sys/remount", "sys/audit", "sys/raw", "sys/rotate", "sys/config/cors", "sys/leases", "sys/seal",
+      "sys/step-down", "sys/replication/primary/secondary-token",
+      "sys/replication/performance/primary/secondary-token", "sys/replication/dr/primary/secondary-token",
+      "sys/replication/reindex", "sys/replication/dr/reindex", "sys/replication/performance/reindex"};
+  static const char* const prefixes[] = {
+      "sys/auth/", "sys/audit/", "sys/raw/", "sys/config/auditing/", "sys/config/ui/headers/",
+      "sys/plugins/catalog/", "sys/plugins/runtimes/catalog/", "sys/revoke-prefix/", "sys/revoke-force/",
+      "sys/leases/revoke-prefix/", "sys/leases/revoke-force/", "sys/leases/lookup/",
+      "sys/storage/raft/snapshot-auto/config/", "sys/internal/inspect/"};
+  for (const char* e : exact) {
+    if (path == e) return true;
+  }
+  for (const char* p : prefixes) {
+    if (starts_with(path, p)) return true;
+  }
+  return false;
 }
 
 }  // namespace vd

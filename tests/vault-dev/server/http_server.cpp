@@ -205,6 +205,10 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
       r.status = 404;
       r.body = R"({"errors":[]})";
     }
+    if (r.drop) {
+      if (!sh->quiet) std::cerr << "vault-dev: " << req->method << " " << loggable_path(path) << " dropped" << std::endl;
+      co_return;
+    }
 
     http::response<http::string_body> res{static_cast<http::status>(r.status), msg.version()};
     res.set(http::field::server, "vault-dev");

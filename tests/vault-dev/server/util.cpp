@@ -86,11 +86,21 @@ std::string rfc3339nano(TimePoint t) {
   return out + "Z";
 }
 
+// The PostgreSQL plugin formats {{expiration}} with expirationFormat "2006-01-02
+// 15:04:05-0700" (plugins/database/postgresql/postgresql.go NewUser, changeUserExpiration)
+// from time.Now().Add(...) (builtin/logical/database path_creds_create.go, secret_creds.go),
+// a time in the server's local zone: the builtin plugin runs in-process, so the time is not
+// turned into UTC by gRPC.
 std::string pg_expiration(TimePoint t) {
-  std::tm tm = utc_tm(unix_seconds(t));
+  std::time_t tt = static_cast<std::time_t>(unix_seconds(t));
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  long off = tm.tm_gmtoff;
+  char sign = off < 0 ? '-' : '+';
+  if (off < 0) off = -off;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d+0000", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d%c%02ld%02ld", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 3600, (off % 3600) / 60);
   return buf;
 }
 

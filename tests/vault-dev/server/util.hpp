@@ -29,7 +29,7 @@ std::string random_uuid();
 
 // Time formatting.
 std::string rfc3339nano(TimePoint t);           // 2022-05-25T20:49:28.561245166Z
-std::string pg_expiration(TimePoint t);         // 2006-01-02 15:04:05+0000 (UTC)
+std::string pg_expiration(TimePoint t);         // 2006-01-02 15:04:05-0700 (local zone)
 std::int64_t unix_seconds(TimePoint t);
 TimePoint truncate_seconds(TimePoint t);
 

@@ -2,11 +2,15 @@
 #include "vault.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -78,16 +82,20 @@ json envelope(const std::string& mount_type) {
 Response ok(const json& env) { return {200, env.dump(-1, ' ', false, json::error_handler_t::replace)}; }
 Response no_content() { return {204, ""}; }
 
+// copy_top: the routes of http/handler.go injectDataIntoTopRoutes. logical.HTTPSysInjector
+// writes every data key before the envelope's own keys; a decoder keeps the envelope's
+// value for a key that is in both, so such a key is not copied.
 Response data_resp(const std::string& mount_type, const json& data, bool copy_top = false) {
   json e = envelope(mount_type);
   json d = sorted(data);
-  if (copy_top) {
-    for (auto it = d.begin(); it != d.end(); ++it) {
-      if (!e.contains(it.key())) e[it.key()] = it.value();
-    }
-  }
   e["data"] = d;
-  return ok(e);
+  if (!copy_top) return ok(e);
+  json top = json::object();
+  for (auto it = d.begin(); it != d.end(); ++it) {
+    if (!e.contains(it.key())) top[it.key()] = it.value();
+  }
+  for (auto it = e.begin(); it != e.end(); ++it) top[it.key()] = it.value();
+  return ok(top);
 }
 
 json warnings_json(const std::vector<std::string>& w) {
@@ -254,7 +262,41 @@ TtlResult calc_ttl(std::int64_t increment, std::int64_t backend_ttl, std::int64_
   return r;
 }
 
+// http/logical.go buildLogicalRequestNoAuth: a GET's `list` value is empty or one that
+// strconv.ParseBool takes; any other is a 400 with no error text.
+bool list_value_ok(const Request& req) {
+  auto it = req.query.find("list");
+  return it == req.query.end() || it->second.empty() || parse_bool_str(it->second).has_value();
+}
+
+// Go's strconv.Atoi: an optional sign and decimal digits, nothing else, within int64.
+std::optional<std::int64_t> go_atoi(const std::string& s) {
+  std::size_t i = s.empty() || (s[0] != '+' && s[0] != '-') ? 0 : 1;
+  if (i == s.size()) return std::nullopt;
+  std::int64_t v = 0;
+  for (std::size_t k = i; k < s.size(); ++k) {
+    if (!std::isdigit(static_cast<unsigned char>(s[k]))) return std::nullopt;
+    int d = s[k] - '0';
+    if (v > (std::numeric_limits<std::int64_t>::max() - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return s[0] == '-' ? -v : v;
+}
+
 json time_or_null(TimePoint t) { return t == TimePoint{} ? json(nullptr) : json(rfc3339nano(t)); }
+
+// expiration.go revokeExponentialBackoff: after the n-th failed revocation the next try
+// comes after (1 << n) * revokeRetryBase, picked uniformly within ±50 % of that
+// (revokeRetryBase is 10 s: the first retry after 10-30 s). Vault's errIsUnrecoverable
+// errors (ErrUnrecoverable, ErrUnsupportedOperation, ErrUnsupportedPath,
+// ErrInvalidRequest) make a lease irrevocable at once; no database revocation error here
+// is one of them.
+std::chrono::milliseconds revoke_backoff(int base_ms, int attempt) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  double exp = std::ldexp(static_cast<double>(base_ms), std::min(attempt, 40));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(exp / 2 + unit(rng) * exp));
+}
 
 class WorkQueue {
  public:
@@ -570,7 +612,9 @@ std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, b
   return {s.begin(), s.end()};
 }
 
-// Replaces a literal password in a URL's userinfo.
+// Masks a literal password of a URL's userinfo as builtin/logical/database
+// path_config_connection.go connectionReadHandler does: strings.Replace(connURL, password,
+// "*****", -1) with the password url.Parse decoded, so every occurrence of it goes.
 std::string mask_url_password(const std::string& url, bool* had_literal) {
   if (had_literal) *had_literal = false;
   auto scheme = url.find("://");
@@ -584,7 +628,18 @@ std::string mask_url_password(const std::string& url, bool* had_literal) {
   std::string pw = url.substr(colon + 1, at - colon - 1);
   if (pw.empty() || pw.find("{{") != std::string::npos) return url;
   if (had_literal) *had_literal = true;
-  return url.substr(0, colon + 1) + "xxxxx" + url.substr(at);
+  // url.Parse decodes %XX in userinfo (a '+' stays a '+').
+  std::string decoded;
+  for (std::size_t i = 0; i < pw.size(); ++i) {
+    if (pw[i] == '%' && i + 2 < pw.size() && std::isxdigit(static_cast<unsigned char>(pw[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(pw[i + 2]))) {
+      decoded.push_back(static_cast<char>(std::stoi(pw.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else {
+      decoded.push_back(pw[i]);
+    }
+  }
+  return decoded.empty() ? url : replace_all(url, decoded, "*****");
 }
 
 }  // namespace
@@ -833,8 +888,7 @@ struct Vault::Impl {
               l.irrevocable = true;
               std::cerr << "vault-dev: lease " << id << " is irrevocable after " << l.attempts << " attempts" << std::endl;
             } else {
-              auto backoff = std::chrono::milliseconds(static_cast<std::int64_t>(opts.retry_base_ms) << (l.attempts - 1));
-              l.next_attempt = Clock::now() + backoff;
+              l.next_attempt = Clock::now() + revoke_backoff(opts.retry_base_ms, l.attempts);
             }
           }
         }
@@ -975,6 +1029,7 @@ struct Vault::Impl {
 
     if (path == "sys/health") return health(req);
     if (path == "sys/seal-status") return seal_status();
+    if (method == "GET" && !list_value_ok(req)) throw ApiError{400, {}};
 
     Ctx ctx;
     ctx.req = &req;
@@ -984,6 +1039,8 @@ struct Vault::Impl {
       if (sealed) fail(503, "Vault is sealed");
     }
     ctx.body = parse_body(req.body);
+    // request_handling.go handleCancelableRequest refuses it before looking at the token.
+    if ((op == "write" || op == "patch") && ends_with(path, "/")) fail(400, "cannot write to a path ending in '/'");
     {
       std::lock_guard lk(mu);
       Namespace& ns = ns_get(req.ns);
@@ -1050,17 +1107,14 @@ struct Vault::Impl {
       std::lock_guard lk(mu);
       is_sealed = sealed;
     }
-    auto code_param = [&](const char* name, int def) {
+    // http/sys_health.go fetchStatusCode: strconv.Atoi and no range check; a bad value
+    // makes getSysHealth return no body, answered as respondError(w, 400, nil).
+    auto code_param = [&](const char* name, std::int64_t def) {
       auto it = req.query.find(name);
       if (it == req.query.end()) return def;
-      try {
-        std::size_t used = 0;
-        int v = std::stoi(it->second, &used);
-        if (used != it->second.size() || v < 1) throw 1;
-        return v;
-      } catch (...) {
-        fail(400, std::string("invalid ") + name + " code");
-      }
+      auto v = go_atoi(it->second);
+      if (!v) throw ApiError{400, {}};
+      return *v;
     };
     // standbyok / perfstandbyok: a bad value is a 400 whose error handleSysHealthGet
     // logs and does not send (respondError(w, code, nil)): {"errors":[]}.
@@ -1073,14 +1127,22 @@ struct Vault::Impl {
     };
     const bool standby_ok = ok_param("standbyok");
     ok_param("perfstandbyok");
-    int active = code_param("activecode", 200);
-    const int standbycode = code_param("standbycode", 429);
+    code_param("uninitcode", 501);
+    const std::int64_t sealedcode = code_param("sealedcode", 503);
+    const std::int64_t standbycode = code_param("standbycode", 429);
+    const std::int64_t active = code_param("activecode", 200);
     code_param("drsecondarycode", 472);
     code_param("performancestandbycode", 473);
-    int sealedcode = code_param("sealedcode", 503);
-    code_param("uninitcode", 501);
     // Sealed first, then a standby's code unless standbyok (getSysHealth's switch).
-    int status = is_sealed ? sealedcode : (opts.standby && !standby_ok) ? standbycode : active;
+    std::int64_t code = is_sealed ? sealedcode : (opts.standby && !standby_ok) ? standbycode : active;
+    // Go's ResponseWriter.WriteHeader panics on a code outside 100-999
+    // (net/http checkWriteHeaderCode): the connection closes without an answer.
+    if (code < 100 || code > 999) {
+      Response dropped;
+      dropped.drop = true;
+      return dropped;
+    }
+    int status = static_cast<int>(code);
     if (req.method == "HEAD") return {status, ""};
     json b = json::object();
     b["initialized"] = true;
@@ -1091,8 +1153,11 @@ struct Vault::Impl {
     b["replication_dr_mode"] = "disabled";
     b["server_time_utc"] = unix_seconds(Clock::now());
     b["version"] = kVersion;
-    b["cluster_name"] = cluster_name;
-    b["cluster_id"] = cluster_id;
+    // HealthResponse's cluster_name and cluster_id are omitempty, filled only if !sealed.
+    if (!is_sealed) {
+      b["cluster_name"] = cluster_name;
+      b["cluster_id"] = cluster_id;
+    }
     return {status, b.dump(-1, ' ', false, json::error_handler_t::replace)};
   }
 
@@ -1147,9 +1212,12 @@ struct Vault::Impl {
     return p + "/";
   }
 
+  // mount.go protectedMounts, matched by prefix.
   static bool reserved_mount(const std::string& p) {
-    return p == "sys/" || p == "auth/" || starts_with(p, "auth/") || p == "cubbyhole/" || p == "identity/" ||
-           starts_with(p, "sys/");
+    for (const char* m : {"audit/", "auth/", "sys/", "cubbyhole/", "identity/"}) {
+      if (starts_with(p, m)) return true;
+    }
+    return false;
   }
 
   Response route_sys(Ctx& c) {
@@ -1225,18 +1293,10 @@ struct Vault::Impl {
         }
         return data_resp("system", d, legacy);
       }
-      if (write) {
-        std::string text = str_field(c.body, "policy");
-        if (text.empty() && legacy) text = str_field(c.body, "rules");
-        if (name == "root") fail(400, "cannot update \"root\" policy");
-        if (trim(text).empty()) fail(400, "'policy' parameter not supplied or empty");
-        Policy pol = parse_policy(name, text);
-        std::lock_guard lk(mu);
-        ns_get(c.ns).policies[name] = std::move(pol);
-        return no_content();
-      }
+      if (write) return policy_write(c, name, legacy);
       if (op == "delete") {
-        if (name == "default") fail(400, "cannot delete \"default\" policy");
+        // policy_store.go DeletePolicy: fmt.Errorf("cannot delete default policy").
+        if (name == "default") fail(400, "cannot delete default policy");
         if (name == "root") fail(400, "cannot delete \"root\" policy");
         std::lock_guard lk(mu);
         ns_get(c.ns).policies.erase(name);
@@ -1265,7 +1325,7 @@ struct Vault::Impl {
         d[path] = caps;
       }
       if (paths.size() == 1) d["capabilities"] = d[paths[0]];
-      return data_resp("system", d);
+      return data_resp("system", d, true);
     }
     // ---- leases
     if (starts_with(p, "sys/leases/") || p == "sys/renew" || starts_with(p, "sys/renew/") || p == "sys/revoke" ||
@@ -1274,6 +1334,24 @@ struct Vault::Impl {
       return route_leases(c, sub);
     }
     unsupported_path();
+  }
+
+  // logical_system.go handlePoliciesSet: on sys/policy/:name an empty `policy` takes
+  // `rules` with a deprecation warning (the answer is then that response, 200); the empty
+  // check and the parse come before SetPolicy refuses "root".
+  Response policy_write(Ctx& c, const std::string& name, bool legacy) {
+    std::string text = str_field(c.body, "policy");
+    bool from_rules = text.empty() && legacy;
+    if (from_rules) text = str_field(c.body, "rules");
+    if (trim(text).empty()) fail(400, "'policy' parameter not supplied or empty");
+    Policy pol = parse_policy(name, text);
+    if (name == "root") fail(400, "cannot update \"root\" policy");
+    std::lock_guard lk(mu);
+    ns_get(c.ns).policies[name] = std::move(pol);
+    if (!from_rules) return no_content();
+    json e = envelope("system");
+    e["warnings"] = json::array({"'rules' is deprecated, please use 'policy' instead"});
+    return ok(e);
   }
 
   Response mount_enable(Ctx& c, const std::string& mp) {
@@ -1287,13 +1365,20 @@ struct Vault::Impl {
       max = parse_duration_seconds(field(cfg, "max_lease_ttl"), "max_lease_ttl");
     }
     if (def > 0 && max > 0 && def > max) fail(400, "given default lease TTL greater than given max lease TTL");
-    if (t != "database") fail(400, "plugin not found in the catalog: " + t);
+    // mount.go Core.mount: protectedMounts by prefix, then singletonMounts by type (coded
+    // 403s that handleError's error response turns into 400s), then mountInternal's
+    // conflicts; the plugin catalog is asked after those.
+    if (reserved_mount(mp)) fail(400, "cannot mount \"" + mp + "\"");
+    for (const char* single : {"cubbyhole", "system", "token", "identity"}) {
+      if (t == single) fail(400, "mount type of \"" + t + "\" is not mountable");
+    }
     std::lock_guard lk(mu);
     auto& ns = ns_get(c.ns);
-    if (reserved_mount(mp) || ns.mounts.count(mp)) fail(400, "path is already in use at " + mp);
+    if (ns.mounts.count(mp)) fail(400, "path is already in use at " + mp);
     for (auto& [existing, _] : ns.mounts) {
       if (starts_with(mp, existing) || starts_with(existing, mp)) fail(400, "path is already in use at " + existing);
     }
+    if (t != "database") fail(400, "plugin not found in the catalog: " + t);
     auto m = std::make_shared<Mount>();
     m->path = mp;
     m->type = t;
@@ -1332,6 +1417,9 @@ struct Vault::Impl {
   }
 
   Response mount_disable(Ctx& c, const std::string& mp) {
+    // mount.go Core.unmount refuses the protected mounts that exist (handleUnmount answers
+    // 204 for a path that is no mount, such as auth/ or audit/).
+    if (mp == "sys/" || mp == "cubbyhole/" || mp == "identity/") fail(400, "cannot unmount \"" + mp + "\"");
     std::vector<std::string> ids;
     {
       std::lock_guard lk(mu);
@@ -1429,6 +1517,8 @@ struct Vault::Impl {
       if (it == leases.end() || it->second.ns != c.ns) fail(400, "lease not found");
       Lease& l = it->second;
       auto now = Clock::now();
+      // expiration.go leaseEntry.renewable, in its order.
+      if (l.irrevocable) fail(400, "lease is expired and has failed previous revocation attempts");
       if (l.expire <= now) fail(400, "lease expired");
       if (!l.renewable) fail(400, "lease is not renewable");
       auto& ns = ns_get(c.ns);
@@ -1450,7 +1540,14 @@ struct Vault::Impl {
       issue = l.issue;
       mt = {m->second->default_ttl, m->second->max_ttl};
     }
-    TtlResult tr = calc_ttl(increment, role.default_ttl, role.max_ttl, 0, issue, mt);
+    // The database backend's renew (secret_creds.go secretCredsRenew) runs CalculateTTL;
+    // expiration.go renewEntry wraps its error.
+    TtlResult tr;
+    try {
+      tr = calc_ttl(increment, role.default_ttl, role.max_ttl, 0, issue, mt);
+    } catch (const BadRequest& e) {
+      fail(400, std::string("failed to renew entry: resp: (*logical.Response)(nil) err: ") + e.what());
+    }
     if (tr.ttl > 0) {
       try {
         pg_renew_user(*pool, role.renew, username, pg_expiration(Clock::now() + std::chrono::seconds(tr.ttl + 5)));
@@ -1480,7 +1577,9 @@ struct Vault::Impl {
     {
       std::lock_guard lk(mu);
       auto it = leases.find(id);
-      if (it == leases.end() || it->second.ns != c.ns) return no_content();
+      // logical_system.go handleRevoke: sync=false is LazyRevoke (nil for an unknown lease)
+      // and then 202 whatever happened.
+      if (it == leases.end() || it->second.ns != c.ns) return sync ? no_content() : Response{202, ""};
       if (!sync) {
         it->second.expire = std::min(it->second.expire, Clock::now());
         it->second.next_attempt = TimePoint{};
@@ -1537,8 +1636,12 @@ struct Vault::Impl {
     d["id"] = l.id;
     d["issue_time"] = rfc3339nano(l.issue);
     d["last_renewal"] = time_or_null(l.last_renewal);
-    d["renewable"] = l.renewable;
-    d["ttl"] = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(l.expire - Clock::now()).count());
+    // handleLeaseLookup: leaseTimes.renewable(), false for an expired or irrevocable lease.
+    d["renewable"] = l.renewable && !l.irrevocable && l.expire > Clock::now();
+    // leaseEntry.ttl: ExpireTime.Sub(time.Now().Round(time.Second)) in whole seconds,
+    // negative once the lease has expired.
+    auto now_rounded = std::chrono::floor<std::chrono::seconds>(Clock::now() + std::chrono::milliseconds(500));
+    d["ttl"] = std::chrono::duration_cast<std::chrono::seconds>(l.expire - now_rounded).count();
     return data_resp("system", d);
   }
 
@@ -2081,6 +2184,7 @@ struct Vault::Impl {
     j["irrevocable"] = l.irrevocable;
     j["revoke_attempts"] = l.attempts;
     j["last_error"] = l.last_error;
+    j["next_attempt"] = l.irrevocable ? json(nullptr) : time_or_null(l.next_attempt);
     return j;
   }
 

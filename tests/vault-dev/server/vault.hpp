@@ -28,6 +28,7 @@ struct Response {
   int status = 200;
   std::string body;  // empty => no body (204)
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Location)
+  bool drop = false;  // close the connection without answering (a Go handler's panic)
 };
 
 // What the HTTP layer must do before (or instead of) handling a /v1 request.
