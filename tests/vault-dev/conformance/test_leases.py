@@ -272,6 +272,39 @@ class LeaseTest(VaultDevTestCase):
         self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease ID"], bare.auth.token.renew_self)
         self.assertEqual(bare.read("database/roles/tiny-role")["data"]["db_name"], "crdb-config")
 
+    def test_display_name_drops_one_trailing_dash(self):
+        # token_store.go handleCreateCommon: strings.TrimSuffix(full, "-") removes one "-".
+        resp = self.root.auth.token.create(policies=["default"], display_name="My App!!")
+        data = self.root.auth.token.lookup(resp["auth"]["client_token"])["data"]
+        self.assertEqual(data["display_name"], "token-My-App-")
+
+    def test_token_renew_without_increment_keeps_its_ttl(self):
+        """expiration.go RenewToken: CalculateTTL(increment, the lease's Auth.TTL, ...): with
+        no increment a token is renewed by its own TTL (the creation TTL, then the TTL of
+        the last renewal), capped by its explicit max TTL; not by the mount's 768h."""
+        resp = self.root.auth.token.create(policies=["default"], ttl="1h")
+        client = self.client(token=resp["auth"]["client_token"])
+        renewed = client.auth.token.renew_self()
+        self.assertEqual((renewed["auth"]["lease_duration"], renewed["warnings"]), (3600, None))
+        self.assertTrue(3595 <= client.auth.token.lookup_self()["data"]["ttl"] <= 3600)
+        self.assertEqual(client.auth.token.renew_self(increment="2h")["auth"]["lease_duration"], 7200)
+        self.assertEqual(client.auth.token.renew_self()["auth"]["lease_duration"], 7200)
+        self.assertEqual(client.auth.token.lookup_self()["data"]["creation_ttl"], 3600)
+        # auth/token/renew of another token: the same.
+        other = self.root.auth.token.create(policies=["default"], ttl="10m")["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/renew", body={"token": other})
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["auth"]["lease_duration"], 600)
+        # Capped by the explicit max TTL, counted from the issue time.
+        capped = self.root.auth.token.create(policies=["default"], ttl="1h", explicit_max_ttl="1h")
+        time.sleep(1.1)
+        renewed = self.client(token=capped["auth"]["client_token"]).auth.token.renew_self()
+        left = renewed["auth"]["lease_duration"]
+        self.assertTrue(3590 <= left < 3600, left)
+        self.assertEqual(renewed["warnings"], [
+            'TTL of "1h0m0s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
+            % go_duration(left)])
+
     def test_lease_expires_by_itself(self):
         resp, t0, t1 = self.creds("tiny-role")
         self.assertEqual(resp["lease_duration"], 2)

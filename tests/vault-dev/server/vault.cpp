@@ -12,6 +12,7 @@
 
 #include "acl.hpp"
 #include "pg.hpp"
+#include "token_rules.hpp"
 #include "util.hpp"
 
 namespace vd {
@@ -192,6 +193,9 @@ struct Token {
   TimePoint expire{};  // epoch = never
   TimePoint last_renewal{};
   std::int64_t creation_ttl = 0, explicit_max_ttl = 0, period = 0;
+  // The TTL in the token's lease (expiration.go leaseEntry.Auth.TTL): the creation TTL,
+  // then the TTL of the last renewal. Renewing without an increment renews by it.
+  std::int64_t auth_ttl = 0;
   bool renewable = false;
   bool orphan = false;
   // No lease entry at all, like the root token of `vault operator init` or
@@ -555,19 +559,9 @@ std::string sanitize_display_name(const std::string& dn) {
   for (char& c : full) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '-';
   }
-  while (!full.empty() && full.back() == '-') full.pop_back();
+  // token_store.go handleCreateCommon: strings.TrimSuffix(full, "-") drops one dash.
+  if (!full.empty() && full.back() == '-') full.pop_back();
   return full;
-}
-
-std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, bool add_default) {
-  std::set<std::string> s;
-  for (auto& p : in) {
-    std::string t = lower(trim(p));
-    if (!t.empty()) s.insert(t);
-  }
-  if (s.count("root")) return {"root"};
-  if (add_default) s.insert("default");
-  return {s.begin(), s.end()};
 }
 
 // Replaces a literal password in a URL's userinfo.
@@ -1663,7 +1657,6 @@ struct Vault::Impl {
     const json& b = c.body;
     bool privileged = c.acl.root || c.sudo;
     bool no_parent = parse_bool_field(field(b, "no_parent"), "no_parent");
-    if (no_parent && !privileged) fail(400, "root or sudo privileges required to create orphan token");
     bool orphan = orphan_endpoint || no_parent;
     bool no_default = parse_bool_field(field(b, "no_default_policy"), "no_default_policy");
     bool renewable = has(b, "renewable") ? parse_bool_field(field(b, "renewable"), "renewable") : true;
@@ -1692,44 +1685,34 @@ struct Vault::Impl {
     Namespace& ns = ns_get(c.ns);
     Token* parent = find_token(c.tok.id, c.ns);
     if (!parent) permission_denied();
-    std::vector<std::string> policies;
-    if (requested.empty()) {
-      policies = sanitize_policies(parent->policies, false);
-      if (no_default) policies.erase(std::remove(policies.begin(), policies.end(), "default"), policies.end());
-      else if (!(policies.size() == 1 && policies[0] == "root")) policies = sanitize_policies(policies, true);
-    } else {
-      auto in = sanitize_policies(requested, false);
-      if (!privileged) {
-        auto parent_p = sanitize_policies(parent->policies, false);
-        for (auto& p : in) {
-          if (p == "default") continue;
-          if (std::find(parent_p.begin(), parent_p.end(), p) == parent_p.end()) {
-            fail(400, "child policies must be subset of parent");
-          }
-        }
-      }
-      policies = sanitize_policies(in, !no_default);
-    }
+    // handleCreateCommon's order: policies, orphan, period, TTL, then the warnings.
+    std::vector<std::string> policies = child_token_policies(requested, parent->policies, privileged, no_default);
+    if (no_parent && !privileged) fail(400, "root or sudo privileges required to create orphan token");
+    if (period > 0 && !privileged) fail(400, "root or sudo privileges required to create periodic token");
+    bool is_root_policy = policies.size() == 1 && policies[0] == "root";
     std::vector<std::string> warnings;
-    for (auto& p : policies) {
-      if (p != "root" && p != "default" && !ns.policies.count(p)) warnings.push_back("Policy \"" + p + "\" does not exist");
+    std::int64_t final_ttl = ttl;
+    // Only a root-policy token without ttl or period skips CalculateTTL (never expires).
+    if (period > 0 || ttl > 0 || !is_root_policy) {
+      TokenTtl tr = token_calculate_ttl(0, ttl, period, explicit_max, Clock::now());
+      final_ttl = tr.ttl;
+      warnings = std::move(tr.warnings);
+    }
+    // Root tokens are still bound by the explicit max TTL.
+    if (final_ttl == 0 && explicit_max > 0) final_ttl = explicit_max;
+    if (final_ttl == 0) {
+      // The parent entry's TTL, not the time it has left.
+      if (parent->creation_ttl != 0) fail(400, "expiring root tokens cannot create non-expiring root tokens");
+      renewable = false;
+    }
+    if (!custom_id.empty()) {
+      warnings.push_back(
+          "Supplying a custom ID for the token uses the weaker SHA1 hashing instead of the more secure SHA2-256 HMAC "
+          "for token obfuscation. SHA1 hashed tokens on the wire leads to less secure lookups.");
     }
     if (!custom_id.empty() && tokens.count(custom_id)) fail(400, "cannot use a token ID that is in use");
-    bool is_root_policy = policies.size() == 1 && policies[0] == "root";
-    std::int64_t final_ttl = 0;
-    if (period > 0) {
-      final_ttl = period;
-    } else if (!(is_root_policy && ttl == 0 && explicit_max == 0)) {
-      if (explicit_max > 0 && (ttl == 0 || ttl > explicit_max)) {
-        if (ttl > explicit_max) {
-          warnings.push_back("Explicit max TTL of \"" + go_duration(std::chrono::seconds(explicit_max)) +
-                             "\" is less than the requested TTL");
-        }
-        ttl = explicit_max;
-      }
-      TtlResult tr = calc_ttl(0, ttl, 0, explicit_max, TimePoint{}, MountTtl{});
-      final_ttl = tr.ttl;
-      for (auto& w : tr.warnings) warnings.push_back(w);
+    for (auto& p : policies) {
+      if (p != "root" && p != "default" && !ns.policies.count(p)) warnings.push_back("Policy \"" + p + "\" does not exist");
     }
     std::string parent_id = parent->id;
     Token& t = mint_token(ns, custom_id);
@@ -1737,6 +1720,7 @@ struct Vault::Impl {
     t.display_name = display;
     t.path = c.path;
     t.creation_ttl = final_ttl;
+    t.auth_ttl = final_ttl;
     t.explicit_max_ttl = explicit_max;
     t.period = period;
     t.renewable = renewable && final_ttl > 0;
@@ -1760,15 +1744,12 @@ struct Vault::Impl {
     if (t.leaseless) fail(400, "invalid lease ID");
     if (t.expire == TimePoint{} || !t.renewable) fail(400, "lease is not renewable");
     std::int64_t increment = parse_duration_seconds(field(c.body, "increment"), "increment");
-    std::vector<std::string> warnings;
-    std::int64_t ttl;
-    if (t.period > 0) {
-      ttl = t.period;
-    } else {
-      TtlResult tr = calc_ttl(increment, 0, 0, t.explicit_max_ttl, t.issue_time, MountTtl{});
-      ttl = tr.ttl;
-      warnings = tr.warnings;
-    }
+    // expiration.go RenewToken: CalculateTTL(increment, the lease's Auth.TTL, period,
+    // explicit max, issue time); without an increment the token keeps its own TTL.
+    TokenTtl tr = token_calculate_ttl(increment, t.auth_ttl, t.period, t.explicit_max_ttl, t.issue_time);
+    std::int64_t ttl = tr.ttl;
+    std::vector<std::string> warnings = std::move(tr.warnings);
+    t.auth_ttl = ttl;
     auto now = Clock::now();
     t.expire = now + std::chrono::seconds(ttl);
     t.last_renewal = now;
