@@ -329,6 +329,37 @@ class ErrorsTest(VaultDevTestCase):
         self.assertEqual(child["auth"]["policies"], ["default", "token-maker"])
         del token
 
+    def test_token_lookup_without_a_token_looks_up_the_caller(self):
+        # token_store.go handleLookup: an empty "token" is the request's own token.
+        resp = self.root.auth.token.create(policies=["owner-reader"], display_name="self")
+        token = resp["auth"]["client_token"]
+        self.root.sys.create_or_update_policy(
+            "looker", 'path "auth/token/lookup" {\n  capabilities = ["update"]\n}\n')
+        looker = self.root.auth.token.create(policies=["looker"])["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/lookup", body={}, token=looker)
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["data"]["id"], looker)
+        raw = self.vault.raw("POST", "auth/token/lookup", body={"token": token}, token=looker)
+        self.assertEqual(raw.json()["data"]["display_name"], "token-self")
+        self.assertRawError(self.vault.raw("POST", "auth/token/lookup", body={"token": random_token()}), 403,
+                            ["bad token"])
+
+    def test_renew_and_revoke_orphan_of_an_unknown_token(self):
+        # token_store.go handleRenew and handleRevokeOrphan; handleRevokeTree ignores it.
+        unknown = random_token()
+        self.assertRawError(self.vault.raw("POST", "auth/token/renew", body={"token": unknown}), 400,
+                            ["token not found"])
+        self.assertRawError(self.vault.raw("POST", "auth/token/renew", body={}), 400, ["missing token ID"])
+        self.assertRawError(self.vault.raw("POST", "auth/token/revoke-orphan", body={"token": unknown}), 400,
+                            ["token to revoke not found"])
+        self.assertEqual(self.vault.raw("POST", "auth/token/revoke", body={"token": unknown}).status, 204)
+        # The privilege check comes first.
+        self.root.sys.create_or_update_policy(
+            "orphaner", 'path "auth/token/revoke-orphan" {\n  capabilities = ["update"]\n}\n')
+        orphaner = self.root.auth.token.create(policies=["orphaner"])["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/revoke-orphan", body={"token": unknown}, token=orphaner)
+        self.assertRawError(raw, 400, ["root or sudo privileges required to revoke and orphan"])
+
     def test_only_a_root_parent_creates_root_tokens(self):
         # token_store.go handleCreateCommon: sudo lifts the subset rule, not the root rule.
         self.root.sys.create_or_update_policy(

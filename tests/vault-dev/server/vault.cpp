@@ -1574,7 +1574,8 @@ struct Vault::Impl {
       if (c.op != "read" && !write) unsupported_op();
       std::string id = str_field(c.body, "token");
       if (id.empty() && sub.size() > 7) id = sub.substr(7);
-      if (id.empty()) fail(400, "missing token to lookup");
+      // token_store.go handleLookup: no token given → the caller's own.
+      if (id.empty()) id = c.tok.id;
       std::lock_guard lk(mu);
       Token* t = find_token(id, c.ns);
       if (!t) fail(403, "bad token");
@@ -1603,8 +1604,10 @@ struct Vault::Impl {
       } else {
         std::string id = str_field(c.body, "token");
         if (id.empty() && sub.size() > 6) id = sub.substr(6);
+        // token_store.go handleRenew.
+        if (id.empty()) fail(400, "missing token ID");
         t = find_token(id, c.ns);
-        if (!t) fail(400, "invalid token");
+        if (!t) fail(400, "token not found");
       }
       if (!t) permission_denied();
       return token_renew(c, *t);
@@ -1623,7 +1626,12 @@ struct Vault::Impl {
       if (id.empty() && sub.size() > 7 && !orphan) id = sub.substr(7);
       if (id.empty()) fail(400, "missing token ID");
       std::lock_guard lk(mu);
-      if (find_token(id, c.ns)) revoke_token_locked(id, orphan);
+      // token_store.go: revokeCommon ignores an unknown token, handleRevokeOrphan refuses it.
+      if (!find_token(id, c.ns)) {
+        if (orphan) fail(400, "token to revoke not found");
+        return no_content();
+      }
+      revoke_token_locked(id, orphan);
       return no_content();
     }
     if (sub == "revoke-accessor" || starts_with(sub, "revoke-accessor/")) {
