@@ -48,7 +48,7 @@ class ErrorsTest(VaultDevTestCase):
         self.assertVaultError(hvac.exceptions.InternalServerError,
                               ['1 error occurred:\n\t* "other-role" is not an allowed role\n\n'],
                               self.root.secrets.database.generate_credentials, "other-role")
-        self.assertEqual(self.pg.roles_with_prefix("v-root-other-ro"), [])
+        self.assertEqual(self.pg.roles_with_prefix("v-token-other-ro"), [])
 
     def test_role_validation(self):
         raw = self.vault.raw("POST", "database/roles/bad-role", body={"creation_statements": TUTORIAL_CREATION})
@@ -77,7 +77,7 @@ class ErrorsTest(VaultDevTestCase):
         self.assertIn('relation "no_such_table" does not exist', errors[0])
         self.assertIn("42P01", errors[0])
         # One transaction: the CREATE ROLE was rolled back.
-        self.assertEqual(self.pg.roles_with_prefix("v-root-broken-r"), [])
+        self.assertEqual(self.pg.roles_with_prefix("v-token-broken-r"), [])
 
     def test_missing_config_is_500(self):
         self.root.secrets.database.create_role(name="orphan-role", db_name="nope",
@@ -259,8 +259,10 @@ class ErrorsTest(VaultDevTestCase):
         data = raw.json()["data"]
         self.assertEqual(data["id"], self.vault.root_token)
         self.assertEqual(data["policies"], ["root"])
-        self.assertEqual(data["path"], "auth/token/root")
-        self.assertEqual(data["display_name"], "root")
+        # --root-token is -dev-root-token-id: a token made by auth/token/create without a
+        # display_name (command/server.go enableDev), so "token" as every such token.
+        self.assertEqual(data["path"], "auth/token/create")
+        self.assertEqual(data["display_name"], "token")
         self.assertEqual(data["ttl"], 0)
         self.assertIsNone(data["expire_time"])
         self.assertIs(data["renewable"], False)

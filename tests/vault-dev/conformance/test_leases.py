@@ -1,13 +1,16 @@
 """Lease engine beyond the tutorial: renew and its TTL arithmetic (vault-api.md §4),
 lookup, expiry via /_dev/expire/lease."""
 
+import json
+import subprocess
 import time
 import unittest
+import urllib.request
 
 import hvac
 import hvac.exceptions
 
-from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDevTestCase, go_duration,
+from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDev, VaultDevTestCase, go_duration,
                               parse_rfc3339, wait_for)
 
 LEASE_LOOKUP_KEYS = ["expire_time", "id", "issue_time", "last_renewal", "renewable", "ttl"]
@@ -259,6 +262,7 @@ class LeaseTest(VaultDevTestCase):
         self.assertIs(data["renewable"], False)
         self.assertIn("issue_time", data)
         self.assertEqual(data["ttl"], 0)
+        self.assertEqual((data["path"], data["display_name"], data["creation_ttl"]), ("auth/token/create", "token", 0))
         # A root token as operator init / generate-root make it has no lease: handleLookup
         # (token_store.go) sends no renewable or issue_time, and renewing it answers
         # expiration.go RenewToken's "invalid lease ID".
@@ -271,6 +275,30 @@ class LeaseTest(VaultDevTestCase):
                          (0, None, ["root"], True))
         self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease ID"], bare.auth.token.renew_self)
         self.assertEqual(bare.read("database/roles/tiny-role")["data"]["db_name"], "crdb-config")
+        self.assertEqual((data["path"], data["display_name"]), ("auth/token/root", "root"))
+
+    def test_root_token_without_root_token_flag_is_the_init_root_token(self):
+        # `vault server -dev` without -dev-root-token-id keeps the root token initialization
+        # made (token_store.go rootToken): path auth/token/root, display name root, no lease.
+        proc = subprocess.Popen([self.vault.binary, "--listen", "127.0.0.1:0", "--quiet"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        try:
+            m = VaultDev.LISTEN_RE.search(proc.stdout.readline())
+            self.assertIsNotNone(m)
+            self.assertRegex(m.group(4), r"^hvs\.[0-9A-Za-z]{24}$")
+            req = urllib.request.Request(m.group(1) + "/v1/auth/token/lookup-self",
+                                         headers={"X-Vault-Token": m.group(4)})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                data = json.loads(resp.read())["data"]
+            self.assertEqual((data["path"], data["display_name"], data["policies"], data["ttl"]),
+                             ("auth/token/root", "root", ["root"], 0))
+            self.assertNotIn("renewable", data)
+            self.assertNotIn("issue_time", data)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            proc.stdout.close()
 
     def test_display_name_drops_one_trailing_dash(self):
         # token_store.go handleCreateCommon: strings.TrimSuffix(full, "-") removes one "-".

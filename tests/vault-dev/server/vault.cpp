@@ -623,6 +623,14 @@ struct Vault::Impl {
     root.path = "auth/token/root";
     root.issue_time = Clock::now();
     root.orphan = true;
+    root.leaseless = opts.root_token_from_init;
+    if (!opts.root_token_from_init) {
+      // command/server.go enableDev: a -dev-root-token-id token is made by auth/token/create
+      // with {"id", "policies":["root"], "no_parent":true, "no_default_policy":true} and no
+      // display_name, so handleCreateCommon's defaults apply and RegisterAuth gives it a lease.
+      root.display_name = "token";
+      root.path = "auth/token/create";
+    }
     accessors[root.accessor] = root.id;
     issued_tokens.push_back(root.id);
     tokens[root.id] = root;
