@@ -528,10 +528,10 @@ class ErrorsTest(VaultDevTestCase):
         body = self.vault.raw("GET", "sys/mounts").json()
         self.assertEqual(body["data"]["database/"]["type"], "database")
         self.assertEqual(body["database/"], body["data"]["database/"])
-        # sys/leases does not copy.
+        # sys/leases does not copy. Token leases are leases too (auth/token/...).
         self.root.secrets.database.generate_credentials("owner-role")
         body = self.vault.raw("LIST", "sys/leases/lookup/").json()
-        self.assertEqual(body["data"], {"keys": ["database/"]})
+        self.assertEqual(body["data"], {"keys": ["auth/", "database/"]})
         self.assertNotIn("keys", body)
 
     def test_policy_read_forms(self):

@@ -11,7 +11,7 @@ import hvac
 import hvac.exceptions
 
 from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDev, VaultDevTestCase, go_duration,
-                              parse_rfc3339, wait_for)
+                              parse_rfc3339, random_token, wait_for)
 
 LEASE_LOOKUP_KEYS = ["expire_time", "id", "issue_time", "last_renewal", "renewable", "ttl"]
 
@@ -332,6 +332,69 @@ class LeaseTest(VaultDevTestCase):
         self.assertEqual(renewed["warnings"], [
             'TTL of "1h0m0s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
             % go_duration(left)])
+
+    def new_token_lease(self, path, create, client=None):
+        """Runs create() and returns (its result, the lease ID that appeared under path)."""
+        client = client or self.root
+
+        def keys():
+            try:
+                return set(client.sys.list_leases(path)["data"]["keys"])
+            except hvac.exceptions.InvalidPath:
+                return set()
+
+        before = keys()
+        result = create()
+        new = keys() - before
+        self.assertEqual(len(new), 1, new)
+        return result, path + new.pop()
+
+    def test_token_leases_under_sys_leases(self):
+        """expiration.go RegisterAuth: a token's lease is <token path>/<SaltID(token)>, where
+        token_store.go SaltID is "h" + hex HMAC-SHA256 for IDs with a dot and hex SHA1 for a
+        dot-less custom ID in the root namespace; ".<namespace id>" follows in a namespace."""
+        self.assertIn("auth/", self.root.sys.list_leases("")["data"]["keys"])
+        self.assertEqual(self.root.sys.list_leases("auth/")["data"]["keys"], ["token/"])
+        self.assertIn("create/", self.root.sys.list_leases("auth/token/")["data"]["keys"])
+        resp, lease_id = self.new_token_lease(
+            "auth/token/create/", lambda: self.root.auth.token.create(policies=["default"], ttl="1h"))
+        self.assertRegex(lease_id, r"^auth/token/create/h[0-9a-f]{64}$")
+        data = self.root.sys.read_lease(lease_id)["data"]
+        self.assertEqual(sorted(data), LEASE_LOOKUP_KEYS)
+        self.assertEqual((data["id"], data["renewable"], data["last_renewal"]), (lease_id, True, None))
+        self.assertTrue(3595 <= data["ttl"] <= 3600, data["ttl"])
+        client = self.client(token=resp["auth"]["client_token"])
+        me = client.auth.token.lookup_self()["data"]
+        self.assertEqual((data["issue_time"], data["expire_time"]), (me["issue_time"], me["expire_time"]))
+        client.auth.token.renew_self(increment="2h")
+        data = self.root.sys.read_lease(lease_id)["data"]
+        self.assertIsNotNone(data["last_renewal"])
+        self.assertTrue(7195 <= data["ttl"] <= 7200, data["ttl"])
+        # expiration.go Renew: a token's lease is not renewed through sys/leases.
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["tokens cannot be renewed through this endpoint"],
+                              self.root.sys.renew_lease, lease_id)
+        # A dot-less custom ID: the SHA1 form. A non-expiring root token's lease.
+        _, custom_lease = self.new_token_lease("auth/token/create/", lambda: self.root.auth.token.create(
+            id="custom-" + random_token()[4:], policies=["root"]))
+        self.assertRegex(custom_lease, r"^auth/token/create/[0-9a-f]{40}$")
+        data = self.root.sys.read_lease(custom_lease)["data"]
+        self.assertEqual((data["expire_time"], data["ttl"], data["renewable"]), (None, 0, False))
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["lease is not renewable"],
+                              self.root.sys.renew_lease, custom_lease)
+        # create-orphan has its own path; a namespace's token leases end in its ID.
+        _, orphan_lease = self.new_token_lease("auth/token/create-orphan/", lambda: self.vault.raw(
+            "POST", "auth/token/create-orphan", body={"policies": ["default"], "ttl": "1h"}))
+        self.assertRegex(orphan_lease, r"^auth/token/create-orphan/h[0-9a-f]{64}$")
+        in_ns = self.client(namespace="token-leases")
+        _, ns_lease = self.new_token_lease("auth/token/create/", lambda: in_ns.auth.token.create(
+            policies=["default"], ttl="1h"), client=in_ns)
+        self.assertRegex(ns_lease, r"^auth/token/create/h[0-9a-f]{64}\.[0-9A-Za-z]{5}$")
+        self.assertEqual(in_ns.sys.read_lease(ns_lease)["data"]["id"], ns_lease)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, ns_lease)
+        # Revoking the token removes its lease.
+        self.assertEqual(client.auth.token.revoke_self().status_code, 204)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, lease_id)
+        self.assertNotIn(lease_id.rpartition("/")[2], self.root.sys.list_leases("auth/token/create/")["data"]["keys"])
 
     def test_lease_expires_by_itself(self):
         resp, t0, t1 = self.creds("tiny-role")

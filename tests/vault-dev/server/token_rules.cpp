@@ -1,6 +1,9 @@
 // vault-dev: token store rules without server state (see token_rules.hpp).
 #include "token_rules.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <set>
 
@@ -26,6 +29,17 @@ std::vector<std::string> sanitize(const std::vector<std::string>& in, bool add_d
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string hex(const unsigned char* p, unsigned n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (unsigned i = 0; i < n; ++i) {
+    out.push_back(digits[p[i] >> 4]);
+    out.push_back(digits[p[i] & 15]);
+  }
+  return out;
 }
 
 std::string seconds_text(std::int64_t s) { return go_duration(std::chrono::seconds(s)); }
@@ -91,6 +105,23 @@ TokenTtl token_calculate_ttl(std::int64_t increment, std::int64_t backend_ttl, s
     }
   }
   return r;
+}
+
+std::string token_salted_id(const std::string& salt, const std::string& token_id, bool root_namespace) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (root_namespace && token_id.find('.') == std::string::npos) {
+    // salt.SaltID(salt, id, salt.SHA1Hash): the older form, kept for dot-less IDs.
+    const std::string comb = salt + token_id;
+    if (EVP_Digest(comb.data(), comb.size(), md, &n, EVP_sha1(), nullptr) != 1) throw std::runtime_error("SHA1 failed");
+    return hex(md, n);
+  }
+  // salt.GetHMAC: HMAC-SHA256 keyed with the salt.
+  if (!HMAC(EVP_sha256(), salt.data(), static_cast<int>(salt.size()),
+            reinterpret_cast<const unsigned char*>(token_id.data()), token_id.size(), md, &n)) {
+    throw std::runtime_error("HMAC-SHA256 failed");
+  }
+  return "h" + hex(md, n);
 }
 
 }  // namespace vd

@@ -1,6 +1,6 @@
 // vault-dev: the token store's rules that need no server state: which policies a child
-// token gets and a token's TTL at creation and renewal (vault/token_store.go,
-// vault/expiration.go, sdk/framework/lease.go).
+// token gets, a token's TTL at creation and renewal, and the salted token ID that names
+// a token's lease (vault/token_store.go, vault/expiration.go, sdk/framework/lease.go).
 #pragma once
 
 #include <cstdint>
@@ -27,5 +27,9 @@ struct TokenTtl {
 // and max lease TTL, 768h), periods included. Throws BadRequest past the max TTL.
 TokenTtl token_calculate_ttl(std::int64_t increment, std::int64_t backend_ttl, std::int64_t period,
                              std::int64_t explicit_max, TimePoint start);
+
+// token_store.go SaltID: hex SHA1(salt + id) for a dot-less ID in the root namespace,
+// otherwise "h" + hex HMAC-SHA256(key = salt, id).
+std::string token_salted_id(const std::string& salt, const std::string& token_id, bool root_namespace);
 
 }  // namespace vd

@@ -7,6 +7,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -178,6 +179,9 @@ struct Namespace {
   std::map<std::string, Policy> policies;
   std::map<std::string, std::shared_ptr<Mount>> mounts;
   std::map<std::string, PasswordPolicy> password_policies;
+  // The namespace's token salt (token_store.go Salt: a UUID per namespace), which keys
+  // the salted token IDs in token lease IDs.
+  std::string token_salt = random_uuid();
 };
 
 struct Token {
@@ -1388,6 +1392,7 @@ struct Vault::Impl {
 
   // -------------------------------------------------------------- leases
   Response route_leases(Ctx& c, const std::string& sub) {
+    if (auto r = token_lease_route(c, sub)) return std::move(*r);
     bool write = c.op == "create" || c.op == "update";
     if (sub == "renew" || starts_with(sub, "renew/")) {
       if (!write) unsupported_op();
@@ -1554,6 +1559,7 @@ struct Vault::Impl {
         auto slash = rest.find('/');
         keys.insert(slash == std::string::npos ? rest : rest.substr(0, slash + 1));
       }
+      add_token_lease_keys(c.ns, prefix, keys);
     }
     keys.erase("");
     if (keys.empty()) not_found();
@@ -1773,6 +1779,92 @@ struct Vault::Impl {
     e["warnings"] = warnings_json(warnings);
     e["auth"] = auth_block(t);
     return ok(e);
+  }
+
+  // ------------------------------------------------------------ token leases
+  // expiration.go RegisterAuth: a token's lease is path.Join(token path, SaltID(token)),
+  // plus ".<namespace id>" outside the root namespace; "" for a token without a lease.
+  std::string token_lease_id(const Token& t) {
+    if (t.leaseless) return "";
+    Namespace& ns = ns_get(t.ns);
+    return t.path + "/" + token_salted_id(ns.token_salt, t.id, t.ns.empty()) + ns_suffix(ns);
+  }
+
+  Token* token_by_lease(const std::string& lease_id, const std::string& ns) {
+    if (!starts_with(lease_id, "auth/")) return nullptr;
+    for (auto& [id, t] : tokens) {
+      if (t.ns == ns && token_lease_id(t) == lease_id) return find_token(id, ns);
+    }
+    return nullptr;
+  }
+
+  // LIST sys/leases/lookup/<prefix> lists the token leases too (locked).
+  void add_token_lease_keys(const std::string& ns, const std::string& prefix, std::set<std::string>& keys) {
+    for (auto& [id, t] : tokens) {
+      if (t.ns != ns) continue;
+      std::string lease = token_lease_id(t);
+      if (lease.empty() || !starts_with(lease, prefix)) continue;
+      std::string rest = lease.substr(prefix.size());
+      auto slash = rest.find('/');
+      keys.insert(slash == std::string::npos ? rest : rest.substr(0, slash + 1));
+    }
+  }
+
+  // expiration.go revokePrefixCommon: the lease named by `prefix`, else every lease
+  // under prefix/; a token's lease is revoked with its token tree (revokeEntry).
+  void revoke_token_leases(const std::string& ns, const std::string& prefix) {
+    std::lock_guard lk(mu);
+    if (Token* t = token_by_lease(prefix, ns)) return revoke_token_locked(t->id);
+    std::string under = ends_with(prefix, "/") ? prefix : prefix + "/";
+    std::vector<std::string> ids;
+    for (auto& [id, t] : tokens) {
+      std::string lease = t.ns == ns ? token_lease_id(t) : "";
+      if (!lease.empty() && starts_with(lease, under)) ids.push_back(id);
+    }
+    for (auto& id : ids) revoke_token_locked(id);
+  }
+
+  json token_lease_data(const Token& t, const std::string& lease_id) const {
+    // logical_system.go handleLeaseLookup over the lease times of the token's lease.
+    json d = json::object();
+    d["expire_time"] = time_or_null(t.expire);
+    d["id"] = lease_id;
+    d["issue_time"] = rfc3339nano(t.issue_time);
+    d["last_renewal"] = time_or_null(t.last_renewal);
+    d["renewable"] = t.renewable && t.expire != TimePoint{};
+    d["ttl"] = t.expire == TimePoint{} ? 0 : std::max<std::int64_t>(0, unix_seconds(t.expire) - unix_seconds(Clock::now()));
+    return d;
+  }
+
+  // sys/leases requests that name a token's lease; nothing for secret leases. A
+  // revoke-prefix revokes the token leases under it, then goes on to the secret leases.
+  std::optional<Response> token_lease_route(Ctx& c, const std::string& sub) {
+    if (c.op != "create" && c.op != "update") return std::nullopt;
+    bool by_prefix = starts_with(sub, "revoke-prefix/") || starts_with(sub, "revoke-force/");
+    if (by_prefix) {
+      std::string prefix = sub.substr(sub.find('/') + 1);
+      if (!prefix.empty()) revoke_token_leases(c.ns, prefix);
+      return std::nullopt;
+    }
+    bool renew = sub == "renew" || starts_with(sub, "renew/");
+    bool revoke = sub == "revoke" || starts_with(sub, "revoke/");
+    if (!renew && !revoke && sub != "lookup") return std::nullopt;
+    std::string id = str_field(c.body, "lease_id");
+    if (id.empty() && sub != "lookup" && sub.find('/') != std::string::npos) id = sub.substr(sub.find('/') + 1);
+    std::lock_guard lk(mu);
+    Token* t = token_by_lease(id, c.ns);
+    if (!t) return std::nullopt;
+    if (sub == "lookup") return data_resp("system", token_lease_data(*t, id));
+    if (renew) {
+      // expiration.go Renew: the lease must be renewable, and still a token's is refused.
+      if (t->expire == TimePoint{} || !t->renewable) fail(400, "lease is not renewable");
+      fail(400, "tokens cannot be renewed through this endpoint");
+    }
+    // logical_system.go handleRevoke: sync=false answers 202 (here the token goes at once).
+    bool sync = has(c.body, "sync") ? parse_bool_field(field(c.body, "sync"), "sync") : true;
+    revoke_token_locked(t->id);
+    if (!sync) return Response{202, ""};
+    return no_content();
   }
 
   // ------------------------------------------------------------- database
