@@ -1,5 +1,5 @@
 """Lease engine beyond the tutorial: renew and its TTL arithmetic (vault-api.md §4),
-lookup, expiry via /_dev/expire/lease."""
+lookup, expiry via /_dev/expire/lease; token renewal, root tokens and token leases."""
 
 import json
 import subprocess
@@ -324,9 +324,10 @@ class LeaseTest(VaultDevTestCase):
         self.assertEqual(raw.status, 200, raw)
         self.assertEqual(raw.json()["auth"]["lease_duration"], 600)
         # Capped by the explicit max TTL, counted from the issue time.
-        capped = self.root.auth.token.create(policies=["default"], ttl="1h", explicit_max_ttl="1h")
-        time.sleep(1.1)
-        renewed = self.client(token=capped["auth"]["client_token"]).auth.token.renew_self()
+        capped = self.client(token=self.root.auth.token.create(
+            policies=["default"], ttl="1h", explicit_max_ttl="1h")["auth"]["client_token"])
+        wait_for(lambda: capped.auth.token.lookup_self()["data"]["ttl"] < 3600, what="a second after the issue")
+        renewed = capped.auth.token.renew_self()
         left = renewed["auth"]["lease_duration"]
         self.assertTrue(3590 <= left < 3600, left)
         self.assertEqual(renewed["warnings"], [
