@@ -231,7 +231,8 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     REQUIRE(creds);
     CHECK(callback_thread != std::this_thread::get_id());
     const auto& c = creds.value();
-    CHECK(c.username.starts_with("v-root-"));
+    // vault-dev's --root-token is -dev-root-token-id: display name "token".
+    CHECK(c.username.starts_with("v-token-"));
     CHECK(c.lease_id.starts_with("database/creds/app/"));
     CHECK(c.lease_duration == std::chrono::minutes(5));
     CHECK(c.renewable);
@@ -309,7 +310,7 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     auto me = client.lookup_self_blocking(root);
     REQUIRE(me);
     CHECK(me.value().policies == std::vector<std::string>{"root"});
-    CHECK(me.value().display_name == "root");
+    CHECK(me.value().display_name == "token");
     CHECK(me.value().ttl == std::chrono::seconds(0));
     CHECK_FALSE(me.value().renewable);
 
@@ -464,7 +465,7 @@ TEST_CASE("vault_client reads, renews and revokes database credentials", "[integ
     boost::asio::co_spawn(io, read_in_coroutine(&client, root.clone(), &out), boost::asio::detached);
     io.run_for(std::chrono::seconds(30));
     INFO(out.error);
-    REQUIRE(out.username.starts_with("v-root-"));
+    REQUIRE(out.username.starts_with("v-token-"));
     CHECK(out.resumed_on == std::this_thread::get_id());
     CHECK(out.revoked);
     CHECK(out.resumed_after_revoke_on == std::this_thread::get_id());
@@ -546,7 +547,7 @@ TEST_CASE("vault_client speaks HTTPS with a CA file and refuses an unknown CA", 
   auto me = good.lookup_self_blocking(root);
   INFO((me ? std::string() : describe(me.error())));
   REQUIRE(me);
-  CHECK(me.value().display_name == "root");
+  CHECK(me.value().display_name == "token");
 
   vault_client wrong_ca(
       {.address = address, .ca_file = pg.get("OTHER_CA"), .request_timeout = std::chrono::seconds(3)});

@@ -48,7 +48,7 @@ class ErrorsTest(VaultDevTestCase):
         self.assertVaultError(hvac.exceptions.InternalServerError,
                               ['1 error occurred:\n\t* "other-role" is not an allowed role\n\n'],
                               self.root.secrets.database.generate_credentials, "other-role")
-        self.assertEqual(self.pg.roles_with_prefix("v-root-other-ro"), [])
+        self.assertEqual(self.pg.roles_with_prefix("v-token-other-ro"), [])
 
     def test_role_validation(self):
         raw = self.vault.raw("POST", "database/roles/bad-role", body={"creation_statements": TUTORIAL_CREATION})
@@ -77,7 +77,7 @@ class ErrorsTest(VaultDevTestCase):
         self.assertIn('relation "no_such_table" does not exist', errors[0])
         self.assertIn("42P01", errors[0])
         # One transaction: the CREATE ROLE was rolled back.
-        self.assertEqual(self.pg.roles_with_prefix("v-root-broken-r"), [])
+        self.assertEqual(self.pg.roles_with_prefix("v-token-broken-r"), [])
 
     def test_missing_config_is_500(self):
         self.root.secrets.database.create_role(name="orphan-role", db_name="nope",
@@ -257,8 +257,10 @@ class ErrorsTest(VaultDevTestCase):
         data = raw.json()["data"]
         self.assertEqual(data["id"], self.vault.root_token)
         self.assertEqual(data["policies"], ["root"])
-        self.assertEqual(data["path"], "auth/token/root")
-        self.assertEqual(data["display_name"], "root")
+        # --root-token is -dev-root-token-id: a token made by auth/token/create without a
+        # display_name (command/server.go enableDev), so "token" as every such token.
+        self.assertEqual(data["path"], "auth/token/create")
+        self.assertEqual(data["display_name"], "token")
         self.assertEqual(data["ttl"], 0)
         self.assertIsNone(data["expire_time"])
         self.assertIs(data["renewable"], False)
@@ -326,6 +328,115 @@ class ErrorsTest(VaultDevTestCase):
         child = self.client(token=maker).auth.token.create()
         self.assertEqual(child["auth"]["policies"], ["default", "token-maker"])
         del token
+
+    def test_token_lookup_without_a_token_looks_up_the_caller(self):
+        # token_store.go handleLookup: an empty "token" is the request's own token.
+        resp = self.root.auth.token.create(policies=["owner-reader"], display_name="self")
+        token = resp["auth"]["client_token"]
+        self.root.sys.create_or_update_policy(
+            "looker", 'path "auth/token/lookup" {\n  capabilities = ["update"]\n}\n')
+        looker = self.root.auth.token.create(policies=["looker"])["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/lookup", body={}, token=looker)
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["data"]["id"], looker)
+        raw = self.vault.raw("POST", "auth/token/lookup", body={"token": token}, token=looker)
+        self.assertEqual(raw.json()["data"]["display_name"], "token-self")
+        self.assertRawError(self.vault.raw("POST", "auth/token/lookup", body={"token": random_token()}), 403,
+                            ["bad token"])
+
+    def test_renew_and_revoke_orphan_of_an_unknown_token(self):
+        # token_store.go handleRenew and handleRevokeOrphan; handleRevokeTree ignores it.
+        unknown = random_token()
+        self.assertRawError(self.vault.raw("POST", "auth/token/renew", body={"token": unknown}), 400,
+                            ["token not found"])
+        self.assertRawError(self.vault.raw("POST", "auth/token/renew", body={}), 400, ["missing token ID"])
+        self.assertRawError(self.vault.raw("POST", "auth/token/revoke-orphan", body={"token": unknown}), 400,
+                            ["token to revoke not found"])
+        self.assertEqual(self.vault.raw("POST", "auth/token/revoke", body={"token": unknown}).status, 204)
+        # The privilege check comes first.
+        self.root.sys.create_or_update_policy(
+            "orphaner", 'path "auth/token/revoke-orphan" {\n  capabilities = ["update"]\n}\n')
+        orphaner = self.root.auth.token.create(policies=["orphaner"])["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/revoke-orphan", body={"token": unknown}, token=orphaner)
+        self.assertRawError(raw, 400, ["root or sudo privileges required to revoke and orphan"])
+
+    def test_only_a_root_parent_creates_root_tokens(self):
+        # token_store.go handleCreateCommon: sudo lifts the subset rule, not the root rule.
+        self.root.sys.create_or_update_policy(
+            "sudo-maker", 'path "auth/token/create" {\n  capabilities = ["update", "sudo"]\n}\n')
+        sudo = self.client(token=self.root.auth.token.create(policies=["sudo-maker"])["auth"]["client_token"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["root tokens may not be created without parent token being root"],
+                              sudo.auth.token.create, policies=["root"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["root tokens may not be created without parent token being root"],
+                              sudo.auth.token.create, policies=["owner-reader", "Root"])
+        self.assertEqual(sudo.auth.token.create(policies=["owner-reader"])["auth"]["policies"],
+                         ["default", "owner-reader"])
+
+    def test_expiring_root_cannot_create_a_non_expiring_root(self):
+        parent = self.client(token=self.root.auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["expiring root tokens cannot create non-expiring root tokens"],
+                              parent.auth.token.create, policies=["root"])
+        child = parent.auth.token.create(policies=["root"], ttl="10m")
+        self.assertEqual((child["auth"]["policies"], child["auth"]["lease_duration"]), (["root"], 600))
+        # A root token bounded only by its explicit max TTL expires: it may not either.
+        bounded = self.root.auth.token.create(policies=["root"], explicit_max_ttl="1h")
+        self.assertEqual((bounded["auth"]["lease_duration"], bounded["warnings"]), (3600, None))
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["expiring root tokens cannot create non-expiring root tokens"],
+                              self.client(token=bounded["auth"]["client_token"]).auth.token.create,
+                              policies=["root"])
+        # The dev root token never expires: its root children may be non-expiring.
+        self.assertEqual(self.root.auth.token.create(policies=["root"])["auth"]["lease_duration"], 0)
+
+    def test_default_policy_only_when_the_parent_has_it(self):
+        """token_store.go handleCreateCommon: without policies the child copies the parent's
+        list as it is; with policies a non-sudo caller gets "default" only if its token has
+        it; no_default_policy removes "default" even when it was asked for by name."""
+        self.root.sys.create_or_update_policy(
+            "bare-maker", 'path "auth/token/create" {\n  capabilities = ["update"]\n}\n')
+        bare = self.root.auth.token.create(policies=["bare-maker", "owner-reader"], no_default_policy=True)
+        self.assertEqual(bare["auth"]["policies"], ["bare-maker", "owner-reader"])
+        maker = self.client(token=bare["auth"]["client_token"])
+        self.assertEqual(maker.auth.token.create()["auth"]["policies"], ["bare-maker", "owner-reader"])
+        self.assertEqual(maker.auth.token.create(policies=["owner-reader"])["auth"]["policies"], ["owner-reader"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["child policies must be subset of parent"],
+                              maker.auth.token.create, policies=["owner-reader", "default"])
+        asked = self.root.auth.token.create(policies=["default", "owner-reader"], no_default_policy=True)
+        self.assertEqual(asked["auth"]["policies"], ["owner-reader"])
+        # A root caller without policies: its own list, ["root"].
+        self.assertEqual(self.root.auth.token.create()["auth"]["policies"], ["root"])
+
+    def test_token_create_warnings(self):
+        """handleCreateCommon's warnings in its order: CalculateTTL's, the custom ID's,
+        then one per policy that does not exist."""
+        custom = "custom-" + random_token()[4:]
+        resp = self.root.auth.token.create(id=custom, policies=["no-such-policy"], ttl="2h", explicit_max_ttl="1h")
+        self.assertEqual(resp["auth"]["client_token"], custom)
+        self.assertEqual(resp["auth"]["lease_duration"], 3600)
+        self.assertEqual(resp["warnings"], [
+            'TTL of "2h0m0s" exceeded the effective max_ttl of "1h0m0s"; TTL value is capped accordingly',
+            "Supplying a custom ID for the token uses the weaker SHA1 hashing instead of the more secure SHA2-256 "
+            "HMAC for token obfuscation. SHA1 hashed tokens on the wire leads to less secure lookups.",
+            'Policy "no-such-policy" does not exist'])
+        # No ttl: the mount default (768h) is what the explicit max caps.
+        resp = self.root.auth.token.create(policies=["owner-reader"], explicit_max_ttl="1h")
+        self.assertEqual(resp["auth"]["lease_duration"], 3600)
+        self.assertEqual(resp["warnings"], [
+            'TTL of "768h0m0s" exceeded the effective max_ttl of "1h0m0s"; TTL value is capped accordingly'])
+        # Periods: root or sudo only, capped at the max TTL.
+        resp = self.root.auth.token.create(policies=["owner-reader"], period="800h")
+        self.assertEqual(resp["auth"]["lease_duration"], 768 * 3600)
+        self.assertEqual(resp["warnings"], [
+            'period of "800h0m0s" exceeded the effective max_ttl of "768h0m0s"; period value is capped accordingly'])
+        self.root.sys.create_or_update_policy(
+            "period-maker", 'path "auth/token/create" {\n  capabilities = ["update"]\n}\n')
+        maker = self.client(token=self.root.auth.token.create(policies=["period-maker"])["auth"]["client_token"])
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["root or sudo privileges required to create periodic token"],
+                              maker.auth.token.create, period="1h")
 
     # -- not found, unsupported -------------------------------------------------
 
@@ -415,10 +526,10 @@ class ErrorsTest(VaultDevTestCase):
         body = self.vault.raw("GET", "sys/mounts").json()
         self.assertEqual(body["data"]["database/"]["type"], "database")
         self.assertEqual(body["database/"], body["data"]["database/"])
-        # sys/leases does not copy.
+        # sys/leases does not copy. Token leases are leases too (auth/token/...).
         self.root.secrets.database.generate_credentials("owner-role")
         body = self.vault.raw("LIST", "sys/leases/lookup/").json()
-        self.assertEqual(body["data"], {"keys": ["database/"]})
+        self.assertEqual(body["data"], {"keys": ["auth/", "database/"]})
         self.assertNotIn("keys", body)
 
     def test_policy_read_forms(self):

@@ -1,14 +1,17 @@
 """Lease engine beyond the tutorial: renew and its TTL arithmetic (vault-api.md §4),
-lookup, expiry via /_dev/expire/lease."""
+lookup, expiry via /_dev/expire/lease; token renewal, root tokens and token leases."""
 
+import json
+import subprocess
 import time
 import unittest
+import urllib.request
 
 import hvac
 import hvac.exceptions
 
-from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDevTestCase, go_duration,
-                              parse_rfc3339, wait_for)
+from vaultdev_fixture import (OWNER_CREATION, OWNER_REVOCATION, VaultDev, VaultDevTestCase, go_duration,
+                              parse_rfc3339, random_token, wait_for)
 
 LEASE_LOOKUP_KEYS = ["expire_time", "id", "issue_time", "last_renewal", "renewable", "ttl"]
 
@@ -259,6 +262,7 @@ class LeaseTest(VaultDevTestCase):
         self.assertIs(data["renewable"], False)
         self.assertIn("issue_time", data)
         self.assertEqual(data["ttl"], 0)
+        self.assertEqual((data["path"], data["display_name"], data["creation_ttl"]), ("auth/token/create", "token", 0))
         # A root token as operator init / generate-root make it has no lease: handleLookup
         # (token_store.go) sends no renewable or issue_time, and renewing it answers
         # expiration.go RenewToken's "invalid lease ID".
@@ -271,6 +275,127 @@ class LeaseTest(VaultDevTestCase):
                          (0, None, ["root"], True))
         self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease ID"], bare.auth.token.renew_self)
         self.assertEqual(bare.read("database/roles/tiny-role")["data"]["db_name"], "crdb-config")
+        self.assertEqual((data["path"], data["display_name"]), ("auth/token/root", "root"))
+
+    def test_root_token_without_root_token_flag_is_the_init_root_token(self):
+        # `vault server -dev` without -dev-root-token-id keeps the root token initialization
+        # made (token_store.go rootToken): path auth/token/root, display name root, no lease.
+        proc = subprocess.Popen([self.vault.binary, "--listen", "127.0.0.1:0", "--quiet"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        try:
+            m = VaultDev.LISTEN_RE.search(proc.stdout.readline())
+            self.assertIsNotNone(m)
+            self.assertRegex(m.group(4), r"^hvs\.[0-9A-Za-z]{24}$")
+            req = urllib.request.Request(m.group(1) + "/v1/auth/token/lookup-self",
+                                         headers={"X-Vault-Token": m.group(4)})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                data = json.loads(resp.read())["data"]
+            self.assertEqual((data["path"], data["display_name"], data["policies"], data["ttl"]),
+                             ("auth/token/root", "root", ["root"], 0))
+            self.assertNotIn("renewable", data)
+            self.assertNotIn("issue_time", data)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            proc.stdout.close()
+
+    def test_display_name_drops_one_trailing_dash(self):
+        # token_store.go handleCreateCommon: strings.TrimSuffix(full, "-") removes one "-".
+        resp = self.root.auth.token.create(policies=["default"], display_name="My App!!")
+        data = self.root.auth.token.lookup(resp["auth"]["client_token"])["data"]
+        self.assertEqual(data["display_name"], "token-My-App-")
+
+    def test_token_renew_without_increment_keeps_its_ttl(self):
+        """expiration.go RenewToken: CalculateTTL(increment, the lease's Auth.TTL, ...): with
+        no increment a token is renewed by its own TTL (the creation TTL, then the TTL of
+        the last renewal), capped by its explicit max TTL; not by the mount's 768h."""
+        resp = self.root.auth.token.create(policies=["default"], ttl="1h")
+        client = self.client(token=resp["auth"]["client_token"])
+        renewed = client.auth.token.renew_self()
+        self.assertEqual((renewed["auth"]["lease_duration"], renewed["warnings"]), (3600, None))
+        self.assertTrue(3595 <= client.auth.token.lookup_self()["data"]["ttl"] <= 3600)
+        self.assertEqual(client.auth.token.renew_self(increment="2h")["auth"]["lease_duration"], 7200)
+        self.assertEqual(client.auth.token.renew_self()["auth"]["lease_duration"], 7200)
+        self.assertEqual(client.auth.token.lookup_self()["data"]["creation_ttl"], 3600)
+        # auth/token/renew of another token: the same.
+        other = self.root.auth.token.create(policies=["default"], ttl="10m")["auth"]["client_token"]
+        raw = self.vault.raw("POST", "auth/token/renew", body={"token": other})
+        self.assertEqual(raw.status, 200, raw)
+        self.assertEqual(raw.json()["auth"]["lease_duration"], 600)
+        # Capped by the explicit max TTL, counted from the issue time.
+        capped = self.client(token=self.root.auth.token.create(
+            policies=["default"], ttl="1h", explicit_max_ttl="1h")["auth"]["client_token"])
+        wait_for(lambda: capped.auth.token.lookup_self()["data"]["ttl"] < 3600, what="a second after the issue")
+        renewed = capped.auth.token.renew_self()
+        left = renewed["auth"]["lease_duration"]
+        self.assertTrue(3590 <= left < 3600, left)
+        self.assertEqual(renewed["warnings"], [
+            'TTL of "1h0m0s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
+            % go_duration(left)])
+
+    def new_token_lease(self, path, create, client=None):
+        """Runs create() and returns (its result, the lease ID that appeared under path)."""
+        client = client or self.root
+
+        def keys():
+            try:
+                return set(client.sys.list_leases(path)["data"]["keys"])
+            except hvac.exceptions.InvalidPath:
+                return set()
+
+        before = keys()
+        result = create()
+        new = keys() - before
+        self.assertEqual(len(new), 1, new)
+        return result, path + new.pop()
+
+    def test_token_leases_under_sys_leases(self):
+        """expiration.go RegisterAuth: a token's lease is <token path>/<SaltID(token)>, where
+        token_store.go SaltID is "h" + hex HMAC-SHA256 for IDs with a dot and hex SHA1 for a
+        dot-less custom ID in the root namespace; ".<namespace id>" follows in a namespace."""
+        self.assertIn("auth/", self.root.sys.list_leases("")["data"]["keys"])
+        self.assertEqual(self.root.sys.list_leases("auth/")["data"]["keys"], ["token/"])
+        self.assertIn("create/", self.root.sys.list_leases("auth/token/")["data"]["keys"])
+        resp, lease_id = self.new_token_lease(
+            "auth/token/create/", lambda: self.root.auth.token.create(policies=["default"], ttl="1h"))
+        self.assertRegex(lease_id, r"^auth/token/create/h[0-9a-f]{64}$")
+        data = self.root.sys.read_lease(lease_id)["data"]
+        self.assertEqual(sorted(data), LEASE_LOOKUP_KEYS)
+        self.assertEqual((data["id"], data["renewable"], data["last_renewal"]), (lease_id, True, None))
+        self.assertTrue(3595 <= data["ttl"] <= 3600, data["ttl"])
+        client = self.client(token=resp["auth"]["client_token"])
+        me = client.auth.token.lookup_self()["data"]
+        self.assertEqual((data["issue_time"], data["expire_time"]), (me["issue_time"], me["expire_time"]))
+        client.auth.token.renew_self(increment="2h")
+        data = self.root.sys.read_lease(lease_id)["data"]
+        self.assertIsNotNone(data["last_renewal"])
+        self.assertTrue(7195 <= data["ttl"] <= 7200, data["ttl"])
+        # expiration.go Renew: a token's lease is not renewed through sys/leases.
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["tokens cannot be renewed through this endpoint"],
+                              self.root.sys.renew_lease, lease_id)
+        # A dot-less custom ID: the SHA1 form. A non-expiring root token's lease.
+        _, custom_lease = self.new_token_lease("auth/token/create/", lambda: self.root.auth.token.create(
+            id="custom-" + random_token()[4:], policies=["root"]))
+        self.assertRegex(custom_lease, r"^auth/token/create/[0-9a-f]{40}$")
+        data = self.root.sys.read_lease(custom_lease)["data"]
+        self.assertEqual((data["expire_time"], data["ttl"], data["renewable"]), (None, 0, False))
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["lease is not renewable"],
+                              self.root.sys.renew_lease, custom_lease)
+        # create-orphan has its own path; a namespace's token leases end in its ID.
+        _, orphan_lease = self.new_token_lease("auth/token/create-orphan/", lambda: self.vault.raw(
+            "POST", "auth/token/create-orphan", body={"policies": ["default"], "ttl": "1h"}))
+        self.assertRegex(orphan_lease, r"^auth/token/create-orphan/h[0-9a-f]{64}$")
+        in_ns = self.client(namespace="token-leases")
+        _, ns_lease = self.new_token_lease("auth/token/create/", lambda: in_ns.auth.token.create(
+            policies=["default"], ttl="1h"), client=in_ns)
+        self.assertRegex(ns_lease, r"^auth/token/create/h[0-9a-f]{64}\.[0-9A-Za-z]{5}$")
+        self.assertEqual(in_ns.sys.read_lease(ns_lease)["data"]["id"], ns_lease)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, ns_lease)
+        # Revoking the token removes its lease.
+        self.assertEqual(client.auth.token.revoke_self().status_code, 204)
+        self.assertVaultError(hvac.exceptions.InvalidRequest, ["invalid lease"], self.root.sys.read_lease, lease_id)
+        self.assertNotIn(lease_id.rpartition("/")[2], self.root.sys.list_leases("auth/token/create/")["data"]["keys"])
 
     def test_lease_expires_by_itself(self):
         resp, t0, t1 = self.creds("tiny-role")

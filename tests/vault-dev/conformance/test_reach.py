@@ -48,7 +48,7 @@ class UnixSocketListener(VaultDevTestCase):
         status, _, body = request(UnixHTTPConnection(self.socket_path), "GET", "/v1/auth/token/lookup-self",
                                   token=self.vault.root_token)
         self.assertEqual(status, 200, body)
-        self.assertIn(b'"display_name":"root"', body)
+        self.assertIn(b'"display_name":"token"', body)
         # The same Vault behind both listeners: a token made over TCP works on the socket.
         token = self.root.auth.token.create(policies=["default"], ttl="1h")["auth"]["client_token"]
         status, _, _ = request(UnixHTTPConnection(self.socket_path), "GET", "/v1/auth/token/lookup-self",
@@ -93,7 +93,7 @@ class ClientCertificateListener(unittest.TestCase):
         self.assertEqual(status, 200, body)
         # hvac with the client certificate, as a Vault client configured with
         # VAULT_CLIENT_CERT / VAULT_CLIENT_KEY.
-        self.assertEqual(self.vault.client().auth.token.lookup_self()["data"]["display_name"], "root")
+        self.assertEqual(self.vault.client().auth.token.lookup_self()["data"]["display_name"], "token")
         with self.assertRaises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
             ctx = ssl.create_default_context(cafile=self.tls["server_ca"])
             request(http.client.HTTPSConnection("localhost", self.vault.port, context=ctx, timeout=30),
@@ -172,7 +172,8 @@ class AutoAuthForce(VaultDevTestCase):
             status, _, body = request(self.vault.connection(), "GET", "/v1/auth/token/lookup-self", token=token)
             self.assertEqual(status, 200, (token, body))
             data = json.loads(body)["data"]
-            self.assertEqual(data["display_name"], "root")
+            self.assertEqual(data["display_name"], "token")
+            self.assertEqual(data["path"], "auth/token/create")
             self.assertNotIn("id", data)
             self.assertNotIn("accessor", data)
 

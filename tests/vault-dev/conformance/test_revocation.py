@@ -1,6 +1,7 @@
 """Revocation as real Vault does it on PostgreSQL 15: the tutorial's role cannot be
 revoked (its database privileges block DROP ROLE), the owner-role pattern of DESIGN.md
-can; token revocation takes its leases (and its children's) with it."""
+can; token revocation takes its leases (and its children's) with it, also through the
+token's own lease under sys/leases."""
 
 import time
 import unittest
@@ -313,6 +314,69 @@ class RevocationTest(VaultDevTestCase):
         for r in (parent_lease, child_lease, grandchild_lease):
             self.wait_lease_gone(r["lease_id"])
             self.wait_role_gone(r["data"]["username"])
+
+    def new_token_lease(self, path, create):
+        """Runs create() and returns (its result, the lease ID that appeared under path)."""
+        def keys():
+            try:
+                return set(self.root.sys.list_leases(path)["data"]["keys"])
+            except hvac.exceptions.InvalidPath:
+                return set()
+
+        before = keys()
+        result = create()
+        new = keys() - before
+        self.assertEqual(len(new), 1, new)
+        return result, path + new.pop()
+
+    def orphan(self):
+        raw = self.vault.raw("POST", "auth/token/create-orphan", body={"policies": ["owner-client"], "ttl": "1h"})
+        self.assertEqual(raw.status, 200, raw)
+        return self.client(token=raw.json()["auth"]["client_token"])
+
+    def test_revoking_a_token_lease_revokes_the_token_tree(self):
+        """A token's lease under sys/leases revokes like the token (expiration.go
+        revokeEntry: tokenStore.revokeTree): its children and every secret lease go."""
+        (token, _), lease_id = self.new_token_lease("auth/token/create/",
+                                                    lambda: self.token(policies=("owner-parent",)))
+        parent = self.client(token=token)
+        child = self.client(token=parent.auth.token.create()["auth"]["client_token"])
+        leases = [self.creds(client=parent), self.creds(client=child)]
+        raw = self.vault.raw("PUT", "sys/leases/revoke", body={"lease_id": lease_id})
+        self.assertEqual((raw.status, raw.body), (204, b""))
+        for client in (parent, child):
+            self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], client.auth.token.lookup_self)
+        for r in leases:
+            self.wait_lease_gone(r["lease_id"])
+            self.wait_role_gone(r["data"]["username"])
+        self.assertFalse(self.lease_listed(lease_id))
+        # sync=false: 202, the token is gone as well.
+        client, lease_id = self.new_token_lease("auth/token/create-orphan/", self.orphan)
+        raw = self.vault.raw("PUT", "sys/leases/revoke/" + lease_id, body={"sync": False})
+        self.assertEqual((raw.status, raw.body), (202, b""))
+        wait_for(lambda: not self.lease_listed(lease_id), what="the token lease revoked")
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], client.auth.token.lookup_self)
+
+    def test_revoke_prefix_takes_token_leases(self):
+        """revoke-prefix over token leases: a lease ID alone, or every token under a path."""
+        (one, one_lease), (two, _) = [self.new_token_lease("auth/token/create-orphan/", self.orphan)
+                                      for _ in range(2)]
+        (kept_token, _), kept_lease = self.new_token_lease("auth/token/create/", self.token)
+        secret = self.creds(client=two)
+        raw = self.vault.raw("PUT", "sys/leases/revoke-prefix/" + one_lease)
+        self.assertEqual(raw.status, 204, raw)
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], one.auth.token.lookup_self)
+        two.auth.token.lookup_self()
+        raw = self.vault.raw("PUT", "sys/leases/revoke-prefix/auth/token/create-orphan")
+        self.assertEqual(raw.status, 204, raw)
+        self.assertVaultError(hvac.exceptions.Forbidden, ["permission denied"], two.auth.token.lookup_self)
+        self.wait_lease_gone(secret["lease_id"])
+        self.wait_role_gone(secret["data"]["username"])
+        self.assertVaultError(hvac.exceptions.InvalidPath, [], self.root.sys.list_leases, "auth/token/create-orphan/")
+        # Tokens under auth/token/create and the root token are untouched.
+        self.client(token=kept_token).auth.token.lookup_self()
+        self.assertTrue(self.lease_listed(kept_lease))
+        self.root.auth.token.lookup_self()
 
     def test_token_expiry_drops_users(self):
         token, accessor = self.token()

@@ -121,7 +121,8 @@ class TutorialTest(VaultDevTestCase):
             self.assertIsNone(resp["warnings"])
             self.assertIsNone(resp["auth"])
             self.assertEqual(sorted(resp["data"]), ["password", "username"])
-            self.assertUsername(resp["data"]["username"], "root", "crdb-role", t0, t1)
+            # The dev root token (-dev-root-token-id) has display name "token": v-token-crdb-rol-...
+            self.assertUsername(resp["data"]["username"], "token", "crdb-role", t0, t1)
             self.assertPassword(resp["data"]["password"])
         self.assertEqual(len({r["lease_id"] for r, _, _ in self.creds}), 5)
         self.assertEqual(len({r["data"]["username"] for r, _, _ in self.creds}), 5)

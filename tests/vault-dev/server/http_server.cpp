@@ -362,6 +362,7 @@ int main(int argc, char** argv) {
   if (!tls_client_ca.empty() && tls_cert.empty()) usage("--tls-client-ca needs --tls-cert and --tls-key");
   while (!front.standby_of.empty() && front.standby_of.back() == '/') front.standby_of.pop_back();
   opts.standby = !front.standby_of.empty();
+  opts.root_token_from_init = root_token.empty();
   if (root_token.empty()) root_token = "hvs." + vd::random_base62(24);
   opts.root_token = root_token;
 

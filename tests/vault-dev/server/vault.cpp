@@ -16,6 +16,7 @@
 
 #include "acl.hpp"
 #include "pg.hpp"
+#include "token_rules.hpp"
 #include "util.hpp"
 
 namespace vd {
@@ -185,6 +186,9 @@ struct Namespace {
   std::map<std::string, Policy> policies;
   std::map<std::string, std::shared_ptr<Mount>> mounts;
   std::map<std::string, PasswordPolicy> password_policies;
+  // The namespace's token salt (token_store.go Salt: a UUID per namespace), which keys
+  // the salted token IDs in token lease IDs.
+  std::string token_salt = random_uuid();
 };
 
 struct Token {
@@ -200,6 +204,9 @@ struct Token {
   TimePoint expire{};  // epoch = never
   TimePoint last_renewal{};
   std::int64_t creation_ttl = 0, explicit_max_ttl = 0, period = 0;
+  // The TTL in the token's lease (expiration.go leaseEntry.Auth.TTL): the creation TTL,
+  // then the TTL of the last renewal. Renewing without an increment renews by it.
+  std::int64_t auth_ttl = 0;
   bool renewable = false;
   bool orphan = false;
   // No lease entry at all, like the root token of `vault operator init` or
@@ -597,19 +604,9 @@ std::string sanitize_display_name(const std::string& dn) {
   for (char& c : full) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '-';
   }
-  while (!full.empty() && full.back() == '-') full.pop_back();
+  // token_store.go handleCreateCommon: strings.TrimSuffix(full, "-") drops one dash.
+  if (!full.empty() && full.back() == '-') full.pop_back();
   return full;
-}
-
-std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, bool add_default) {
-  std::set<std::string> s;
-  for (auto& p : in) {
-    std::string t = lower(trim(p));
-    if (!t.empty()) s.insert(t);
-  }
-  if (s.count("root")) return {"root"};
-  if (add_default) s.insert("default");
-  return {s.begin(), s.end()};
 }
 
 // Masks a literal password of a URL's userinfo as builtin/logical/database
@@ -684,6 +681,14 @@ struct Vault::Impl {
     root.path = "auth/token/root";
     root.issue_time = Clock::now();
     root.orphan = true;
+    root.leaseless = opts.root_token_from_init;
+    if (!opts.root_token_from_init) {
+      // command/server.go enableDev: a -dev-root-token-id token is made by auth/token/create
+      // with {"id", "policies":["root"], "no_parent":true, "no_default_policy":true} and no
+      // display_name, so handleCreateCommon's defaults apply and RegisterAuth gives it a lease.
+      root.display_name = "token";
+      root.path = "auth/token/create";
+    }
     accessors[root.accessor] = root.id;
     issued_tokens.push_back(root.id);
     tokens[root.id] = root;
@@ -1474,6 +1479,7 @@ struct Vault::Impl {
 
   // -------------------------------------------------------------- leases
   Response route_leases(Ctx& c, const std::string& sub) {
+    if (auto r = token_lease_route(c, sub)) return std::move(*r);
     bool write = c.op == "create" || c.op == "update";
     if (sub == "renew" || starts_with(sub, "renew/")) {
       if (!write) unsupported_op();
@@ -1655,6 +1661,7 @@ struct Vault::Impl {
         auto slash = rest.find('/');
         keys.insert(slash == std::string::npos ? rest : rest.substr(0, slash + 1));
       }
+      add_token_lease_keys(c.ns, prefix, keys);
     }
     keys.erase("");
     if (keys.empty()) not_found();
@@ -1683,7 +1690,8 @@ struct Vault::Impl {
       if (c.op != "read" && !write) unsupported_op();
       std::string id = str_field(c.body, "token");
       if (id.empty() && sub.size() > 7) id = sub.substr(7);
-      if (id.empty()) fail(400, "missing token to lookup");
+      // token_store.go handleLookup: no token given → the caller's own.
+      if (id.empty()) id = c.tok.id;
       std::lock_guard lk(mu);
       Token* t = find_token(id, c.ns);
       if (!t) fail(403, "bad token");
@@ -1712,8 +1720,10 @@ struct Vault::Impl {
       } else {
         std::string id = str_field(c.body, "token");
         if (id.empty() && sub.size() > 6) id = sub.substr(6);
+        // token_store.go handleRenew.
+        if (id.empty()) fail(400, "missing token ID");
         t = find_token(id, c.ns);
-        if (!t) fail(400, "invalid token");
+        if (!t) fail(400, "token not found");
       }
       if (!t) permission_denied();
       return token_renew(c, *t);
@@ -1732,7 +1742,12 @@ struct Vault::Impl {
       if (id.empty() && sub.size() > 7 && !orphan) id = sub.substr(7);
       if (id.empty()) fail(400, "missing token ID");
       std::lock_guard lk(mu);
-      if (find_token(id, c.ns)) revoke_token_locked(id, orphan);
+      // token_store.go: revokeCommon ignores an unknown token, handleRevokeOrphan refuses it.
+      if (!find_token(id, c.ns)) {
+        if (orphan) fail(400, "token to revoke not found");
+        return no_content();
+      }
+      revoke_token_locked(id, orphan);
       return no_content();
     }
     if (sub == "revoke-accessor" || starts_with(sub, "revoke-accessor/")) {
@@ -1766,7 +1781,6 @@ struct Vault::Impl {
     const json& b = c.body;
     bool privileged = c.acl.root || c.sudo;
     bool no_parent = parse_bool_field(field(b, "no_parent"), "no_parent");
-    if (no_parent && !privileged) fail(400, "root or sudo privileges required to create orphan token");
     bool orphan = orphan_endpoint || no_parent;
     bool no_default = parse_bool_field(field(b, "no_default_policy"), "no_default_policy");
     bool renewable = has(b, "renewable") ? parse_bool_field(field(b, "renewable"), "renewable") : true;
@@ -1795,44 +1809,34 @@ struct Vault::Impl {
     Namespace& ns = ns_get(c.ns);
     Token* parent = find_token(c.tok.id, c.ns);
     if (!parent) permission_denied();
-    std::vector<std::string> policies;
-    if (requested.empty()) {
-      policies = sanitize_policies(parent->policies, false);
-      if (no_default) policies.erase(std::remove(policies.begin(), policies.end(), "default"), policies.end());
-      else if (!(policies.size() == 1 && policies[0] == "root")) policies = sanitize_policies(policies, true);
-    } else {
-      auto in = sanitize_policies(requested, false);
-      if (!privileged) {
-        auto parent_p = sanitize_policies(parent->policies, false);
-        for (auto& p : in) {
-          if (p == "default") continue;
-          if (std::find(parent_p.begin(), parent_p.end(), p) == parent_p.end()) {
-            fail(400, "child policies must be subset of parent");
-          }
-        }
-      }
-      policies = sanitize_policies(in, !no_default);
-    }
+    // handleCreateCommon's order: policies, orphan, period, TTL, then the warnings.
+    std::vector<std::string> policies = child_token_policies(requested, parent->policies, privileged, no_default);
+    if (no_parent && !privileged) fail(400, "root or sudo privileges required to create orphan token");
+    if (period > 0 && !privileged) fail(400, "root or sudo privileges required to create periodic token");
+    bool is_root_policy = policies.size() == 1 && policies[0] == "root";
     std::vector<std::string> warnings;
-    for (auto& p : policies) {
-      if (p != "root" && p != "default" && !ns.policies.count(p)) warnings.push_back("Policy \"" + p + "\" does not exist");
+    std::int64_t final_ttl = ttl;
+    // Only a root-policy token without ttl or period skips CalculateTTL (never expires).
+    if (period > 0 || ttl > 0 || !is_root_policy) {
+      TokenTtl tr = token_calculate_ttl(0, ttl, period, explicit_max, Clock::now());
+      final_ttl = tr.ttl;
+      warnings = std::move(tr.warnings);
+    }
+    // Root tokens are still bound by the explicit max TTL.
+    if (final_ttl == 0 && explicit_max > 0) final_ttl = explicit_max;
+    if (final_ttl == 0) {
+      // The parent entry's TTL, not the time it has left.
+      if (parent->creation_ttl != 0) fail(400, "expiring root tokens cannot create non-expiring root tokens");
+      renewable = false;
+    }
+    if (!custom_id.empty()) {
+      warnings.push_back(
+          "Supplying a custom ID for the token uses the weaker SHA1 hashing instead of the more secure SHA2-256 HMAC "
+          "for token obfuscation. SHA1 hashed tokens on the wire leads to less secure lookups.");
     }
     if (!custom_id.empty() && tokens.count(custom_id)) fail(400, "cannot use a token ID that is in use");
-    bool is_root_policy = policies.size() == 1 && policies[0] == "root";
-    std::int64_t final_ttl = 0;
-    if (period > 0) {
-      final_ttl = period;
-    } else if (!(is_root_policy && ttl == 0 && explicit_max == 0)) {
-      if (explicit_max > 0 && (ttl == 0 || ttl > explicit_max)) {
-        if (ttl > explicit_max) {
-          warnings.push_back("Explicit max TTL of \"" + go_duration(std::chrono::seconds(explicit_max)) +
-                             "\" is less than the requested TTL");
-        }
-        ttl = explicit_max;
-      }
-      TtlResult tr = calc_ttl(0, ttl, 0, explicit_max, TimePoint{}, MountTtl{});
-      final_ttl = tr.ttl;
-      for (auto& w : tr.warnings) warnings.push_back(w);
+    for (auto& p : policies) {
+      if (p != "root" && p != "default" && !ns.policies.count(p)) warnings.push_back("Policy \"" + p + "\" does not exist");
     }
     std::string parent_id = parent->id;
     Token& t = mint_token(ns, custom_id);
@@ -1840,6 +1844,7 @@ struct Vault::Impl {
     t.display_name = display;
     t.path = c.path;
     t.creation_ttl = final_ttl;
+    t.auth_ttl = final_ttl;
     t.explicit_max_ttl = explicit_max;
     t.period = period;
     t.renewable = renewable && final_ttl > 0;
@@ -1863,15 +1868,12 @@ struct Vault::Impl {
     if (t.leaseless) fail(400, "invalid lease ID");
     if (t.expire == TimePoint{} || !t.renewable) fail(400, "lease is not renewable");
     std::int64_t increment = parse_duration_seconds(field(c.body, "increment"), "increment");
-    std::vector<std::string> warnings;
-    std::int64_t ttl;
-    if (t.period > 0) {
-      ttl = t.period;
-    } else {
-      TtlResult tr = calc_ttl(increment, 0, 0, t.explicit_max_ttl, t.issue_time, MountTtl{});
-      ttl = tr.ttl;
-      warnings = tr.warnings;
-    }
+    // expiration.go RenewToken: CalculateTTL(increment, the lease's Auth.TTL, period,
+    // explicit max, issue time); without an increment the token keeps its own TTL.
+    TokenTtl tr = token_calculate_ttl(increment, t.auth_ttl, t.period, t.explicit_max_ttl, t.issue_time);
+    std::int64_t ttl = tr.ttl;
+    std::vector<std::string> warnings = std::move(tr.warnings);
+    t.auth_ttl = ttl;
     auto now = Clock::now();
     t.expire = now + std::chrono::seconds(ttl);
     t.last_renewal = now;
@@ -1879,6 +1881,92 @@ struct Vault::Impl {
     e["warnings"] = warnings_json(warnings);
     e["auth"] = auth_block(t);
     return ok(e);
+  }
+
+  // ------------------------------------------------------------ token leases
+  // expiration.go RegisterAuth: a token's lease is path.Join(token path, SaltID(token)),
+  // plus ".<namespace id>" outside the root namespace; "" for a token without a lease.
+  std::string token_lease_id(const Token& t) {
+    if (t.leaseless) return "";
+    Namespace& ns = ns_get(t.ns);
+    return t.path + "/" + token_salted_id(ns.token_salt, t.id, t.ns.empty()) + ns_suffix(ns);
+  }
+
+  Token* token_by_lease(const std::string& lease_id, const std::string& ns) {
+    if (!starts_with(lease_id, "auth/")) return nullptr;
+    for (auto& [id, t] : tokens) {
+      if (t.ns == ns && token_lease_id(t) == lease_id) return find_token(id, ns);
+    }
+    return nullptr;
+  }
+
+  // LIST sys/leases/lookup/<prefix> lists the token leases too (locked).
+  void add_token_lease_keys(const std::string& ns, const std::string& prefix, std::set<std::string>& keys) {
+    for (auto& [id, t] : tokens) {
+      if (t.ns != ns) continue;
+      std::string lease = token_lease_id(t);
+      if (lease.empty() || !starts_with(lease, prefix)) continue;
+      std::string rest = lease.substr(prefix.size());
+      auto slash = rest.find('/');
+      keys.insert(slash == std::string::npos ? rest : rest.substr(0, slash + 1));
+    }
+  }
+
+  // expiration.go revokePrefixCommon: the lease named by `prefix`, else every lease
+  // under prefix/; a token's lease is revoked with its token tree (revokeEntry).
+  void revoke_token_leases(const std::string& ns, const std::string& prefix) {
+    std::lock_guard lk(mu);
+    if (Token* t = token_by_lease(prefix, ns)) return revoke_token_locked(t->id);
+    std::string under = ends_with(prefix, "/") ? prefix : prefix + "/";
+    std::vector<std::string> ids;
+    for (auto& [id, t] : tokens) {
+      std::string lease = t.ns == ns ? token_lease_id(t) : "";
+      if (!lease.empty() && starts_with(lease, under)) ids.push_back(id);
+    }
+    for (auto& id : ids) revoke_token_locked(id);
+  }
+
+  json token_lease_data(const Token& t, const std::string& lease_id) const {
+    // logical_system.go handleLeaseLookup over the lease times of the token's lease.
+    json d = json::object();
+    d["expire_time"] = time_or_null(t.expire);
+    d["id"] = lease_id;
+    d["issue_time"] = rfc3339nano(t.issue_time);
+    d["last_renewal"] = time_or_null(t.last_renewal);
+    d["renewable"] = t.renewable && t.expire != TimePoint{};
+    d["ttl"] = t.expire == TimePoint{} ? 0 : std::max<std::int64_t>(0, unix_seconds(t.expire) - unix_seconds(Clock::now()));
+    return d;
+  }
+
+  // sys/leases requests that name a token's lease; nothing for secret leases. A
+  // revoke-prefix revokes the token leases under it, then goes on to the secret leases.
+  std::optional<Response> token_lease_route(Ctx& c, const std::string& sub) {
+    if (c.op != "create" && c.op != "update") return std::nullopt;
+    bool by_prefix = starts_with(sub, "revoke-prefix/") || starts_with(sub, "revoke-force/");
+    if (by_prefix) {
+      std::string prefix = sub.substr(sub.find('/') + 1);
+      if (!prefix.empty()) revoke_token_leases(c.ns, prefix);
+      return std::nullopt;
+    }
+    bool renew = sub == "renew" || starts_with(sub, "renew/");
+    bool revoke = sub == "revoke" || starts_with(sub, "revoke/");
+    if (!renew && !revoke && sub != "lookup") return std::nullopt;
+    std::string id = str_field(c.body, "lease_id");
+    if (id.empty() && sub != "lookup" && sub.find('/') != std::string::npos) id = sub.substr(sub.find('/') + 1);
+    std::lock_guard lk(mu);
+    Token* t = token_by_lease(id, c.ns);
+    if (!t) return std::nullopt;
+    if (sub == "lookup") return data_resp("system", token_lease_data(*t, id));
+    if (renew) {
+      // expiration.go Renew: the lease must be renewable, and still a token's is refused.
+      if (t->expire == TimePoint{} || !t->renewable) fail(400, "lease is not renewable");
+      fail(400, "tokens cannot be renewed through this endpoint");
+    }
+    // logical_system.go handleRevoke: sync=false answers 202 (here the token goes at once).
+    bool sync = has(c.body, "sync") ? parse_bool_field(field(c.body, "sync"), "sync") : true;
+    revoke_token_locked(t->id);
+    if (!sync) return Response{202, ""};
+    return no_content();
   }
 
   // ------------------------------------------------------------- database

@@ -42,6 +42,9 @@ struct Fault {
 
 struct Options {
   std::string root_token;
+  // The root token was not named (no --root-token): like `vault server -dev` without
+  // -dev-root-token-id, it is the root token initialization makes, with no lease.
+  bool root_token_from_init = false;
   int retry_base_ms = 10000;  // revocation retry backoff base (10s * 2^n)
   int retry_max_attempts = 6;
   int db_threads = 64;
