@@ -164,6 +164,7 @@ class Bench:
         self.pg = {}
         self.results = {}   # key -> path -> list of values
         self.cpu = {}       # key -> path -> part -> list of CPU µs per transaction
+        self.upstream = {}  # key -> list of {new, reused, discards} per vaultwire run
         self.extra = {}     # misc measurements
         self.commands = []  # (scenario, command line template)
         self.errors = []
@@ -205,6 +206,7 @@ class Bench:
 
         # vaultwire
         self.vw_port = free_port()
+        self.vw_admin_port = free_port()
         cfg = f"""[vault]
 address = "{self.vault}"
 
@@ -224,7 +226,7 @@ default_database = "defaultdb"
 level = "warn"
 
 [admin]
-bind = ""
+bind = "127.0.0.1:{self.vw_admin_port}"
 """ + os.environ.get("BENCH_VAULTWIRE_EXTRA_TOML", "")
         with open(f"{self.work}/vaultwire.toml", "w") as f:
             f.write(cfg)
@@ -453,6 +455,21 @@ pidfile = {pbdir}/pgbouncer.pid
         finally:
             c.close()
 
+    def upstream_counts(self):
+        """vaultwire's upstream connections so far: new logins, reuses from its pool, and
+        the pool's discards (its /metrics), to tell a reuse miss from proxy work."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.vw_admin_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        counts = {"new": 0.0, "reused": 0.0, "discards": 0.0}
+        for line in text.splitlines():
+            if line.startswith('vaultwire_upstream_connections_total{kind="new"}'):
+                counts["new"] = float(line.split()[-1])
+            elif line.startswith('vaultwire_upstream_connections_total{kind="reused"}'):
+                counts["reused"] = float(line.split()[-1])
+            elif line.startswith("vaultwire_upstream_pool_discards_total"):
+                counts["discards"] = float(line.split()[-1])
+        return counts
+
     def record(self, key, path, value):
         self.results.setdefault(key, {}).setdefault(path, []).append(value)
 
@@ -470,9 +487,13 @@ pidfile = {pbdir}/pgbouncer.pid
             return {"machine": machine_busy_s(), "pgbench": clients_cpu_s(), "PostgreSQL": server_cpu_s(pm),
                     "proxy": process_cpu_s(proxy) if proxy else float("nan")}
         cpu0 = cpu()
+        up0 = self.upstream_counts() if path == "vaultwire" else None
         r = subprocess.run(cmd, env=dict(os.environ, PGPASSWORD=pw), capture_output=True, text=True,
                            cwd=self.work)
         cpu1 = cpu()
+        if up0 is not None:
+            up1 = self.upstream_counts()
+            self.upstream.setdefault(key, []).append({k: up1[k] - up0[k] for k in up0})
         out = r.stdout + r.stderr
         m_n = re.search(r"number of transactions actually processed: (\d+)", out)
         m_f = re.search(r"number of failed transactions: (\d+)", out)
@@ -865,6 +886,19 @@ pidfile = {pbdir}/pgbouncer.pid
                     px = "–" if v["proxy"] != v["proxy"] else f"{v['proxy']:.1f}"
                     L.append(f"| {key} | {p} | {v['machine']:.1f} | {v['pgbench']:.1f} | {v['PostgreSQL']:.1f} | "
                              f"{px} | {rest:.1f} |")
+            L.append("")
+        if self.upstream:
+            L.append("### vaultwire's upstream connections\n")
+            L.append("Per pgbench run through vaultwire, from its `/metrics` before and after: upstream "
+                     "connections it opened and logged in (new), took from its pool (reused), and the pool's "
+                     "discards. A new one costs PostgreSQL a backend, a TLS handshake and a login.\n")
+            L.append("| scenario | run | new | reused | discards | reuse rate |")
+            L.append("|---|---:|---:|---:|---:|---:|")
+            for key, runs in self.upstream.items():
+                for i, u in enumerate(runs, 1):
+                    total = u["new"] + u["reused"]
+                    rate = f"{u['reused'] / total:.3f}" if total else "–"
+                    L.append(f"| {key} | {i} | {u['new']:.0f} | {u['reused']:.0f} | {u['discards']:.0f} | {rate} |")
             L.append("")
         L.append("All repetitions:\n")
         L.append("```")
