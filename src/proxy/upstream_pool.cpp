@@ -65,10 +65,7 @@ void close_upstream(pooled_upstream& up, std::string_view why) {
   up.conn.reset();
 }
 
-struct victim {
-  pooled_upstream up;
-  std::string why;
-};
+using victim = pool_victim;
 
 void close_all(std::vector<victim>& victims) {
   for (auto& v : victims) close_upstream(v.up, v.why);
@@ -368,20 +365,7 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
       ++stats_.reuses;
       ++stats_.handoffs;
     } else if (ok) {
-      // Make room: the oldest of this key, then the oldest of all.
-      const auto of_key = static_cast<std::size_t>(
-          std::count_if(idle_.begin(), idle_.end(), [&key](const entry& e) { return e.key == key; }));
-      if (of_key >= cfg_.max_idle_per_key) {
-        auto oldest = std::find_if(idle_.begin(), idle_.end(), [&key](const entry& e) { return e.key == key; });
-        victims.push_back({std::move(oldest->up), "max_idle_per_key"});
-        idle_.erase(oldest);
-        ++stats_.discards;
-      }
-      while (!idle_.empty() && idle_.size() >= cfg_.max_idle_total) {
-        victims.push_back({std::move(idle_.front().up), "max_idle_total"});
-        idle_.pop_front();
-        ++stats_.discards;
-      }
+      make_room_locked(key, victims);
       spdlog::debug("upstream pool: keeping {} (lease {})", up.peer, up.lease_id);
       idle_.push_back(entry{std::move(key), std::move(up), now});
       ++stats_.checkins;
@@ -393,6 +377,22 @@ net::awaitable<bool> upstream_pool::checkin(std::string key, pooled_upstream up)
   close_all(victims);
   if (!ok) close_upstream(up, why);
   co_return ok;
+}
+
+void upstream_pool::make_room_locked(const std::string& key, std::vector<victim>& victims) {
+  const auto of_key = static_cast<std::size_t>(
+      std::count_if(idle_.begin(), idle_.end(), [&key](const entry& e) { return e.key == key; }));
+  if (of_key >= cfg_.max_idle_per_key) {
+    auto oldest = std::find_if(idle_.begin(), idle_.end(), [&key](const entry& e) { return e.key == key; });
+    victims.push_back({std::move(oldest->up), "max_idle_per_key"});
+    idle_.erase(oldest);
+    ++stats_.discards;
+  }
+  while (!idle_.empty() && idle_.size() >= cfg_.max_idle_total) {
+    victims.push_back({std::move(idle_.front().up), "max_idle_total"});
+    idle_.pop_front();
+    ++stats_.discards;
+  }
 }
 
 net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why) {

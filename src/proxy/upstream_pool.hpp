@@ -67,6 +67,12 @@ struct pooled_upstream {
   credential_lease lease;
 };
 
+// A connection the pool gives up, and why (for the log).
+struct pool_victim {
+  pooled_upstream up;
+  std::string why;
+};
+
 class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
  public:
   // A connection is never kept or handed out this close to its lease's end.
@@ -170,6 +176,9 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
 
   // Runs the reset on the caller's strand. False: `why` says what went wrong.
   boost::asio::awaitable<bool> reset(pooled_upstream& up, std::string& why);
+  // Closes (into `victims`) the oldest entry of `key` at max_idle_per_key, then the
+  // oldest of all at max_idle_total, so that one more fits. Mutex held.
+  void make_room_locked(const std::string& key, std::vector<pool_victim>& victims);
   // Wakes the checkout waiting on `f`, if any, without a connection. Mutex held.
   static void release_waiter_locked(in_flight& f);
   // Moves a handed-out connection to the caller's executor; closes it when that fails.

@@ -1,10 +1,10 @@
 // upstream_pool against a real PostgreSQL 15 (TLS, verify-full, SCRAM): upstream
-// reuse (issue 5 item 7). A connection checked in is reset (DISCARD ALL) before it
-// is kept: session state a client left behind (a SET, a temporary table) is gone
-// when the next client gets it, and the ParameterStatus set to replay is the
-// server's after the reset. Bounds per key and in total, a failing reset, a
-// connection the server killed while idle, evict_lease, idle_timeout and the lease
-// margin.
+// reuse. A connection checked in is reset (DISCARD ALL) before it is kept: session
+// state a client left behind (a SET, a temporary table) is gone when the next client
+// gets it, and the ParameterStatus set to replay is the server's after the reset.
+// Bounds per key and in total, a failing reset, a connection the server killed while
+// idle, evict_lease, idle_timeout, the lease margin, and a checkout that waits for a
+// reset under way (on the same thread and on another).
 #include <catch2/catch.hpp>
 
 #include <poll.h>
