@@ -334,22 +334,6 @@ class LeaseTest(VaultDevTestCase):
             'TTL of "1h0m0s" exceeded the effective max_ttl of "%s"; TTL value is capped accordingly'
             % go_duration(left)])
 
-    def new_token_lease(self, path, create, client=None):
-        """Runs create() and returns (its result, the lease ID that appeared under path)."""
-        client = client or self.root
-
-        def keys():
-            try:
-                return set(client.sys.list_leases(path)["data"]["keys"])
-            except hvac.exceptions.InvalidPath:
-                return set()
-
-        before = keys()
-        result = create()
-        new = keys() - before
-        self.assertEqual(len(new), 1, new)
-        return result, path + new.pop()
-
     def test_token_leases_under_sys_leases(self):
         """expiration.go RegisterAuth: a token's lease is <token path>/<SaltID(token)>, where
         token_store.go SaltID is "h" + hex HMAC-SHA256 for IDs with a dot and hex SHA1 for a

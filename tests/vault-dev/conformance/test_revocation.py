@@ -315,20 +315,6 @@ class RevocationTest(VaultDevTestCase):
             self.wait_lease_gone(r["lease_id"])
             self.wait_role_gone(r["data"]["username"])
 
-    def new_token_lease(self, path, create):
-        """Runs create() and returns (its result, the lease ID that appeared under path)."""
-        def keys():
-            try:
-                return set(self.root.sys.list_leases(path)["data"]["keys"])
-            except hvac.exceptions.InvalidPath:
-                return set()
-
-        before = keys()
-        result = create()
-        new = keys() - before
-        self.assertEqual(len(new), 1, new)
-        return result, path + new.pop()
-
     def orphan(self):
         raw = self.vault.raw("POST", "auth/token/create-orphan", body={"policies": ["owner-client"], "ttl": "1h"})
         self.assertEqual(raw.status, 200, raw)

@@ -636,6 +636,23 @@ class VaultDevTestCase(unittest.TestCase):
 
     # -- helpers ----------------------------------------------------------
 
+    def new_token_lease(self, path, create, client=None):
+        """Runs create() and returns (its result, the lease ID that appeared under path),
+        listed through sys/leases/lookup with client (root by default)."""
+        client = client or self.root
+
+        def keys():
+            try:
+                return set(client.sys.list_leases(path)["data"]["keys"])
+            except hvac.exceptions.InvalidPath:
+                return set()
+
+        before = keys()
+        result = create()
+        new = keys() - before
+        self.assertEqual(len(new), 1, new)
+        return result, path + new.pop()
+
     def client(self, token=None, namespace=None):
         return self.vault.client(token=token, namespace=namespace)
 
