@@ -178,8 +178,8 @@ credential_broker::~credential_broker() {
   if (state_->thread.joinable()) state_->thread.join();
 }
 
-void credential_broker::acquire(credential_request request, acquire_callback done) {
-  state_->acquire(std::move(request), std::move(done));
+bool credential_broker::acquire(credential_request request, acquire_callback done) {
+  return state_->acquire(std::move(request), std::move(done));
 }
 
 broker_result<credential_lease> credential_broker::acquire_blocking(credential_request request) {

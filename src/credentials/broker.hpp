@@ -21,6 +21,11 @@
 //   every role.
 // - A 429 with Retry-After: that role (namespace, mount, role) gets no creds request
 //   until then, whatever the token; its clients get 08001 saying when to retry.
+// - A new token's first creds request and its first lookup-self go to Vault
+//   together; its first credential is handed out once both have answered (its
+//   sessions are named by accessor from the start). A lookup that finds the token
+//   rejected refuses that credential too (28P01); Vault revokes the lease with the
+//   token, and the broker revokes it when idle like any other.
 // - Token recheck: a cache hit whose token was last checked more than token_recheck
 //   ago waits for auth/token/lookup-self first (single flight per token; but see
 //   stale-while-revalidate below). 403 → the token is refused, its cached leases
@@ -367,7 +372,9 @@ class credential_broker {
   credential_broker(const credential_broker&) = delete;
   credential_broker& operator=(const credential_broker&) = delete;
 
-  void acquire(credential_request request, acquire_callback done);
+  // True when this call sent a creds request to Vault (it did not join one already
+  // out, and the answer was not known at once): the caller may prepare meanwhile.
+  bool acquire(credential_request request, acquire_callback done);
   // Waits for acquire's callback (tests, CLI; never on an I/O thread).
   [[nodiscard]] broker_result<credential_lease> acquire_blocking(credential_request request);
 

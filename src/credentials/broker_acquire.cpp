@@ -45,13 +45,17 @@ void broker_state::note_vault(const vault_error* error, bool probe, time_point t
   for (auto& w : tokens.release_in_grace(t)) acquire_locked(std::move(w.request), std::move(w.done), deferred, true);
 }
 
-void broker_state::acquire(credential_request req, credential_broker::acquire_callback done) {
+bool broker_state::acquire(credential_request req, credential_broker::acquire_callback done) {
   deferred_list deferred;
+  bool fetching = false;
   {
     std::lock_guard lock{mutex};
+    const auto fetches = stats.vault_fetches;
     acquire_locked(std::move(req), std::move(done), deferred);
+    fetching = stats.vault_fetches != fetches;
   }
   run(deferred);
+  return fetching;
 }
 
 void broker_state::acquire_locked(credential_request req, credential_broker::acquire_callback done, deferred_list& deferred,
@@ -162,7 +166,9 @@ void broker_state::fetch(const std::string& key, const std::string& hash, creden
     return;
   }
   ++stats.vault_fetches;
+  token_entry& tok = tokens.entry(hash, req.token);
   cache.begin_flight(key, req, std::move(done));
+  start_first_lookup(hash, tok, deferred);
   auto self = shared_from_this();
   const bool probe = gate == admission::probe;
   deferred.push_back([self, key, hash, probe, mount = std::move(req.mount), role = std::move(req.role),
@@ -196,24 +202,26 @@ void broker_state::issue(const std::string& key, const std::string& hash, flight
            deferred_list& deferred) {
   auto e = cache.add(key, hash, fl, c, t);
   e->next_renew_at = next_renewal(t, c.lease_duration, jitter());
-  const token_entry* known = tokens.find(hash);
-  const bool first_sight = known == nullptr || known->token.empty();
   token_entry& tok = tokens.entry(hash, fl.token);
+  if (auto rejection = tokens.rejection(hash, t)) {
+    refuse_for_rejected_token(*e, hash, fl, std::move(*rejection), deferred);
+    return;
+  }
   tokens.confirmed(tok, t);  // Vault just honoured the token
   spdlog::info("credentials: new lease {} for role {} ({}s, {}renewable), {}, {} waiting", e->lease_id, e->role,
                c.lease_duration.count(), c.renewable ? "" : "not ", tokens.name(hash), fl.waiters.size());
+  // The breaker may have held back the lookup when the fetch began; it answered since.
+  start_first_lookup(hash, tok, deferred);
+  const bool wait_for_lookup = tok.first == token_entry::first_lookup::in_flight;
+  if (!wait_for_lookup) audit(*e, credential_audit_event::kind::issue, "ok", "", deferred);
   bool first = true;
   for (auto& w : fl.waiters) {
-    (first_sight ? tok.after_first_lookup : deferred)
+    (wait_for_lookup ? tok.after_first_lookup : deferred)
         .push_back([w = std::move(w), h = make_handle(e, !first)]() mutable { w(std::move(h)); });
     first = false;
   }
-  if (!first_sight) {
-    audit(*e, credential_audit_event::kind::issue, "ok", "", deferred);
-    return;
-  }
-  // Learn the accessor and policies (also the first recheck); the waiters and the
-  // issue event follow its answer.
+  if (!wait_for_lookup) return;
+  // The waiters and the issue event follow the lookup's answer (the event first).
   tok.after_first_lookup.push_back([self = shared_from_this(), e] {
     deferred_list later;
     {
@@ -222,8 +230,31 @@ void broker_state::issue(const std::string& key, const std::string& hash, flight
     }
     run(later);
   });
+}
+
+void broker_state::start_first_lookup(const std::string& hash, token_entry& tok, deferred_list& deferred) {
+  if (tok.first != token_entry::first_lookup::not_asked) return;
   start_recheck(hash, tok, deferred);
-  if (!tok.recheck_in_flight) flush_after_first_lookup(tok, deferred);  // the breaker skipped it
+  if (tok.recheck_in_flight) tok.first = token_entry::first_lookup::in_flight;
+}
+
+// The token's lookup-self, sent beside this fetch, said Vault no longer honours the
+// token (revoked between the two calls): the lease it read is not served. Vault
+// revokes a token's leases with it; the entry, never handed out, is revoked when idle
+// like any other (lease_keeper).
+void broker_state::refuse_for_rejected_token(lease_entry& e, const std::string& hash, flight& fl,
+                                             vault_error rejection, deferred_list& deferred) {
+  e.gone = true;
+  e.token_rejected = true;
+  cache.uncache(e);
+  broker_error err;
+  err.kind = broker_error_kind::token_rejected;
+  err.message = rejection.to_client_message();
+  err.vault = std::move(rejection);
+  spdlog::info("credentials: lease {} for role {} not served: Vault rejected {} meanwhile", e.lease_id, e.role,
+               tokens.name(hash));
+  audit(e, credential_audit_event::kind::issue, "ok", "not served: Vault rejected the token", deferred);
+  for (auto& w : fl.waiters) deferred.push_back([w = std::move(w), err]() mutable { w(err); });
 }
 
 void broker_state::fail_flight(const std::string& hash, flight& fl, const vault_error& error, time_point t,
@@ -300,6 +331,7 @@ void broker_state::on_rechecked(const std::string& hash, bool probe, vault_resul
     }
     note_vault(r ? nullptr : &r.error(), probe, t, deferred);
     if (tok != nullptr) {
+      if (tok->first == token_entry::first_lookup::in_flight) tok->first = token_entry::first_lookup::answered;
       finish_recheck(hash, *tok, r, std::move(waiting), t, deferred);
       flush_after_first_lookup(*tok, deferred);
     }

@@ -89,7 +89,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   // --- acquire -----------------------------------------------------------------
 
-  void acquire(credential_request req, credential_broker::acquire_callback done);
+  bool acquire(credential_request req, credential_broker::acquire_callback done);
 
   static broker_error simple_error(broker_error_kind kind, std::string message) {
     broker_error e;
@@ -129,6 +129,10 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
                    deferred_list& deferred);
 
   static void flush_after_first_lookup(token_entry& tok, deferred_list& deferred);
+  // A new token's first lookup-self, unless asked already (or held back by the breaker).
+  void start_first_lookup(const std::string& hash, token_entry& tok, deferred_list& deferred);
+  void refuse_for_rejected_token(lease_entry& e, const std::string& hash, flight& fl, vault_error rejection,
+                                 deferred_list& deferred);
 
   // --- token recheck -------------------------------------------------------------
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -33,7 +34,10 @@ struct token_entry {
   std::vector<pending_acquire> waiting;  // hits waiting for the recheck
   // A new token's first credential is handed out once its first lookup-self has
   // answered (whatever the answer), so every log line and audit event of its
-  // sessions can name the token by accessor.
+  // sessions can name the token by accessor. The lookup goes to Vault beside the
+  // first creds request, not after it: a cold login waits for the slower of the two.
+  enum class first_lookup : std::uint8_t { not_asked, in_flight, answered };
+  first_lookup first = first_lookup::not_asked;
   std::vector<unique_task> after_first_lookup;
 };
 

@@ -195,6 +195,10 @@ struct fake_vault {
     std::lock_guard lock{mutex};
     return lookup_tokens.size();
   }
+  std::size_t lookup_count_for(const std::string& token) {
+    std::lock_guard lock{mutex};
+    return static_cast<std::size_t>(std::count(lookup_tokens.begin(), lookup_tokens.end(), token));
+  }
   std::size_t creds_count_for(const std::string& role) {
     std::lock_guard lock{mutex};
     return static_cast<std::size_t>(std::count(creds_roles.begin(), creds_roles.end(), role));

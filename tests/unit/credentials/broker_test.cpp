@@ -235,6 +235,76 @@ TEST_CASE("broker: a rejected token is refused without Vault for negative_cache"
   CHECK(f.vault.creds_count() == 3);
 }
 
+TEST_CASE("broker: a new token's creds request and lookup-self go to Vault together", "[broker]") {
+  fixture f;
+  f.vault.hold_creds = true;
+  f.vault.hold_lookups = true;
+  std::vector<broker_result<credential_lease>> got;
+  CHECK(f.broker->acquire(fixture::request("t1"), [&](auto r) { got.push_back(std::move(r)); }));
+  // Both calls are out before either answers.
+  CHECK(f.vault.creds_count() == 1);
+  CHECK(f.vault.lookup_count() == 1);
+  CHECK(f.vault.pending_creds.size() == 1);
+  CHECK(f.vault.pending_lookups.size() == 1);
+  SECTION("creds first: the credential waits for the lookup, then names the token") {
+    f.vault.complete_creds("t1");
+    CHECK(got.empty());
+    f.vault.complete_lookups("t1");
+    REQUIRE(got.size() == 1);
+    REQUIRE(got[0]);
+    CHECK(got[0].value().token_identity().accessor == "acc-t1");
+  }
+  SECTION("lookup first: the credential is served when creds answer") {
+    f.vault.complete_lookups("t1");
+    CHECK(got.empty());
+    f.vault.complete_creds("t1");
+    REQUIRE(got.size() == 1);
+    REQUIRE(got[0]);
+    CHECK(got[0].value().token_identity().accessor == "acc-t1");
+  }
+  SECTION("a second acquire joins the request out: it sends nothing, and is served with the first") {
+    CHECK_FALSE(f.broker->acquire(fixture::request("t1"), [&](auto r) { got.push_back(std::move(r)); }));
+    CHECK(f.vault.creds_count() == 1);
+    CHECK(f.vault.lookup_count() == 1);
+    f.vault.complete_lookups("t1");
+    f.vault.complete_creds("t1");
+    REQUIRE(got.size() == 2);
+    CHECK(got[0]);
+    CHECK(got[1]);
+  }
+  SECTION("a second role of the same token does not look it up again") {
+    f.broker->acquire(fixture::request("t1", "other"), [&](auto r) { got.push_back(std::move(r)); });
+    CHECK(f.vault.creds_count() == 2);
+    CHECK(f.vault.lookup_count() == 1);
+    f.vault.complete_creds("t1");
+    CHECK(got.empty());
+    f.vault.complete_lookups("t1");
+    REQUIRE(got.size() == 2);
+    CHECK(got[0]);
+    CHECK(got[1]);
+  }
+  SECTION("Vault rejects the token in the lookup while creds are read: nothing is served") {
+    f.vault.complete_lookups("t1", make_error(vault_error_kind::forbidden, 403, "permission denied"));
+    CHECK(got.empty());
+    f.vault.complete_creds("t1");  // answered before the revocation reached it
+    REQUIRE(got.size() == 1);
+    REQUIRE_FALSE(got[0]);
+    CHECK(got[0].error().kind == broker_error_kind::token_rejected);
+    CHECK(got[0].error().sqlstate() == "28P01");
+    f.vault.hold_creds = false;
+    auto again = f.acquire_now("t1");
+    REQUIRE_FALSE(again);
+    CHECK(again.error().kind == broker_error_kind::token_rejected);
+    CHECK(f.vault.creds_count() == 1);
+    // The lease Vault issued is held (it counts against max_leases) until revoked.
+    REQUIRE(f.broker->leases().size() == 1);
+  }
+  f.vault.hold_creds = false;
+  f.vault.hold_lookups = false;
+  f.vault.complete_creds("t1");
+  f.vault.complete_lookups("t1");
+}
+
 TEST_CASE("broker: max_leases refuses a new credential with 53300", "[broker]") {
   fixture f{[](auto& o) { o.credentials.max_leases = 2; }};
   auto a = f.acquire("t1");
@@ -688,11 +758,13 @@ using vaultwire::breaker_threshold;
 
 vault_error unreachable() { return make_error(vault_error_kind::unreachable, 0, "Couldn't connect to server"); }
 
-// Opens the breaker with cold misses of a token nobody else uses.
+// Opens the breaker with cold misses of a token nobody else uses. The first miss
+// costs two failed calls (the new token's creds request and lookup-self).
 void open_breaker(fixture& f) {
   const auto before = f.vault.creds_count();
-  for (unsigned i = 0; i < breaker_threshold; ++i) REQUIRE_FALSE(f.acquire_now("hvs.cold"));
-  REQUIRE(f.vault.creds_count() == before + breaker_threshold);
+  for (unsigned i = 0; i + 1 < breaker_threshold; ++i) REQUIRE_FALSE(f.acquire_now("hvs.cold"));
+  REQUIRE(f.vault.creds_count() == before + breaker_threshold - 1);
+  REQUIRE(f.vault.lookup_tokens.back() == "hvs.cold");
   REQUIRE(f.broker->stats().breaker_open);
 }
 
@@ -765,7 +837,7 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
   const auto t0 = f.clock.now.load();
   auto a = f.acquire_now("t1");
   REQUIRE(a);
-  CHECK(f.vault.lookup_count() == 1);  // first sight
+  CHECK(f.vault.lookup_count_for("t1") == 1);  // first sight
   std::vector<lease_event> events;
   a.value().subscribe([&](lease_event e) { events.push_back(e); });
 
@@ -775,13 +847,13 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
 
   f.clock.advance(500ms);  // the check is still fresh
   CHECK(f.acquire_now("t1").value().from_cache());
-  CHECK(f.vault.lookup_count() == 1);
+  CHECK(f.vault.lookup_count_for("t1") == 1);
 
   f.clock.advance(600ms);  // stale, and the breaker lets one probe through: this recheck
   auto b = f.acquire_now("t1");
   REQUIRE(b);
   CHECK(b.value().from_cache());
-  CHECK(f.vault.lookup_count() == 2);
+  CHECK(f.vault.lookup_count_for("t1") == 2);
   CHECK(f.broker->stats().breaker_probes == 1);
   CHECK(f.broker->stats().breaker_probe_failures == 1);  // next probe at t0 + 1.1 s + 2 s
   CHECK(f.broker->stats().stale_hits == 1);
@@ -789,7 +861,7 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
   f.clock.advance(1s);  // stale again; no probe allowed: no Vault call at all
   const auto skips = f.broker->stats().breaker_skips;
   for (int i = 0; i < 10; ++i) CHECK(f.acquire_now("t1").value().from_cache());
-  CHECK(f.vault.lookup_count() == 2);
+  CHECK(f.vault.lookup_count_for("t1") == 2);
   CHECK(f.broker->stats().breaker_skips == skips + 1);  // one skipped recheck, then the check is "fresh" again
   CHECK(f.broker->stats().rechecks_in_grace == 2);
   CHECK_FALSE(f.acquire_now("hvs.other"));  // a cold miss still fails fast
@@ -799,10 +871,10 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
   f.vault.hold_lookups = true;
   f.clock.advance(1100ms);
   CHECK(f.acquire_now("t1").value().from_cache());
-  CHECK(f.vault.lookup_count() == 3);
+  CHECK(f.vault.lookup_count_for("t1") == 3);
   f.clock.advance(1100ms);
   CHECK(f.acquire_now("t1").value().from_cache());
-  CHECK(f.vault.lookup_count() == 3);  // one probe at a time
+  CHECK(f.vault.lookup_count_for("t1") == 3);  // one probe at a time
 
   // Past token_grace (from the last good check at t0) a hit is refused with 08001.
   f.clock.now = t0 + 5min + 1s;
@@ -820,7 +892,7 @@ TEST_CASE("breaker: while open, cache hits keep serving and rechecks trust the l
   CHECK(refused.error().kind == broker_error_kind::token_unverified);
   CHECK(refused.error().sqlstate() == "08001");
   CHECK(refused.error().to_client_message().find("is unreachable") != std::string::npos);
-  CHECK(f.vault.lookup_count() == 3);
+  CHECK(f.vault.lookup_count_for("t1") == 3);
   CHECK(events.empty());  // sessions are not ended by an outage
 }
 
@@ -864,24 +936,24 @@ TEST_CASE("breaker: a probe after the backoff closes it, a failed probe doubles 
   SECTION("without traffic, maintain() probes with a token it holds") {
     auto a = f.acquire_now("t1");
     REQUIRE(a);
-    CHECK(f.vault.lookup_count() == 1);
+    CHECK(f.vault.lookup_count_for("t1") == 1);
     f.vault.outage(unreachable());
     open_breaker(f);
     f.clock.advance(999ms);
     f.broker->maintain();
-    CHECK(f.vault.lookup_count() == 1);
+    CHECK(f.vault.lookup_count_for("t1") == 1);
     f.clock.advance(1ms);
     f.broker->maintain();  // probe: fails, next in 2 s
-    CHECK(f.vault.lookup_count() == 2);
+    CHECK(f.vault.lookup_count_for("t1") == 2);
     CHECK(f.vault.lookup_tokens.back() == "t1");
     CHECK(f.broker->stats().breaker_open);
     f.vault.recover();
     f.clock.advance(1s);
     f.broker->maintain();
-    CHECK(f.vault.lookup_count() == 2);
+    CHECK(f.vault.lookup_count_for("t1") == 2);
     f.clock.advance(1s);
     f.broker->maintain();  // probe: answered
-    CHECK(f.vault.lookup_count() == 3);
+    CHECK(f.vault.lookup_count_for("t1") == 3);
     CHECK_FALSE(f.broker->stats().breaker_open);
     CHECK(f.broker->stats().breaker_closes == 1);
   }
@@ -943,7 +1015,7 @@ TEST_CASE("breaker: an idle revocation and a renewal are skipped while open and 
     REQUIRE(f.vault.renews.size() == 1);
     CHECK(a.value().expires_at() == start + 18500ms + 30s);
     CHECK_FALSE(f.broker->stats().breaker_open);
-    CHECK(f.vault.lookup_count() == 1);  // the token's recheck was skipped, not sent
+    CHECK(f.vault.lookup_count_for("t1") == 1);  // the token's recheck was skipped, not sent
   }
 }
 
