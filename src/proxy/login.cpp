@@ -84,6 +84,57 @@ net::awaitable<bool> session::pass_vault_check() {
 
 bool session::vault_verified() const { return !state_->vault_check || state_->vault_check->verified(); }
 
+// The broker's answer, posted to the session's executor (from a Vault pool thread,
+// or from acquire() itself when known at once); it cancels `wake`.
+struct session::credential_wait {
+  explicit credential_wait(const executor_type& ex) : wake(ex, std::chrono::steady_clock::time_point::max()) {}
+  bool fetching = false;  // this acquire sent a creds request to Vault
+  std::optional<broker_result<credential_lease>> result;
+  net::steady_timer wake;
+};
+
+// An upstream connection (TCP and TLS, nothing sent after the handshake) opened while
+// the broker asks Vault for the credential.
+struct session::upstream_predial {
+  explicit upstream_predial(const executor_type& ex) : wake(ex, std::chrono::steady_clock::time_point::max()) {}
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration took{};
+  std::optional<upstream_session> opened;
+  net::steady_timer wake;
+};
+
+// Not a coroutine: g++ 12 mishandles lambdas with owning captures in coroutine frames.
+std::shared_ptr<session::credential_wait> session::request_credential(credential_request request) {
+  auto wait = std::make_shared<credential_wait>(executor());
+  auto done = [wait, ex = executor()](broker_result<credential_lease> r) {
+    auto result = std::make_shared<broker_result<credential_lease>>(std::move(r));
+    net::post(ex, [wait, result] {
+      wait->result = std::move(*result);
+      wait->wake.cancel();
+    });
+  };
+  wait->fetching = state_->broker->acquire(std::move(request), std::move(done));
+  return wait;
+}
+
+// A new lease has no pooled connection, so the login will dial: the TCP connect and
+// the TLS handshake run while Vault answers. Only the session whose acquire sent the
+// creds request: many sessions joining one request would open their connections all
+// at once while the database runs Vault's CREATE ROLE. Not with a scripted upstream
+// (tests).
+void session::start_predial() {
+  if (state_->upstream_connector || stopping_) return;
+  auto p = std::make_shared<upstream_predial>(executor());
+  predial_ = p;
+  net::co_spawn(executor(), open_upstream(listener_->route->target(cfg_->limits)),
+                [p](std::exception_ptr error, upstream_session opened) {
+                  p->took = std::chrono::steady_clock::now() - p->started;
+                  if (error) opened.failed = failure{errc::upstream_unreachable, "connecting to the server failed"};
+                  p->opened = std::move(opened);
+                  p->wake.cancel();
+                });
+}
+
 // The credential: the broker's cache, or Vault on its worker pool. `refetch`: the
 // server refused the one held (28P01); the broker stops serving it and fetches anew.
 net::awaitable<bool> session::acquire_credential(bool refetch) {
@@ -94,7 +145,16 @@ net::awaitable<bool> session::acquire_credential(bool refetch) {
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
   request.route = listener_->config->route;
-  auto r = co_await async_acquire(*state_->broker, std::move(request), refetch ? &lease_ : nullptr);
+  broker_result<credential_lease> r = broker_error{};
+  if (refetch) {
+    r = co_await async_acquire(*state_->broker, std::move(request), &lease_);
+  } else {
+    auto wait = request_credential(std::move(request));
+    if (wait->fetching) start_predial();
+    boost::system::error_code ignored;
+    while (!wait->result) co_await wait->wake.async_wait(net::redirect_error(net::use_awaitable, ignored));
+    r = std::move(*wait->result);
+  }
   if (!r) {
     const broker_error& e = r.error();
     const session_outcome outcome = outcome_of(e);
@@ -215,6 +275,7 @@ net::awaitable<bool> session::connect_upstream_phase() {
   // ud2).
   bool pooled = false;
   if (!stopping_) pooled = co_await take_pooled_upstream();
+  if (pooled) predial_.reset();  // closes the connection opened during the Vault call
   if (!pooled) {
     co_await login_upstream();
   }
@@ -274,9 +335,29 @@ net::awaitable<void> session::login_upstream() {
   login.session_role = route.session_role.value_or("");
   login.scram_max_iterations = route.scram_max_iterations;
   if (state_->crypto) login.scram_executor = state_->crypto->get_executor();
-  const auto dial_started = std::chrono::steady_clock::now();
+  auto dial_started = std::chrono::steady_clock::now();
+  std::optional<upstream_session> opened;
+  std::chrono::steady_clock::duration idle{};
+  if (predial_) opened = co_await take_predial(dial_started, idle);
   if (state_->upstream_connector) {
     upstream_ = co_await state_->upstream_connector(listener_->route->target(cfg_->limits), std::move(login));
+  } else if (opened && opened->conn) {
+    upstream_login again = login;
+    upstream_ = co_await log_in_upstream(std::move(*opened), listener_->route->target(cfg_->limits), std::move(login));
+    const bool connection_lost = upstream_.failed && upstream_.server_error.empty() &&
+                                 (upstream_.failed->code == errc::upstream_protocol ||
+                                  upstream_.failed->code == errc::upstream_unreachable);
+    if (connection_lost && idle >= std::chrono::seconds{1} && !stopping_) {
+      // The server may have closed the idle connection before the login began
+      // (PostgreSQL's authentication_timeout, 1 s at least, runs from the accept:
+      // postmaster.c BackendInitialize, STARTUP_PACKET_TIMEOUT): once more on a new
+      // connection.
+      spdlog::debug("{} login on the connection opened during the Vault call failed ({}); dialling again", prefix(),
+                    upstream_.failed->message);
+      upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(again));
+    }
+  } else if (opened) {
+    upstream_ = std::move(*opened);  // the dial or TLS failed: the same refusal as without the head start
   } else {
     upstream_ = co_await connect_upstream(listener_->route->target(cfg_->limits), std::move(login));
   }
@@ -286,6 +367,20 @@ net::awaitable<void> session::login_upstream() {
                             std::chrono::steady_clock::now() - dial_started);
   state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
   if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+}
+
+// The connection start_predial opened, once it is ready; nullopt when it is older than
+// predial_max_age (it is closed: the login dials anew). `dial_started` moves back by
+// the time the dial itself took, for the connect-duration metric.
+net::awaitable<std::optional<upstream_session>> session::take_predial(
+    std::chrono::steady_clock::time_point& dial_started, std::chrono::steady_clock::duration& idle) {
+  std::shared_ptr<upstream_predial> p = std::move(predial_);
+  boost::system::error_code ignored;
+  while (!p->opened) co_await p->wake.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  idle = std::chrono::steady_clock::now() - p->started - p->took;
+  if (idle > predial_max_age) co_return std::nullopt;
+  dial_started -= p->took;
+  co_return std::move(p->opened);
 }
 
 // No upstream: shutdown or an end request came first, the server refused the login

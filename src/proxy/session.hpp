@@ -115,6 +115,17 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> pass_vault_check();
   [[nodiscard]] bool vault_verified() const;
   boost::asio::awaitable<bool> acquire_credential(bool refetch = false);
+  struct credential_wait;
+  struct upstream_predial;
+  using executor_type = stream::descriptor::executor_type;
+  std::shared_ptr<credential_wait> request_credential(credential_request request);
+  void start_predial();
+  boost::asio::awaitable<std::optional<upstream_session>> take_predial(
+      std::chrono::steady_clock::time_point& dial_started, std::chrono::steady_clock::duration& idle);
+  // A connection opened during the Vault call and idle longer than this is not used:
+  // PostgreSQL closes one that sends no startup packet within authentication_timeout
+  // (60 s by default, 1 s at least).
+  static constexpr std::chrono::seconds predial_max_age{10};
   boost::asio::awaitable<bool> connect_upstream_phase();
   boost::asio::awaitable<void> login_upstream();
   boost::asio::awaitable<void> refuse_failed_login();
@@ -175,6 +186,7 @@ class session : public std::enable_shared_from_this<session> {
   credential_lease::identity token_identity_;  // accessor, display name, entity: for the audit log; never the token
   std::string username_ = "-", lease_id_ = "-";  // for the log, kept after the lease is released
   upstream_session upstream_;
+  std::shared_ptr<upstream_predial> predial_;  // TCP and TLS begun while Vault answers; null when not
   bool reused_ = false;  // upstream_ came from the pool
   std::string pool_key_;
   std::vector<std::uint8_t> pool_parameters_;  // the login's ParameterStatus set, kept for the pool

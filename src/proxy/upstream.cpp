@@ -521,7 +521,7 @@ bool append_set_role_query(std::vector<std::uint8_t>& out, std::string_view role
 
 std::uint64_t scram_keys_derived() noexcept { return scram_derivations.load(std::memory_order_relaxed); }
 
-net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
+net::awaitable<upstream_session> open_upstream(upstream_target target) {
   upstream_session session;
   auto dial_result = co_await dial(target);
   if (!dial_result) {
@@ -531,9 +531,19 @@ net::awaitable<upstream_session> connect_upstream(upstream_target target, upstre
   session.conn = std::move(dial_result.value().conn);
   session.peer = std::move(dial_result.value().peer);
   session.local_address = std::move(dial_result.value().local_address);
-  stream& s = *session.conn;
-  if (target.tls && !co_await start_tls(s, target, session)) co_return session;
+  if (target.tls && !co_await start_tls(*session.conn, target, session)) session.conn.reset();
+  co_return session;
+}
 
+net::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login) {
+  upstream_session session = co_await open_upstream(target);
+  if (!session.conn) co_return session;
+  co_return co_await log_in_upstream(std::move(session), std::move(target), std::move(login));
+}
+
+net::awaitable<upstream_session> log_in_upstream(upstream_session session, upstream_target target,
+                                                 upstream_login login) {
+  stream& s = *session.conn;
   login_state st{target, login, session, s, std::nullopt, {}, {}};
   if (!build_startup(login, session, st.out)) co_return session;
   std::error_code ec;

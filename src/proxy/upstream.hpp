@@ -69,6 +69,14 @@ struct upstream_session {
 // full SCRAM exchange each time.
 boost::asio::awaitable<upstream_session> connect_upstream(upstream_target target, upstream_login login);
 
+// connect_upstream in two steps, so that the first can run while the credential is
+// being fetched. open_upstream: the TCP connection and TLS (verify-full), nothing
+// sent after the handshake; on failure `failed` is set and `conn` is null.
+// log_in_upstream: the login on such a connection (`session.conn` not null).
+boost::asio::awaitable<upstream_session> open_upstream(upstream_target target);
+boost::asio::awaitable<upstream_session> log_in_upstream(upstream_session session, upstream_target target,
+                                                         upstream_login login);
+
 // How many times this process derived SCRAM keys with PBKDF2 (cache misses), for
 // metrics and tests.
 [[nodiscard]] std::uint64_t scram_keys_derived() noexcept;

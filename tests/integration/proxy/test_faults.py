@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -112,6 +113,49 @@ class VaultFaultsTest(ProxyTestCase):
         self.fail_next_creds(mode="delay", delay_ms=1000)
         self.assertGoodLogin(token)
         self.assertEqual(self.vault.dev("GET", "fail"), [], "the delay rule was not used")
+
+    def test_upstream_dialled_while_vault_answers(self):
+        """The upstream TCP connection and TLS handshake start while the creds request
+        is out: PostgreSQL logs the connection before Vault's (delayed) answer."""
+        token = self.make_token(["roach-client"])
+        received = re.compile(r"connection received: host=(127\.0\.0\.1|::1)")
+        before = len(received.findall(self.pg.log_text()))
+        self.fail_next_creds(mode="delay", delay_ms=3000)  # within the class's request_timeout
+        outcome = {}
+
+        def log_in():
+            try:
+                self.assertGoodLogin(token)
+                outcome["ok"] = True
+            except Exception as e:  # reported by the main thread
+                outcome["error"] = e
+        client = threading.Thread(target=log_in)
+        started = time.monotonic()
+        client.start()
+        try:
+            wait_for(lambda: len(received.findall(self.pg.log_text())) > before, timeout=2.5, interval=0.05,
+                     what="PostgreSQL to log vaultwire's connection while Vault delays the credential")
+            self.assertNotIn("ok", outcome, "the login finished before the connection was seen")
+        finally:
+            client.join(timeout=30)
+        self.assertEqual(outcome, {"ok": True})
+        self.assertGreaterEqual(time.monotonic() - started, 3, "Vault's delay was not applied")
+
+    def test_upstream_connection_closed_during_the_vault_call_is_replaced(self):
+        """PostgreSQL drops a connection that sends no startup packet within
+        authentication_timeout; the login then dials again."""
+        token = self.make_token(["roach-client"])
+        self.pg.admin_query("ALTER SYSTEM SET authentication_timeout = '1s'")
+        self.pg.admin_query("SELECT pg_reload_conf()")
+        try:
+            wait_for(lambda: self.pg.admin_query("SHOW authentication_timeout") == [("1s",)], timeout=10,
+                     what="authentication_timeout = 1s")
+            self.fail_next_creds(mode="delay", delay_ms=2500)
+            self.assertGoodLogin(token)
+            self.assertEqual(self.vault.dev("GET", "fail"), [], "the delay rule was not used")
+        finally:
+            self.pg.admin_query("ALTER SYSTEM RESET authentication_timeout")
+            self.pg.admin_query("SELECT pg_reload_conf()")
 
     def test_vault_reset_mid_response_08001(self):
         token = self.make_token(["roach-client"])
