@@ -154,8 +154,9 @@ class session : public std::enable_shared_from_this<session> {
   stream client_;
   std::string peer_;
   std::uint64_t id_;
-  // Made when armed and dropped when done: most sessions spend their life idle in the
-  // splice, with none of the three running (bench/ANALYSIS.md, S4).
+  // Made only when armed (the startup timer is dropped after admission, the lifetime
+  // timer after the splice): most sessions spend their life idle in the splice with
+  // none of the three running, and each is 112 bytes (bench/ANALYSIS.md, S4).
   std::unique_ptr<boost::asio::steady_timer> startup_timer_;       // admission only
   std::unique_ptr<boost::asio::steady_timer> lifetime_timer_;      // [limits] max_session_lifetime
   std::unique_ptr<boost::asio::steady_timer> revoke_grace_timer_;  // [credentials] revoke_grace
