@@ -9,14 +9,19 @@
  * upstream holds when idle: SSLRequest, a TLS handshake verified against CA_FILE and
  * SERVER_NAME (verify-full), a StartupMessage, and the server's first reply read,
  * so everything the server sends after the handshake (TLS 1.3 session tickets) has
- * been processed. The SSL_CTX has vaultwire's modes: TLS 1.2 at least, buffers
- * released when empty, read-ahead. No socket layer, no event loop, no protocol state:
+ * been processed. The SSL_CTX has vaultwire's modes: TLS 1.2 at least, no session
+ * tickets, buffers released when empty, read-ahead. No socket layer, no event loop, no protocol state:
  * only the SSL objects and what they point to.
  *
  * It prints the process's VmRSS before and after the N sessions, the difference per
  * session, and the heap in use per session (glibc's mallinfo2: bytes allocated and
  * not freed, without the allocator's free holes), in KiB, as one line:
  *   tlsfloor sessions=N before_kib=B after_kib=A kib_per_session=K heap_kib_per_session=H
+ * With --sites after N (bench/ANALYSIS.md, S4) it routes OpenSSL's allocations through
+ * counting hooks (CRYPTO_set_mem_functions, which pass OpenSSL's source file and line)
+ * and then prints, per session, the bytes OpenSSL asked for and still holds, and the
+ * number of blocks, by allocating source line. The hooks add a 16-byte header to each
+ * block, so the line's RSS and heap figures are not the floor in that mode.
  * A benchmark tool, not part of vaultwire: blocking sockets with a 30 s timeout, exit
  * status 1 with a message on any failure.
  */
@@ -26,6 +31,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -36,6 +42,89 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+/* --sites: OpenSSL's live allocations by source line (file pointer and line). */
+struct site {
+  const char *file;
+  int line;
+  long bytes, blocks;      /* live now */
+  long bytes0, blocks0;    /* live when the counted sessions began */
+};
+enum { max_sites = 4096 };
+static struct site sites[max_sites];
+struct block_header {
+  size_t size;
+  size_t site;
+};
+
+static size_t site_index(const char *file, int line) {
+  size_t h = ((size_t)(uintptr_t)file ^ (size_t)line * 2654435761u) % max_sites;
+  for (size_t i = 0; i < max_sites; ++i) {
+    struct site *s = &sites[(h + i) % max_sites];
+    if (s->file == NULL) {
+      s->file = file != NULL ? file : "?";
+      s->line = line;
+    }
+    if (s->file == (file != NULL ? file : "?") && s->line == line) return (h + i) % max_sites;
+  }
+  abort();
+}
+
+static void *count_malloc(size_t n, const char *file, int line) {
+  struct block_header *h = malloc(sizeof *h + n);
+  if (h == NULL) return NULL;
+  h->size = n;
+  h->site = site_index(file, line);
+  sites[h->site].bytes += (long)n;
+  sites[h->site].blocks++;
+  return h + 1;
+}
+
+static void count_free(void *p, const char *file, int line) {
+  (void)file;
+  (void)line;
+  if (p == NULL) return;
+  struct block_header *h = (struct block_header *)p - 1;
+  sites[h->site].bytes -= (long)h->size;
+  sites[h->site].blocks--;
+  free(h);
+}
+
+static void *count_realloc(void *p, size_t n, const char *file, int line) {
+  if (p == NULL) return count_malloc(n, file, line);
+  if (n == 0) {
+    count_free(p, file, line);
+    return NULL;
+  }
+  struct block_header *h = (struct block_header *)p - 1;
+  const size_t old = h->size;
+  struct block_header *moved = realloc(h, sizeof *moved + n);
+  if (moved == NULL) return NULL;
+  sites[moved->site].bytes += (long)n - (long)old;
+  moved->size = n;
+  return moved + 1;
+}
+
+static void print_sites(long n) {
+  long total = 0, blocks = 0;
+  for (size_t i = 0; i < max_sites; ++i) {
+    total += sites[i].bytes - sites[i].bytes0;
+    blocks += sites[i].blocks - sites[i].blocks0;
+  }
+  printf("openssl per session: %.1f bytes in %.1f blocks\n", (double)total / (double)n, (double)blocks / (double)n);
+  for (;;) { /* largest first; each site printed once */
+    struct site *best = NULL;
+    for (size_t i = 0; i < max_sites; ++i) {
+      struct site *s = &sites[i];
+      if (s->file == NULL || s->line < 0 || (s->bytes == s->bytes0 && s->blocks == s->blocks0)) continue;
+      if (best == NULL || s->bytes - s->bytes0 > best->bytes - best->bytes0) best = s;
+    }
+    if (best == NULL) break;
+    printf("%9.1f B %7.2f blocks  %s:%d\n", (double)(best->bytes - best->bytes0) / (double)n,
+           (double)(best->blocks - best->blocks0) / (double)n, best->file, best->line);
+    best->line = -1 - best->line; /* printed */
+  }
+}
 
 struct target {
   struct sockaddr_storage addr;
@@ -143,9 +232,14 @@ static SSL *open_session(SSL_CTX *ctx, const struct target *t) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 8) {
-    fprintf(stderr, "usage: tlsfloor HOST PORT CA_FILE SERVER_NAME USER DATABASE N\n");
+  const int by_site = argc == 9 && strcmp(argv[8], "--sites") == 0;
+  if (argc != 8 && !by_site) {
+    fprintf(stderr, "usage: tlsfloor HOST PORT CA_FILE SERVER_NAME USER DATABASE N [--sites]\n");
     return 2;
+  }
+  if (by_site && CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free) != 1) {
+    fprintf(stderr, "tlsfloor: OpenSSL allocated before the counting hooks\n");
+    return 1;
   }
   struct target t;
   memset(&t, 0, sizeof t);
@@ -169,11 +263,11 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  /* vaultwire's upstream context (src/stream.cpp, make_client_tls_context). */
+  /* vaultwire's upstream context (src/net/stream.cpp, make_client_tls_context). */
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == NULL) fail("SSL_CTX_new", NULL, 0);
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
+  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT | SSL_OP_NO_TICKET);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_read_ahead(ctx, 1);
@@ -183,6 +277,10 @@ int main(int argc, char **argv) {
   SSL **sessions = calloc((size_t)n + 1, sizeof *sessions);
   if (sessions == NULL) fail("calloc", NULL, 0);
   sessions[0] = open_session(ctx, &t); /* warm-up, not counted */
+  for (size_t i = 0; i < max_sites; ++i) {
+    sites[i].bytes0 = sites[i].bytes;
+    sites[i].blocks0 = sites[i].blocks;
+  }
   long before = vmrss_kib();
   size_t heap_before = mallinfo2().uordblks;
   for (long i = 1; i <= n; ++i) sessions[i] = open_session(ctx, &t);
@@ -191,6 +289,7 @@ int main(int argc, char **argv) {
   printf("tlsfloor sessions=%ld before_kib=%ld after_kib=%ld kib_per_session=%.1f heap_kib_per_session=%.1f\n", n,
          before, after, (double)(after - before) / (double)n,
          ((double)heap_after - (double)heap_before) / 1024.0 / (double)n);
+  if (by_site) print_sites(n);
   fflush(stdout);
 
   for (long i = 0; i <= n; ++i) {

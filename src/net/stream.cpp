@@ -390,6 +390,13 @@ result<ssl_ctx> make_client_tls_context(const tls_client_context_options& o) {
   auto made = data_path_context(TLS_client_method());
   if (!made) return made;
   SSL_CTX* ctx = made.value().get();
+  // vaultwire never resumes an upstream session (each SSL starts afresh), so a TLS 1.2
+  // server's session ticket would only sit in the SSL_SESSION for the connection's
+  // life: without the session_ticket extension the server sends none (OpenSSL 3.0
+  // ssl/t1_lib.c tls_use_ticket, ssl/statem/extensions_clnt.c
+  // tls_construct_ctos_session_ticket). Client sessions are not cached either:
+  // SSL_CTX_new's cache mode is SSL_SESS_CACHE_SERVER.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   SSL_CTX_set_verify(ctx, o.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!o.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1)
     return failure{errc::setup_failed, "cannot load CA file " + o.ca_file + ": " + openssl_error_text()};

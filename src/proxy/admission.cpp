@@ -50,7 +50,7 @@ std::string describe_startup_error(std::span<const std::uint8_t> in, std::error_
 // either way.
 net::awaitable<bool> session::admit() {
   const bool admitted = (!listener_->config->proxy_protocol || co_await read_proxy_header()) && co_await admission();
-  startup_timer_.cancel();
+  startup_timer_.reset();  // cancels its wait; the handler sees operation_aborted
   if (admitted && !timed_out_ && !stopping_) co_return true;
   if (end_request_ && stopping_) {
     outcome_ = stop_outcome_;

@@ -27,6 +27,7 @@ net::awaitable<bool> session::hand_over() {
   co_await client_.write_all(out, ec);
   if (state_->pool && !reused_) pool_parameters_ = upstream_pool::parameter_status_of(upstream_.handover);
   if (state_->pool && reused_) pool_parameters_ = std::move(upstream_.handover);
+  pool_parameters_.shrink_to_fit();  // kept for the session's life: no spare capacity
   std::vector<std::uint8_t>().swap(upstream_.handover);
   if (ec) {
     outcome_ = session_outcome::client_gone;
@@ -57,7 +58,7 @@ net::awaitable<void> session::run_splice() {
   }
   arm_lifetime_timer();
   traffic_ = co_await splice(client_, *upstream_.conn, control_, std::move(so));
-  lifetime_timer_.cancel();
+  lifetime_timer_.reset();  // cancels its wait, if armed
   if (!traffic_.protocol_violation.empty()) {
     spdlog::warn("{} {}: both sides closed", prefix(), traffic_.protocol_violation);
   }

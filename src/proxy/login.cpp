@@ -247,9 +247,10 @@ void session::on_revoked(lease_event event) {
 void session::arm_revoke_grace(lease_event event) {
   if (revoke_grace_armed_ || control_.ended()) return;
   revoke_grace_armed_ = true;
-  revoke_grace_timer_.expires_after(cfg_->credentials.revoke_grace);
+  revoke_grace_timer_ = make_timer();
+  revoke_grace_timer_->expires_after(cfg_->credentials.revoke_grace);
   auto self = shared_from_this();
-  revoke_grace_timer_.async_wait([self, event](const boost::system::error_code& ec) {
+  revoke_grace_timer_->async_wait([self, event](const boost::system::error_code& ec) {
     if (ec || self->phase_ == session_phase::done || self->control_.ended()) return;
     const std::string grace = duration_text(self->cfg_->credentials.revoke_grace);
     spdlog::warn("{} not idle {} after the {}: ending the session inside its transaction ([credentials] "

@@ -33,10 +33,7 @@ session::session(std::shared_ptr<proxy_state> state, const listener_runtime* lis
       listener_(listener),
       client_(std::move(sd)),
       peer_(std::move(peer)),
-      id_(id),
-      startup_timer_(client_.socket().get_executor()),
-      lifetime_timer_(client_.socket().get_executor()),
-      revoke_grace_timer_(client_.socket().get_executor()) {}
+      id_(id) {}
 
 session::~session() { release_role_slot(); }
 
@@ -57,6 +54,7 @@ net::awaitable<void> session::run() {
   if (!co_await acquire_credential()) co_return;
   phase_ = session_phase::login;
   if (!co_await connect_upstream_phase()) co_return;
+  drop_login_state();
   if (!co_await hand_over()) co_return;
   co_await run_splice();
   co_await release_upstream();
@@ -154,11 +152,20 @@ void session::notice_on_strand(const std::string& message) {
   control_.notice(out);
 }
 
+std::unique_ptr<net::steady_timer> session::make_timer() { return std::make_unique<net::steady_timer>(executor()); }
+
+void session::drop_login_state() {
+  token_.reset();  // secret_string wipes it
+  std::vector<std::pair<std::string, std::string>>().swap(params_);
+  std::vector<std::uint8_t>().swap(early_bytes_);
+}
+
 // The startup timeout covers admission: a timer that refuses and closes.
 void session::arm_startup_timer() {
-  startup_timer_.expires_after(cfg_->limits.startup_timeout);
+  startup_timer_ = make_timer();
+  startup_timer_->expires_after(cfg_->limits.startup_timeout);
   auto self = shared_from_this();
-  startup_timer_.async_wait([self](const boost::system::error_code& ec) {
+  startup_timer_->async_wait([self](const boost::system::error_code& ec) {
     if (ec) return;
     self->timed_out_ = true;
     self->outcome_ = session_outcome::startup_timeout;
@@ -175,9 +182,10 @@ void session::arm_startup_timer() {
 void session::arm_lifetime_timer() {
   const auto& lifetime = cfg_->limits.max_session_lifetime;
   if (!lifetime) return;
-  lifetime_timer_.expires_at(started_ + *lifetime);
+  lifetime_timer_ = make_timer();
+  lifetime_timer_->expires_at(started_ + *lifetime);
   auto self = shared_from_this();
-  lifetime_timer_.async_wait([self](const boost::system::error_code& ec) {
+  lifetime_timer_->async_wait([self](const boost::system::error_code& ec) {
     if (ec) return;
     const std::string message = "terminating connection: the session reached its maximum lifetime of " +
                                 duration_text(*self->cfg_->limits.max_session_lifetime) +
@@ -227,9 +235,9 @@ net::awaitable<void> session::refuse_with(std::string_view sqlstate, const std::
 // closed (unless the pool took it), the lease released, the counters and the log.
 void session::finish() {
   phase_ = session_phase::done;
-  startup_timer_.cancel();
-  lifetime_timer_.cancel();
-  revoke_grace_timer_.cancel();
+  for (auto* timer : {&startup_timer_, &lifetime_timer_, &revoke_grace_timer_}) {
+    if (*timer) (*timer)->cancel();
+  }
   if (issued_key_) state_->cancels.forget(*issued_key_);
   issued_key_.reset();
   if (upstream_.conn) upstream_.conn->close();

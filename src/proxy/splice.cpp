@@ -288,11 +288,12 @@ namespace {
 
 // Decides when the splice's two streams keep their TLS buffers, and frees them when
 // the session goes quiet. Lives in splice()'s frame; its timer's handler runs on the
-// session's strand and touches nothing once `alive` is false.
+// session's strand and touches nothing once `alive` is false. The timer and `alive`
+// are made on the first arm: a session that idles from the start never has them.
 class buffer_keeper {
  public:
   buffer_keeper(const net::any_io_executor& ex, stream& client, stream& server, const splice_control& ctl)
-      : timer_(ex), client_(&client), server_(&server), ctl_(&ctl) {}
+      : ex_(&ex), client_(&client), server_(&server), ctl_(&ctl) {}
 
   // After each read a pump makes. Cheap while the timer is armed, that is, while
   // the session is busy.
@@ -309,8 +310,10 @@ class buffer_keeper {
 
   // The pumps are done: back to OpenSSL's default, buffers freed.
   void stop() {
-    *alive_ = false;
-    timer_.cancel();
+    if (timer_) {
+      *alive_ = false;
+      timer_->cancel();
+    }
     if (!keeping_) return;
     client_->keep_buffers(false);
     server_->keep_buffers(false);
@@ -318,9 +321,13 @@ class buffer_keeper {
 
  private:
   void arm(std::chrono::steady_clock::time_point at) {
+    if (!timer_) {
+      timer_ = std::make_unique<net::steady_timer>(*ex_);
+      alive_ = std::make_shared<bool>(true);
+    }
     armed_ = true;
-    timer_.expires_at(at);
-    timer_.async_wait([this, alive = alive_](const boost::system::error_code& e) {
+    timer_->expires_at(at);
+    timer_->async_wait([this, alive = alive_](const boost::system::error_code& e) {
       if (!*alive) return;
       armed_ = false;
       if (!e) on_timer();
@@ -340,14 +347,21 @@ class buffer_keeper {
     if (!client_freed || !server_freed) arm(now + buffer_hold);
   }
 
-  net::steady_timer timer_;
+  const net::any_io_executor* ex_;  // splice()'s, which outlives the keeper
+  std::unique_ptr<net::steady_timer> timer_;
   stream* client_;
   stream* server_;
   const splice_control* ctl_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<bool> alive_;
   unsigned reads_ = 0;
   bool keeping_ = false;
   bool armed_ = false;
+};
+
+struct idle_watchdog {
+  explicit idle_watchdog(const net::any_io_executor& ex) : timer(ex) {}
+  net::steady_timer timer;
+  std::function<void(const boost::system::error_code&)> check;
 };
 
 // What a pump leaves of its two streams once it stops, by how it stopped.
@@ -485,32 +499,35 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
   splice_access::configure(control, options);
   control.start(client, server, options.ready_status);
 
-  // The idle watchdog: one timer per session, re-armed to the last activity plus the
-  // timeout. Idle means the server waits for the client (its last message was
-  // ReadyForQuery, nothing in flight) and nothing moved since: a long-running query
-  // is not idle. Its handler runs on this strand. A completion already queued when
-  // the splice ends finds `alive` false and touches nothing of this frame.
-  net::steady_timer idle(ex);
+  // The idle watchdog ([limits] client_idle_timeout, made only when set): one timer per
+  // session, re-armed to the last activity plus the timeout. Idle means the server
+  // waits for the client (its last message was ReadyForQuery, nothing in flight) and
+  // nothing moved since: a long-running query is not idle. Its handler runs on this
+  // strand. A completion already queued when the splice ends finds `alive` false and
+  // touches nothing of this frame.
+  std::unique_ptr<idle_watchdog> idle;
   bool idle_fired = false;
-  auto alive = std::make_shared<bool>(true);
-  std::function<void(const boost::system::error_code&)> check_idle;
-  check_idle = [&, alive](const boost::system::error_code& e) {
-    if (e || !*alive || control.ended() || control.client_terminated_idle()) return;
-    const auto now = std::chrono::steady_clock::now();
-    const auto deadline = control.waiting_for_client() ? splice_access::last_activity(control) + *options.idle_timeout
-                                                       : now + *options.idle_timeout;
-    if (now < deadline) {
-      idle.expires_at(deadline);
-      idle.async_wait(check_idle);
-      return;
-    }
-    // Waiting for the client at a message boundary: the ErrorResponse lands whole.
-    idle_fired = true;
-    control.end_now(std::move(options.idle_message), "idle timeout");
-  };
+  std::shared_ptr<bool> alive;
   if (options.idle_timeout && !control.ended()) {
-    idle.expires_after(*options.idle_timeout);
-    idle.async_wait(check_idle);
+    idle = std::make_unique<idle_watchdog>(ex);
+    alive = std::make_shared<bool>(true);
+    idle->check = [&, alive](const boost::system::error_code& e) {
+      if (e || !*alive || control.ended() || control.client_terminated_idle()) return;
+      const auto now = std::chrono::steady_clock::now();
+      const auto deadline = control.waiting_for_client()
+                                ? splice_access::last_activity(control) + *options.idle_timeout
+                                : now + *options.idle_timeout;
+      if (now < deadline) {
+        idle->timer.expires_at(deadline);
+        idle->timer.async_wait(idle->check);
+        return;
+      }
+      // Waiting for the client at a message boundary: the ErrorResponse lands whole.
+      idle_fired = true;
+      control.end_now(std::move(options.idle_message), "idle timeout");
+    };
+    idle->timer.expires_after(*options.idle_timeout);
+    idle->timer.async_wait(idle->check);
   }
 
   if (!control.ended()) {
@@ -527,8 +544,10 @@ net::awaitable<splice_result> splice(stream& client, stream& server, splice_cont
     }
     keeper.stop();
   }
-  *alive = false;
-  idle.cancel();
+  if (idle) {
+    *alive = false;
+    idle->timer.cancel();
+  }
 
   splice_result r = splice_outcome(up, down, control, idle_fired);
   control.finish();
