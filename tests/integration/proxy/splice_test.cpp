@@ -331,19 +331,35 @@ net::awaitable<void> read_three(stream* s, net::steady_timer* gate, std::vector<
   }
 }
 
+// A stream on one end of a socket pair, read_three running on it; the test holds
+// the other end.
+struct reader {
+  net::io_context io;
+  std::optional<stream> s;
+  int peer = -1;
+  net::steady_timer gate{io, std::chrono::steady_clock::time_point::max()};
+  std::vector<std::string> got;
+
+  reader() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    s.emplace(stream::descriptor(io, fds[0]));
+    peer = fds[1];
+    net::co_spawn(io, read_three(&*s, &gate, &got), net::detached);
+  }
+  ~reader() { ::close(peer); }
+};
+
 }  // namespace
 
 // Asio's registration is edge-triggered: a read wait must still see bytes whose edge
 // the reactor took while no wait was queued (a wait that skips the re-arm loses them).
 TEST_CASE("stream: a read wait after a drained read sees bytes that came in between", "[integration][splice]") {
-  net::io_context io;
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  stream s{stream::descriptor(io, fds[0])};
-  const int peer = fds[1];
-  net::steady_timer gate(io, std::chrono::steady_clock::time_point::max());
-  std::vector<std::string> got;
-  net::co_spawn(io, read_three(&s, &gate, &got), net::detached);
+  reader r;
+  auto& io = r.io;
+  auto& gate = r.gate;
+  auto& got = r.got;
+  const int peer = r.peer;
   io.run_for(std::chrono::milliseconds(20));  // the first read found nothing and waits
   CHECK(got.empty());
 
@@ -367,21 +383,17 @@ TEST_CASE("stream: a read wait after a drained read sees bytes that came in betw
   put(peer, {'t', 'h', 'r', 'e', 'e'});
   for (int i = 0; i < 100 && got.size() < 3; ++i) io.run_for(std::chrono::milliseconds(10));
   CHECK(got == std::vector<std::string>{"one", "two", "three"});
-  ::close(peer);
 }
 
 // Bytes and the peer's FIN in one epoll report: the read that takes the bytes comes
 // back short without seeing the end, and no new edge follows. The wait after it must
 // still report the end of stream (a wait that trusts the short read hangs here).
 TEST_CASE("stream: an end of stream that came with the last bytes ends the next read", "[integration][splice]") {
-  net::io_context io;
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-  stream s{stream::descriptor(io, fds[0])};
-  const int peer = fds[1];
-  net::steady_timer gate(io, std::chrono::steady_clock::time_point::max());
-  std::vector<std::string> got;
-  net::co_spawn(io, read_three(&s, &gate, &got), net::detached);
+  reader r;
+  auto& io = r.io;
+  auto& gate = r.gate;
+  auto& got = r.got;
+  const int peer = r.peer;
   io.run_for(std::chrono::milliseconds(20));  // waiting, its wait queued in the reactor
   put(peer, {'l', 'a', 's', 't'});
   REQUIRE(::shutdown(peer, SHUT_WR) == 0);
@@ -392,5 +404,4 @@ TEST_CASE("stream: an end of stream that came with the last bytes ends the next 
   for (int i = 0; i < 100 && !io.stopped(); ++i) io.run_for(std::chrono::milliseconds(10));
   CHECK(io.stopped());
   CHECK(got == std::vector<std::string>{"last"});
-  ::close(peer);
 }
