@@ -142,8 +142,14 @@ void credential_lease::subscribe(std::function<void(lease_event)> callback) {
     std::lock_guard lock{state_->mutex};
     auto it = entry_->sessions.find(session_id_);
     if (it == entry_->sessions.end()) return;
-    it->second = callback;
     missed = entry_->ended_by;
+    // A copy only for the rare event already missed (called below, outside the lock).
+    if (missed && callback) {
+      it->second = callback;
+    } else {
+      it->second = std::move(callback);
+      callback = nullptr;
+    }
   }
   if (missed && callback) callback(*missed);  // outside the lock, on this thread
 }

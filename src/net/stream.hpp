@@ -2,7 +2,8 @@
 // once started, a TLS session driven directly with OpenSSL on the non-blocking
 // descriptor (DESIGN.md "TLS and memory on the data path"). Readiness comes from
 // Asio's async_wait; OpenSSL runs with SSL_MODE_RELEASE_BUFFERS, so an idle TLS
-// stream holds no record buffers (a busy splice keeps them: keep_buffers). This is
+// stream holds no record buffers (a busy splice keeps them: keep_buffers, and so does
+// the pooled connection it leaves, until the pool's sweep finds it idle). This is
 // the one place that touches SSL_read / SSL_write on the data path, so kTLS can be
 // tried here later.
 //

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -290,14 +291,28 @@ void guarded(const char* what, F f) noexcept {
   }
 }
 
+// The connections series of one result. Family::Add builds a label map and hashes it
+// under the family's lock; results are a handful of fixed words, so each is looked up
+// once and then found here without allocating.
+prometheus::Counter& connections_series(registry_t& r, std::string_view result) {
+  static std::mutex mutex;
+  static std::map<std::string, prometheus::Counter*, std::less<>> series;
+  std::lock_guard lock{mutex};
+  if (auto it = series.find(result); it != series.end()) return *it->second;
+  std::string label(result);
+  auto& c = r.connections.Add({{"result", label}});
+  series.emplace(std::move(label), &c);
+  return c;
+}
+
 }  // namespace
 
 void client_connection_closed(std::string_view result, seconds_d duration, std::uint64_t bytes_client_to_server,
                               std::uint64_t bytes_server_to_client) {
   guarded("client_connection_closed", [&] {
     auto& r = reg();
-    const std::string label(result.empty() ? "unknown" : result);
-    r.connections.Add({{"result", label}}).Increment();
+    const std::string_view label = result.empty() ? std::string_view{"unknown"} : result;
+    connections_series(r, label).Increment();
     // The series with fixed labels are looked up once (Family::Add hashes the labels
     // under the family's lock on every call); the registry lives as long as the process.
     static auto& duration_series = r.session_duration.Add({}, session_buckets());
@@ -307,7 +322,7 @@ void client_connection_closed(std::string_view result, seconds_d duration, std::
     if (bytes_client_to_server > 0) up.Increment(static_cast<double>(bytes_client_to_server));
     if (bytes_server_to_client > 0) down.Increment(static_cast<double>(bytes_server_to_client));
     for (auto reason : auth_failure_results) {
-      if (result == reason) r.auth_failures.Add({{"reason", label}}).Increment();
+      if (result == reason) r.auth_failures.Add({{"reason", std::string(label)}}).Increment();
     }
   });
 }

@@ -308,7 +308,11 @@ class buffer_keeper {
     arm(std::chrono::steady_clock::now() + buffer_hold);
   }
 
-  // The pumps are done: back to OpenSSL's default, buffers freed.
+  // The pumps are done: the client's stream goes back to OpenSSL's default, its
+  // buffers freed. The server's stream keeps them: a busy session's connection goes
+  // back to the pool, whose reset and next session would allocate them at once; the
+  // pool frees them once the connection has sat idle (upstream_pool::sweep), and a
+  // connection that is closed frees them with its SSL.
   void stop() {
     if (timer_) {
       *alive_ = false;
@@ -316,7 +320,6 @@ class buffer_keeper {
     }
     if (!keeping_) return;
     client_->keep_buffers(false);
-    server_->keep_buffers(false);
   }
 
  private:

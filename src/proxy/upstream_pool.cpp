@@ -11,6 +11,7 @@
 #include <array>
 #include <exception>
 #include <iterator>
+#include <optional>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -26,6 +27,9 @@ namespace net = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
+
+// How long an idle connection keeps the TLS record buffers its last session kept.
+constexpr auto buffer_idle = std::chrono::seconds(1);
 
 // Replies to a reset query are small; anything larger is not a reset.
 constexpr std::size_t max_reset_message = 1024 * 1024;
@@ -113,6 +117,33 @@ void append_field(std::string& out, std::string_view s) {
   out += ',';
 }
 
+// The reset's write: reset_query as one simple Query, then SET ROLE. Returns how many
+// queries it holds, or -1 (and `why`) when one cannot be sent.
+int reset_queries(const std::string& reset_query, const std::string& session_role, std::vector<std::uint8_t>& out,
+                  std::string& why) {
+  // One allocation for the whole write: the builder would otherwise grow it per field.
+  out.reserve(reset_query.size() + session_role.size() + 64);
+  int queries = 0;
+  if (!reset_query.empty()) {
+    pgwire::message_builder b(out);
+    b.begin(pgwire::frontend_type::query);
+    b.add_cstring(reset_query);
+    if (!b.finish()) {
+      why = "the reset query cannot be sent (it contains NUL)";
+      return -1;
+    }
+    ++queries;
+  }
+  if (!session_role.empty()) {
+    if (!append_set_role_query(out, session_role)) {
+      why = "the session role cannot be sent (it contains NUL)";
+      return -1;
+    }
+    ++queries;
+  }
+  return queries;
+}
+
 // The timer that bounds a reset: closing the stream cancels the pending read or
 // write (STYLE.md §2 rule 4). Runs on the coroutine's strand; a completion queued
 // after the reset finished finds `alive` false and touches nothing.
@@ -124,7 +155,8 @@ struct reset_guard {
 // What one reply of the reset means: keep reading, done (ReadyForQuery 'I'), or failed.
 enum class reply { more, done, failed };
 
-reply on_reset_reply(const pgwire::message_view& m, param_list& params, std::string& why) {
+// `params` is set (decoded) before a ParameterStatus reaches here.
+reply on_reset_reply(const pgwire::message_view& m, std::optional<param_list>& params, std::string& why) {
   switch (m.type) {
     case pgwire::backend_type::command_complete:
     case pgwire::backend_type::row_description:
@@ -139,7 +171,7 @@ reply on_reset_reply(const pgwire::message_view& m, param_list& params, std::str
         why = "the reset's ParameterStatus is malformed";
         return reply::failed;
       }
-      update_parameter(params, std::move(ps.value().name), std::move(ps.value().value));
+      update_parameter(*params, std::move(ps.value().name), std::move(ps.value().value));
       return reply::more;
     }
     case pgwire::backend_type::error_response: {
@@ -164,6 +196,29 @@ reply on_reset_reply(const pgwire::message_view& m, param_list& params, std::str
       why = std::string("the reset got an unexpected message '") + m.type + "'";
       return reply::failed;
   }
+}
+
+// Decodes the replies in `bytes` and returns how many bytes it used. `state` becomes
+// done after the last query's ReadyForQuery, or failed (with `why`). `params` is
+// decoded from the connection's set `current` at the first ParameterStatus.
+std::size_t take_reset_replies(std::span<const std::uint8_t> bytes, int& queries, reply& state,
+                               std::span<const std::uint8_t> current, std::optional<param_list>& params,
+                               std::string& why) {
+  std::size_t used = 0;
+  while (state == reply::more) {
+    const auto r = pgwire::decode_message(bytes.subspan(used), max_reset_message, pgwire::direction::backend);
+    if (r.status == pgwire::decode_status::need_more) break;
+    if (r.status == pgwire::decode_status::error) {
+      why = "the reset's reply is malformed: " + r.error.message();
+      state = reply::failed;
+      break;
+    }
+    if (r.message.type == pgwire::backend_type::parameter_status && !params) params = decode_parameter_status(current);
+    state = on_reset_reply(r.message, params, why);
+    used += r.consumed;
+    if (state == reply::done && --queries > 0) state = reply::more;
+  }
+  return used;
 }
 
 }  // namespace
@@ -397,25 +452,8 @@ void upstream_pool::make_room_locked(const std::string& key, std::vector<victim>
 
 net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why) {
   std::vector<std::uint8_t> query;
-  int queries = 0;
-  if (!cfg_.reset_query.empty()) {
-    pgwire::message_builder b(query);
-    b.begin(pgwire::frontend_type::query);
-    b.add_cstring(cfg_.reset_query);
-    if (!b.finish()) {
-      why = "the reset query cannot be sent (it contains NUL)";
-      co_return false;
-    }
-    ++queries;
-  }
-  if (!up.session_role.empty()) {
-    if (!append_set_role_query(query, up.session_role)) {
-      why = "the session role cannot be sent (it contains NUL)";
-      co_return false;
-    }
-    ++queries;
-  }
-  if (queries == 0) co_return true;
+  int queries = reset_queries(cfg_.reset_query, up.session_role, query, why);
+  if (queries <= 0) co_return queries == 0;
 
   stream& s = *up.conn;
   net::steady_timer timer(co_await net::this_coro::executor);
@@ -427,32 +465,32 @@ net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why)
     conn->close();
   });
 
-  param_list params = decode_parameter_status(up.parameter_status);
+  // The connection's ParameterStatus set is decoded only if the reply changes it:
+  // DISCARD ALL after an ordinary session reports nothing.
+  std::optional<param_list> params;
   reply state = reply::more;
   std::error_code ec;
   co_await s.write_all(query, ec);
+  // A reply usually arrives whole in one read and is decoded where it was read;
+  // `in` holds only what a read left incomplete.
   std::vector<std::uint8_t> in;
   std::array<std::uint8_t, 4096> chunk{};
   while (!ec && state == reply::more) {
     const std::size_t n = co_await s.read_some(chunk, ec);
     if (ec) break;
-    in.insert(in.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
-    std::size_t used = 0;
-    while (state == reply::more) {
-      const auto r = pgwire::decode_message(std::span<const std::uint8_t>(in).subspan(used), max_reset_message,
-                                            pgwire::direction::backend);
-      if (r.status == pgwire::decode_status::need_more) break;
-      if (r.status == pgwire::decode_status::error) {
-        why = "the reset's reply is malformed: " + r.error.message();
-        state = reply::failed;
-        break;
-      }
-      state = on_reset_reply(r.message, params, why);
-      used += r.consumed;
-      if (state == reply::done && --queries > 0) state = reply::more;
+    std::span<const std::uint8_t> bytes(chunk.data(), n);
+    if (!in.empty()) {
+      in.insert(in.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+      bytes = in;
     }
-    in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(used));
-    if (state == reply::done && !in.empty()) {
+    const std::size_t used = take_reset_replies(bytes, queries, state, up.parameter_status, params, why);
+    const bool left_over = used < bytes.size();
+    if (in.empty()) {
+      if (left_over) in.assign(bytes.begin() + static_cast<std::ptrdiff_t>(used), bytes.end());
+    } else {
+      in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(used));
+    }
+    if (state == reply::done && left_over) {
       why = "the server sent more after the reset's ReadyForQuery";
       state = reply::failed;
     }
@@ -468,7 +506,7 @@ net::awaitable<bool> upstream_pool::reset(pooled_upstream& up, std::string& why)
     why = "the server sent more after the reset's ReadyForQuery";
     co_return false;
   }
-  up.parameter_status = encode_parameter_status(params);
+  if (params) up.parameter_status = encode_parameter_status(*params);
   co_return true;
 }
 
@@ -506,6 +544,11 @@ void upstream_pool::sweep() {
         it = idle_.erase(it);
         ++stats_.discards;
       } else {
+        // A busy session hands its connection over with the TLS buffers kept (see the
+        // splice's buffer_keeper); one nobody took for a while gives them back. No
+        // operation is outstanding on an idle entry, and the pool's lock keeps
+        // checkouts away meanwhile.
+        if (now - it->idle_since >= buffer_idle && it->up.conn->keeps_buffers()) it->up.conn->keep_buffers(false);
         ++it;
       }
     }

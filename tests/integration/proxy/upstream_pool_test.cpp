@@ -449,12 +449,31 @@ TEST_CASE("upstream_pool: evict_lease and idle_timeout", "[integration][pool][co
     CHECK(std::chrono::steady_clock::now() - kept_at >= 300ms);
     CHECK(f.backend_gone(pid));
   }
+  SECTION("an idle connection gives back the TLS buffers a busy session kept") {
+    auto pool = std::make_shared<upstream_pool>(config());
+    auto up = f.login("lease-1");
+    stream* conn = up.conn.get();
+    conn->keep_buffers(true);
+    REQUIRE(f.checkin(pool, "k", std::move(up)));
+    CHECK(conn->keeps_buffers());  // the reset ran with them
+    const auto kept_at = std::chrono::steady_clock::now();
+    while (conn->keeps_buffers() && std::chrono::steady_clock::now() < kept_at + 10s) {
+      pool->sweep();
+      std::this_thread::sleep_for(10ms);
+    }
+    CHECK_FALSE(conn->keeps_buffers());
+    CHECK(std::chrono::steady_clock::now() - kept_at >= 900ms);
+    REQUIRE(pool->stats().idle == 1);  // still pooled, and still answers
+    auto again = pool->checkout("k", f.io.get_executor());
+    REQUIRE(again);
+    CHECK(f.sql(*again->conn, "select 7").rows == std::vector<std::string>{"7"});
+  }
 }
 
 // The splice's TLS buffers (stream::keep_buffers): a session that keeps exchanging
 // messages keeps the upstream's record buffers instead of allocating, freeing and
-// wiping them per query; once quiet it frees them; at its end OpenSSL's default
-// (free each buffer as it empties) is back for the pooled connection.
+// wiping them per query; once quiet it frees them; at its end the upstream keeps
+// them for the pool (whose sweep frees them once the connection idles).
 TEST_CASE("splice: a busy session keeps its TLS buffers, a quiet one frees them", "[integration][splice][pool]") {
   pool_fixture f;
   auto up = f.login("lease-1");
@@ -523,13 +542,14 @@ TEST_CASE("splice: a busy session keeps its TLS buffers, a quiet one frees them"
   CHECK(server.keeps_buffers());
   CHECK(query(13) == "13");
 
-  // The client ends the idle session: the server connection goes back with the
-  // default restored and still answers.
+  // The client ends the idle session: the busy session's server connection goes
+  // back still keeping its buffers (the pool's reset and the next session need them
+  // at once; the pool's sweep gives them back when nobody does) and still answers.
   const std::vector<std::uint8_t> terminate{'X', 0, 0, 0, 4};
   REQUIRE(::send(peer, terminate.data(), terminate.size(), MSG_NOSIGNAL) == 5);
   REQUIRE(run_until([&] { return result.has_value(); }));
   CHECK(result->client_terminated_idle);
-  CHECK_FALSE(server.keeps_buffers());
+  CHECK(server.keeps_buffers());
   CHECK(server.buffer_frees() > frees);
   const auto after = f.sql(server, "select 42");
   CHECK(after.rows == std::vector<std::string>{"42"});
