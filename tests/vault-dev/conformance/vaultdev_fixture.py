@@ -582,7 +582,8 @@ class VaultDevTestCase(unittest.TestCase):
     def setUpClass(cls):
         cls._any_failure = False
         cls.pg = PgHarness(auth=cls.pg_auth, max_connections=cls.pg_max_connections)
-        cls.vault = VaultDev(extra_args=cls.vault_args, **cls.vault_kwargs())
+        kwargs = cls.vault_kwargs()  # may set cls.vault_args too
+        cls.vault = VaultDev(extra_args=cls.vault_args, **kwargs)
         cls.addClassCleanup(cls._stop_fixtures)
         try:
             cls.pg.start()
