@@ -4,6 +4,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -42,6 +43,7 @@ std::vector<X509Ptr> parse_pem_certs(const std::string& pem) {
     OPENSSL_free(data);
   }
   BIO_free(bio);
+  ERR_clear_error();  // the end of the PEM data queues an error; handlers share threads
   return out;
 }
 
@@ -255,6 +257,7 @@ class CertAuth : public AuthBackend {
     sk_X509_free(untrusted);
     X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);
+    ERR_clear_error();
     if (!error.empty()) throw StatusError(500, "failed to verify client's certificate: x509: " + error);
     return out;
   }

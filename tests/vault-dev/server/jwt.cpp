@@ -5,6 +5,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -143,11 +144,23 @@ std::vector<PublicKey> parse_public_keys_pem(const std::string& pem) {
     if (key) keys.emplace_back(key, EVP_PKEY_free);
   }
   BIO_free(bio);
+  ERR_clear_error();  // the end of the PEM data queues an error; handlers share threads
   if (keys.empty()) throw JwtError("data does not contain any valid RSA or ECDSA public keys");
   return keys;
 }
 
+namespace {
+bool verify_jws_inner(const ParsedJws& jws, const PublicKey& key);
+}
+
 bool verify_jws(const ParsedJws& jws, const PublicKey& key) {
+  bool ok = verify_jws_inner(jws, key);
+  ERR_clear_error();  // a failed verification queues errors; handlers share threads
+  return ok;
+}
+
+namespace {
+bool verify_jws_inner(const ParsedJws& jws, const PublicKey& key) {
   EVP_PKEY* k = key.get();
   const std::string& alg = jws.alg;
   const auto* sig = reinterpret_cast<const unsigned char*>(jws.signature.data());
@@ -174,5 +187,7 @@ bool verify_jws(const ParsedJws& jws, const PublicKey& key) {
   }
   return EVP_DigestVerify(ctx.p, sig, jws.signature.size(), msg, jws.signing_input.size()) == 1;
 }
+
+}  // namespace
 
 }  // namespace vd
