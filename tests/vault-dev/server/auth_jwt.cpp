@@ -402,8 +402,6 @@ class JwtAuth : public AuthBackend {
 };
 
 // ----------------------------------------------------------------- kubernetes
-// The service account token's issuer in Kubernetes before bound tokens.
-constexpr const char* kDefaultK8sIssuer = "kubernetes/serviceaccount";
 constexpr std::int64_t kCapDefaultLeeway = 150;  // hashicorp/cap jwt DefaultLeewaySeconds
 
 struct K8sConfig {
@@ -419,8 +417,9 @@ struct K8sRole {
   TokenParams token;
 };
 
-// path_login.go serviceAccount: the legacy secret-based claims at the top level, or a
-// projected token's "kubernetes.io" object (namespace, serviceaccount {name, uid}).
+// path_login.go serviceAccount and its name(), namespace(), uid(): the legacy
+// secret-based claims at the top level, unless a projected token's "kubernetes.io"
+// object (namespace, serviceaccount {name, uid}) is there, which wins.
 struct ServiceAccount {
   std::string name, uid, ns, secret_name;
   explicit ServiceAccount(const json& c) {
@@ -434,11 +433,11 @@ struct ServiceAccount {
     secret_name = str(c, "kubernetes.io/serviceaccount/secret.name");
     auto k8s = c.find("kubernetes.io");
     if (k8s != c.end() && k8s->is_object()) {
-      if (ns.empty()) ns = str(*k8s, "namespace");
+      ns = str(*k8s, "namespace");
       auto sa = k8s->find("serviceaccount");
       if (sa != k8s->end() && sa->is_object()) {
-        if (name.empty()) name = str(*sa, "name");
-        if (uid.empty()) uid = str(*sa, "uid");
+        name = str(*sa, "name");
+        uid = str(*sa, "uid");
       }
     }
   }
@@ -486,8 +485,10 @@ class KubernetesAuth : public AuthBackend {
   // path_login.go pathLogin and parseAndValidateJWT. Real Vault then asks the
   // Kubernetes TokenReview API whether the token is still valid; vault-dev cannot, and
   // accepts a token whose signature one of the configured pem_keys verifies (the keys
-  // real Vault also checks signatures with when they are set). The JWT's refusals are
-  // logical.CodedError(403, ...).
+  // real Vault also checks signatures with when they are set). A bad signature is
+  // logical.ErrPermissionDenied, the other refusals logical.CodedError(403, ...); a
+  // login's error reaches the client as it is (request_handling.go handleLoginRequest
+  // returns the route's error unwrapped).
   LoginAuth login(const json& body, const PeerCerts&, const SysView&) override {
     std::string role_name = body_string(body, "role");
     if (role_name.empty()) throw BadRequest("missing role");
@@ -510,15 +511,16 @@ class KubernetesAuth : public AuthBackend {
     }
     bool valid = false;
     for (auto& k : config_->keys) valid = valid || verify_jws(jws, k);
-    if (!valid) throw StatusError(403, "error verifying token signature: no known key successfully validated the token signature");
+    if (!valid) throw StatusError(403, "permission denied");
     const json& c = jws.claims;
     std::int64_t now = unix_seconds(Clock::now());
     std::int64_t exp = numeric_date(c, "exp"), nbf = numeric_date(c, "nbf");
     if (exp != 0 && now - kCapDefaultLeeway > exp) throw StatusError(403, kErrExpired);
     if (nbf != 0 && now + kCapDefaultLeeway < nbf) throw StatusError(403, kErrNotValidYet);
-    if (!config_->disable_iss_validation) {
-      std::string want = config_->issuer.empty() ? kDefaultK8sIssuer : config_->issuer;
-      if (claim_string(c, "iss") != want) throw StatusError(403, kErrIssuer);
+    // Only a configured issuer is expected (with none, parseAndValidateJWT fills in
+    // kubernetes/serviceaccount for the config but not for the check).
+    if (!config_->disable_iss_validation && !config_->issuer.empty() && claim_string(c, "iss") != config_->issuer) {
+      throw StatusError(403, kErrIssuer);
     }
     if (!role.audience.empty()) {
       bool match = false;
@@ -529,9 +531,10 @@ class KubernetesAuth : public AuthBackend {
     if (role.names.size() > 1 || role.names[0] != "*") {
       if (!list_contains_glob(role.names, sa.name)) throw StatusError(403, "service account name not authorized");
     }
-    if (role.namespaces.size() > 1 || role.namespaces[0] != "*") {
-      if (!list_contains_glob(role.namespaces, sa.ns)) throw StatusError(403, "namespace not authorized");
+    if (role.namespaces[0] != "*" && !list_contains_glob(role.namespaces, sa.ns)) {
+      throw StatusError(403, "namespace not authorized");
     }
+    if (sa.uid.empty()) throw StatusError(500, "could not parse UID from claims");
     LoginAuth a;
     a.display_name = sa.ns + "-" + sa.name;
     a.alias = role.alias_name_source == "serviceaccount_name" ? sa.ns + "/" + sa.name : sa.uid;
