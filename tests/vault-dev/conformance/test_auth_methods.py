@@ -354,7 +354,7 @@ class AppRole(AuthTestCase):
         self.assertVaultError(hvac.exceptions.InvalidRequest,
                               ["at least one constraint should be enabled on the role"],
                               self.approle.create_or_update_approle, "loose", bind_secret_id=False)
-        self.assertVaultError(hvac.exceptions.InvalidRequest, ["role \"absent\" does not exist"],
+        self.assertVaultError(hvac.exceptions.InvalidPath, ["role \"absent\" does not exist"],
                               self.approle.generate_secret_id, "absent")
         self.approle.delete_role("managed")
         with self.assertRaises(hvac.exceptions.InvalidPath):

@@ -104,7 +104,7 @@ class Approle : public AuthBackend {
       return {};
     }
     if (sub == "secret-id/" && op == "list") {
-      if (it == roles_.end()) throw BadRequest("role \"" + name + "\" does not exist");
+      if (it == roles_.end()) throw StatusError(404, "role \"" + name + "\" does not exist");
       std::vector<std::string> keys;
       expire_secret_ids(it->second);
       for (auto& [_, s] : it->second.secret_ids) keys.push_back(s.accessor);
@@ -199,8 +199,10 @@ class Approle : public AuthBackend {
  private:
   Role& need_role(const std::string& name) {
     auto it = roles_.find(name);
-    // path_role.go handleRoleSecretIDCommon and the role's sub-paths.
-    if (it == roles_.end()) throw BadRequest("role \"" + name + "\" does not exist");
+    // path_role.go handleRoleSecretIDCommon: ErrorResponse with ErrUnsupportedPath, a 404
+    // with the response's text (sdk/logical/response_util.go RespondErrorCommon); used
+    // for the role's other sub-paths too.
+    if (it == roles_.end()) throw StatusError(404, "role \"" + name + "\" does not exist");
     return it->second;
   }
 
