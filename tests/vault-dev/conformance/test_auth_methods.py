@@ -533,12 +533,13 @@ class Kubernetes(AuthTestCase):
 
     def test_role_and_config(self):
         kube = self.root.auth.kubernetes
-        data = kube.read_role("app")["data"]
+        # hvac's kubernetes read_role and read_config return the answer's data.
+        data = kube.read_role("app")
         self.assertEqual(data["bound_service_account_names"], ["vaultwire"])
         self.assertEqual(data["bound_service_account_namespaces"], ["apps"])
         self.assertEqual(data["token_policies"], ["app-creds"])
         self.assertEqual(data["token_ttl"], 3600)
-        config = kube.read_config()["data"]
+        config = kube.read_config()
         self.assertEqual(config["kubernetes_host"], "https://kubernetes.vault-dev.test:6443")
         self.assertEqual(len(config["pem_keys"]), 1)
         # A glob in the bound names (path_login.go: strutil.StrListContainsGlob).
