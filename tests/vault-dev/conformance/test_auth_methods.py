@@ -335,6 +335,16 @@ class AppRole(AuthTestCase):
         creds = self.creds_with(auth["client_token"], "approle")
         self.assertTrue(295 <= creds["lease_duration"] <= 300, creds["lease_duration"])
 
+    def test_token_num_uses(self):
+        self.approle.create_or_update_approle("limited", token_policies=["app-creds"], token_num_uses=2)
+        auth = self.login("limited")["auth"]
+        self.assertEqual(auth["num_uses"], 2)
+        client = self.client(token=auth["client_token"])
+        self.assertEqual(client.auth.token.lookup_self()["data"]["num_uses"], 1)
+        client.secrets.database.generate_credentials("app")
+        with self.assertRaises(hvac.exceptions.Forbidden):
+            client.auth.token.lookup_self()
+
     def test_role_management(self):
         self.approle.create_or_update_approle("managed", token_policies=["app-creds"], token_ttl="5m",
                                               secret_id_num_uses=3)
@@ -433,6 +443,18 @@ class Jwt(AuthTestCase):
         self.assertVaultError(hvac.exceptions.InvalidRequest, ['role "nope" could not be found'],
                               self.login, self.jwt(self.rsa, self.claims()), "nope")
 
+    def test_bound_subject(self):
+        self.root.auth.jwt.create_role("alice-only", "sub", None, role_type="jwt", bound_subject="alice",
+                                       token_policies=["app-creds"])
+        self.login(self.jwt(self.rsa, self.claims(aud=None)), role="alice-only")
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["error validating claims: square/go-jose/jwt: validation failed, invalid subject claim "
+                               "(sub)"], self.login, self.jwt(self.rsa, self.claims(sub="bob", aud=None)), "alice-only")
+        # A role without bound audiences refuses a token that has one (claims.go, strict).
+        self.assertVaultError(hvac.exceptions.InvalidRequest,
+                              ["audience claim found in JWT but no audiences bound to the role"],
+                              self.login, self.jwt(self.rsa, self.claims()), "alice-only")
+
     def test_exp_within_clock_skew_leeway(self):
         # go-jose's default leeway of a minute (clock_skew_leeway 0 or unset).
         auth = self.login(self.jwt(self.rsa, self.claims(exp=int(time.time()) - 30)))["auth"]
@@ -522,14 +544,27 @@ class Kubernetes(AuthTestCase):
             (self.jwt(self.signer, self.projected_claims(namespace="other")), "namespace not authorized"),
             # path_login.go: a signature no pem_key verifies is logical.ErrPermissionDenied.
             (self.jwt(self.stranger, self.legacy_claims()), "permission denied"),
+            ("not-a-jwt", "permission denied"),
+            # hashicorp/cap jwt.go validateAll's texts, as logical.CodedError(403).
             (self.jwt(self.signer, self.projected_claims(exp_in=-600)),
-             "square/go-jose/jwt: validation failed, token is expired (exp)"),
+             "invalid expiration time (exp) claim: token is expired"),
         ]
         for token, error in cases:
             with self.subTest(error=error):
                 self.assertVaultError(hvac.exceptions.Forbidden, [error], self.login, token)
         self.assertVaultError(hvac.exceptions.InvalidRequest, ['invalid role name "nope"'],
                               self.login, self.jwt(self.signer, self.legacy_claims()), "nope")
+
+    def test_role_audience(self):
+        self.root.write("auth/kubernetes/role/aud", bound_service_account_names="vaultwire",
+                        bound_service_account_namespaces="apps", audience="vault", token_policies="app-creds")
+        self.assertVaultError(hvac.exceptions.Forbidden,
+                              ["invalid audience (aud) claim: audience claim does not match any expected audience"],
+                              self.login, self.jwt(self.signer, self.projected_claims()), "aud")
+        claims = self.projected_claims()
+        claims["aud"] = ["vault"]
+        auth = self.login(self.jwt(self.signer, claims), role="aud")["auth"]
+        self.assertEqual(auth["metadata"]["role"], "aud")
 
     def test_role_and_config(self):
         kube = self.root.auth.kubernetes

@@ -402,7 +402,7 @@ class JwtAuth : public AuthBackend {
 };
 
 // ----------------------------------------------------------------- kubernetes
-constexpr std::int64_t kCapDefaultLeeway = 150;  // hashicorp/cap jwt DefaultLeewaySeconds
+constexpr std::int64_t kCapDefaultLeeway = 150;  // hashicorp/cap jwt.go DefaultLeewaySeconds
 
 struct K8sConfig {
   std::string host, ca_cert, issuer, token_reviewer_jwt;
@@ -503,29 +503,42 @@ class KubernetesAuth : public AuthBackend {
                         "vault-dev: no pem_keys in the kubernetes config; vault-dev checks service account JWTs "
                         "against pem_keys and never calls the TokenReview API");
     }
+    // hashicorp/cap jwt.go validateAll (ValidateAllowMissingIatNbfExp), in its order. A
+    // token that cannot be parsed or whose signature no key verifies fails "error
+    // verifying token signature: ...", which path_login.go turns into
+    // logical.ErrPermissionDenied.
     ParsedJws jws;
+    bool valid = false;
     try {
       jws = parse_jws(token);
-    } catch (const JwtError& e) {
-      throw StatusError(403, e.what());
+      for (auto& k : config_->keys) valid = valid || verify_jws(jws, k);
+    } catch (const JwtError&) {
+      valid = false;
     }
-    bool valid = false;
-    for (auto& k : config_->keys) valid = valid || verify_jws(jws, k);
     if (!valid) throw StatusError(403, "permission denied");
     const json& c = jws.claims;
-    std::int64_t now = unix_seconds(Clock::now());
-    std::int64_t exp = numeric_date(c, "exp"), nbf = numeric_date(c, "nbf");
-    if (exp != 0 && now - kCapDefaultLeeway > exp) throw StatusError(403, kErrExpired);
-    if (nbf != 0 && now + kCapDefaultLeeway < nbf) throw StatusError(403, kErrNotValidYet);
     // Only a configured issuer is expected (with none, parseAndValidateJWT fills in
     // kubernetes/serviceaccount for the config but not for the check).
     if (!config_->disable_iss_validation && !config_->issuer.empty() && claim_string(c, "iss") != config_->issuer) {
-      throw StatusError(403, kErrIssuer);
+      throw StatusError(403, "invalid issuer (iss) claim");
     }
     if (!role.audience.empty()) {
       bool match = false;
       for (auto& a : audience(c)) match = match || a == role.audience;
       if (!match) throw StatusError(403, "invalid audience (aud) claim: audience claim does not match any expected audience");
+    }
+    // Without iat, nbf and exp no time is checked; a missing exp or nbf is derived with
+    // 150 s, and all three are checked with go-jose's minute of clock skew.
+    std::int64_t iat = numeric_date(c, "iat"), exp = numeric_date(c, "exp"), nbf = numeric_date(c, "nbf");
+    if (iat != 0 || exp != 0 || nbf != 0) {
+      if (exp == 0) exp = (nbf > iat ? nbf : iat) + kCapDefaultLeeway;
+      if (nbf == 0) nbf = iat != 0 ? iat : exp - kCapDefaultLeeway;
+      std::int64_t now = unix_seconds(Clock::now());
+      if (now + kJoseDefaultLeeway < nbf) throw StatusError(403, "invalid not before (nbf) claim: token not yet valid");
+      if (now - kJoseDefaultLeeway > exp) throw StatusError(403, "invalid expiration time (exp) claim: token is expired");
+      if (iat != 0 && now + kJoseDefaultLeeway < iat) {
+        throw StatusError(403, "invalid issued at (iat) claim: token issued in the future");
+      }
     }
     ServiceAccount sa(c);
     if (role.names.size() > 1 || role.names[0] != "*") {
