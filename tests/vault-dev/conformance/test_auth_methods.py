@@ -169,6 +169,7 @@ class SysAuth(AuthTestCase):
         self.assertEqual(read.json()["data"]["accessor"], entry["accessor"])
         self.root.sys.disable_auth_method("ar-list")
         self.assertNotIn("ar-list/", self.root.sys.list_auth_methods()["data"])
+        self.assertRawError(self.vault.raw("GET", "sys/auth/ar-list"), 400, ["No auth engine at ar-list/"])
 
     def test_enable_refusals(self):
         self.root.sys.enable_auth_method("approle", path="ar-twice")

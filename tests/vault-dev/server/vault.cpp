@@ -1331,6 +1331,7 @@ struct Vault::Impl {
         std::lock_guard lk(mu);
         auto& ns = ns_get(c.ns);
         auto it = ns.auth_mounts.find(mp);
+        // logical_system.go handleReadAuth: an ErrorResponse, so a 400.
         if (it == ns.auth_mounts.end()) fail(400, "No auth engine at " + mp);
         const AuthMount& m = *it->second;
         return data_resp("system", auth_entry_json(m.type, m.description, m.accessor, m.uuid, m.default_ttl, m.max_ttl, m.token_type), true);
