@@ -14,6 +14,8 @@ packages=(
   catch2 prometheus-cpp-dev libicu-dev
   # tests: a real PostgreSQL 15, its clients, the Vault client library
   postgresql-15 postgresql-client-15 python3 python3-hvac python3-psycopg2
+  # tests: keys, certificates and JWTs for vault-dev's auth methods
+  python3-cryptography
   procps curl
   # tests: JDBC through vaultwire (single-file source launcher needs the JDK)
   openjdk-17-jdk-headless libpostgresql-jdbc-java

@@ -473,7 +473,8 @@ class VaultDev:
     def leaked_secrets(self, issued):
         """Lines of the output (other than the readiness line, which names the root token by
         design) that contain an issued token or password; the secret itself is masked."""
-        values = [v for v in issued.get("tokens", []) + issued.get("passwords", []) if len(v) >= 8]
+        values = [v for v in issued.get("tokens", []) + issued.get("passwords", []) + issued.get("secret_ids", [])
+                  if len(v) >= 8]
         found = []
         with self._lines_lock:
             lines = list(self.lines)
@@ -573,10 +574,16 @@ class VaultDevTestCase(unittest.TestCase):
     vault_args = None
 
     @classmethod
+    def vault_kwargs(cls):
+        """Extra VaultDev(...) arguments for the class' vault-dev (ca=, client_cert=)."""
+        return {}
+
+    @classmethod
     def setUpClass(cls):
         cls._any_failure = False
         cls.pg = PgHarness(auth=cls.pg_auth, max_connections=cls.pg_max_connections)
-        cls.vault = VaultDev(extra_args=cls.vault_args)
+        kwargs = cls.vault_kwargs()  # may set cls.vault_args too
+        cls.vault = VaultDev(extra_args=cls.vault_args, **kwargs)
         cls.addClassCleanup(cls._stop_fixtures)
         try:
             cls.pg.start()

@@ -9,6 +9,8 @@
 #include <boost/beast/ssl.hpp>
 
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -70,7 +72,37 @@ std::string normalize_ns(std::string ns) {
   return ns;
 }
 
-// The path for the log: token values that may appear in a path are redacted.
+// The TLS state of a connection the cert auth method looks at.
+struct ConnTls {
+  std::vector<std::string> chain_der;  // as presented, leaf first
+};
+
+std::string der_of(X509* x) {
+  unsigned char* buf = nullptr;
+  int n = i2d_X509(x, &buf);
+  if (n <= 0) return "";
+  std::string out(reinterpret_cast<char*>(buf), static_cast<std::size_t>(n));
+  OPENSSL_free(buf);
+  return out;
+}
+
+// The client's certificate chain after the handshake. On the server side OpenSSL's peer
+// chain leaves the leaf out; it is put first.
+ConnTls peer_chain(SSL* ssl) {
+  ConnTls c;
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (!leaf) return c;
+  c.chain_der.push_back(der_of(leaf));
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+  for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
+    X509* x = sk_X509_value(chain, i);
+    if (X509_cmp(x, leaf) != 0) c.chain_der.push_back(der_of(x));
+  }
+  return c;
+}
+
+// The path for the log: token values that may appear in a path are redacted, and so is
+// whatever follows an AppRole secret-id, role-id or accessor segment or looks like a JWT.
 std::string loggable_path(const std::string& path) {
   std::string out;
   auto parts = vd::split(path, '/');
@@ -81,7 +113,11 @@ std::string loggable_path(const std::string& path) {
     bool after_token_op = i >= 1 && i + 1 == parts.size() && i >= 3 && parts[i - 2] == "token" &&
                           (parts[i - 1] == "lookup" || parts[i - 1] == "revoke" || parts[i - 1] == "renew" ||
                            parts[i - 1] == "revoke-orphan");
-    if (!seg.empty() && (token_like || after_token_op)) seg = "<redacted>";
+    bool jwt_like = vd::starts_with(seg, "eyJ") && seg.find('.') != std::string::npos;
+    bool after_secret = i >= 1 && seg != "lookup" && seg != "destroy" &&
+                        (parts[i - 1] == "secret-id" || parts[i - 1] == "custom-secret-id" ||
+                         parts[i - 1] == "secret-id-accessor" || parts[i - 1] == "role-id");
+    if (!seg.empty() && (token_like || after_token_op || jwt_like || after_secret)) seg = "<redacted>";
     if (i) out += '/';
     out += seg;
   }
@@ -102,7 +138,7 @@ void reset_connection(Stream& stream) {
 }
 
 template <class Stream>
-awaitable<void> serve(Stream& stream, Shared* sh) {
+awaitable<void> serve(Stream& stream, Shared* sh, const ConnTls* tls) {
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -160,6 +196,10 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
     }
     req->ns = normalize_ns(std::string(msg["X-Vault-Namespace"]));
     req->body = std::move(msg.body());
+    if (tls) {
+      req->tls = true;
+      req->peer_certs_der = tls->chain_der;
+    }
     std::string path = decode_path(target);
     bool v1 = vd::starts_with(path, "/v1/");
     bool dev = vd::starts_with(path, "/_dev/");
@@ -237,7 +277,7 @@ awaitable<void> serve(Stream& stream, Shared* sh) {
 awaitable<void> session_plain(tcp::socket sock, Shared* sh) {
   beast::tcp_stream stream(std::move(sock));
   try {
-    co_await serve(stream, sh);
+    co_await serve(stream, sh, static_cast<const ConnTls*>(nullptr));
   } catch (const std::exception& e) {
     if (!sh->quiet) std::cerr << "vault-dev: connection error: " << e.what() << std::endl;
   }
@@ -253,7 +293,8 @@ awaitable<void> session_tls(tcp::socket sock, Shared* sh) {
     beast::error_code ec;
     co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
     if (!ec) {
-      co_await serve(stream, sh);
+      ConnTls info = peer_chain(stream.native_handle());
+      co_await serve(stream, sh, &info);
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
       co_await stream.async_shutdown(net::redirect_error(use_awaitable, ec));
     }
@@ -269,7 +310,7 @@ awaitable<void> session_tls(tcp::socket sock, Shared* sh) {
 awaitable<void> session_unix(net::local::stream_protocol::socket sock, Shared* sh) {
   beast::basic_stream<net::local::stream_protocol> stream(std::move(sock));
   try {
-    co_await serve(stream, sh);
+    co_await serve(stream, sh, static_cast<const ConnTls*>(nullptr));
   } catch (const std::exception& e) {
     if (!sh->quiet) std::cerr << "vault-dev: connection error: " << e.what() << std::endl;
   }
@@ -310,7 +351,8 @@ awaitable<void> listener(tcp::acceptor* acceptor, net::io_context* ioc, Shared* 
 [[noreturn]] void usage(const char* msg) {
   std::cerr << "vault-dev: " << msg << "\n"
             << "usage: vault-dev [--listen 127.0.0.1:PORT] [--root-token TOKEN] [--tls-cert FILE --tls-key FILE\n"
-            << "                 [--tls-client-ca FILE]] [--unix-socket PATH] [--standby-of URL]\n"
+            << "                 [--tls-client-ca FILE | --tls-disable-client-certs]] [--unix-socket PATH]\n"
+            << "                 [--standby-of URL]\n"
             << "                 [--auto-auth-force TOKEN] [--retry-base-ms MS] [--retry-max-attempts N]\n"
             << "                 [--io-threads N] [--db-threads N] [--quiet]\n";
   std::exit(2);
@@ -322,6 +364,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
   std::string root_token;
   std::string tls_cert, tls_key, tls_client_ca, unix_socket;
+  bool tls_disable_client_certs = false;
   vd::Options opts;
   vd::FrontOptions front;
   int io_threads = 4;
@@ -347,6 +390,7 @@ int main(int argc, char** argv) {
     else if (name == "--tls-cert") tls_cert = value();
     else if (name == "--tls-key") tls_key = value();
     else if (name == "--tls-client-ca") tls_client_ca = value();
+    else if (name == "--tls-disable-client-certs") tls_disable_client_certs = true;
     else if (name == "--unix-socket") unix_socket = value();
     else if (name == "--standby-of") front.standby_of = value();
     else if (name == "--auto-auth-force") front.auto_auth_token = value();
@@ -360,6 +404,9 @@ int main(int argc, char** argv) {
   }
   if (tls_cert.empty() != tls_key.empty()) usage("--tls-cert and --tls-key go together");
   if (!tls_client_ca.empty() && tls_cert.empty()) usage("--tls-client-ca needs --tls-cert and --tls-key");
+  if (!tls_client_ca.empty() && tls_disable_client_certs) {
+    usage("--tls-client-ca and --tls-disable-client-certs exclude each other");
+  }
   while (!front.standby_of.empty() && front.standby_of.back() == '/') front.standby_of.pop_back();
   opts.standby = !front.standby_of.empty();
   opts.root_token_from_init = root_token.empty();
@@ -387,11 +434,20 @@ int main(int argc, char** argv) {
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
       tls->use_certificate_chain_file(tls_cert);
       tls->use_private_key_file(tls_key, ssl::context::pem);
+      // A client certificate is asked for; the cert auth method checks it (and needs the
+      // session ID context for resumed sessions to keep it).
+      static const unsigned char sid_ctx[] = "vault-dev";
+      SSL_CTX_set_session_id_context(tls->native_handle(), sid_ctx, sizeof sid_ctx - 1);
       if (!tls_client_ca.empty()) {
         // tls_require_and_verify_client_cert = true with tls_client_ca_file
         // (internalshared/listenerutil/listener.go TLSConfig: RequireAndVerifyClientCert).
         tls->load_verify_file(tls_client_ca);
         tls->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+      } else if (!tls_disable_client_certs) {
+        // Vault's listener default (listener.go TLSConfig: tls.RequestClientCert): ask for
+        // a client certificate, accept the connection without one, verify nothing.
+        tls->set_verify_mode(ssl::verify_peer);
+        tls->set_verify_callback([](bool, ssl::verify_context&) { return true; });
       }
     }
     tcp::endpoint ep(net::ip::make_address(host), static_cast<unsigned short>(port));

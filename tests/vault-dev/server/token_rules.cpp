@@ -107,6 +107,45 @@ TokenTtl token_calculate_ttl(std::int64_t increment, std::int64_t backend_ttl, s
   return r;
 }
 
+TokenTtl calculate_ttl(std::int64_t sys_default, std::int64_t sys_max, std::int64_t increment,
+                       std::int64_t backend_ttl, std::int64_t period, std::int64_t backend_max,
+                       std::int64_t explicit_max, TimePoint start) {
+  const TimePoint now = truncate_seconds(Clock::now());
+  start = start == TimePoint{} ? now : truncate_seconds(start);
+  std::int64_t max = sys_max;
+  if (backend_max > 0 && backend_max < max) max = backend_max;
+  if (explicit_max > 0 && explicit_max < max) max = explicit_max;
+  if (max <= 0) throw BadRequest("max TTL must be greater than zero");
+  TokenTtl r;
+  std::int64_t bound = 0;  // the TTL may not reach past start + bound; 0: no bound
+  if (period > 0) {
+    if (period > max) {
+      r.warnings.push_back("period of \"" + seconds_text(period) + "\" exceeded the effective max_ttl of \"" +
+                           seconds_text(max) + "\"; period value is capped accordingly");
+      period = max;
+    }
+    r.ttl = period;
+    bound = explicit_max;
+  } else {
+    r.ttl = increment > 0 ? increment : backend_ttl > 0 ? backend_ttl : sys_default;
+    bound = max;
+  }
+  if (bound > 0) {
+    const std::int64_t left = unix_seconds(start) + bound - unix_seconds(now);
+    if (left <= 0) throw BadRequest("past the max TTL, cannot renew");
+    if (left < r.ttl) {
+      r.warnings.push_back("TTL of \"" + seconds_text(r.ttl) + "\" exceeded the effective max_ttl of \"" +
+                           seconds_text(left) + "\"; TTL value is capped accordingly");
+      r.ttl = left;
+    }
+  }
+  return r;
+}
+
+std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, bool add_default) {
+  return sanitize(in, add_default);
+}
+
 std::string token_salted_id(const std::string& salt, const std::string& token_id, bool root_namespace) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;

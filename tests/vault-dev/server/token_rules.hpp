@@ -28,6 +28,18 @@ struct TokenTtl {
 TokenTtl token_calculate_ttl(std::int64_t increment, std::int64_t backend_ttl, std::int64_t period,
                              std::int64_t explicit_max, TimePoint start);
 
+// sdk/framework/lease.go CalculateTTL with the mount's system view (sys_default and
+// sys_max: the mount's tuned TTLs or the system's): a period, when set, is the TTL (capped
+// by the effective max) and only an explicit max bounds it; otherwise increment, the
+// backend's TTL or the default, capped by what is left of the max after `start`.
+TokenTtl calculate_ttl(std::int64_t sys_default, std::int64_t sys_max, std::int64_t increment,
+                       std::int64_t backend_ttl, std::int64_t period, std::int64_t backend_max,
+                       std::int64_t explicit_max, TimePoint start);
+
+// policyutil.SanitizePolicies: trimmed and lowercased, empty names dropped, "root" alone
+// when present, "default" added on request, deduplicated and sorted.
+std::vector<std::string> sanitize_policies(const std::vector<std::string>& in, bool add_default);
+
 // token_store.go SaltID: hex SHA1(salt + id) for a dot-less ID in the root namespace,
 // otherwise "h" + hex HMAC-SHA256(key = salt, id).
 std::string token_salted_id(const std::string& salt, const std::string& token_id, bool root_namespace);

@@ -22,6 +22,13 @@ struct BadRequest : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An error answered with `status` and errors [msg] as the text is (no multierror);
+// an empty msg answers {"errors":[]}.
+struct StatusError : std::runtime_error {
+  StatusError(int s, const std::string& msg) : std::runtime_error(msg), status(s) {}
+  int status;
+};
+
 // Random strings from OpenSSL RAND_bytes.
 std::string random_base62(std::size_t n);
 std::string random_from(std::string_view charset, std::size_t n);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "acl.hpp"
+#include "auth_methods.hpp"
 #include "pg.hpp"
 #include "token_rules.hpp"
 #include "util.hpp"
@@ -174,6 +175,20 @@ struct Mount {
   std::map<std::string, Role> roles;
 };
 
+// An enabled auth method (vault/auth.go MountEntry in the auth table): path without
+// the "auth/" prefix, e.g. "approle/".
+struct AuthMount {
+  std::string path;
+  std::string type;
+  std::string description;
+  std::string accessor;
+  std::string uuid;
+  std::int64_t default_ttl = 0, max_ttl = 0;
+  // MountConfig.TokenType: default-service (the default), default-batch, service, batch.
+  std::string token_type = "default-service";
+  std::unique_ptr<AuthBackend> backend;
+};
+
 struct PasswordPolicy {
   std::string raw;
   int length = 20;
@@ -186,6 +201,9 @@ struct Namespace {
   std::map<std::string, Policy> policies;
   std::map<std::string, std::shared_ptr<Mount>> mounts;
   std::map<std::string, PasswordPolicy> password_policies;
+  std::map<std::string, std::shared_ptr<AuthMount>> auth_mounts;  // by path, "approle/"
+  // The token auth method's accessor, as sys/auth lists it.
+  std::string token_auth_accessor = "auth_token_" + random_uuid().substr(0, 8);
   // The namespace's token salt (token_store.go Salt: a UUID per namespace), which keys
   // the salted token IDs in token lease IDs.
   std::string token_salt = random_uuid();
@@ -214,6 +232,16 @@ struct Token {
   bool leaseless = false;
   int num_uses = 0;
   json meta = nullptr;
+  // A batch token (token_store.go TokenTypeBatch): no accessor, no lease, not renewable
+  // or revocable, cannot make child tokens.
+  bool batch = false;
+  std::string entity_id;
+  // Made by an auth method's login: a renewal recalculates the TTL as the method's
+  // pathLoginRenew asks (its role's token_ttl / token_max_ttl / token_period) within the
+  // auth mount's TTLs.
+  bool login = false;
+  std::int64_t login_ttl = 0, login_max_ttl = 0;
+  std::int64_t login_sys_default = 0, login_sys_max = 0;
 };
 
 struct Lease {
@@ -657,7 +685,10 @@ struct Vault::Impl {
   std::map<std::string, Token> tokens;
   std::map<std::string, std::string> accessors;
   std::map<std::string, Lease> leases;
-  std::vector<std::string> issued_tokens, issued_passwords;
+  std::vector<std::string> issued_tokens, issued_passwords, issued_secret_ids;
+  // Entity IDs by auth mount accessor and alias name: a login's alias maps to one
+  // entity (identity store CreateOrFetchEntity), so logins as the same alias share it.
+  std::map<std::string, std::string> entities;
   std::string cluster_id = random_uuid();
   std::string cluster_name = "vault-cluster-" + lower(random_base62(8));
 
@@ -800,9 +831,9 @@ struct Vault::Impl {
     a["token_policies"] = str_array(t.policies);
     a["metadata"] = t.meta;
     a["lease_duration"] = ld;
-    a["renewable"] = t.renewable && t.expire != TimePoint{};
-    a["entity_id"] = "";
-    a["token_type"] = "service";
+    a["renewable"] = t.renewable && !t.batch && t.expire != TimePoint{};
+    a["entity_id"] = t.entity_id;
+    a["token_type"] = t.batch ? "batch" : "service";
     a["orphan"] = t.orphan;
     a["mfa_requirement"] = nullptr;
     a["num_uses"] = t.num_uses;
@@ -816,21 +847,24 @@ struct Vault::Impl {
     d["creation_time"] = unix_seconds(t.issue_time);
     d["creation_ttl"] = t.creation_ttl;
     d["display_name"] = t.display_name;
-    d["entity_id"] = "";
+    d["entity_id"] = t.entity_id;
     d["expire_time"] = time_or_null(t.expire);
     d["explicit_max_ttl"] = t.explicit_max_ttl;
     d["id"] = with_id ? t.id : "";
     // token_store.go handleLookup: "renewable", "issue_time" and the last renewal come
     // from the token's lease times; a token without a lease has none of them.
-    if (!t.leaseless) d["issue_time"] = rfc3339nano(t.issue_time);
+    // A batch token's lease times come from the token itself (expiration.go
+    // FetchLeaseTimesByToken): issued at its creation second, never renewable.
+    if (t.batch) d["issue_time"] = rfc3339nano(truncate_seconds(t.issue_time));
+    else if (!t.leaseless) d["issue_time"] = rfc3339nano(t.issue_time);
     d["meta"] = t.meta;
     d["num_uses"] = t.num_uses;
     d["orphan"] = t.orphan;
     d["path"] = t.path;
     d["policies"] = str_array(t.policies);
-    if (!t.leaseless) d["renewable"] = t.renewable && t.expire != TimePoint{};
+    if (!t.leaseless) d["renewable"] = t.renewable && !t.batch && t.expire != TimePoint{};
     d["ttl"] = t.expire == TimePoint{} ? 0 : std::max<std::int64_t>(0, unix_seconds(t.expire) - unix_seconds(now));
-    d["type"] = "service";
+    d["type"] = t.batch ? "batch" : "service";
     if (t.period) d["period"] = t.period;
     if (t.last_renewal != TimePoint{}) {
       d["last_renewal"] = rfc3339nano(t.last_renewal);
@@ -1004,6 +1038,10 @@ struct Vault::Impl {
   // Existence check for create/update (locked).
   bool exists_for_write(Namespace& ns, const std::string& path) {
     std::string rest;
+    if (starts_with(path, "auth/") && !starts_with(path, "auth/token/")) {
+      auto am = find_auth_mount(ns, path.substr(5), &rest);
+      return !am || am->backend->exists(rest);
+    }
     auto m = find_mount(ns, path, &rest);
     if (!m) return true;
     if (starts_with(rest, "config/")) return m->configs.count(rest.substr(7)) > 0;
@@ -1046,6 +1084,9 @@ struct Vault::Impl {
     ctx.body = parse_body(req.body);
     // request_handling.go handleCancelableRequest refuses it before looking at the token.
     if ((op == "write" || op == "patch") && ends_with(path, "/")) fail(400, "cannot write to a path ending in '/'");
+    // An auth method's login path is unauthenticated (its PathsSpecial.Unauthenticated):
+    // the request's token, if any, is not looked at (request_handling.go handleLoginRequest).
+    if (auto r = try_login(req, path, op, ctx.body)) return std::move(*r);
     {
       std::lock_guard lk(mu);
       Namespace& ns = ns_get(req.ns);
@@ -1092,6 +1133,7 @@ struct Vault::Impl {
     const std::string& p = c.path;
     if (starts_with(p, "sys/")) return route_sys(c);
     if (starts_with(p, "auth/token/")) return route_token(c);
+    if (starts_with(p, "auth/")) return route_auth(c);
     std::shared_ptr<Mount> m;
     std::string rest;
     {
@@ -1261,6 +1303,38 @@ struct Vault::Impl {
         auto it = ns.mounts.find(mp);
         if (it == ns.mounts.end()) fail(400, "No secret engine mount at " + mp);
         return data_resp("system", mount_entry(*it->second), true);
+      }
+      unsupported_op();
+    }
+    // ---- auth methods
+    if (p == "sys/auth" || p == "sys/auth/") {
+      if (op != "read") unsupported_op();
+      std::lock_guard lk(mu);
+      Namespace& ns = ns_get(c.ns);
+      json d = json::object();
+      d["token/"] = auth_entry_json("token", "token based credentials", ns.token_auth_accessor,
+                                    "00000000-0000-0000-0000-000000000000", 0, 0, "default-service");
+      for (auto& [mp, m] : ns.auth_mounts) {
+        d[mp] = auth_entry_json(m->type, m->description, m->accessor, m->uuid, m->default_ttl, m->max_ttl, m->token_type);
+      }
+      return data_resp("system", d, true);
+    }
+    if (starts_with(p, "sys/auth/")) {
+      std::string mp = p.substr(9);
+      bool tune = ends_with(mp, "/tune");
+      if (tune) mp = mp.substr(0, mp.size() - 5);
+      mp = normalize_mount_path(mp);
+      if (tune) return auth_tune(c, mp);
+      if (write) return auth_enable(c, mp);
+      if (op == "delete") return auth_disable(c, mp);
+      if (op == "read") {
+        std::lock_guard lk(mu);
+        auto& ns = ns_get(c.ns);
+        auto it = ns.auth_mounts.find(mp);
+        // logical_system.go handleReadAuth: an ErrorResponse, so a 400.
+        if (it == ns.auth_mounts.end()) fail(400, "No auth engine at " + mp);
+        const AuthMount& m = *it->second;
+        return data_resp("system", auth_entry_json(m.type, m.description, m.accessor, m.uuid, m.default_ttl, m.max_ttl, m.token_type), true);
       }
       unsupported_op();
     }
@@ -1475,6 +1549,241 @@ struct Vault::Impl {
       return no_content();
     }
     unsupported_op();
+  }
+
+  // --------------------------------------------------------- auth methods
+  // The auth mount `sub` (a path after "auth/") is under, longest match (locked).
+  std::shared_ptr<AuthMount> find_auth_mount(Namespace& ns, const std::string& sub, std::string* rest) {
+    std::shared_ptr<AuthMount> best;
+    for (auto& [p, m] : ns.auth_mounts) {
+      if (starts_with(sub, p) || sub + "/" == p) {
+        if (!best || p.size() > best->path.size()) best = m;
+      }
+    }
+    if (best && rest) *rest = sub.size() >= best->path.size() ? sub.substr(best->path.size()) : "";
+    return best;
+  }
+
+  static SysView auth_sys_view(const AuthMount& m) {
+    SysView v;
+    v.default_ttl = m.default_ttl > 0 ? m.default_ttl : kSysDefaultTTL;
+    v.max_ttl = m.max_ttl > 0 ? m.max_ttl : kSysMaxTTL;
+    if (m.max_ttl > 0 && m.default_ttl <= 0 && v.default_ttl > v.max_ttl) v.default_ttl = v.max_ttl;
+    return v;
+  }
+
+  std::optional<Response> try_login(const Request& req, const std::string& path, const std::string& op,
+                                    const json& body) {
+    if (!starts_with(path, "auth/") || starts_with(path, "auth/token/")) return std::nullopt;
+    std::lock_guard lk(mu);
+    Namespace& ns = ns_get(req.ns);
+    std::string rest;
+    auto m = find_auth_mount(ns, path.substr(5), &rest);
+    if (!m || !m->backend->is_login(rest)) return std::nullopt;
+    if (op != "write") unsupported_op();
+    PeerCerts peer;
+    peer.tls = req.tls;
+    peer.der = req.peer_certs_der;
+    SysView sys = auth_sys_view(*m);
+    LoginAuth la = m->backend->login(body, peer, sys);
+    return login_token(ns, *m, path, la, sys);
+  }
+
+  // request_handling.go LoginCreateToken and RegisterAuth: the token of a successful
+  // login (locked). The display name is the mount's path (slashes as dashes) joined to
+  // what the method names, e.g. "approle", "jwt-alice", "kubernetes-ns-sa", "cert-web".
+  Response login_token(Namespace& ns, const AuthMount& m, const std::string& path, const LoginAuth& la,
+                       const SysView& sys) {
+    std::string display = replace_all(m.path, "/", "-") + la.display_name;
+    if (ends_with(display, "-")) display.pop_back();
+    // router.go routeCommon: the mount's tuned token_type decides, or fills in the role's.
+    const std::string& rt = la.token.type;
+    std::string type;
+    if (m.token_type == "service" || m.token_type == "batch") {
+      type = m.token_type;
+    } else if (m.token_type == "default-batch") {
+      type = rt == "service" ? "service" : "batch";
+    } else {
+      type = rt == "batch" ? "batch" : "service";
+    }
+    TokenTtl tr = calculate_ttl(sys.default_ttl, sys.max_ttl, 0, la.token.ttl, la.token.period, la.token.max_ttl,
+                                la.token.explicit_max_ttl, TimePoint{});
+    std::vector<std::string> policies = sanitize_policies(la.token.policies, !la.token.no_default_policy);
+    for (auto& p : policies) {
+      if (p == "root") fail(400, "auth methods cannot create root tokens");
+    }
+    std::string& entity = entities[m.accessor + "\n" + la.alias];
+    if (entity.empty()) entity = random_uuid();
+    Token t;
+    t.batch = type == "batch";
+    // The dev-server token form: hvs. / hvb. and 24 base62 characters.
+    t.id = (t.batch ? "hvb." : "hvs.") + random_base62(24);
+    if (!t.batch) t.accessor = random_base62(24) + ns_suffix(ns);
+    t.ns = ns.name;
+    t.issue_time = Clock::now();
+    t.policies = policies;
+    t.display_name = display;
+    t.path = path;
+    t.creation_ttl = tr.ttl;
+    t.auth_ttl = tr.ttl;
+    t.explicit_max_ttl = la.token.explicit_max_ttl;
+    t.period = la.token.period;
+    t.renewable = !t.batch;
+    t.num_uses = static_cast<int>(la.token.num_uses);
+    json meta = json::object();
+    for (auto& [k, v] : la.metadata) meta[k] = v;
+    t.meta = meta;
+    t.orphan = true;
+    t.expire = t.issue_time + std::chrono::seconds(tr.ttl);
+    t.entity_id = entity;
+    t.login = true;
+    t.login_ttl = la.token.ttl;
+    t.login_max_ttl = la.token.max_ttl;
+    t.login_sys_default = sys.default_ttl;
+    t.login_sys_max = sys.max_ttl;
+    if (!t.batch) accessors[t.accessor] = t.id;
+    issued_tokens.push_back(t.id);
+    std::string id = t.id;
+    Token& stored = tokens[id] = std::move(t);
+    json e = envelope(m.type);
+    e["warnings"] = warnings_json(tr.warnings);
+    e["auth"] = auth_block(stored);
+    e["auth"]["lease_duration"] = tr.ttl;  // auth.TTL, the token's TTL as made
+    return ok(e);
+  }
+
+  Response route_auth(Ctx& c) {
+    std::lock_guard lk(mu);
+    Namespace& ns = ns_get(c.ns);
+    std::string rest;
+    auto m = find_auth_mount(ns, c.path.substr(5), &rest);
+    if (!m) fail(404, "no handler for route \"" + c.path + "\". route entry not found.");
+    BackendReply r = m->backend->handle(c.op, rest, c.body, auth_sys_view(*m));
+    if (r.data.is_object() && r.data.contains("secret_id") && r.data["secret_id"].is_string()) {
+      issued_secret_ids.push_back(r.data["secret_id"].get<std::string>());
+    }
+    if (r.status == 204 && r.warnings.empty()) return no_content();
+    json e = envelope(m->type);
+    if (!r.data.is_null()) e["data"] = sorted(r.data);
+    e["warnings"] = warnings_json(r.warnings);
+    return ok(e);
+  }
+
+  // logical_system.go mountInfo for an auth table entry.
+  static json auth_entry_json(const std::string& type, const std::string& description, const std::string& accessor,
+                              const std::string& uuid, std::int64_t def, std::int64_t max,
+                              const std::string& token_type) {
+    json cfg = json::object();
+    cfg["default_lease_ttl"] = def;
+    cfg["force_no_cache"] = false;
+    cfg["max_lease_ttl"] = max;
+    cfg["token_type"] = token_type;
+    json e = json::object();
+    e["accessor"] = accessor;
+    e["config"] = cfg;
+    e["deprecation_status"] = "supported";
+    e["description"] = description;
+    e["external_entropy_access"] = false;
+    e["local"] = false;
+    e["options"] = nullptr;
+    e["plugin_version"] = "";
+    e["running_plugin_version"] = std::string("v") + kVersion + "+builtin.vault";
+    e["running_sha256"] = "";
+    e["seal_wrap"] = false;
+    e["type"] = type;
+    e["uuid"] = uuid;
+    return e;
+  }
+
+  static std::string parse_token_type(const json& v) {
+    std::string t = v.is_string() ? v.get<std::string>() : "";
+    if (v.is_null() || t.empty()) return "default-service";
+    // logical_system.go handleEnableAuth / handleTuneWriteCommon.
+    if (t != "default-service" && t != "default-batch" && t != "service" && t != "batch") {
+      fail(400, "invalid value for \"token_type\"");
+    }
+    return t;
+  }
+
+  // logical_system.go handleEnableAuth, then auth.go enableCredentialInternal: path
+  // conflicts (the token method's token/ included) before the type is looked up.
+  Response auth_enable(Ctx& c, const std::string& mp) {
+    const json& type = field(c.body, "type");
+    if (!type.is_string() || type.get<std::string>().empty()) fail(400, "backend type must be specified as a string");
+    std::string t = type.get<std::string>();
+    const json& cfg = field(c.body, "config");
+    std::int64_t def = 0, max = 0;
+    std::string token_type = "default-service";
+    if (cfg.is_object()) {
+      def = parse_duration_seconds(field(cfg, "default_lease_ttl"), "default_lease_ttl");
+      max = parse_duration_seconds(field(cfg, "max_lease_ttl"), "max_lease_ttl");
+      token_type = parse_token_type(field(cfg, "token_type"));
+    }
+    if (def > 0 && max > 0 && def > max) fail(400, "given default lease TTL greater than given max lease TTL");
+    if (mp == "/") fail(400, "backend path must be specified");
+    std::lock_guard lk(mu);
+    auto& ns = ns_get(c.ns);
+    std::vector<std::string> existing = {"token/"};
+    for (auto& [p, _] : ns.auth_mounts) existing.push_back(p);
+    for (auto& p : existing) {
+      if (starts_with(p, mp) || starts_with(mp, p)) fail(400, "path is already in use at " + p);
+    }
+    if (t == "token") fail(400, "token credential backend cannot be instantiated");
+    auto backend = make_auth_backend(t);
+    if (!backend) fail(400, "plugin not found in the catalog: " + t);
+    auto m = std::make_shared<AuthMount>();
+    m->path = mp;
+    m->type = t;
+    m->description = str_field(c.body, "description");
+    // mount.go generateMountAccessor: "auth_<type>_" and 8 hex characters of a UUID.
+    m->accessor = "auth_" + t + "_" + random_uuid().substr(0, 8);
+    m->uuid = random_uuid();
+    m->default_ttl = def;
+    m->max_ttl = max;
+    m->token_type = token_type;
+    m->backend = std::move(backend);
+    ns.auth_mounts[mp] = m;
+    return no_content();
+  }
+
+  // auth.go disableCredential: the token method stays; the tokens its logins made are
+  // revoked with their leases (expiration RevokePrefix over auth/<path>).
+  Response auth_disable(Ctx& c, const std::string& mp) {
+    if (mp == "token/") fail(400, "token credential backend cannot be disabled");
+    {
+      std::lock_guard lk(mu);
+      if (!ns_get(c.ns).auth_mounts.count(mp)) return no_content();
+    }
+    revoke_token_leases(c.ns, "auth/" + mp);
+    std::lock_guard lk(mu);
+    ns_get(c.ns).auth_mounts.erase(mp);
+    return no_content();
+  }
+
+  Response auth_tune(Ctx& c, const std::string& mp) {
+    std::lock_guard lk(mu);
+    auto& ns = ns_get(c.ns);
+    auto it = ns.auth_mounts.find(mp);
+    if (it == ns.auth_mounts.end()) fail(400, "cannot fetch mount entry for \"auth/" + mp + "\"");
+    AuthMount& m = *it->second;
+    if (c.op == "read") {
+      json d = json::object();
+      d["default_lease_ttl"] = m.default_ttl > 0 ? m.default_ttl : kSysDefaultTTL;
+      d["description"] = m.description;
+      d["force_no_cache"] = false;
+      d["max_lease_ttl"] = m.max_ttl > 0 ? m.max_ttl : kSysMaxTTL;
+      d["token_type"] = m.token_type;
+      return data_resp("system", d, true);
+    }
+    if (c.op != "create" && c.op != "update") unsupported_op();
+    std::int64_t def = has(c.body, "default_lease_ttl") ? parse_duration_seconds(field(c.body, "default_lease_ttl"), "default_lease_ttl") : m.default_ttl;
+    std::int64_t max = has(c.body, "max_lease_ttl") ? parse_duration_seconds(field(c.body, "max_lease_ttl"), "max_lease_ttl") : m.max_ttl;
+    if (def > 0 && max > 0 && def > max) fail(400, "given default lease TTL greater than given max lease TTL");
+    if (has(c.body, "token_type")) m.token_type = parse_token_type(field(c.body, "token_type"));
+    m.default_ttl = def;
+    m.max_ttl = max;
+    if (has(c.body, "description")) m.description = str_field(c.body, "description");
+    return no_content();
   }
 
   // -------------------------------------------------------------- leases
@@ -1731,6 +2040,8 @@ struct Vault::Impl {
     if (sub == "revoke-self") {
       if (!write) unsupported_op();
       std::lock_guard lk(mu);
+      // token_store.go revokeCommon.
+      if (c.tok.batch) fail(400, "batch tokens cannot be revoked");
       revoke_token_locked(c.tok.id);
       return no_content();
     }
@@ -1743,10 +2054,12 @@ struct Vault::Impl {
       if (id.empty()) fail(400, "missing token ID");
       std::lock_guard lk(mu);
       // token_store.go: revokeCommon ignores an unknown token, handleRevokeOrphan refuses it.
-      if (!find_token(id, c.ns)) {
+      Token* target = find_token(id, c.ns);
+      if (!target) {
         if (orphan) fail(400, "token to revoke not found");
         return no_content();
       }
+      if (target->batch) fail(400, "batch tokens cannot be revoked");
       revoke_token_locked(id, orphan);
       return no_content();
     }
@@ -1809,6 +2122,8 @@ struct Vault::Impl {
     Namespace& ns = ns_get(c.ns);
     Token* parent = find_token(c.tok.id, c.ns);
     if (!parent) permission_denied();
+    // token_store.go handleCreateCommon, before anything else.
+    if (parent->batch) fail(400, "batch tokens cannot create more tokens");
     // handleCreateCommon's order: policies, orphan, period, TTL, then the warnings.
     std::vector<std::string> policies = child_token_policies(requested, parent->policies, privileged, no_default);
     if (no_parent && !privileged) fail(400, "root or sudo privileges required to create orphan token");
@@ -1864,13 +2179,20 @@ struct Vault::Impl {
 
   // Locked by the caller.
   Response token_renew(Ctx& c, Token& t) {
+    // token_store.go handleRenew refuses a batch token before looking for its lease.
+    if (t.batch) fail(400, "batch tokens cannot be renewed");
     // expiration.go RenewToken: no lease entry for the token.
     if (t.leaseless) fail(400, "invalid lease ID");
     if (t.expire == TimePoint{} || !t.renewable) fail(400, "lease is not renewable");
     std::int64_t increment = parse_duration_seconds(field(c.body, "increment"), "increment");
     // expiration.go RenewToken: CalculateTTL(increment, the lease's Auth.TTL, period,
     // explicit max, issue time); without an increment the token keeps its own TTL.
-    TokenTtl tr = token_calculate_ttl(increment, t.auth_ttl, t.period, t.explicit_max_ttl, t.issue_time);
+    // A login's token: renewAuthEntry asks the auth method (pathLoginRenew: the role's
+    // token_ttl, token_max_ttl and token_period), then CalculateTTL with the auth mount's
+    // system view.
+    TokenTtl tr = t.login ? calculate_ttl(t.login_sys_default, t.login_sys_max, increment, t.login_ttl, t.period,
+                                          t.login_max_ttl, t.explicit_max_ttl, t.issue_time)
+                          : token_calculate_ttl(increment, t.auth_ttl, t.period, t.explicit_max_ttl, t.issue_time);
     std::int64_t ttl = tr.ttl;
     std::vector<std::string> warnings = std::move(tr.warnings);
     t.auth_ttl = ttl;
@@ -1887,7 +2209,7 @@ struct Vault::Impl {
   // expiration.go RegisterAuth: a token's lease is path.Join(token path, SaltID(token)),
   // plus ".<namespace id>" outside the root namespace; "" for a token without a lease.
   std::string token_lease_id(const Token& t) {
-    if (t.leaseless) return "";
+    if (t.leaseless || t.batch) return "";
     Namespace& ns = ns_get(t.ns);
     return t.path + "/" + token_salted_id(ns.token_salt, t.id, t.ns.empty()) + ns_suffix(ns);
   }
@@ -2199,6 +2521,7 @@ struct Vault::Impl {
       fail_multi(500, e.what());
     }
     std::string lease_id;
+    std::int64_t lease_ttl = tr.ttl;
     {
       std::lock_guard lk(mu);
       auto& ns = ns_get(c.ns);
@@ -2216,7 +2539,14 @@ struct Vault::Impl {
       l.token_id = c.tok.id;
       l.token_accessor = c.tok.accessor;
       auto t = tokens.find(c.tok.id);
-      if (t != tokens.end()) {
+      if (t != tokens.end() && t->second.batch) {
+        // expiration.go Register: an orphan batch token indexes no lease, and its leases
+        // end when it does at the latest; the answer's TTL is what is left, rounded.
+        if (l.expire > t->second.expire) {
+          l.expire = t->second.expire;
+          lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(l.expire - Clock::now() + std::chrono::milliseconds(500)).count();
+        }
+      } else if (t != tokens.end()) {
         t->second.leases.insert(lease_id);
       } else {
         l.expire = Clock::now();  // the token died meanwhile
@@ -2227,7 +2557,7 @@ struct Vault::Impl {
     json e = envelope("database");
     e["lease_id"] = lease_id;
     e["renewable"] = true;
-    e["lease_duration"] = tr.ttl;
+    e["lease_duration"] = lease_ttl;
     json d = json::object();
     d["password"] = password;
     d["username"] = username;
@@ -2462,6 +2792,7 @@ struct Vault::Impl {
       json j = json::object();
       j["tokens"] = str_array(issued_tokens);
       j["passwords"] = str_array(issued_passwords);
+      j["secret_ids"] = str_array(issued_secret_ids);
       return {200, j.dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     fail(404, "unknown /_dev/ endpoint: " + m + " /_dev/" + p);
@@ -2487,6 +2818,9 @@ Response guarded(F&& f) {
     return errors_resp(e.status, e.errors);
   } catch (const BadRequest& e) {
     return errors_resp(400, {e.what()});
+  } catch (const StatusError& e) {
+    std::string msg = e.what();
+    return errors_resp(e.status, msg.empty() ? std::vector<std::string>{} : std::vector<std::string>{msg});
   } catch (const std::exception& e) {
     return errors_resp(500, {multierror(e.what())});
   }

@@ -19,6 +19,11 @@ struct Request {
   std::string token;
   std::string ns;  // X-Vault-Namespace, normalized ("" = root)
   std::string body;
+
+  // The connection's TLS state, for the cert auth method: whether the request came over
+  // TLS, and the certificate chain the client presented (leaf first, DER; unverified).
+  bool tls = false;
+  std::vector<std::string> peer_certs_der;
 };
 
 struct Response {
