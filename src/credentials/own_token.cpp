@@ -228,7 +228,7 @@ own_token::login_request own_token::make_login() const {
   const vault_auth_config& a = *login_;
   req.mount = a.mount;
   std::string error;
-  const auto read = [&error, &req](const std::optional<std::filesystem::path>& file, std::string_view key) {
+  const auto read_file = [&error, &req](const std::optional<std::filesystem::path>& file, std::string_view key) {
     if (!file) error = "not set";
     pgwire::secret_string s = file ? read_secret_file(*file, error) : pgwire::secret_string();
     if (s.empty() && req.error.empty()) req.error = "vault.auth." + std::string(key) + ": " + error;
@@ -239,13 +239,13 @@ own_token::login_request own_token::make_login() const {
       // api-docs/auth/approle "Login with AppRole": role_id, and secret_id unless the
       // role has bind_secret_id = false (Vault Agent's approle method sends only the
       // role ID when no secret ID file is set).
-      const pgwire::secret_string role_id = read(a.role_id_file, "role_id_file");
+      const pgwire::secret_string role_id = read_file(a.role_id_file, "role_id_file");
       if (!req.error.empty()) return req;
       if (!a.secret_id_file) {
         req.body = login_body({{"role_id", role_id.view()}});
         return req;
       }
-      const pgwire::secret_string secret_id = read(a.secret_id_file, "secret_id_file");
+      const pgwire::secret_string secret_id = read_file(a.secret_id_file, "secret_id_file");
       if (!req.error.empty()) return req;
       req.body = login_body({{"role_id", role_id.view()}, {"secret_id", secret_id.view()}});
       return req;
@@ -254,7 +254,7 @@ own_token::login_request own_token::make_login() const {
     case vault_auth_method::jwt: {
       // api-docs/auth/kubernetes "Login" and api-docs/auth/jwt "JWT login": role and jwt
       // (the JWT method's role may be left to the mount's default_role).
-      const pgwire::secret_string jwt = read(a.jwt_file, "jwt_file");
+      const pgwire::secret_string jwt = read_file(a.jwt_file, "jwt_file");
       if (!req.error.empty()) return req;
       req.body = a.role ? login_body({{"role", *a.role}, {"jwt", jwt.view()}}) : login_body({{"jwt", jwt.view()}});
       return req;

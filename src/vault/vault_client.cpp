@@ -451,22 +451,6 @@ void vault_client::reconfigure(const vault_client_options& next) {
   impl_->reconfigure(impl::endpoint_of(validated(std::move(o))));
 }
 
-vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
-  const auto path = [](const std::optional<std::filesystem::path>& p) { return p ? p->string() : std::string(); };
-  vault_client_options o;
-  o.address = config.address;
-  o.vault_namespace = config.namespace_.value_or(std::string());
-  o.ca_file = path(config.ca_file);
-  o.ca_path = path(config.ca_path);
-  o.client_cert = path(config.client_cert);
-  o.client_key = path(config.client_key);
-  o.tls_server_name = config.tls_server_name.value_or(std::string());
-  o.skip_verify = config.skip_verify;
-  o.request_timeout = config.request_timeout;
-  o.threads = threads;
-  return o;
-}
-
 vault_client::vault_client(vault_client_options options) : options_(validated(std::move(options))) {
   global_init_once();
   impl_ = std::make_unique<impl>(options_);

@@ -526,9 +526,7 @@ vault_result<vault_login> parse_login(std::string_view body, std::string_view ad
   });
 }
 
-namespace {
-
-void append_json_string(pgwire::secret_string& out, std::string_view text) {
+static void append_json_string(pgwire::secret_string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   out.append('"');
   for (char ch : text) {
@@ -546,8 +544,6 @@ void append_json_string(pgwire::secret_string& out, std::string_view text) {
   }
   out.append('"');
 }
-
-}  // namespace
 
 pgwire::secret_string login_body(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
   std::size_t worst = 2;
