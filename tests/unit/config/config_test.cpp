@@ -1185,3 +1185,41 @@ TEST_CASE("config: [vault.auth] mistakes name the key", "[config][vault-auth]") 
         strings{"vault.auth.token_file: \"" + (d.path / "jwt").string() + "\" differs from vault.token_file (\"" +
                 (d.path / "role-id").string() + "\"); set one of the two"});
 }
+
+TEST_CASE("config: each [vault.auth] example of conf/vaultwire.toml loads as a table of its own",
+          "[config][vault-auth]") {
+  // The example's "#   key = value" lines after "# [vault.auth]", one block per method:
+  // each, uncommented under [vault.auth], may fail only on its example paths.
+  std::ifstream in{fs::path{VAULTWIRE_SOURCE_DIR} / "conf" / "vaultwire.toml"};
+  REQUIRE(in);
+  std::vector<std::string> blocks;
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line == "# [vault.auth]") {
+      inside = true;
+    } else if (inside && line.rfind("#   ", 0) == 0) {
+      if (line.rfind("#   method = ", 0) == 0) blocks.emplace_back();
+      REQUIRE_FALSE(blocks.empty());
+      blocks.back() += line.substr(4) + "\n";
+    } else if (inside && line != "#") {
+      break;
+    }
+  }
+  REQUIRE(blocks.size() == 5);
+  temp_dir d;
+  const std::string https_with_cert = "[vault]\naddress = \"https://vault.example:8200\"\nclient_cert = \"" +
+                                      d.file("c.pem").string() + "\"\nclient_key = \"" +
+                                      d.file("c.key").string() + "\"\n";
+  const std::string rest = "\n[[listener]]\nroute = \"main\"\n[route.main]\nhost = \"db\"\nroles = [\"app\"]\n";
+  for (const auto& block : blocks) {
+    INFO(block);
+    const auto r = parse(https_with_cert + "[vault.auth]\n" + block + rest);
+    for (const auto& e : r.errors) {
+      INFO(e);
+      CHECK((e.find(": cannot read \"/etc/vaultwire/") != std::string::npos ||
+             e.find(": cannot read \"/run/secrets/") != std::string::npos ||
+             e.find(": cannot read \"/var/run/secrets/") != std::string::npos));
+    }
+  }
+}
