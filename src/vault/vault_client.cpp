@@ -521,7 +521,11 @@ vault_result<vault_login> vault_client::login_blocking(std::string_view mount, c
   auto answer = impl_->perform("POST", path, body.view(), pgwire::secret_string(), label);
   if (!answer) return std::move(answer).error();
   auto r = detail::parse_login(answer.value().body.view(), options_.address, label);
-  if (r) spdlog::debug("vault: logged in at {}: token {} for {}s", path, r.value().accessor, r.value().ttl.count());
+  if (r) {
+    spdlog::debug("vault: logged in at {}: token {} for {}s", path,
+                  r.value().accessor.empty() ? std::string_view("(no accessor)") : r.value().accessor,
+                  r.value().ttl.count());
+  }
   return r;
 }
 
