@@ -1,11 +1,13 @@
-"""vaultwire logs in to Vault itself ([vault.auth] method = "approle", api-docs/auth/approle
-"Login with AppRole") against vault-dev's AppRole backend: the login at start, renew-self
+"""vaultwire logs in to Vault itself ([vault.auth]) against vault-dev's auth methods. AppRole
+(api-docs/auth/approle "Login with AppRole"): the login at start, renew-self
 at about two thirds of the token's TTL, batch tokens replaced by new logins, the token
 revoking idle leases the client's token may not, /readyz while no valid token is held
 (a refused secret ID) and after the secret ID file is fixed, vaultwire_vault_logins_total,
-and no role ID, secret ID or login token in vaultwire's log.
+and no role ID, secret ID or login token in vaultwire's log. TLS certificate
+(api-docs/auth/cert): the login with [vault] client_cert, and an unknown certificate role
+refused.
 
-Needs a vault-dev with auth methods (sys/auth, auth/approle/*): VAULT_DEV_BIN must be
+Needs a vault-dev with auth methods (sys/auth, auth/approle/*, auth/cert/*): VAULT_DEV_BIN must be
 one built from a tree that has them. Timers are short (token_ttl 6s and 3s,
 revoke_idle_after 2s) and every wait a generous multiple of them.
 
@@ -19,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import Raw, ProxyTestCase, free_port, wait_for  # noqa: E402
+from proxy_fixture import Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for  # noqa: E402
 
 # A client that may read credentials but not revoke them (Vault's default policy adds renew).
 NO_REVOKE_POLICY = 'path "database/creds/crdb-role" { capabilities = ["read"] }\n'
@@ -31,6 +33,7 @@ REFUSED = ("vaultwire holds no valid Vault token: Vault refused the login at aut
            "invalid role or secret ID (HTTP 400)\n")
 # A batch token has no accessor: "token (no accessor) (batch, ...".
 LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: token (.+?) \((service|batch), ttl (\d+)s"
+ADMIN_RE = r"admin: serving /metrics, /healthz, /readyz, /leases on http://127\.0\.0\.1:%d"
 LOGINS_RE = r'vaultwire_vault_logins_total\{method="approle",result="%s"\} (\d+)'
 
 
@@ -84,6 +87,7 @@ class VaultAuthTest(ProxyTestCase):
         extra = ('[vault.auth]\nmethod = "approle"\nrole_id_file = "%s"\nsecret_id_file = "%s"\n'
                  '[admin]\nbind = "127.0.0.1:%d"\n' % (role_file, secret_file, admin_port))
         proxy = self.start_proxy(self.single_listener_config(free_port(), extra=extra), name=name)
+        proxy.wait_log(ADMIN_RE % admin_port, what="%s's admin listener" % name)
         return proxy, admin_port
 
     def logins(self, admin_port, result):
@@ -161,6 +165,64 @@ class VaultAuthTest(ProxyTestCase):
         self.assertLess(time.monotonic() - started, 40)
         self.assertEqual(self.logins(admin, "ok"), 1)
         self.assertNoIds(proxy)
+
+
+class VaultCertAuthTest(ProxyTestCase):
+    """[vault.auth] method = "cert" (api-docs/auth/cert "Login with TLS certificate
+    method"): the login's credential is [vault] client_cert, presented in the TLS
+    handshake with vault-dev (which requires one, tls_require_and_verify_client_cert)."""
+
+    @classmethod
+    def make_vault_dev(cls):
+        cls.tls = make_tls_material(cls.tmp, server_names=("localhost",))
+        t = cls.tls
+        return VaultDev(extra_args=["--tls-cert", t["server_cert"], "--tls-key", t["server_key"],
+                                    "--tls-client-ca", t["client_ca"]],
+                        ca=t["server_ca"], client_cert=(t["client_cert"], t["client_key"]))
+
+    @classmethod
+    def vault_keys(cls):
+        t = cls.tls
+        return {"address": "https://localhost:%d" % cls.vault.port, "ca_file": t["server_ca"],
+                "client_cert": t["client_cert"], "client_key": t["client_key"]}
+
+    @classmethod
+    def proxy_config(cls):
+        return cls.single_listener_config(cls.port, vault=cls.vault_keys())
+
+    @classmethod
+    def setup_vault(cls):
+        cls.root.sys.create_or_update_policy("vaultwire-self", VAULTWIRE_POLICY)
+        cls.root.sys.enable_auth_method("cert")
+        cls.root.auth.cert.create_ca_certificate_role("vaultwire", cls.tls["client_ca"],
+                                                      token_policies=["vaultwire-self"], token_ttl=6)
+
+    def cert_proxy(self, name, cert_role):
+        admin_port = free_port()
+        extra = ('[vault.auth]\nmethod = "cert"\nname = "%s"\n[admin]\nbind = "127.0.0.1:%d"\n'
+                 % (cert_role, admin_port))
+        proxy = self.start_proxy(self.single_listener_config(free_port(), extra=extra, vault=self.vault_keys()),
+                                 name=name)
+        proxy.wait_log(ADMIN_RE % admin_port, what="%s's admin listener" % name)
+        return proxy, admin_port
+
+    def test_logs_in_with_the_client_certificate(self):
+        proxy, admin = self.cert_proxy("cert-login", "vaultwire")
+        m = proxy.wait_log(r"logged in to Vault with method cert at auth/cert/login: token (.+?) \(service, ttl 6s",
+                           what="the certificate login")
+        wait_for(lambda: http_get(admin, "/readyz")[0] == 200, what="/readyz 200 once logged in")
+        proxy.wait_log(r"renewed vaultwire's Vault token %s for \d+s" % re.escape(m.group(1)), timeout=20,
+                       what="renew-self of the certificate login's token")
+        # Clients still log in with their own tokens (and the secret scan has a password to look for).
+        r = self.psql("SELECT session_user", port=proxy.port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_unknown_certificate_role_is_refused(self):
+        proxy, admin = self.cert_proxy("cert-refused", "nobody")
+        prefix = "vaultwire holds no valid Vault token: Vault refused the login at auth/cert/login: "
+        status, body = wait_for(lambda: (lambda r: r if r[1].startswith(prefix) else None)(http_get(admin, "/readyz")),
+                                what="/readyz naming the refused certificate login")
+        self.assertEqual(status, 503)
 
 
 if __name__ == "__main__":
