@@ -30,6 +30,37 @@
 
 namespace vaultwire {
 
+// How vaultwire obtains its own Vault token ([vault.auth] method). `none`: it has
+// no token of its own (leases are renewed and revoked with the client's token).
+enum class vault_auth_method { none, token_file, approle, kubernetes, jwt, cert };
+[[nodiscard]] std::string_view to_string(vault_auth_method m) noexcept;
+
+// [vault.auth]: vaultwire logs in to Vault itself. Every file named here is checked
+// readable at load and read afresh at each login (secret IDs and service-account
+// tokens rotate); none of them is ever logged. With method token_file the path is
+// vault_config::token_file ([vault] token_file is the same setting).
+struct vault_auth_config {
+  vault_auth_method method = vault_auth_method::none;
+  // The auth method's mount (no leading or trailing '/'): POST auth/<mount>/login.
+  // Default: the method's name, where `vault auth enable <method>` mounts it.
+  std::string mount;
+  std::optional<std::filesystem::path> role_id_file;    // approle (required)
+  std::optional<std::filesystem::path> secret_id_file;  // approle (optional: a role with bind_secret_id = false)
+  std::optional<std::string> role;                      // kubernetes (required), jwt (optional: the default_role)
+  std::optional<std::filesystem::path> jwt_file;        // kubernetes (default: the service account's token), jwt
+  std::optional<std::string> name;                      // cert: the certificate role (default: any that matches)
+
+  // A method that logs in (approle, kubernetes, jwt, cert), as opposed to none or token_file.
+  [[nodiscard]] bool logs_in() const noexcept {
+    return method != vault_auth_method::none && method != vault_auth_method::token_file;
+  }
+  bool operator==(const vault_auth_config&) const = default;
+};
+
+// Where a kubernetes login reads the service account's token when jwt_file is not
+// set (the path Kubernetes mounts it at; Vault Agent's kubernetes method reads it too).
+inline constexpr std::string_view kubernetes_service_account_token = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
 // [vault]: where Vault is and how to reach it, as Vault's own client reads its
 // environment (hashicorp/vault api/client.go ReadEnvironment): the file first, then
 // the variables named here, then the defaults.
@@ -59,8 +90,11 @@ struct vault_config {
   std::chrono::milliseconds request_timeout{5000};
   // vaultwire's own token (a file written by Vault Agent or an operator): when set,
   // leases are renewed and revoked with it instead of the client's token. Checked
-  // readable at load; the broker re-reads it when its mtime changes.
+  // readable at load; the broker re-reads it when its mtime changes. Set also by
+  // [vault.auth] method = "token_file".
   std::optional<std::filesystem::path> token_file;
+  // [vault.auth]; method token_file when only [vault] token_file is set.
+  vault_auth_config auth;
 };
 
 // One `[[listener]]`: where clients connect.

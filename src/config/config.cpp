@@ -27,6 +27,18 @@ std::string_view to_string(ssl_mode m) noexcept {
   return "?";
 }
 
+std::string_view to_string(vault_auth_method m) noexcept {
+  switch (m) {
+    case vault_auth_method::none: return "none";
+    case vault_auth_method::token_file: return "token_file";
+    case vault_auth_method::approle: return "approle";
+    case vault_auth_method::kubernetes: return "kubernetes";
+    case vault_auth_method::jwt: return "jwt";
+    case vault_auth_method::cert: return "cert";
+  }
+  return "?";
+}
+
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
     case log_level::trace: return "trace";

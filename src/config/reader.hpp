@@ -282,6 +282,11 @@ inline constexpr std::pair<std::string_view, log_format> log_formats[] = {
     {"text", log_format::text},
     {"json", log_format::json},
 };
+inline constexpr std::pair<std::string_view, vault_auth_method> vault_auth_methods[] = {
+    {"token_file", vault_auth_method::token_file}, {"approle", vault_auth_method::approle},
+    {"kubernetes", vault_auth_method::kubernetes}, {"jwt", vault_auth_method::jwt},
+    {"cert", vault_auth_method::cert},
+};
 // What a weaker sslmode gives up, for its error or warning.
 [[nodiscard]] std::string_view weakness(ssl_mode m);
 

@@ -2,7 +2,7 @@
 // and orders the parts' decisions into Vault calls, acquire answers and session
 // events. The parts: lease_cache (cache and single flight), token_checker (rechecks,
 // grace, the negative cache), circuit_breaker, lease_keeper (renew, revoke, idle) and
-// own_token (token_file). No Asio here: the broker is driven by vault_calls callbacks
+// own_token (token_file, or a [vault.auth] login). No Asio here: the broker is driven by vault_calls callbacks
 // and by maintain(), which its own thread calls every options.tick; broker_await.hpp
 // adapts acquire() to a coroutine.
 //
@@ -88,6 +88,9 @@ vault_calls vault_calls_for(vault_client& client) {
   };
   c.renew_self = [p](pgwire::secret_string token, seconds increment, vault_client::callback<vault_token_info> done) {
     p->renew_self(std::move(token), increment, std::move(done));
+  };
+  c.login = [p](std::string mount, pgwire::secret_string body, vault_client::callback<vault_login> done) {
+    p->login(std::move(mount), std::move(body), std::move(done));
   };
   return c;
 }
@@ -212,6 +215,7 @@ std::size_t credential_broker::revoke_all(milliseconds wait) { return state_->re
 broker_stats credential_broker::stats() const {
   std::lock_guard lock{state_->mutex};
   broker_stats s = state_->stats;
+  if (state_->own && state_->own->logs_in()) s.own_login_method = to_string(state_->own->method());
   s.breaker_open = state_->breaker.open();
   s.consecutive_vault_failures = state_->breaker.consecutive_failures();
   s.live_leases = state_->cache.live().size();
@@ -222,6 +226,12 @@ broker_stats credential_broker::stats() const {
     s.sessions += e->sessions.size();
   }
   return s;
+}
+
+std::string credential_broker::own_token_problem() const {
+  std::lock_guard lock{state_->mutex};
+  if (!state_->own) return {};
+  return state_->own->problem(state_->now());
 }
 
 std::vector<lease_info> credential_broker::leases() const {

@@ -51,7 +51,8 @@
 //   after the first failure nothing waits, and after breaker_threshold failures
 //   rechecks stop calling Vault until a probe succeeds.
 // - Circuit breaker (a Vault outage). Every broker Vault call
-//   (creds, lookup-self, renew, revoke, token_file's lookup/renew-self) reports to
+//   (creds, lookup-self, renew, revoke, vaultwire's own token's login, lookup-self and
+//   renew-self) reports to
 //   one breaker. Outages are vault_error_kind unreachable, timeout, sealed, and
 //   server_error with HTTP 502, 503 or 504; any other answer (success, 403/400/404,
 //   a 500 from one role's backend, a 429 from a quota, a redirect, a bad body) is that
@@ -65,7 +66,8 @@
 //     good check is trusted for token_grace), so cache hits cost no added latency;
 //   * a cached credential below its reuse floor but with more than
 //     outage_reuse_floor left is still served (a cold miss would only fail);
-//   * renewals, idle revocations and token_file upkeep are skipped and retried when
+//   * renewals, idle revocations and own-token upkeep (logins included) are skipped
+//     and retried when
 //     the breaker lets calls through again (a skipped idle revocation keeps its lease
 //     cached and live: nothing is forgotten). revoke_all() always calls Vault.
 //   Half-open: breaker_initial_backoff after opening, exactly one real Vault call is
@@ -77,9 +79,11 @@
 //   call Vault answers while open also closes it. Backoff runs on options.clock.
 // - Each successful acquire counts one session on the lease; the returned handle's
 //   release() (or destructor) uncounts it. A lease with no session for
-//   revoke_idle_after is revoked: with [vault] token_file's token when configured
-//   (the file is re-read when its mtime changes), else with the client's token. A
-//   403 on revoke is logged once, counted, and the lease is left to its TTL.
+//   revoke_idle_after is revoked: with vaultwire's own token when it holds one
+//   ([vault] token_file, re-read when its mtime changes, or a [vault.auth] login),
+//   else with the client's token. A 403 on revoke is logged once, counted, and the
+//   lease is left to its TTL; a bad-token refusal (vault_refusal::bad_token) of a
+//   call made with a login's token also drops that token and logs in again.
 // - Leases with sessions are renewed at about two thirds of their duration
 //   (jittered), with the same token choice; when Vault stops extending them (max TTL)
 //   sessions get lease_event::expiring once the end is within expiry_notice
@@ -93,6 +97,9 @@
 //   TTL lasts, counted in renewal_retries and logged.
 // - With a token_file, vaultwire's own token is looked up when the file (re)appears
 //   and renewed with renew-self at about two thirds of its TTL (when renewable).
+//   With a [vault.auth] login method (approle, kubernetes, jwt, cert) maintain() logs
+//   in, renews or logs in again, and retries failed logins with a backoff
+//   (own_token.hpp has the rules); own_token_problem() says why no valid token is held.
 // - max_leases: a miss that would create a lease beyond the budget is refused with
 //   broker_error_kind::lease_budget (SQLSTATE 53300); leases being fetched count.
 // - invalidate() / refetch(): the "upstream answered 28P01 for a cached credential"
@@ -157,10 +164,13 @@ struct vault_calls {
   std::function<void(std::string lease_id, pgwire::secret_string token, revoke_form form,
                      vault_client::callback<void> done)>
       revoke_lease;
-  // Only used with a token_file (vaultwire's own token is kept alive with it).
+  // Only used with vaultwire's own token (token_file, or a login's), to keep it alive.
   std::function<void(pgwire::secret_string token, std::chrono::seconds increment,
                      vault_client::callback<vault_token_info> done)>
       renew_self;
+  // Only used with a [vault.auth] login method: POST auth/<mount>/login with `body`.
+  std::function<void(std::string mount, pgwire::secret_string body, vault_client::callback<vault_login> done)>
+      login;
 };
 
 // The calls of a vault_client, which must outlive the broker.
@@ -194,6 +204,9 @@ struct credential_broker_options {
   // never under the broker's lock). Must not block for long or throw.
   std::function<void(const credential_audit_event&)> on_audit{};
   std::optional<std::filesystem::path> token_file{};  // [vault] token_file
+  // [vault.auth]: with a login method (auth.logs_in()) vaultwire logs in itself, and
+  // token_file is not used.
+  vault_auth_config auth{};
   std::function<broker_clock::time_point()> clock{};  // default: steady_clock::now
   std::function<double()> jitter{};  // in [0, 1); default: a PRNG. Renewal at (0.6 + 0.1 * jitter) of the TTL
   bool start_maintenance_thread = true;
@@ -325,8 +338,12 @@ struct broker_stats {
   std::uint64_t role_denials = 0;         // creds answered with Vault's ACL denial (28000)
   std::uint64_t role_negative_hits = 0;   // refused by the (token, role) negative cache
   std::uint64_t quota_holds = 0;          // refused without a Vault call during a role's Retry-After
-  std::uint64_t own_token_renewals = 0;   // renew-self of token_file's token
+  std::uint64_t own_token_renewals = 0;   // renew-self of vaultwire's own token
   std::uint64_t own_token_failures = 0;   // its lookup / renew-self failures
+  std::string_view own_login_method;      // "approle", ...: a [vault.auth] login method; "" without one
+  std::uint64_t own_logins_ok = 0;        // logins that gave a token
+  std::uint64_t own_logins_denied = 0;    // logins Vault refused (400, 403, 404)
+  std::uint64_t own_logins_failed = 0;    // other failed logins (unreachable, 5xx, a file unreadable, ...)
   std::uint64_t stale_hits = 0;           // hits served while their recheck was pending/failing (SWR)
   std::uint64_t vault_outages = 0;        // calls that failed as an outage (timeout, 502-504, sealed, ...)
   std::uint64_t breaker_opens = 0;        // closed → open transitions
@@ -396,6 +413,10 @@ class credential_broker {
   std::size_t revoke_all(std::chrono::milliseconds wait = std::chrono::seconds(10));
 
   [[nodiscard]] broker_stats stats() const;
+  // Empty while vaultwire holds a valid token of its own, or when it has no login
+  // method; else why it holds none (the last login's failure), for /readyz. Never a
+  // secret.
+  [[nodiscard]] std::string own_token_problem() const;
   // Every lease held (live), ordered by lease id.
   [[nodiscard]] std::vector<lease_info> leases() const;
 

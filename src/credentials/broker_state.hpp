@@ -30,7 +30,10 @@ using admission = circuit_breaker::admission;
 
 struct broker_state : std::enable_shared_from_this<broker_state> {
   broker_state(vault_calls v, credential_broker_options o) : vault(std::move(v)), options(std::move(o)) {
-    if (options.token_file) own.emplace(*options.token_file);
+    if (options.auth.logs_in())
+      own.emplace(options.auth);
+    else if (options.token_file)
+      own.emplace(*options.token_file);
   }
 
   vault_calls vault;
@@ -43,7 +46,7 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
                        options.credentials.negative_cache};
   circuit_breaker breaker{stats, options.credentials.token_grace};
   lease_keeper keeper{options.credentials, cache, breaker, stats};
-  std::optional<own_token> own;  // with [vault] token_file
+  std::optional<own_token> own;  // with [vault] token_file or a [vault.auth] login
   // A quota's 429 with Retry-After: no creds request for the role (lease_cache::
   // role_key_for) before `until`, whatever the token.
   struct quota_hold {
@@ -78,9 +81,18 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   credential_lease make_handle(const std::shared_ptr<lease_entry>& e, bool from_cache);
 
-  // The token that renews and revokes: token_file's, else the client's (may be empty).
-  // `is_own`, when given, is set to whether it is token_file's.
-  pgwire::secret_string management_token(const std::string& hash, bool* is_own = nullptr);
+  // The token that renews and revokes: vaultwire's own when it holds one, else the
+  // client's (may be empty). `own_generation`, when given, is set to the own token's
+  // generation (own_token::rejected), or 0 when the client's is returned.
+  pgwire::secret_string management_token(const std::string& hash, std::uint64_t* own_generation = nullptr);
+
+  // A call made with vaultwire's own token (`own_generation` != 0) failed with `r`:
+  // Vault's bad-token refusal drops a login's token (under `mutex`).
+  template <class T>
+  void note_own_token(std::uint64_t own_generation, const vault_result<T>& r, time_point t) {
+    if (own_generation != 0 && own && !r && r.error().refusal == vault_refusal::bad_token)
+      own->rejected(own_generation, t);
+  }
 
   // Every completed Vault call reports here (under `mutex`). When it is the first
   // "unreachable" failure, acquires waiting for a recheck whose token is within grace
@@ -157,12 +169,15 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
   // --- maintenance -----------------------------------------------------------------
 
   void maintain_own_token();
+  // The login step of it, outside the lock (the method's files are read here).
+  void send_own_login(bool probe);
 
   void maintain();
 
   void renew(const std::shared_ptr<lease_entry>& e, bool probe);
 
-  void on_renewed(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<vault_lease_renewal> r);
+  void on_renewed(const std::shared_ptr<lease_entry>& e, bool probe, std::uint64_t own_generation,
+                  vault_result<vault_lease_renewal> r);
 
   struct revoke_wait {
     std::mutex mutex;
@@ -173,7 +188,8 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   void revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr<revoke_wait> wait, bool probe);
 
-  void on_revoked(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<void> r);
+  void on_revoked(const std::shared_ptr<lease_entry>& e, bool probe, std::uint64_t own_generation,
+                  vault_result<void> r);
 
   std::size_t revoke_all(std::chrono::milliseconds wait_for);
 

@@ -1,4 +1,5 @@
-// The broker's maintenance: vaultwire's own token, the lease keeper's renewals and
+// The broker's maintenance: vaultwire's own token (token_file's upkeep, or a
+// [vault.auth] login's: own_token.hpp), the lease keeper's renewals and
 // idle revocations, rechecks of live sessions' tokens, the breaker's probe when
 // nothing else calls Vault, forgetting tokens; and revoke_all() at shutdown.
 #include "credentials/broker_state.hpp"
@@ -12,11 +13,12 @@ namespace vaultwire::detail {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-pgwire::secret_string broker_state::management_token(const std::string& hash, bool* is_own) {
-  if (is_own != nullptr) *is_own = false;
+pgwire::secret_string broker_state::management_token(const std::string& hash, std::uint64_t* own_generation) {
+  if (own_generation != nullptr) *own_generation = 0;
   if (own) {
-    if (auto t = own->read(); !t.empty()) {
-      if (is_own != nullptr) *is_own = true;
+    std::uint64_t generation = 0;
+    if (auto t = own->read(now(), &generation); !t.empty()) {
+      if (own_generation != nullptr) *own_generation = generation;
       return t;
     }
   }
@@ -26,11 +28,17 @@ pgwire::secret_string broker_state::management_token(const std::string& hash, bo
 }
 
 void broker_state::maintain_own_token() {
-  if (!own || !vault.renew_self || !vault.lookup_self) return;
-  pgwire::secret_string token = own->read();
-  if (token.empty()) return;
+  if (!own) return;
+  const bool logs_in = own->logs_in();
+  if (logs_in ? !vault.login || !vault.renew_self : !vault.renew_self || !vault.lookup_self) return;
+  pgwire::secret_string token;
+  if (!logs_in) {
+    token = own->read(now());  // token_file: the file is read outside the lock
+    if (token.empty()) return;
+  }
   own_token::step step = own_token::step::none;
   admission gate = admission::call;
+  std::chrono::seconds increment{0};
   {
     std::lock_guard lock{mutex};
     const time_point t = now();
@@ -43,9 +51,17 @@ void broker_state::maintain_own_token() {
       return;
     }
     own->begin();
+    // A login's token to renew: due() said it is held and valid at `t`.
+    if (logs_in && step == own_token::step::renew) token = own->read(t);
+    increment = own->renew_increment();
+  }
+  const bool probe = gate == admission::probe;
+  if (step == own_token::step::login) {
+    send_own_login(probe);
+    return;
   }
   auto self = shared_from_this();
-  auto done = [self, step, probe = gate == admission::probe](vault_result<vault_token_info> r) {
+  auto done = [self, step, probe](vault_result<vault_token_info> r) {
     deferred_list deferred;
     {
       std::lock_guard lock{self->mutex};
@@ -56,9 +72,30 @@ void broker_state::maintain_own_token() {
     run(deferred);
   };
   if (step == own_token::step::renew)
-    vault.renew_self(std::move(token), seconds{0}, std::move(done));
+    vault.renew_self(std::move(token), increment, std::move(done));
   else
     vault.lookup_self(std::move(token), std::move(done));
+}
+
+void broker_state::send_own_login(bool probe) {
+  own_token::login_request req = own->make_login();  // reads the method's files
+  if (!req.error.empty()) {
+    std::lock_guard lock{mutex};
+    if (probe) breaker.probe_not_made();
+    own->login_not_sent(req.error, now(), jitter(), stats);
+    return;
+  }
+  auto self = shared_from_this();
+  vault.login(std::move(req.mount), std::move(req.body), [self, probe](vault_result<vault_login> r) {
+    deferred_list deferred;
+    {
+      std::lock_guard lock{self->mutex};
+      const time_point t = self->now();
+      self->note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+      self->own->logged_in(std::move(r), t, self->jitter(), self->stats);
+    }
+    run(deferred);
+  });
 }
 
 void broker_state::maintain() {
@@ -91,20 +128,24 @@ void broker_state::maintain() {
 }
 
 void broker_state::renew(const std::shared_ptr<lease_entry>& e, bool probe) {
-  auto token = management_token(e->token_hash);
+  std::uint64_t own_generation = 0;
+  auto token = management_token(e->token_hash, &own_generation);
   auto self = shared_from_this();
-  vault.renew_lease(e->lease_id, e->duration, std::move(token), [self, e, probe](vault_result<vault_lease_renewal> r) {
-    self->on_renewed(e, probe, std::move(r));
-  });
+  vault.renew_lease(e->lease_id, e->duration, std::move(token),
+                    [self, e, probe, own_generation](vault_result<vault_lease_renewal> r) {
+                      self->on_renewed(e, probe, own_generation, std::move(r));
+                    });
 }
 
-void broker_state::on_renewed(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<vault_lease_renewal> r) {
+void broker_state::on_renewed(const std::shared_ptr<lease_entry>& e, bool probe, std::uint64_t own_generation,
+                              vault_result<vault_lease_renewal> r) {
   deferred_list deferred;
   {
     std::lock_guard lock{mutex};
     e->renew_in_flight = false;
     const time_point t = now();
     note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+    note_own_token(own_generation, r, t);
     auto note = keeper.renewed(*e, r, t, jitter());
     audit(*e, credential_audit_event::kind::renew, std::move(note.result), std::move(note.reason), deferred);
     if (note.event) collect_events(*e, *note.event, deferred);
@@ -116,13 +157,13 @@ void broker_state::revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr
   // vaultwire's own token revokes with the lease id in the body, the form Vault Proxy's
   // lease cache acts on; a client's token keeps the path form, which its policy can
   // scope to one role (update on sys/leases/revoke/<mount>/creds/<role>/*).
-  bool own_token = false;
-  auto token = management_token(e->token_hash, &own_token);
-  const revoke_form form = own_token ? revoke_form::body : revoke_form::path;
+  std::uint64_t own_generation = 0;
+  auto token = management_token(e->token_hash, &own_generation);
+  const revoke_form form = own_generation != 0 ? revoke_form::body : revoke_form::path;
   auto self = shared_from_this();
-  vault.revoke_lease(e->lease_id, std::move(token), form, [self, e, wait, probe](vault_result<void> r) {
+  vault.revoke_lease(e->lease_id, std::move(token), form, [self, e, wait, probe, own_generation](vault_result<void> r) {
     const bool ok = static_cast<bool>(r);
-    self->on_revoked(e, probe, std::move(r));
+    self->on_revoked(e, probe, own_generation, std::move(r));
     if (wait) {
       std::lock_guard lock{wait->mutex};
       --wait->pending;
@@ -132,13 +173,15 @@ void broker_state::revoke(const std::shared_ptr<lease_entry>& e, std::shared_ptr
   });
 }
 
-void broker_state::on_revoked(const std::shared_ptr<lease_entry>& e, bool probe, vault_result<void> r) {
+void broker_state::on_revoked(const std::shared_ptr<lease_entry>& e, bool probe, std::uint64_t own_generation,
+                              vault_result<void> r) {
   deferred_list deferred;
   {
     std::lock_guard lock{mutex};
     e->revoke_in_flight = false;
     const time_point t = now();
     note_vault(r ? nullptr : &r.error(), probe, t, deferred);
+    note_own_token(own_generation, r, t);
     auto note = keeper.revoked(*e, r, shutting_down, t);
     audit(*e, credential_audit_event::kind::revoke, std::move(note.result), std::move(note.reason), deferred);
   }

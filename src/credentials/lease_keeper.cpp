@@ -172,8 +172,9 @@ lease_keeper::audit_note lease_keeper::revoked(lease_entry& e, const vault_resul
     if (!revoke_denied_logged_) {
       revoke_denied_logged_ = true;
       spdlog::warn(
-          "credentials: Vault denied revoking lease {} ({}); leases will end at their TTL. Set [vault] "
-          "token_file, or allow update on sys/leases/revoke/<mount>/creds/<role>/* for the client's token",
+          "credentials: Vault denied revoking lease {} ({}); leases will end at their TTL. Give vaultwire a "
+          "token of its own ([vault] token_file or [vault.auth]) that may update sys/leases/revoke, or allow "
+          "update on sys/leases/revoke/<mount>/creds/<role>/* for the client's token",
           e.lease_id, r.error().message);
     }
     return note;

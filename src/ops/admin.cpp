@@ -142,7 +142,8 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
 
   // 200 "ready", or 503 with the first reason it is not: draining, listeners not up,
   // Vault's sys/health (asked for this probe; `answered` false when it did not answer
-  // within readiness_timeout), the broker's circuit breaker.
+  // within readiness_timeout), no valid token of vaultwire's own while a [vault.auth]
+  // login method is configured, the broker's circuit breaker.
   std::pair<http::status, std::string> readiness(bool answered) {
     if (state->stopping.load()) return {http::status::service_unavailable, "draining: vaultwire is shutting down"};
     if (!listeners_up.load()) return {http::status::service_unavailable, "listeners are not up yet"};
@@ -159,6 +160,10 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     if (guard && !guard->verified()) {
       guard->check_in_background(*state->vault, state->current()->vault.address);
       return {http::status::service_unavailable, guard->unverified_reason()};
+    }
+    if (state->broker) {
+      if (std::string why = state->broker->own_token_problem(); !why.empty())
+        return {http::status::service_unavailable, "vaultwire holds no valid Vault token: " + why};
     }
     if (state->broker && state->broker->stats().breaker_open) {
       return {http::status::service_unavailable, "Vault at " + state->vault->options().address +

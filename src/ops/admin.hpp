@@ -10,7 +10,10 @@
 //                 come while a request is out share it), a reload refused because its
 //                 Vault replaces client tokens (until a reload is applied), Vault not yet
 //                 seen to refuse a made-up token (a probe starts that check in the
-//                 background), or the broker's circuit breaker open
+//                 background), no valid Vault token of vaultwire's own while a
+//                 [vault.auth] login method is configured ("vaultwire holds no valid
+//                 Vault token: <the last login's failure>"), or the broker's circuit
+//                 breaker open
 //   GET /leases   JSON: the leases the broker holds (lease id, role, mount, TTL left,
 //                 sessions, token accessor); no secrets
 // Anything else: 404; another method on a known path: 405. HTTP/1.1, one request per

@@ -181,10 +181,23 @@ class source_collector final : public prometheus::Collectable {
       out.push_back(std::move(f));
     }
     {
-      auto f = family("vaultwire_own_token_renewals_total", "Renewals of [vault] token_file's token by result",
+      auto f = family("vaultwire_own_token_renewals_total",
+                      "Renewals (renew-self) of vaultwire's own Vault token ([vault] token_file or a [vault.auth] "
+                      "login's) by result",
                       prometheus::MetricType::Counter);
       add_counter(f, {{"result", "ok"}}, b.own_token_renewals);
       add_counter(f, {{"result", "failed"}}, b.own_token_failures);
+      out.push_back(std::move(f));
+    }
+    if (!b.own_login_method.empty()) {
+      const std::string method{b.own_login_method};
+      auto f = family("vaultwire_vault_logins_total",
+                      "vaultwire's own logins to Vault ([vault.auth]) by method and result: ok, denied (Vault "
+                      "refused the credentials: 400, 403, 404), failed (anything else, a file unreadable included)",
+                      prometheus::MetricType::Counter);
+      add_counter(f, {{"method", method}, {"result", "ok"}}, b.own_logins_ok);
+      add_counter(f, {{"method", method}, {"result", "denied"}}, b.own_logins_denied);
+      add_counter(f, {{"method", method}, {"result", "failed"}}, b.own_logins_failed);
       out.push_back(std::move(f));
     }
     out.push_back(counter("vaultwire_vault_outage_failures_total",

@@ -44,8 +44,8 @@ void cancel_request(std::string_view result);
 void upstream_connect(std::string_view result, seconds_d latency);
 
 // One HTTP exchange with Vault (vault_client_options::observer): a normalised
-// endpoint ("creds", "renew", "revoke", "lookup-self", "renew-self", "health",
-// "other"), the HTTP status ("200", "403", ...) or the transport failure ("timeout",
+// endpoint ("creds", "renew", "revoke", "lookup-self", "renew-self", "login",
+// "health", "other"), the HTTP status ("200", "403", ...) or the transport failure ("timeout",
 // "unreachable", "too_large"), and the time it took.
 void vault_request(std::string_view endpoint, std::string_view code, seconds_d latency);
 

@@ -58,6 +58,7 @@ std::vector<std::string> needs_restart(const config& running, const config& next
   }
   if (running.vault.mount != next.vault.mount) keys.emplace_back("vault.mount");
   if (running.vault.token_file != next.vault.token_file) keys.emplace_back("vault.token_file");
+  if (running.vault.auth != next.vault.auth) keys.emplace_back("[vault.auth]");
   if (running.vault.request_timeout != next.vault.request_timeout) keys.emplace_back("vault.request_timeout");
   if (running.credentials != next.credentials) keys.emplace_back("[credentials]");
   if (running.pool != next.pool) keys.emplace_back("[pool]");

@@ -164,6 +164,7 @@ bool build_credentials(proxy_state& state, const config& cfg) {
   bo.credentials = cfg.credentials;
   if (state.audit) bo.on_audit = audit_sink(state.audit.get());
   bo.token_file = cfg.vault.token_file;
+  bo.auth = cfg.vault.auth;
   state.broker = std::make_unique<credential_broker>(vault_calls_for(*state.vault), std::move(bo));
   if (cfg.pool.reuse) {
     // A pooled connection holds its lease; it counts as a use of the lease for at most

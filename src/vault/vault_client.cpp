@@ -10,7 +10,9 @@
 // token recheck, not per client connection, so the extra handshakes are few.
 //
 // What is wiped after each request: our header line with the token, curl's slist
-// copy of it, the response body buffer, every string the JSON parser allocated.
+// copy of it, a login's request body (the caller's secret_string; curl reads it in
+// place, CURLOPT_POSTFIELDS), the response body buffer, every string the JSON parser
+// allocated.
 // curl's own buffers are wiped when curl frees them (curl_global_init_mem with
 // secure_memory), OpenSSL's read buffer once curl has read it (SSL_OP_CLEANSE_PLAINTEXT).
 // Not under our control: nlohmann's lexer scratch vector (reused per token, freed
@@ -449,22 +451,6 @@ void vault_client::reconfigure(const vault_client_options& next) {
   impl_->reconfigure(impl::endpoint_of(validated(std::move(o))));
 }
 
-vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
-  const auto path = [](const std::optional<std::filesystem::path>& p) { return p ? p->string() : std::string(); };
-  vault_client_options o;
-  o.address = config.address;
-  o.vault_namespace = config.namespace_.value_or(std::string());
-  o.ca_file = path(config.ca_file);
-  o.ca_path = path(config.ca_path);
-  o.client_cert = path(config.client_cert);
-  o.client_key = path(config.client_key);
-  o.tls_server_name = config.tls_server_name.value_or(std::string());
-  o.skip_verify = config.skip_verify;
-  o.request_timeout = config.request_timeout;
-  o.threads = threads;
-  return o;
-}
-
 vault_client::vault_client(vault_client_options options) : options_(validated(std::move(options))) {
   global_init_once();
   impl_ = std::make_unique<impl>(options_);
@@ -527,6 +513,22 @@ vault_result<vault_token_info> vault_client::renew_self_blocking(const pgwire::s
   return t;
 }
 
+vault_result<vault_login> vault_client::login_blocking(std::string_view mount, const pgwire::secret_string& body) {
+  // api-docs/auth/{approle,kubernetes,jwt,cert}: POST /auth/<mount>/login, no token.
+  // The path names the mount only; the body (a secret ID, a JWT) is never logged.
+  const std::string path = "auth/" + detail::escape_path(trim_slashes(mount), true) + "/login";
+  const std::string label = "POST " + path;
+  auto answer = impl_->perform("POST", path, body.view(), pgwire::secret_string(), label);
+  if (!answer) return std::move(answer).error();
+  auto r = detail::parse_login(answer.value().body.view(), options_.address, label);
+  if (r) {
+    spdlog::debug("vault: logged in at {}: token {} for {}s", path,
+                  r.value().accessor.empty() ? std::string_view("(no accessor)") : r.value().accessor,
+                  r.value().ttl.count());
+  }
+  return r;
+}
+
 vault_result<vault_response> vault_client::request_blocking(std::string_view method, std::string_view path,
                                                             std::string_view json_body,
                                                             const pgwire::secret_string& token) {
@@ -576,6 +578,12 @@ void vault_client::renew_self(pgwire::secret_string token, std::chrono::seconds 
                               callback<vault_token_info> done) {
   impl_->submit<vault_token_info>(std::move(done), [this, token = std::move(token), increment] {
     return renew_self_blocking(token, increment);
+  });
+}
+
+void vault_client::login(std::string mount, pgwire::secret_string body, callback<vault_login> done) {
+  impl_->submit<vault_login>(std::move(done), [this, mount = std::move(mount), body = std::move(body)] {
+    return login_blocking(mount, body);
   });
 }
 

@@ -1,6 +1,7 @@
 // vault_client: vaultwire's HTTP client for the few Vault endpoints it uses
 // (/work/shared/vault-api.md §2.4–2.6): database credentials, lease renew/revoke,
-// token lookup-self/renew-self, and a generic request for `provision` and tests.
+// token lookup-self/renew-self, an auth method's login (vaultwire's own token), and a
+// generic request for `provision` and tests.
 //
 // Threading contract (STYLE.md §2 rule 5):
 // - Every blocking libcurl call runs on the client's own bounded worker pool
@@ -18,11 +19,12 @@
 //   request_timeout) and invokes their callbacks; do not destroy the client from
 //   inside one of its callbacks.
 //
-// Secrets: tokens and returned passwords are pgwire::secret_string. The header line
-// holding the token, curl's copy of it and every response body are wiped after each
-// request; JSON is parsed with an allocator that wipes what it frees. Nothing here
-// logs a token or a password (debug lines carry method, path, status, duration,
-// lease id and accessor only).
+// Secrets: tokens, login bodies (secret IDs, JWTs) and returned passwords are
+// pgwire::secret_string. The header line holding the token, curl's copy of it, the
+// request body and every response body are wiped after each request; JSON is parsed
+// with an allocator that wipes what it frees. Nothing here logs a token, a password
+// or a request body (debug lines carry method, path, status, duration, lease id and
+// accessor only).
 //
 // Redirects: as Vault's own client (api/client.go rawRequestWithContext), one 301,
 // 302 or 307 is followed with the same method, headers and body (a standby answers
@@ -38,10 +40,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <boost/outcome/basic_result.hpp>
@@ -188,6 +192,21 @@ struct vault_token_info {
   std::vector<std::string> warnings;
 };
 
+// POST auth/<mount>/login: the `auth` block of the answer (sdk/logical/
+// translate_response.go HTTPAuth; api-docs/auth/approle "Login with AppRole",
+// kubernetes "Login", jwt "JWT login", cert "Login with TLS certificate method").
+struct vault_login {
+  pgwire::secret_string client_token;
+  std::string accessor;         // "" when Vault sends none (the cert method's sample answer has none)
+  std::chrono::seconds ttl{0};  // auth.lease_duration; 0: the token never expires
+  bool renewable = false;       // a batch token is never renewable
+  std::string token_type = "service";  // "service" or "batch" (absent: service)
+  std::vector<std::string> policies;
+  std::string entity_id;
+  bool orphan = false;
+  std::vector<std::string> warnings;
+};
+
 // Any 2xx answer of request(). The body may hold secrets the caller asked for
 // (a created token): it is the caller's to wipe.
 struct vault_response {
@@ -228,6 +247,10 @@ class vault_client {
   void renew_self(pgwire::secret_string token, std::chrono::seconds increment, callback<vault_token_info> done);
   void request(std::string method, std::string path, std::string json_body, pgwire::secret_string token,
                callback<vault_response> done);
+  // POST auth/<mount>/login with `body` (it holds the method's secrets: a secret ID,
+  // a JWT), sent without a token. The body is wiped after the request and never
+  // logged; the answer's client_token is a secret_string.
+  void login(std::string mount, pgwire::secret_string body, callback<vault_login> done);
 
   // Blocking, on the calling thread (never an I/O thread). `mount` may contain '/'
   // (nested mounts); `role` is percent-encoded as one path segment. An increment of
@@ -245,6 +268,7 @@ class vault_client {
   [[nodiscard]] vault_result<vault_token_info> lookup_self_blocking(const pgwire::secret_string& token);
   [[nodiscard]] vault_result<vault_token_info> renew_self_blocking(const pgwire::secret_string& token,
                                                                   std::chrono::seconds increment);
+  [[nodiscard]] vault_result<vault_login> login_blocking(std::string_view mount, const pgwire::secret_string& body);
   // Any endpoint: `path` is after /v1/ (e.g. "sys/mounts/database"); an empty body
   // sends none. An empty token sends no X-Vault-Token. Non-2xx answers are errors.
   [[nodiscard]] vault_result<vault_response> request_blocking(std::string_view method, std::string_view path,
@@ -319,10 +343,18 @@ namespace detail {
 [[nodiscard]] vault_result<vault_token_info> parse_renew_self(std::string_view body, std::string_view address,
                                                               std::string_view request);
 
+[[nodiscard]] vault_result<vault_login> parse_login(std::string_view body, std::string_view address,
+                                                   std::string_view request);
+
+// A login's JSON body, {"k": "v", ...} with the strings escaped (RFC 8259), built in
+// a secret_string so the secrets it carries leave no unwiped copy.
+[[nodiscard]] pgwire::secret_string login_body(
+    std::initializer_list<std::pair<std::string_view, std::string_view>> fields);
+
 // A bounded label for a request path (after /v1/), for metrics: "creds"
 // (<mount>/creds/<role>), "renew" (sys/leases/renew), "revoke" (sys/leases/revoke...),
-// "lookup-self", "renew-self", "health" (sys/health), else "other". Never contains
-// a lease id, a role or a token.
+// "lookup-self", "renew-self", "login" (auth/<mount>/login), "health" (sys/health),
+// else "other". Never contains a lease id, a role, a mount or a token.
 [[nodiscard]] std::string_view endpoint_label(std::string_view path) noexcept;
 
 // Percent-encodes everything but RFC 3986 unreserved characters (and '/' when

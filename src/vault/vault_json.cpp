@@ -92,6 +92,15 @@ bool optional_bool_member(const wiped_json& obj, const char* key, bool absent) {
   return it->get<bool>();
 }
 
+// An absent or null key is "".
+std::string optional_string_member(const wiped_json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return {};
+  if (!it->is_string()) throw shape_error(std::string("\"") + key + "\" is not a string");
+  const auto& s = it->get_ref<const wiped_string&>();
+  return std::string(s.data(), s.size());
+}
+
 // An absent or null key is an empty list.
 std::vector<std::string> strings_member(const wiped_json& obj, const char* key) {
   std::vector<std::string> out;
@@ -487,9 +496,78 @@ vault_result<vault_token_info> parse_renew_self(std::string_view body, std::stri
   });
 }
 
+vault_result<vault_login> parse_login(std::string_view body, std::string_view address, std::string_view request) {
+  return parse_with<vault_login>(body, address, request, [](const wiped_json& j) -> vault_result<vault_login> {
+    const auto& auth = object_member(j, "auth");
+    // With login MFA configured Vault answers with mfa_requirement and no token
+    // (sdk/logical/translate_response.go HTTPAuth.MFARequirement); vaultwire has no one
+    // to answer the challenge.
+    if (auto mfa = auth.find("mfa_requirement"); mfa != auth.end() && !mfa->is_null()) {
+      throw shape_error("the login asks for MFA (auth.mfa_requirement), which vaultwire cannot answer");
+    }
+    const auto& token = member(auth, "client_token");
+    if (!token.is_string() || token.get_ref<const wiped_string&>().empty()) {
+      throw shape_error("\"client_token\" is not a non-empty string");
+    }
+    vault_login r;
+    const auto& ts = token.get_ref<const wiped_string&>();
+    r.client_token = pgwire::secret_string(std::string_view(ts.data(), ts.size()));
+    r.accessor = optional_string_member(auth, "accessor");
+    r.ttl = seconds_member(auth, "lease_duration");
+    r.renewable = optional_bool_member(auth, "renewable", false);
+    // HTTPAuth always carries token_type ("service" or "batch"); the docs' sample
+    // answers leave it out, and a token without one is a service token.
+    if (std::string type = optional_string_member(auth, "token_type"); !type.empty()) r.token_type = std::move(type);
+    r.policies = strings_member(auth, "policies");
+    r.entity_id = optional_string_member(auth, "entity_id");
+    r.orphan = optional_bool_member(auth, "orphan", false);
+    r.warnings = strings_member(j, "warnings");
+    return r;
+  });
+}
+
+static void append_json_string(pgwire::secret_string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.append('"');
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.append('\\');
+      out.append(ch);
+    } else if (c < 0x20) {
+      out.append("\\u00");
+      out.append(hex[c >> 4]);
+      out.append(hex[c & 0xF]);
+    } else {
+      out.append(ch);
+    }
+  }
+  out.append('"');
+}
+
+pgwire::secret_string login_body(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
+  std::size_t worst = 2;
+  for (const auto& [k, v] : fields) worst += 6 * (k.size() + v.size()) + 6;
+  pgwire::secret_string out;
+  out.reserve(worst);  // one buffer: nothing to wipe on the way
+  out.append('{');
+  bool first = true;
+  for (const auto& [k, v] : fields) {
+    if (!first) out.append(',');
+    first = false;
+    append_json_string(out, k);
+    out.append(':');
+    append_json_string(out, v);
+  }
+  out.append('}');
+  return out;
+}
+
 std::string_view endpoint_label(std::string_view path) noexcept {
   if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  // auth/<mount>/login: the mount is the operator's name, and it stays out of the label.
+  if (path.starts_with("auth/") && path.ends_with("/login")) return "login";
   if (path == "sys/leases/renew" || path.starts_with("sys/leases/renew/")) return "renew";
   if (path == "sys/leases/revoke" || path.starts_with("sys/leases/revoke/")) return "revoke";
   if (path == "auth/token/lookup-self") return "lookup-self";

@@ -1,5 +1,9 @@
-// vault_transport: see vault_transport.hpp.
+// vault_transport: see vault_transport.hpp. Also make_vault_client_options (vault_client.hpp): the
+// options of a request from the [vault] section.
 #include "vault/vault_transport.hpp"
+
+#include "vault/vault_client.hpp"
+#include "vaultwire/config.hpp"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -139,3 +143,24 @@ bool load_ca_directory(X509_STORE* store, const std::string& dir, std::string& e
 }
 
 }  // namespace vaultwire::detail
+
+namespace vaultwire {
+
+// Where a request goes and how, from the configuration.
+vault_client_options make_vault_client_options(const vault_config& config, std::size_t threads) {
+  const auto path = [](const std::optional<std::filesystem::path>& p) { return p ? p->string() : std::string(); };
+  vault_client_options o;
+  o.address = config.address;
+  o.vault_namespace = config.namespace_.value_or(std::string());
+  o.ca_file = path(config.ca_file);
+  o.ca_path = path(config.ca_path);
+  o.client_cert = path(config.client_cert);
+  o.client_key = path(config.client_key);
+  o.tls_server_name = config.tls_server_name.value_or(std::string());
+  o.skip_verify = config.skip_verify;
+  o.request_timeout = config.request_timeout;
+  o.threads = threads;
+  return o;
+}
+
+}  // namespace vaultwire

@@ -1,10 +1,10 @@
 // Vault's answers as vault_client parses them (src/vault/vault_json.cpp): every input is
 // given, as the body, to each 2xx parser (database creds, lease renew, lookup-self,
-// renew-self) and to the error path for a non-2xx status. A hostile or broken
+// renew-self, an auth method's login) and to the error path for a non-2xx status. A hostile or broken
 // Vault (or whoever sits between) controls these bytes. Checks, besides the
 // sanitizers:
 // - a parsed credential has a lease id, a user name and a password, and no
-//   negative durations;
+//   negative durations; a parsed login has a client token;
 // - no error text (the message, and to_client_message) contains the password or
 //   the token the body carried, unless it is there without it too (fixed text, or
 //   Vault's own errors[]): an error never leaks a secret;
@@ -96,7 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (lookup) FUZZ_CHECK(lookup.value().ttl.count() >= 0);
   const auto renew_self = detail::parse_renew_self(body, address, "POST auth/token/renew-self");
   if (renew_self) FUZZ_CHECK(renew_self.value().ttl.count() >= 0);
-  for (const auto& e : {error_text(renewal), error_text(lookup), error_text(renew_self)}) {
+  const auto login = detail::parse_login(body, address, "POST auth/approle/login");
+  if (login) FUZZ_CHECK(!login.value().client_token.empty() && login.value().ttl.count() >= 0);
+  for (const auto& e : {error_text(renewal), error_text(lookup), error_text(renew_self), error_text(login)}) {
     if (!e.empty()) FUZZ_CHECK(e.find("sent an answer vaultwire cannot use") != std::string::npos);
   }
 
@@ -119,6 +121,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     });
     no_leak(body, j, secrets, [](std::string_view b) {
       return error_text(detail::parse_renew_self(b, address, "POST auth/token/renew-self"));
+    });
+    no_leak(body, j, secrets, [](std::string_view b) {
+      return error_text(detail::parse_login(b, address, "POST auth/approle/login"));
     });
     no_leak(body, j, secrets, [&error_of](std::string_view b) {
       const auto err = error_of(b);

@@ -77,7 +77,21 @@ struct fake_vault {
   std::vector<vaultwire::revoke_form> revoke_forms;         // one per revokes entry
   std::vector<std::pair<std::string, std::chrono::seconds>> renews;
   std::vector<std::string> renew_self_tokens;
+  std::vector<std::chrono::seconds> renew_self_increments;  // one per renew_self_tokens entry
   std::chrono::seconds own_ttl{30s};
+  // renew-self: an error, or what it grants (own_ttl unless set) and whether the token
+  // stays renewable.
+  std::optional<vault_error> renew_self_error;
+  std::optional<std::chrono::seconds> renew_self_grant;
+  bool renew_self_renewable = true;
+  // auth/<mount>/login: each call's mount and body; the answer is an error, or a new
+  // token "login-token-<n>" (accessor "login-acc-<n>") with these properties.
+  std::vector<std::pair<std::string, std::string>> logins;
+  std::optional<vault_error> login_error;
+  std::chrono::seconds login_ttl{30s};
+  bool login_renewable = true;
+  std::string login_token_type = "service";
+  int login_serial = 0;
   std::vector<vaultwire::vault_client::callback<vaultwire::vault_credential>> pending_creds;
   bool hold_lookups = false;  // lookup-self calls wait in pending_lookups
   std::vector<std::pair<std::string, vaultwire::vault_client::callback<vaultwire::vault_token_info>>> pending_lookups;
@@ -85,7 +99,7 @@ struct fake_vault {
   // Vault stops answering: every call fails with `e` (until recover()).
   void outage(const vault_error& e) {
     std::lock_guard lock{mutex};
-    creds_error = lookup_error = renew_error = revoke_error = e;
+    creds_error = lookup_error = renew_error = revoke_error = renew_self_error = login_error = e;
   }
   void recover() {
     std::lock_guard lock{mutex};
@@ -93,6 +107,8 @@ struct fake_vault {
     lookup_error.reset();
     renew_error.reset();
     revoke_error.reset();
+    renew_self_error.reset();
+    login_error.reset();
   }
 
   vault_result<vaultwire::vault_credential> next_credential(const std::string& token, const std::string& role = {}) {
@@ -155,12 +171,34 @@ struct fake_vault {
       lock.unlock();
       done(std::move(r));
     };
-    c.renew_self = [this](secret_string token, std::chrono::seconds, auto done) {
+    c.renew_self = [this](secret_string token, std::chrono::seconds increment, auto done) {
       std::unique_lock lock{mutex};
       renew_self_tokens.emplace_back(token.view());
+      renew_self_increments.push_back(increment);
       vault_result<vaultwire::vault_token_info> r = vaultwire::vault_token_info{};
-      r.value().ttl = own_ttl;
-      r.value().renewable = true;
+      if (renew_self_error) {
+        r = *renew_self_error;
+      } else {
+        r.value().ttl = renew_self_grant.value_or(own_ttl);
+        r.value().renewable = renew_self_renewable;
+      }
+      lock.unlock();
+      done(std::move(r));
+    };
+    c.login = [this](std::string mount, secret_string body, auto done) {
+      std::unique_lock lock{mutex};
+      logins.emplace_back(mount, std::string{body.view()});
+      vault_result<vaultwire::vault_login> r = vaultwire::vault_login{};
+      if (login_error) {
+        r = *login_error;
+      } else {
+        ++login_serial;
+        r.value().client_token = secret_string("login-token-" + std::to_string(login_serial));
+        r.value().accessor = "login-acc-" + std::to_string(login_serial);
+        r.value().ttl = login_ttl;
+        r.value().renewable = login_renewable;
+        r.value().token_type = login_token_type;
+      }
       lock.unlock();
       done(std::move(r));
     };
@@ -194,6 +232,14 @@ struct fake_vault {
   std::size_t lookup_count() {
     std::lock_guard lock{mutex};
     return lookup_tokens.size();
+  }
+  std::size_t login_count() {
+    std::lock_guard lock{mutex};
+    return logins.size();
+  }
+  std::size_t renew_self_count() {
+    std::lock_guard lock{mutex};
+    return renew_self_tokens.size();
   }
   std::size_t lookup_count_for(const std::string& token) {
     std::lock_guard lock{mutex};

@@ -1065,3 +1065,161 @@ TEST_CASE("config: [throttle], per-role caps and max_session_lifetime", "[config
         strings{"limits.max_connections_per_role: expected a table ([limits.max_connections_per_role]), got an "
                 "integer"});
 }
+
+TEST_CASE("config: [vault.auth] login methods, their files and mounts", "[config][vault-auth]") {
+  using vaultwire::vault_auth_method;
+  temp_dir d;
+  d.file("role-id");
+  d.file("secret-id");
+  d.file("jwt");
+  const auto auth = [](std::string_view body) { return cfg("\n[vault.auth]\n" + std::string{body}); };
+
+  // Without [vault.auth] vaultwire has no token of its own, or token_file's.
+  CHECK(ok(cfg()).vault.auth.method == vault_auth_method::none);
+  CHECK_FALSE(ok(cfg()).vault.auth.logs_in());
+  const auto legacy = ok(cfg("token_file = \"secret-id\""), {}, no_env, d.path);
+  CHECK(legacy.vault.auth.method == vault_auth_method::token_file);
+  CHECK(legacy.vault.token_file == d.path / "secret-id");
+
+  const auto a = ok(auth("method = \"approle\"\nrole_id_file = \"role-id\"\nsecret_id_file = \"secret-id\""), {},
+                    no_env, d.path);
+  CHECK(a.vault.auth.method == vault_auth_method::approle);
+  CHECK(a.vault.auth.logs_in());
+  CHECK(a.vault.auth.mount == "approle");
+  CHECK(a.vault.auth.role_id_file == d.path / "role-id");
+  CHECK(a.vault.auth.secret_id_file == d.path / "secret-id");
+  CHECK_FALSE(a.vault.token_file);
+  // The secret ID is optional (a role with bind_secret_id = false); the mount is the
+  // operator's, slashes trimmed.
+  const auto a2 = ok(auth("method = \"approle\"\nmount = \"/approle-prod/\"\nrole_id_file = \"role-id\""), {}, no_env,
+                     d.path);
+  CHECK(a2.vault.auth.mount == "approle-prod");
+  CHECK_FALSE(a2.vault.auth.secret_id_file);
+
+  const auto k = ok(auth("method = \"kubernetes\"\nrole = \"vaultwire\"\njwt_file = \"jwt\""), {}, no_env, d.path);
+  CHECK(k.vault.auth.mount == "kubernetes");
+  CHECK(k.vault.auth.role == "vaultwire");
+  CHECK(k.vault.auth.jwt_file == d.path / "jwt");
+  const auto j = ok(auth("method = \"jwt\"\nmount = \"jwt/ci\"\njwt_file = \"jwt\""), {}, no_env, d.path);
+  CHECK(j.vault.auth.mount == "jwt/ci");
+  CHECK_FALSE(j.vault.auth.role);  // the mount's default_role
+
+  const fs::path cert = d.file("client.pem");
+  const fs::path key = d.file("client.key");
+  const std::string https = "[vault]\naddress = \"https://vault.example:8200\"\nclient_cert = \"" + cert.string() +
+                            "\"\nclient_key = \"" + key.string() + "\"\n";
+  const std::string rest = "\n[[listener]]\nroute = \"main\"\n[route.main]\nhost = \"db\"\nroles = [\"app\"]\n";
+  const auto c = ok(https + "[vault.auth]\nmethod = \"cert\"\nname = \"web\"\n" + rest);
+  CHECK(c.vault.auth.method == vault_auth_method::cert);
+  CHECK(c.vault.auth.mount == "cert");
+  CHECK(c.vault.auth.name == "web");
+  // The certificate may come from VAULT_CLIENT_CERT and VAULT_CLIENT_KEY.
+  CHECK(ok("[vault]\naddress = \"https://vault.example:8200\"\n[vault.auth]\nmethod = \"cert\"\n" + rest, {},
+           env_of({{"VAULT_CLIENT_CERT", cert.string()}, {"VAULT_CLIENT_KEY", key.string()}}))
+            .vault.client_cert == cert);
+
+  // [vault.auth] method token_file is [vault] token_file written the other way.
+  CHECK(ok(auth("method = \"token_file\"\ntoken_file = \"secret-id\""), {}, no_env, d.path).vault.token_file ==
+        d.path / "secret-id");
+  CHECK(ok(cfg("token_file = \"secret-id\"\n[vault.auth]\nmethod = \"token_file\""), {}, no_env, d.path)
+            .vault.token_file == d.path / "secret-id");
+  CHECK(ok(cfg("token_file = \"secret-id\"\n[vault.auth]\nmethod = \"token_file\"\ntoken_file = \"secret-id\""), {},
+           no_env, d.path)
+            .vault.auth.method == vault_auth_method::token_file);
+}
+
+TEST_CASE("config: [vault.auth] mistakes name the key", "[config][vault-auth]") {
+  temp_dir d;
+  d.file("role-id");
+  d.file("jwt");
+  const auto auth = [](std::string_view body) { return cfg("\n[vault.auth]\n" + std::string{body}); };
+  const auto errors = [&d](const std::string& text) { return errors_of(text, {}, no_env, d.path); };
+
+  CHECK(errors(auth("mount = \"approle\"")) ==
+        strings{"vault.auth.method: required (one of token_file, approle, kubernetes, jwt, cert)"});
+  CHECK(errors(auth("method = \"github\"")) ==
+        strings{"vault.auth.method: \"github\" is not one of token_file, approle, kubernetes, jwt, cert"});
+  CHECK(errors(auth("method = 3")) == strings{"vault.auth.method: expected a string, got an integer"});
+  CHECK(errors(cfg("auth = \"approle\"")) == strings{"vault.auth: expected a table ([vault.auth]), got a string"});
+  CHECK(errors(auth("method = \"approle\"")) ==
+        strings{"vault.auth.role_id_file: required with method \"approle\" (the file holding the role ID)"});
+  CHECK(errors(auth("method = \"approle\"\nrole_id_file = \"nope\"")) ==
+        strings{"vault.auth.role_id_file: cannot read \"" + (d.path / "nope").string() +
+                "\": No such file or directory"});
+  CHECK(errors(auth("method = \"approle\"\nrole_id_file = \"role-id\"\nsecret_id_fil = \"x\"")) ==
+        strings{"vault.auth.secret_id_fil: unknown key (did you mean \"secret_id_file\"?)"});
+  CHECK(errors(auth("method = \"approle\"\nrole_id_file = \"role-id\"\nrole = \"x\"\njwt_file = \"jwt\"")) ==
+        strings{"vault.auth.role: not used by method \"approle\" (only by kubernetes, jwt)",
+                "vault.auth.jwt_file: not used by method \"approle\" (only by kubernetes, jwt)"});
+  CHECK(errors(auth("method = \"approle\"\nmount = \"/\"\nrole_id_file = \"role-id\"")) ==
+        strings{"vault.auth.mount: must name the auth method's mount (default \"approle\")"});
+  CHECK(errors(auth("method = \"kubernetes\"\njwt_file = \"jwt\"")) ==
+        strings{"vault.auth.role: required with method \"kubernetes\" (the Vault role to log in as)"});
+  CHECK(errors(auth("method = \"kubernetes\"\nrole = \"\"\njwt_file = \"jwt\"")) ==
+        strings{"vault.auth.role: must not be empty"});
+  // The service account's token is read where Kubernetes mounts it unless jwt_file says otherwise.
+  if (!fs::exists(vaultwire::kubernetes_service_account_token)) {
+    CHECK(errors(auth("method = \"kubernetes\"\nrole = \"vaultwire\"")) ==
+          strings{"vault.auth.jwt_file (default): cannot read \"" +
+                  std::string{vaultwire::kubernetes_service_account_token} + "\": No such file or directory"});
+  }
+  CHECK(errors(auth("method = \"jwt\"\nrole = \"ci\"")) ==
+        strings{"vault.auth.jwt_file: required with method \"jwt\" (the file holding the JWT)"});
+  CHECK(errors(auth("method = \"cert\"")) ==
+        strings{"vault.client_cert: required with vault.auth.method \"cert\" (with vault.client_key, or "
+                "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY): the login presents that certificate",
+                "vault.auth.method: \"cert\" logs in with the TLS client certificate, which needs an https:// "
+                "vault.address (not \"http://127.0.0.1:8200\")"});
+  CHECK(errors(auth("method = \"cert\"\nrole_id_file = \"role-id\"")).front() ==
+        "vault.auth.role_id_file: not used by method \"cert\" (only by approle)");
+
+  // One token of vaultwire's own: token_file and a login method exclude each other.
+  CHECK(errors(cfg("token_file = \"role-id\"\n[vault.auth]\nmethod = \"approle\"\nrole_id_file = \"role-id\"")) ==
+        strings{"vault.token_file: set while vault.auth.method is \"approle\": vaultwire has one token of its own; "
+                "remove vault.token_file, or set vault.auth.method = \"token_file\""});
+  CHECK(errors(auth("method = \"token_file\"")) ==
+        strings{"vault.auth.token_file: required with method \"token_file\" (the file holding vaultwire's token)"});
+  CHECK(errors(auth("method = \"token_file\"\ntoken_file = \"role-id\"\nmount = \"x\"")) ==
+        strings{"vault.auth.mount: not used by method \"token_file\" (only by approle, kubernetes, jwt, cert)"});
+  CHECK(errors(cfg("token_file = \"role-id\"\n[vault.auth]\nmethod = \"token_file\"\ntoken_file = \"jwt\"")) ==
+        strings{"vault.auth.token_file: \"" + (d.path / "jwt").string() + "\" differs from vault.token_file (\"" +
+                (d.path / "role-id").string() + "\"); set one of the two"});
+}
+
+TEST_CASE("config: each [vault.auth] example of conf/vaultwire.toml loads as a table of its own",
+          "[config][vault-auth]") {
+  // The example's "#   key = value" lines after "# [vault.auth]", one block per method:
+  // each, uncommented under [vault.auth], may fail only on its example paths.
+  std::ifstream in{fs::path{VAULTWIRE_SOURCE_DIR} / "conf" / "vaultwire.toml"};
+  REQUIRE(in);
+  std::vector<std::string> blocks;
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line == "# [vault.auth]") {
+      inside = true;
+    } else if (inside && line.rfind("#   ", 0) == 0) {
+      if (line.rfind("#   method = ", 0) == 0) blocks.emplace_back();
+      REQUIRE_FALSE(blocks.empty());
+      blocks.back() += line.substr(4) + "\n";
+    } else if (inside && line != "#") {
+      break;
+    }
+  }
+  REQUIRE(blocks.size() == 5);
+  temp_dir d;
+  const std::string https_with_cert = "[vault]\naddress = \"https://vault.example:8200\"\nclient_cert = \"" +
+                                      d.file("c.pem").string() + "\"\nclient_key = \"" +
+                                      d.file("c.key").string() + "\"\n";
+  const std::string rest = "\n[[listener]]\nroute = \"main\"\n[route.main]\nhost = \"db\"\nroles = [\"app\"]\n";
+  for (const auto& block : blocks) {
+    INFO(block);
+    const auto r = parse(https_with_cert + "[vault.auth]\n" + block + rest);
+    for (const auto& e : r.errors) {
+      INFO(e);
+      CHECK((e.find(": cannot read \"/etc/vaultwire/") != std::string::npos ||
+             e.find(": cannot read \"/run/secrets/") != std::string::npos ||
+             e.find(": cannot read \"/var/run/secrets/") != std::string::npos));
+    }
+  }
+}

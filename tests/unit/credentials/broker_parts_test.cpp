@@ -517,13 +517,13 @@ TEST_CASE("own_token: token_file is read when it changes, a bad file keeps the l
           "[broker][parts]") {
   token_file file;
   own_token own{file.path};
-  CHECK(own.read().empty());  // no file yet
+  CHECK(own.read(t0).empty());  // no file yet
   file.write("s.first\n", 100s);
-  CHECK(own.read().view() == "s.first");
+  CHECK(own.read(t0).view() == "s.first");
   file.write("", 50s);
-  CHECK(own.read().view() == "s.first");
+  CHECK(own.read(t0).view() == "s.first");
   file.write("s.second \r\n", 10s);
-  CHECK(own.read().view() == "s.second");
+  CHECK(own.read(t0).view() == "s.second");
 }
 
 TEST_CASE("own_token: looked up per file version, then renewed at about two thirds of its TTL",
@@ -532,7 +532,7 @@ TEST_CASE("own_token: looked up per file version, then renewed at about two thir
   own_token own{file.path};
   vaultwire::broker_stats stats;
   file.write("s.own", 100s);
-  (void)own.read();
+  (void)own.read(t0);
   REQUIRE(own.due(t0) == own_token::step::lookup);
   own.begin();
   CHECK(own.due(t0) == own_token::step::none);  // one call at a time
@@ -550,7 +550,7 @@ TEST_CASE("own_token: looked up per file version, then renewed at about two thir
     own.done(own_token::step::lookup, token_info(3600s, false), t0 + 2165s, 0.0, stats);
     CHECK(own.due(t0 + 100000s) == own_token::step::none);
     file.write("s.rotated", 5s);
-    (void)own.read();
+    (void)own.read(t0);
     CHECK(own.due(t0 + 100000s) == own_token::step::lookup);
   }
   SECTION("the open breaker defers it") {

@@ -352,3 +352,89 @@ TEST_CASE("client options come from the [vault] section", "[vault]") {
   CHECK(plain.ca_file.empty());
   CHECK(plain.request_timeout == std::chrono::seconds(5));
 }
+
+TEST_CASE("login answers are parsed in the shapes the auth methods' docs show", "[vault][login]") {
+  // api-docs/auth/approle "Login with AppRole", sample response.
+  auto approle = vd::parse_login(
+      R"({"auth":{"renewable":true,"lease_duration":1200,"metadata":null,"token_policies":["default"],)"
+      R"("accessor":"fd6c9a00-d2dc-3b11-0be5-af7ae0e1d374","client_token":"5b1a0318-679c-9c45-e5c6-d1b9a9035d49"},)"
+      R"("warnings":null,"wrap_info":null,"data":null,"lease_duration":0,"renewable":false,"lease_id":""})",
+      addr, "POST auth/approle/login");
+  REQUIRE(approle);
+  CHECK(approle.value().client_token.view() == "5b1a0318-679c-9c45-e5c6-d1b9a9035d49");
+  CHECK(approle.value().accessor == "fd6c9a00-d2dc-3b11-0be5-af7ae0e1d374");
+  CHECK(approle.value().ttl == std::chrono::seconds(1200));
+  CHECK(approle.value().renewable);
+  CHECK(approle.value().token_type == "service");  // absent: a service token
+  CHECK(approle.value().policies.empty());        // the sample has token_policies only
+
+  // api-docs/auth/kubernetes "Login", sample response (no top-level fields but auth).
+  auto k8s = vd::parse_login(
+      R"({"auth":{"client_token":"62b858f9-529c-6b26-e0b8-0457b6aacdb4","accessor":"afa306d0-be3d-c8d2-b0d7-2676e1c0d9b4",)"
+      R"("policies":["default"],"metadata":{"role":"test","service_account_name":"vault-auth",)"
+      R"("service_account_namespace":"default","service_account_secret_name":"vault-auth-token-pd21c",)"
+      R"("service_account_uid":"aa9aa8ff-98d0-11e7-9bb7-0800276d99bf"},"lease_duration":2764800,"renewable":true}})",
+      addr, "POST auth/kubernetes/login");
+  REQUIRE(k8s);
+  CHECK(k8s.value().ttl == std::chrono::seconds(2764800));
+  CHECK(k8s.value().policies == std::vector<std::string>{"default"});
+
+  // api-docs/auth/cert "Login with TLS certificate method": no accessor in the sample.
+  auto cert = vd::parse_login(
+      R"({"auth":{"client_token":"cf95f87d-f95b-47ff-b1f5-ba7bff850425","policies":["web","stage"],)"
+      R"("lease_duration":3600,"renewable":true}})",
+      addr, "POST auth/cert/login");
+  REQUIRE(cert);
+  CHECK(cert.value().accessor.empty());
+  CHECK(cert.value().policies == std::vector<std::string>{"web", "stage"});
+
+  // What Vault sends (sdk/logical/translate_response.go HTTPAuth): a batch token, not
+  // renewable, an orphan, with an entity.
+  auto batch = vd::parse_login(
+      R"({"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,"data":null,"wrap_info":null,)"
+      R"("warnings":null,"auth":{"client_token":"hvb.AAAAAQJSECRET","accessor":"","policies":["default","vaultwire"],)"
+      R"("token_policies":["default","vaultwire"],"metadata":{"role_name":"vaultwire"},"lease_duration":900,)"
+      R"("renewable":false,"entity_id":"5b5a0b8c-1a5f-0c0b-4e6e-0f3c5c3e1d2a","token_type":"batch","orphan":true,)"
+      R"("mfa_requirement":null,"num_uses":0},"mount_type":"approle"})",
+      addr, "POST auth/approle/login");
+  REQUIRE(batch);
+  CHECK(batch.value().token_type == "batch");
+  CHECK_FALSE(batch.value().renewable);
+  CHECK(batch.value().orphan);
+  CHECK(batch.value().entity_id == "5b5a0b8c-1a5f-0c0b-4e6e-0f3c5c3e1d2a");
+  CHECK(batch.value().ttl == std::chrono::seconds(900));
+}
+
+TEST_CASE("a login answer without a usable token is bad_response, without the body", "[vault][login]") {
+  const auto bad = [](std::string_view body) {
+    auto r = vd::parse_login(body, addr, "POST auth/approle/login");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind == vault_error_kind::bad_response);
+    CHECK(r.error().request == "POST auth/approle/login");
+    CHECK(r.error().message.find("hvs.SECRET") == std::string::npos);
+    return r.error().message;
+  };
+  CHECK(bad(R"({"auth":null})") == "unexpected answer: \"auth\" is not an object");
+  CHECK(bad(R"({"data":{}})") == "unexpected answer: no \"auth\"");
+  CHECK(bad(R"({"auth":{"client_token":"","lease_duration":60}})") ==
+        "unexpected answer: \"client_token\" is not a non-empty string");
+  CHECK(bad(R"({"auth":{"client_token":"hvs.SECRET"}})") == "unexpected answer: no \"lease_duration\"");
+  CHECK(bad(R"({"auth":{"client_token":"hvs.SECRET","lease_duration":-1}})") ==
+        "unexpected answer: \"lease_duration\" is not a non-negative integer");
+  CHECK(bad(R"({"auth":{"client_token":"hvs.SECRET","lease_duration":60,"renewable":"yes"}})") ==
+        "unexpected answer: \"renewable\" is not a boolean");
+  // Login MFA: Vault answers with a requirement and no token.
+  CHECK(bad(R"({"auth":{"client_token":"","lease_duration":0,"mfa_requirement":{"mfa_request_id":"x"}}})") ==
+        "unexpected answer: the login asks for MFA (auth.mfa_requirement), which vaultwire cannot answer");
+  CHECK(bad("not json") == "the answer is not a JSON object");
+}
+
+TEST_CASE("the metrics label of a login names no mount", "[vault][login]") {
+  CHECK(vd::endpoint_label("auth/approle/login") == "login");
+  CHECK(vd::endpoint_label("auth/k8s/cluster-1/login") == "login");
+  CHECK(vd::endpoint_label("/auth/cert/login") == "login");
+  CHECK(vd::endpoint_label("auth/token/lookup-self") == "lookup-self");
+  CHECK(vd::endpoint_label("auth/token/renew-self") == "renew-self");
+  CHECK(vd::endpoint_label("auth/approle/role/x/secret-id") == "other");
+  CHECK(vd::endpoint_label("database/creds/app") == "creds");
+}
