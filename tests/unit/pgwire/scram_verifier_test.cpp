@@ -28,19 +28,25 @@ const std::string rfc_salt("\x5b\x6d\x99\x68\x9d\x12\x35\x8e\xec\xa0\x4b\x14\x12
 constexpr std::string_view rfc_stored_key_hex = "586e5df283e6dceb5c3e791d8b8528ec191e664045ce971792e2e6b5bb13e2a6";
 constexpr std::string_view rfc_server_key_hex = "c1f3cbc1c13a9d35a14c0990eed97629ea225863e566a4314ab99f3f00e5d9d5";
 
-// Verifiers made by a real PostgreSQL 15 (Debian 15, tests/support/pg-harness):
+// Verifiers made by a real PostgreSQL (15.18, Debian 12's postgresql-15, started with
+// tests/support/pg-harness, server_encoding UTF8):
 //   SET password_encryption = 'scram-sha-256';
-//   CREATE ROLE x PASSWORD '<password>';
-//   SELECT rolpassword FROM pg_authid WHERE rolname = 'x';
+//   CREATE ROLE x_pencil PASSWORD 'pencil';
+//   CREATE ROLE x_unicode PASSWORD U&'p\00e4ss\00adw\00f6rd\2163';
+//   SELECT rolpassword FROM pg_authid WHERE rolname IN ('x_pencil', 'x_unicode');
+// Python's hashlib confirms the second was derived from the SASLprep'd "p\u00e4ssw\u00f6rdIV",
+// not from the raw bytes.
 struct pg_made {
   std::string_view password;
   std::string_view verifier;
 };
 const pg_made postgres_verifiers[] = {
-    {"pencil", "@PG_PENCIL@"},
+    {"pencil", "SCRAM-SHA-256$4096:Z+ikC2U2ji429o9bldKnFQ==$9+EF/b0fLJGRAHDUeDKPMU8jFFxplBT9KMzEbvV6IC4="
+               ":WMh4OHFfp04lUSv4kC7uHQc4FKM6r+ecnOL130fCW84="},
     // Non-ASCII: SASLprep maps U+00AD (soft hyphen) to nothing and NFKC-normalizes
     // U+2163 (ROMAN NUMERAL FOUR) to "IV", on both sides.
-    {"p\xc3\xa4ss\xc2\xadw\xc3\xb6rd\xe2\x85\xa3", "@PG_UNICODE@"},
+    {"p\xc3\xa4ss\xc2\xadw\xc3\xb6rd\xe2\x85\xa3", "SCRAM-SHA-256$4096:yvnoLTdz8EYLqLhB2Qod5g==$kVnMudNSN25/bQVFjmKFqz5V3AL1rXFpLYmh48OEVcc="
+     ":/yNNNitzTvMIRs+It8c2hp9RM9EgolBnMfyrJYtzBEM="},
 };
 
 std::string to_hex(std::string_view bytes) {
