@@ -133,7 +133,8 @@ TEST_CASE("users file: names", "[config][users_file]") {
     CHECK(valid_users_file_name(ok, false));
     CHECK(valid_users_file_name(ok, true));
   }
-  for (const std::string_view bad : {"", "#alice", "a b", "a\tb", "a\x7f", std::string_view("a\0b", 3)}) {
+  const std::string_view bads[] = {"", "#alice", "a b", "a\tb", "a\x7f", std::string_view("a\0b", 3)};
+  for (const std::string_view bad : bads) {
     INFO(bad);
     CHECK_FALSE(valid_users_file_name(bad, false));
     CHECK_FALSE(valid_users_file_name(bad, true));

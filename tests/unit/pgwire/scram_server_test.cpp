@@ -255,10 +255,11 @@ TEST_CASE("SCRAM server mocks an exchange for an unknown user", "[pgwire][scram_
   CHECK(error_of(scram_server::mock("ghost", secret.value(), server_options(), 0)) == errc::scram_bad_iterations);
 }
 
-TEST_CASE("SCRAM server: a mock exchange is refused even with the proof a real verifier of that salt takes",
+TEST_CASE("SCRAM server: a mock exchange refuses a proof that holds for a real verifier with its salt",
           "[pgwire][scram_server]") {
-  // Whatever keys the mock holds, the doomed flag decides: build a real verifier with
-  // the mock salt and prove against it.
+  // Knowing the mock salt does not help: a password that logs in against a real
+  // verifier with that very salt (and count) is refused by the mock. (The doomed flag
+  // itself cannot be observed from outside: the mock's zero StoredKey matches no proof.)
   const secret_string secret(std::string(32, 'k'));
   auto salt = pgwire::scram_mock_salt("ghost", secret);
   REQUIRE(salt.has_value());
