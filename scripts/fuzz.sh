@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-60}
 shift || true
-all_targets=(fuzz_startup fuzz_messages fuzz_scram fuzz_vault_json fuzz_config)
+all_targets=(fuzz_startup fuzz_messages fuzz_scram fuzz_scram_server fuzz_vault_json fuzz_config)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 

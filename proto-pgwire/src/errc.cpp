@@ -36,6 +36,19 @@ class category final : public std::error_category {
       case errc::proxy_too_short: return "PROXY protocol v2 length too short for the address family";
       case errc::proxy_too_long: return "PROXY protocol v2 header over the size limit";
       case errc::proxy_bad_tlv: return "PROXY protocol v2 TLV runs past the end of the header";
+      case errc::scram_bad_verifier:
+        return "SCRAM verifier is not SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>";
+      case errc::scram_mechanism_not_offered: return "client selected an invalid SASL authentication mechanism";
+      case errc::scram_malformed_client_first: return "malformed SCRAM client-first-message";
+      case errc::scram_malformed_client_final: return "malformed SCRAM client-final-message";
+      case errc::scram_authzid_unsupported: return "client uses authorization identity, but it is not supported";
+      case errc::scram_extension_unsupported: return "client requires an unsupported SCRAM extension";
+      case errc::scram_channel_binding_downgrade:
+        return "SCRAM channel binding negotiation error: the client supports channel binding but thinks "
+               "the server does not, and this server does";
+      case errc::scram_channel_binding_mismatch: return "SCRAM channel binding check failed";
+      case errc::scram_final_nonce_mismatch: return "invalid SCRAM response: nonce does not match";
+      case errc::scram_invalid_proof: return "SCRAM proof does not match (wrong password or unknown user)";
     }
     return "unknown pgwire error";
   }

@@ -7,151 +7,38 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/objects.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "pgwire/errc.hpp"
 #include "pgwire/saslprep.hpp"
+#include "scram_common.hpp"
 
 namespace pgwire {
 namespace {
 
 using boost::outcome_v2::std_result;
+using detail::as_view;
+using detail::attribute_value;
+using detail::base64_decode;
+using detail::base64_encode;
+using detail::base64_len;
+using detail::gs2_client_only;
+using detail::gs2_none;
+using detail::gs2_plus;
+using detail::hmac_sha256;
+using detail::is_alpha;
+using detail::is_printable_nonce;
+using detail::key_buffer;
+using detail::parse_iterations;
+using detail::sha256;
+using detail::split_attributes;
 
-constexpr std::string_view gs2_none = "n,,";
-constexpr std::string_view gs2_client_only = "y,,";
-constexpr std::string_view gs2_plus = "p=tls-server-end-point,,";
-constexpr std::size_t raw_nonce_len = 18;  // libpq's SCRAM_RAW_NONCE_LEN
 constexpr std::size_t max_server_error_len = 256;
-
-// A fixed buffer for one key-sized intermediate secret, wiped on scope exit.
-struct key_buffer {
-  unsigned char bytes[scram_key_len] = {};
-  key_buffer() = default;
-  key_buffer(const key_buffer&) = delete;
-  key_buffer& operator=(const key_buffer&) = delete;
-  ~key_buffer() { OPENSSL_cleanse(bytes, sizeof bytes); }
-};
-
-// ---- base64 (RFC 4648, with padding) ----
-
-constexpr char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-constexpr std::size_t base64_len(std::size_t n) { return (n + 2) / 3 * 4; }
-
-// Writes base64_len(n) characters to out.
-void base64_encode(const unsigned char* in, std::size_t n, char* out) {
-  std::size_t o = 0;
-  std::size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
-    out[o++] = b64_alphabet[(v >> 18) & 63];
-    out[o++] = b64_alphabet[(v >> 12) & 63];
-    out[o++] = b64_alphabet[(v >> 6) & 63];
-    out[o++] = b64_alphabet[v & 63];
-  }
-  if (i < n) {
-    std::uint32_t v = std::uint32_t{in[i]} << 16;
-    if (i + 1 < n) v |= std::uint32_t{in[i + 1]} << 8;
-    out[o++] = b64_alphabet[(v >> 18) & 63];
-    out[o++] = b64_alphabet[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-    out[o++] = '=';
-  }
-}
-
-std::string base64_encode(std::string_view in) {
-  std::string out(base64_len(in.size()), '\0');
-  base64_encode(reinterpret_cast<const unsigned char*>(in.data()), in.size(), out.data());
-  return out;
-}
-
-int base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict decoding: length a multiple of 4, only alphabet characters, '=' only as
-// the last one or two characters. Appends to out; false on any violation.
-[[nodiscard]] bool base64_decode(std::string_view in, std::string& out) {
-  if (in.size() % 4 != 0) return false;
-  out.reserve(out.size() + in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    const bool last = i + 4 == in.size();
-    int pad = 0;
-    if (last && in[i + 3] == '=') pad = in[i + 2] == '=' ? 2 : 1;
-    std::uint32_t v = 0;
-    for (std::size_t k = 0; k < 4; ++k) {
-      int d = 0;
-      if (k < 4 - static_cast<std::size_t>(pad)) {
-        d = base64_value(in[i + k]);
-        if (d < 0) return false;
-      }
-      v = (v << 6) | static_cast<std::uint32_t>(d);
-    }
-    out.push_back(static_cast<char>((v >> 16) & 0xff));
-    if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
-  }
-  return true;
-}
-
-// ---- message syntax (RFC 5802 section 7) ----
-
-// printable = %x21-2B / %x2D-7E  (no ',')
-bool is_printable_nonce(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e && c != ','; });
-}
-
-bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-// Splits on ','. The values SCRAM sends the client (nonce, base64, digits,
-// extension values) never contain a comma.
-std::vector<std::string_view> split_attributes(std::string_view msg) {
-  std::vector<std::string_view> parts;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t comma = msg.find(',', start);
-    if (comma == std::string_view::npos) {
-      parts.push_back(msg.substr(start));
-      return parts;
-    }
-    parts.push_back(msg.substr(start, comma - start));
-    start = comma + 1;
-  }
-}
-
-// The value of "<attr>=<value>", or false when `part` is not that attribute.
-bool attribute_value(std::string_view part, char attr, std::string_view& value) noexcept {
-  if (part.size() < 2 || part[0] != attr || part[1] != '=') return false;
-  value = part.substr(2);
-  return true;
-}
 
 // attr-val = ALPHA "=" value, value non-empty (optional extensions).
 bool is_extension(std::string_view part) noexcept {
   return part.size() >= 3 && is_alpha(part[0]) && part[1] == '=';
-}
-
-// i= : decimal digits only, 1 ..= bound.
-bool parse_iterations(std::string_view s, std::uint32_t bound, std::uint32_t& out) noexcept {
-  if (s.empty() || s.size() > 10) return false;
-  std::uint64_t v = 0;
-  for (const char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (v < 1 || v > bound) return false;
-  out = static_cast<std::uint32_t>(v);
-  return true;
 }
 
 // saslname: ',' -> "=2C", '=' -> "=3D".
@@ -173,40 +60,6 @@ std::string_view gs2_header(scram_channel_binding binding) noexcept {
     case scram_channel_binding::tls_server_end_point: return gs2_plus;
   }
   return gs2_none;
-}
-
-// ---- crypto ----
-
-[[nodiscard]] bool hmac_sha256(std::string_view key, std::string_view data,
-                               unsigned char (&out)[scram_key_len]) {
-  if (key.size() > INT_MAX) return false;
-  unsigned int len = 0;
-  const unsigned char* r =
-      HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
-  return r != nullptr && len == scram_key_len;
-}
-
-[[nodiscard]] bool sha256(std::string_view data, unsigned char (&out)[scram_key_len]) {
-  unsigned int len = 0;
-  return EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr) == 1 &&
-         len == scram_key_len;
-}
-
-std::string_view as_view(const unsigned char (&bytes)[scram_key_len]) noexcept {
-  return {reinterpret_cast<const char*>(bytes), scram_key_len};
-}
-
-std::string default_nonce() {
-  unsigned char raw[raw_nonce_len];
-  if (RAND_bytes(raw, sizeof raw) != 1) {
-    ERR_clear_error();
-    return {};
-  }
-  std::string out(base64_len(sizeof raw), '\0');
-  base64_encode(raw, sizeof raw, out.data());
-  OPENSSL_cleanse(raw, sizeof raw);
-  return out;
 }
 
 template <class String>
@@ -318,7 +171,7 @@ std_result<std::string> scram_client::client_first() {
       options_.cert_hash.empty()) {
     return make_error_code(errc::scram_mechanism_unsupported);
   }
-  client_nonce_ = options_.nonce_source ? options_.nonce_source() : default_nonce();
+  client_nonce_ = options_.nonce_source ? options_.nonce_source() : detail::random_nonce();
   if (!is_printable_nonce(client_nonce_)) return make_error_code(errc::crypto_failure);
 
   client_first_bare_ = "n=" + escape_saslname(options_.user) + ",r=" + client_nonce_;

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "cli/passwd_cli.hpp"
 #include "cli/provision_cli.hpp"
 #include "core/secure_memory.hpp"
 #include "vaultwire/config.hpp"
@@ -114,6 +116,9 @@ int main(int argc, char** argv) {
   vaultwire::provision_options provision_opts;
   auto* provision_cmd = vaultwire::add_provision_subcommand(app, provision_opts);
 
+  vaultwire::passwd_options passwd_opts;
+  auto* passwd_cmd = vaultwire::add_passwd_subcommand(app, passwd_opts);
+
   CLI11_PARSE(app, argc, argv);
 
   if (*version_cmd) {
@@ -126,6 +131,10 @@ int main(int argc, char** argv) {
     restrict_core_dumps(false);  // it handles the admin password and Vault tokens
     vaultwire::provision_options_from_env(provision_opts);
     return vaultwire::run_provision(std::move(provision_opts), stdout, stderr);
+  }
+  if (*passwd_cmd) {
+    restrict_core_dumps(false);  // it holds the password
+    return vaultwire::run_passwd(passwd_opts, STDIN_FILENO, stdout, stderr);
   }
   return 0;
 }

@@ -204,6 +204,77 @@ def scram_seeds():
     }
 
 
+# ---------------------------------------------------------------- SCRAM server
+
+RFC_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+RFC_SERVER_NONCE = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+
+
+def client_final_for(password, client_first, gs2, cbind_data=b"", salt=RFC_SALT, iterations=4096):
+    """The client-final-message a client with `password` sends to the fuzz target's server."""
+    bare = client_first[len(gs2):]
+    c_nonce = bare.split(",r=", 1)[1].split(",", 1)[0]
+    server_first = "r=%s%s,s=%s,i=%d" % (c_nonce, RFC_SERVER_NONCE, base64.b64encode(salt).decode(), iterations)
+    without_proof = "c=%s,r=%s%s" % (base64.b64encode(gs2.encode() + cbind_data).decode(), c_nonce,
+                                     RFC_SERVER_NONCE)
+    auth_message = ",".join([bare, server_first, without_proof]).encode()
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    return without_proof + ",p=" + base64.b64encode(proof).decode()
+
+
+def server(flags, first, final=None):
+    out = bytes([flags]) + first.encode()
+    if final is not None:
+        out += b"\0" + final.encode()
+    return out
+
+
+def scram_server_seeds():
+    # flags: bit 0 the server offers PLUS, bit 1 the client selects PLUS, bit 2 mock.
+    rfc_first = "n,,n=user,r=" + NONCE
+    rfc_final = "c=biws,r=%s%s,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=" % (NONCE, RFC_SERVER_NONCE)
+    plus_gs2 = "p=tls-server-end-point,,"
+    plus_first = plus_gs2 + "n=,r=" + NONCE
+    y_first = "y,,n=,r=" + NONCE
+    cert = b"\x5a" * 32
+    zero_proof = ",p=" + base64.b64encode(b"\0" * 32).decode()
+    r = ",r=%s%s" % (NONCE, RFC_SERVER_NONCE)
+    return {
+        "rfc7677": server(0, rfc_first, rfc_final),
+        "rfc7677_computed": server(0, rfc_first, client_final_for("pencil", rfc_first, "n,,")),
+        "rfc7677_tls_no_plus": server(1, rfc_first, rfc_final),
+        "rfc7677_mock": server(4, rfc_first, rfc_final),
+        "plus_valid": server(3, plus_first, client_final_for("pencil", plus_first, plus_gs2, cert)),
+        "plus_wrong_hash": server(3, plus_first, client_final_for("pencil", plus_first, plus_gs2, b"\x5b" * 32)),
+        "plus_not_offered": server(2, plus_first),
+        "plus_then_n": server(3, rfc_first, rfc_final),
+        "y_valid": server(0, y_first, client_final_for("pencil", y_first, "y,,")),
+        "y_downgrade": server(1, y_first, client_final_for("pencil", y_first, "y,,")),
+        "wrong_password": server(0, rfc_first, client_final_for("pencil2", rfc_first, "n,,")),
+        "authzid": server(0, "n,a=admin,n=,r=" + NONCE),
+        "mandatory_ext": server(0, "n,,m=ext,n=,r=" + NONCE),
+        "first_extensions": server(0, rfc_first + ",x=1,y=", client_final_for("pencil", rfc_first + ",x=1,y=", "n,,")),
+        "first_empty_nonce": server(0, "n,,n=,r="),
+        "first_bad_flag": server(0, "x,,n=,r=abc"),
+        "first_tls_unique": server(3, "p=tls-unique,,n=,r=abc"),
+        "first_long_nonce": server(0, "n,,n=,r=" + "N" * 3000, "c=biws,r=" + "N" * 3000 + RFC_SERVER_NONCE + zero_proof),
+        "final_two_proofs": server(0, rfc_first, "c=biws" + r + zero_proof + zero_proof),
+        "final_after_proof": server(0, rfc_first, "c=biws" + r + zero_proof + ",x=1"),
+        "final_extension": server(0, rfc_first, "c=biws" + r + ",x=ext" + zero_proof),
+        "final_bad_base64": server(0, rfc_first, "c=biws" + r + ",p=!!!!"),
+        "final_short_proof": server(0, rfc_first, "c=biws" + r + ",p=AAAA"),
+        "final_nonce_mismatch": server(0, rfc_first, "c=biws,r=" + NONCE + "x" + zero_proof),
+        "final_cbind_y_after_n": server(0, rfc_first, "c=eSws" + r + zero_proof),
+        "final_order": server(0, rfc_first, r[1:] + ",c=biws" + zero_proof),
+        "first_only": server(0, rfc_first),
+        "empty": b"\0",
+    }
+
+
 # ---------------------------------------------------------------- Vault answers
 
 def vault_seeds():
@@ -299,6 +370,7 @@ def main():
         "fuzz_startup": startup_seeds(),
         "fuzz_messages": message_seeds(),
         "fuzz_scram": scram_seeds(),
+        "fuzz_scram_server": scram_server_seeds(),
         "fuzz_vault_json": vault_seeds(),
         "fuzz_config": config_seeds(),
     }

@@ -37,6 +37,17 @@ enum class errc {
   proxy_too_short,       // length below the family's address block
   proxy_too_long,        // header over the cap
   proxy_bad_tlv,         // a TLV runs past the end of the header
+  // SCRAM server and stored verifiers (scram_server.hpp, scram_verifier.hpp)
+  scram_bad_verifier,               // a stored verifier that does not parse
+  scram_mechanism_not_offered,      // the client chose a mechanism the server did not offer
+  scram_malformed_client_first,
+  scram_malformed_client_final,
+  scram_authzid_unsupported,        // client-first names an authorization identity (a=)
+  scram_extension_unsupported,      // client-first asks for a mandatory extension (m=)
+  scram_channel_binding_downgrade,  // gs2 flag "y" while the server offers PLUS
+  scram_channel_binding_mismatch,   // PLUS: c= is not our certificate hash
+  scram_final_nonce_mismatch,       // client-final's nonce is not the exchange's
+  scram_invalid_proof,              // wrong password, or an unknown user (mock exchange)
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;
