@@ -111,7 +111,7 @@ TEST_CASE("passwd: one line on stdin becomes a users file line", "[passwd]") {
   }
 }
 
-TEST_CASE("passwd: only the newline is stripped; spaces are part of the password", "[passwd]") {
+TEST_CASE("passwd: only the newline is stripped, spaces are part of the password", "[passwd]") {
   const auto r = run(alice(), " pw \r\n");
   REQUIRE(r.status == 0);
   const auto parsed = vaultwire::parse_users_file(r.out, "stdout");
