@@ -100,7 +100,7 @@ vault_result<vaultwire::vault_token_info> renewal(std::chrono::seconds ttl, bool
 
 // --- the files and the bodies --------------------------------------------------------
 
-TEST_CASE("own_token: a secret file is read trimmed; a bad one is an error naming the path only",
+TEST_CASE("own_token: a secret file is read trimmed, a bad one is an error naming the path only",
           "[broker][own_token]") {
   files f;
   std::string error;
@@ -229,7 +229,7 @@ TEST_CASE("own_token: logs in first, renews at about two thirds of the TTL askin
   }
 }
 
-TEST_CASE("own_token: a batch or non-renewable token is replaced by a login; one past its TTL is dropped",
+TEST_CASE("own_token: a batch or non-renewable token is replaced by a login, one past its TTL is dropped",
           "[broker][own_token]") {
   files f;
   own_token own{approle(f)};
@@ -356,7 +356,7 @@ struct login_fixture {
 
 }  // namespace
 
-TEST_CASE("broker login: logs in at start; the token renews and revokes leases; renew-self at two thirds",
+TEST_CASE("broker login: logs in at start, the token renews and revokes leases, renew-self at two thirds",
           "[broker][own_token]") {
   login_fixture f;  // login_ttl 30 s, renewable service token: renew at 18 s
   CHECK(f.broker->own_token_problem() == "no login at auth/approle/login has been made yet");
@@ -421,7 +421,7 @@ TEST_CASE("broker login: the next login reads a rotated secret ID", "[broker][ow
   CHECK(nlohmann::json::parse(f.vault.logins[1].second)["secret_id"] == "secret-2");
 }
 
-TEST_CASE("broker login: a failed renewal is followed by a login; a short one by a login before the end",
+TEST_CASE("broker login: a failed renewal is followed by a login, a short one by a login before the end",
           "[broker][own_token]") {
   login_fixture f;
   f.tick();
@@ -530,7 +530,7 @@ TEST_CASE("broker login: failed logins back off, are counted by result, and say 
   CHECK(f.broker->stats().own_logins_ok == 1);
 }
 
-TEST_CASE("broker login: a token past its TTL is not used; leases fall back to the client's token",
+TEST_CASE("broker login: a token past its TTL is not used, leases fall back to the client's token",
           "[broker][own_token]") {
   login_fixture f;
   f.tick();
