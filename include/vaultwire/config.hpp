@@ -97,6 +97,22 @@ struct vault_config {
   vault_auth_config auth;
 };
 
+// How a listener's clients log in. vault_token: the password is a Vault token, and
+// credentials are read with it. peer: clients on the listener's unix socket are
+// identified by the kernel (SO_PEERCRED) against [[listener.peer]] rules, send no
+// password, and credentials are read with vaultwire's own Vault token ([vault.auth]).
+enum class client_auth_mode { vault_token, peer };
+[[nodiscard]] std::string_view to_string(client_auth_mode m) noexcept;
+
+// One `[[listener.peer]]` rule: a local identity (exactly one of uid or gid; a user or
+// group name is resolved to it when the file is loaded) and the roles it may ask for.
+struct peer_rule {
+  std::optional<std::uint32_t> uid;
+  std::optional<std::uint32_t> gid;
+  std::vector<std::string> roles;  // non-empty, each one of the route's roles
+  bool operator==(const peer_rule&) const = default;
+};
+
 // One `[[listener]]`: where clients connect.
 struct listener_config {
   std::string bind = "127.0.0.1:26257";  // as written (normalised: [v6]:port)
@@ -113,6 +129,10 @@ struct listener_config {
   // A PROXY protocol v2 header precedes every connection (a load balancer in front);
   // the client address comes from it, and a connection without a valid one is refused.
   bool proxy_protocol = false;
+  client_auth_mode client_auth = client_auth_mode::vault_token;
+  // client_auth = "peer": the rules in file order; the first that matches the
+  // connection's uid (or gid) and lists the role admits it.
+  std::vector<peer_rule> peer;
 
   [[nodiscard]] bool tls() const noexcept { return tls_cert.has_value(); }
 };

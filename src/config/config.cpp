@@ -39,6 +39,14 @@ std::string_view to_string(vault_auth_method m) noexcept {
   return "?";
 }
 
+std::string_view to_string(client_auth_mode m) noexcept {
+  switch (m) {
+    case client_auth_mode::vault_token: return "vault_token";
+    case client_auth_mode::peer: return "peer";
+  }
+  return "?";
+}
+
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
     case log_level::trace: return "trace";

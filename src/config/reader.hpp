@@ -278,6 +278,10 @@ inline constexpr std::pair<std::string_view, on_revoke_policy> on_revoke_policie
     {"now", on_revoke_policy::now},
     {"ignore", on_revoke_policy::ignore},
 };
+inline constexpr std::pair<std::string_view, client_auth_mode> client_auth_modes[] = {
+    {"vault_token", client_auth_mode::vault_token},
+    {"peer", client_auth_mode::peer},
+};
 inline constexpr std::pair<std::string_view, log_format> log_formats[] = {
     {"text", log_format::text},
     {"json", log_format::json},

@@ -1,5 +1,7 @@
 // The section readers: one function per table of the configuration file ([vault] is in
 // vault_section.cpp).
+#include <grp.h>
+#include <pwd.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -157,13 +159,99 @@ route_config read_route(loader& l, const std::string& name, const toml::table* t
   return r;
 }
 
+// A user or group name resolved now (getpwnam_r / getgrnam_r): the kernel reports
+// numbers, and a name that does not resolve is a typo to catch at start.
+std::optional<std::uint32_t> resolve_user(const std::string& name) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return std::nullopt;
+  return static_cast<std::uint32_t>(found->pw_uid);
+}
+
+std::optional<std::uint32_t> resolve_group(const std::string& name) {
+  std::vector<char> buf(16384);
+  group gr{};
+  group* found = nullptr;
+  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) return std::nullopt;
+  return static_cast<std::uint32_t>(found->gr_gid);
+}
+
+// One [[listener.peer]]: exactly one of uid, user, gid, group, and the roles (checked
+// against the route later, in check_listeners, once the routes are known).
+peer_rule read_peer_rule(loader& l, const std::string& prefix, const toml::table* t) {
+  peer_rule r;
+  section sec{l, t, prefix, {"uid", "user", "gid", "group", "roles"}};
+  int given = 0;
+  for (std::string_view k : {"uid", "user", "gid", "group"}) given += sec.get(k) != nullptr ? 1 : 0;
+  if (given != 1) {
+    l.error(prefix, given == 0 ? "set one of uid, user, gid or group (the local identity this rule admits)"
+                               : "set only one of uid, user, gid or group");
+  }
+  if (auto v = sec.get_integer("uid", 0, 0xfffffffe)) r.uid = static_cast<std::uint32_t>(*v);
+  if (auto v = sec.get_integer("gid", 0, 0xfffffffe)) r.gid = static_cast<std::uint32_t>(*v);
+  if (auto u = sec.get_nonempty_string("user")) {
+    if (auto id = resolve_user(*u))
+      r.uid = *id;
+    else
+      l.error(sec.key("user"), "no local user named " + in_quotes(*u));
+  }
+  if (auto g = sec.get_nonempty_string("group")) {
+    if (auto id = resolve_group(*g))
+      r.gid = *id;
+    else
+      l.error(sec.key("group"), "no local group named " + in_quotes(*g));
+  }
+  if (const toml::node* n = sec.get("roles")) {
+    if (const auto* arr = n->as_array()) {
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& el = *arr->get(i);
+        const auto* s = el.as_string();
+        if (s == nullptr || s->get().empty())
+          l.error(sec.key("roles") + "[" + std::to_string(i) + "]", "expected a role name (a non-empty string)");
+        else if (std::find(r.roles.begin(), r.roles.end(), s->get()) == r.roles.end())
+          r.roles.push_back(s->get());
+      }
+      if (arr->size() == 0) l.error(sec.key("roles"), "must list at least one role");
+    } else {
+      sec.wrong_type("roles", "an array of strings", *n);
+    }
+  } else {
+    l.error(sec.key("roles"), "required (the roles this local identity may ask for)");
+  }
+  sec.finish();
+  return r;
+}
+
+// [[listener.peer]]: only on a peer listener, which needs at least one.
+void read_peer_rules(loader& l, section& sec, listener_config& c) {
+  const toml::node* n = sec.get("peer");
+  if (n == nullptr) {
+    if (c.client_auth == client_auth_mode::peer)
+      l.error(sec.key("peer"), "client_auth = \"peer\" needs at least one [[listener.peer]] rule");
+    return;
+  }
+  const auto* arr = n->as_array();
+  if (arr == nullptr || !arr->is_array_of_tables()) {
+    sec.wrong_type("peer", "an array of tables ([[listener.peer]])", *n);
+    return;
+  }
+  if (c.client_auth != client_auth_mode::peer) {
+    l.error(sec.key("peer"), "[[listener.peer]] rules apply only with client_auth = \"peer\"");
+    return;
+  }
+  for (std::size_t i = 0; i < arr->size(); ++i)
+    c.peer.push_back(read_peer_rule(l, sec.key("peer") + "[" + std::to_string(i) + "]", arr->get(i)->as_table()));
+}
+
 listener_config read_listener(loader& l, std::size_t index, const toml::table* t,
                               const config_overrides& o, bool overridable) {
   listener_config c;
   section sec{l,
               t,
               "listener[" + std::to_string(index) + "]",
-              {"bind", "unix_socket", "tls_cert", "tls_key", "route", "allow_plaintext_remote", "proxy_protocol"}};
+              {"bind", "unix_socket", "tls_cert", "tls_key", "route", "allow_plaintext_remote", "proxy_protocol",
+               "client_auth", "peer"}};
   std::optional<std::string> bind = sec.get_string("bind");
   std::string bind_label = sec.key("bind");
   if (overridable && o.listen) {
@@ -206,6 +294,16 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
     l.error(sec.key("route"), "required (the [route.NAME] this listener forwards to)");
   if (auto a = sec.get_bool("allow_plaintext_remote")) c.allow_plaintext_remote = *a;
   if (auto p = sec.get_bool("proxy_protocol")) c.proxy_protocol = *p;
+  if (auto a = sec.get_string("client_auth")) {
+    if (auto m = parse_enum(*a, client_auth_modes)) {
+      c.client_auth = *m;
+    } else if (*a == "password") {
+      l.error(sec.key("client_auth"), "\"password\" is not available yet; use \"vault_token\" or \"peer\"");
+    } else {
+      l.error(sec.key("client_auth"), in_quotes(*a) + " is not one of " + enum_names(client_auth_modes));
+    }
+  }
+  read_peer_rules(l, sec, c);
 
   const bool plaintext = sec.get("tls_cert") == nullptr && sec.get("tls_key") == nullptr;
   const bool loopback = addr ? addr->loopback : true;  // the default bind is loopback
@@ -241,6 +339,28 @@ void read_routes(loader& l, section& top, config& c) {
 
 namespace {
 
+// A peer listener: a unix socket to identify clients on, a token of vaultwire's own
+// to read credentials with, and rules whose roles the route allows.
+void check_peer_listener(loader& l, const config& c, const listener_config& li, const std::string& prefix) {
+  if (li.client_auth != client_auth_mode::peer) return;
+  if (!li.unix_socket)
+    l.error(prefix + ".client_auth", "\"peer\" needs unix_socket: peer credentials exist only on a unix socket");
+  if (c.vault.auth.method == vault_auth_method::none)
+    l.error(prefix + ".client_auth",
+            "\"peer\" needs a Vault token of vaultwire's own to read credentials with: set a [vault.auth] "
+            "login method or [vault] token_file");
+  const auto route = c.routes.find(li.route);
+  if (route == c.routes.end()) return;
+  const auto& allowed = route->second.roles;
+  for (std::size_t r = 0; r < li.peer.size(); ++r) {
+    for (const auto& role : li.peer[r].roles) {
+      if (std::find(allowed.begin(), allowed.end(), role) == allowed.end())
+        l.error(prefix + ".peer[" + std::to_string(r) + "].roles",
+                in_quotes(role) + " is not one of route." + li.route + ".roles (" + join(allowed, ", ") + ")");
+    }
+  }
+}
+
 // Each listener's route exists; no two listeners on one address.
 void check_listeners(loader& l, const config& c) {
   std::vector<std::string> route_names;
@@ -253,6 +373,7 @@ void check_listeners(loader& l, const config& c) {
                                      (route_names.empty() ? std::string{" (no [route.NAME] is defined)"}
                                                           : " (defined: " + join(route_names, ", ") + ")"));
     }
+    check_peer_listener(l, c, li, prefix);
     for (std::size_t j = 0; j < i; ++j) {
       if (c.listeners[j].bind == li.bind)
         l.error(prefix + ".bind", li.bind + " is already used by listener[" + std::to_string(j) + "]");

@@ -234,6 +234,12 @@ std::string credential_broker::own_token_problem() const {
   return state_->own->problem(state_->now());
 }
 
+pgwire::secret_string credential_broker::own_token() const {
+  // `own` is set at construction and never reset; read() takes only the token's mutex.
+  if (!state_->own) return {};
+  return state_->own->read(state_->now());
+}
+
 std::vector<lease_info> credential_broker::leases() const {
   std::lock_guard lock{state_->mutex};
   const time_point t = state_->now();

@@ -417,6 +417,11 @@ class credential_broker {
   // method; else why it holds none (the last login's failure), for /readyz. Never a
   // secret.
   [[nodiscard]] std::string own_token_problem() const;
+  // A copy of vaultwire's own token valid at the broker's clock's now (own_token::read),
+  // for sessions that read credentials with it (client_auth = "peer"); empty when none
+  // is held or there is no own token. Thread-safe; never under the broker's lock (a
+  // token_file is read here).
+  [[nodiscard]] pgwire::secret_string own_token() const;
   // Every lease held (live), ordered by lease id.
   [[nodiscard]] std::vector<lease_info> leases() const;
 

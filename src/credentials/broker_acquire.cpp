@@ -363,6 +363,10 @@ void broker_state::finish_recheck(const std::string& hash, token_entry& tok, vau
     spdlog::warn("credentials: {} was rejected by Vault on recheck ({}); ending its sessions", tokens.name(hash),
                  r.error().message);
     tokens.reject(hash, r.error(), t);
+    // Sessions that read their credential with vaultwire's own token (client_auth =
+    // "peer") recheck that token like a client's: a login method drops it and logs in
+    // again, so new sessions get a fresh token instead of this rejected one.
+    if (own) own->rejected_digest(hash, t);
     for (auto& [id, e] : cache.live()) {
       (void)id;
       if (e->token_hash != hash || e->gone) continue;

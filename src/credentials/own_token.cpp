@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/text.hpp"
+#include "credentials/broker.hpp"
 
 namespace vaultwire::detail {
 
@@ -339,6 +340,17 @@ void own_token::rejected(std::uint64_t generation, time_point t) {
   drop_locked("was refused by Vault as invalid or revoked");
   renew_next_ = false;
   if (login_failures_ == 0) next_at_ = t;
+}
+
+void own_token::rejected_digest(const std::string& token_hash, time_point t) {
+  if (!login_) return;
+  std::uint64_t generation = 0;
+  {
+    std::lock_guard lock{token_mutex_};
+    if (token_.empty() || credential_broker::token_digest(token_) != token_hash) return;
+    generation = generation_;
+  }
+  rejected(generation, t);
 }
 
 void own_token::drop_locked(std::string_view why, bool overwrite_failure) {

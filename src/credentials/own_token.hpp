@@ -96,6 +96,9 @@ class own_token {
   // refusal: a login method drops it (unless it was replaced since) and logs in at
   // once. Nothing for token_file (its file is the only source).
   void rejected(std::uint64_t generation, time_point t);
+  // A recheck found the token with digest `token_hash` (credential_broker::token_digest)
+  // rejected: when it is the token held, as rejected() for its generation.
+  void rejected_digest(const std::string& token_hash, time_point t);
 
   // For /readyz: empty while a valid token is held (or for token_file), else why none
   // is (the last login's failure; never a secret).

@@ -70,6 +70,7 @@ std::string to_json_line(const audit_event& e) {
     j["session"] = id;
   }
   put(j, "client", e.client_address);
+  put(j, "local_identity", e.local_identity);
   put(j, "listener", e.listener);
   put(j, "role", e.role);
   put(j, "database", e.database);

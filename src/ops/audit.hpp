@@ -47,6 +47,7 @@ struct audit_event {
   std::chrono::system_clock::time_point time = std::chrono::system_clock::now();
   std::optional<std::uint64_t> session_id;  // written "C-%06llu", as in the log prefix
   std::optional<std::string> client_address;  // "203.0.113.7:51234" (PROXY header's when used)
+  std::optional<std::string> local_identity;  // client_auth = "peer": "uid:1000", the kernel's word for the client
   std::optional<std::string> listener;        // the listener's bind address or socket path
   std::optional<std::string> role;            // the Vault role (the client's user name)
   std::optional<std::string> database;

@@ -2,6 +2,8 @@
 // / CancelRequest / StartupMessage, NegotiateProtocolVersion, the role check and
 // caps, then the cleartext password that carries the Vault token.
 #include <openssl/crypto.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
@@ -10,6 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <system_error>
 #include <variant>
 
 #include "ops/metrics.hpp"
@@ -161,6 +165,7 @@ net::awaitable<bool> session::admission() {
       co_return false;
     }
     if (!co_await admit_startup(std::get<pgwire::startup_message>(d.packet))) co_return false;
+    if (listener_->config->client_auth == client_auth_mode::peer) co_return co_await admit_peer();
     co_return co_await read_token();
   }
 }
@@ -339,6 +344,67 @@ net::awaitable<bool> session::read_token() {
     token_sha256_ = sha256(token_->view());
     co_return true;
   }
+}
+
+// client_auth = "peer", after the StartupMessage was admitted: no password is asked
+// for. The client must be on the listener's unix socket; the kernel's SO_PEERCRED
+// names its uid and gid, and the first [[listener.peer]] rule that matches one of them
+// and lists the role admits it. The credential is then read with vaultwire's own
+// Vault token, so sessions of a role share its lease while that token lasts.
+net::awaitable<bool> session::admit_peer() {
+  const int fd = client_.socket().native_handle();
+  const std::string socket_path =
+      listener_->config->unix_socket
+          ? (*listener_->config->unix_socket / (".s.PGSQL." + std::to_string(listener_->config->port))).string()
+          : std::string("(none)");
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 || local.ss_family != AF_UNIX) {
+    co_await refuse(errc::role_not_allowed, "this listener admits clients by peer authentication on its unix socket "
+                                            "only (client_auth = \"peer\"): connect through " + socket_path);
+    co_return false;
+  }
+  // SO_PEERCRED gives the effective uid and gid of the process that called connect(2)
+  // (unix(7), SO_PEERCRED; socket(7)), not its supplementary groups: a gid rule
+  // matches the primary group only.
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 || cred_len != sizeof cred) {
+    const int e = errno;
+    co_await refuse(errc::role_not_allowed, "peer authentication failed for user \"" + role_ +
+                                                "\": could not get peer credentials: " +
+                                                std::generic_category().message(e));
+    co_return false;
+  }
+  const auto uid = static_cast<std::uint32_t>(cred.uid);
+  const auto gid = static_cast<std::uint32_t>(cred.gid);
+  const auto& rules = listener_->config->peer;
+  const bool admitted = std::any_of(rules.begin(), rules.end(), [&](const peer_rule& r) {
+    const bool who = (r.uid && *r.uid == uid) || (r.gid && *r.gid == gid);
+    return who && std::find(r.roles.begin(), r.roles.end(), role_) != r.roles.end();
+  });
+  // Worded after PostgreSQL's "Peer authentication failed for user \"%s\""
+  // (src/backend/libpq/auth.c, auth_failed), with the local identity the rules saw.
+  if (!admitted) {
+    spdlog::info("{} refused: peer uid {} gid {} matches no [[listener.peer]] rule for role \"{}\"", prefix(), uid,
+                 gid, role_);
+    co_await refuse(errc::role_not_allowed, "peer authentication failed for user \"" + role_ + "\": uid " +
+                                                std::to_string(uid) + " (gid " + std::to_string(gid) +
+                                                ") matches no [[listener.peer]] rule that allows this role");
+    co_return false;
+  }
+  local_identity_ = "uid:" + std::to_string(uid);
+  pgwire::secret_string own = state_->broker->own_token();
+  if (own.empty()) {
+    std::string why = state_->broker->own_token_problem();
+    if (why.empty()) why = "no token is held ([vault] token_file unreadable or empty?)";
+    co_await refuse(errc::vault_unavailable,
+                    "vaultwire holds no valid Vault token of its own to read the credential with: " + why);
+    co_return false;
+  }
+  token_.emplace(std::move(own));
+  token_sha256_ = sha256(token_->view());
+  co_return true;
 }
 
 // A CancelRequest for a key vaultwire issued: forwarded to the server that holds the

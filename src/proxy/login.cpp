@@ -299,7 +299,7 @@ net::awaitable<bool> session::connect_upstream_phase() {
 // one of them whose reset is under way.
 net::awaitable<bool> session::take_pooled_upstream() {
   if (!state_->pool) co_return false;
-  pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+  pool_key_ = upstream_pool::key_for(lease_id_, database_, params_, local_identity_);
   auto up = co_await state_->pool->checkout_or_wait(pool_key_, executor());
   if (!up) co_return false;
   upstream_.conn = std::move(up->conn);
@@ -367,7 +367,7 @@ net::awaitable<void> session::login_upstream() {
                                               : std::string_view("ok"),
                             std::chrono::steady_clock::now() - dial_started);
   state_->upstream_logins.fetch_add(1, std::memory_order_relaxed);
-  if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_);
+  if (state_->pool) pool_key_ = upstream_pool::key_for(lease_id_, database_, params_, local_identity_);
 }
 
 // The connection start_predial opened, once it is ready; nullopt when it is older than

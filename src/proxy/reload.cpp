@@ -40,6 +40,8 @@ std::vector<std::string> needs_restart(const config& running, const config& next
       if (a.route != b.route) keys.push_back(at + "route");
       if (a.tls() != b.tls()) keys.push_back(at + "tls_cert (TLS on or off)");
       if (a.proxy_protocol != b.proxy_protocol) keys.push_back(at + "proxy_protocol");
+      if (a.client_auth != b.client_auth) keys.push_back(at + "client_auth");
+      if (a.peer != b.peer) keys.push_back(at + "peer");
     }
   }
   for (const auto& [name, a] : running.routes) {

@@ -49,8 +49,13 @@ net::awaitable<void> session::run() {
 
   if (!co_await admit()) co_return;
   phase_ = session_phase::credential;
-  if (cfg_->throttle.base_delay && !co_await pass_throttle()) co_return;
-  if (!vault_verified() && !co_await pass_vault_check()) co_return;
+  // A peer login guessed no secret (the kernel named the client), so the failed-login
+  // throttle has nothing to count; and its credential is read with vaultwire's own
+  // token, so the check for a Vault Proxy that substitutes its token for the client's
+  // (any password would pass) does not concern it.
+  const bool peer_login = !local_identity_.empty();
+  if (cfg_->throttle.base_delay && !peer_login && !co_await pass_throttle()) co_return;
+  if (!peer_login && !vault_verified() && !co_await pass_vault_check()) co_return;
   if (!co_await acquire_credential()) co_return;
   phase_ = session_phase::login;
   if (!co_await connect_upstream_phase()) co_return;
@@ -255,7 +260,7 @@ std::string session::prefix() const {
   char id[32];
   std::snprintf(id, sizeof id, "C-%06llu", static_cast<unsigned long long>(id_));
   return std::string(id) + ": " + (database_.empty() ? "?" : database_) + "/" + (role_.empty() ? "?" : role_) + "@" +
-         describe_peer(peer_);
+         describe_peer(peer_) + (local_identity_.empty() ? "" : "(" + local_identity_ + ")");
 }
 
 // What every audit event of this session carries: who, where, and with which
@@ -265,6 +270,7 @@ audit_event session::session_event(audit_event_type type) const {
   e.type = type;
   e.session_id = id_;
   e.client_address = describe_peer(peer_);
+  if (!local_identity_.empty()) e.local_identity = local_identity_;
   e.listener = listener_->config->bind;
   if (!role_.empty()) e.role = role_;
   if (!database_.empty()) e.database = database_;

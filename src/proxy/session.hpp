@@ -113,6 +113,9 @@ class session : public std::enable_shared_from_this<session> {
                                                     bool& tls_done);
   boost::asio::awaitable<bool> admit_startup(pgwire::startup_message& sm);
   boost::asio::awaitable<bool> read_token();
+  // client_auth = "peer": the kernel's uid and gid of the client against the
+  // listener's [[listener.peer]] rules, then vaultwire's own token in place of one.
+  boost::asio::awaitable<bool> admit_peer();
   boost::asio::awaitable<void> cancel(pgwire::cancel_request key);
 
   // ---- credential and login (login.cpp)
@@ -187,6 +190,9 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<std::pair<std::string, std::string>> params_;
   std::optional<pgwire::secret_string> token_;
   std::string role_, database_;
+  // client_auth = "peer": "uid:<N>" once admitted (log, audit, pool key); empty otherwise.
+  // token_ then holds vaultwire's own token, never the client's.
+  std::string local_identity_;
   sha256_digest token_sha256_{};  // of token_, once: the throttle's key and the broker's
   std::string throttle_key_;      // (client host, token SHA-256): [throttle]; empty when off
   std::uint64_t throttle_ticket_ = 0;

@@ -228,15 +228,16 @@ upstream_pool::upstream_pool(pool_config cfg) : cfg_(std::move(cfg)) {}
 upstream_pool::~upstream_pool() { clear(); }
 
 std::string upstream_pool::key_for(std::string_view lease_id, std::string_view database,
-                                   const std::vector<std::pair<std::string, std::string>>& params) {
+                                   const std::vector<std::pair<std::string, std::string>>& params,
+                                   std::string_view local_identity) {
   // The last value of each name, by name: what the server ends up with.
   std::map<std::string_view, std::string_view> effective;
   for (const auto& [name, value] : params) effective[name] = value;
   std::string out;
   append_field(out, lease_id);
   append_field(out, database);
-  out += std::to_string(effective.size());
-  out += ';';
+  append_field(out, local_identity);
+  out += std::to_string(effective.size()) + ';';
   for (const auto& [name, value] : effective) {
     append_field(out, name);
     append_field(out, value);

@@ -90,8 +90,11 @@ class upstream_pool : public std::enable_shared_from_this<upstream_pool> {
   // cache key, hence one token), the database, and the other startup parameters as
   // sent upstream (duplicates resolved as PostgreSQL does, the last wins; order does
   // not matter). Every field is length-prefixed, so no two inputs share a key.
+  // `local_identity` (client_auth = "peer": "uid:<N>"): peers of one role share one
+  // lease, and a pooled connection must never pass between local identities.
   [[nodiscard]] static std::string key_for(std::string_view lease_id, std::string_view database,
-                                           const std::vector<std::pair<std::string, std::string>>& params);
+                                           const std::vector<std::pair<std::string, std::string>>& params,
+                                           std::string_view local_identity = {});
 
   // The ParameterStatus messages of a login's handover bytes (ParameterStatus and
   // NoticeResponse mixed, as upstream_session::handover holds them), in order.

@@ -1223,3 +1223,71 @@ TEST_CASE("config: each [vault.auth] example of conf/vaultwire.toml loads as a t
     }
   }
 }
+
+TEST_CASE("config: client_auth = \"peer\" and [[listener.peer]] rules", "[config][peer]") {
+  using vaultwire::client_auth_mode;
+  temp_dir d;
+  d.file("token");
+  const std::string own = "token_file = \"token\"";
+  const auto peer = [&](std::string_view listener, std::string_view vault = "token_file = \"token\"") {
+    return cfg(vault, "unix_socket = \".\"\nclient_auth = \"peer\"\n" + std::string{listener});
+  };
+  const auto errors = [&](const std::string& text) { return errors_of(text, {}, no_env, d.path); };
+
+  CHECK(ok(cfg()).listeners[0].client_auth == client_auth_mode::vault_token);
+  CHECK(ok(cfg("", "client_auth = \"vault_token\"")).listeners[0].client_auth == client_auth_mode::vault_token);
+  const auto c = ok(peer("[[listener.peer]]\nuid = 1000\nroles = [\"app\"]\n"
+                         "[[listener.peer]]\nuser = \"root\"\nroles = [\"app\", \"app\"]\n"
+                         "[[listener.peer]]\ngroup = \"root\"\nroles = [\"app\"]\n"
+                         "[[listener.peer]]\ngid = 7\nroles = [\"app\"]\n"),
+                    {}, no_env, d.path);
+  const auto& l = c.listeners[0];
+  CHECK(l.client_auth == client_auth_mode::peer);
+  REQUIRE(l.peer.size() == 4);
+  CHECK(l.peer[0].uid == 1000u);
+  CHECK_FALSE(l.peer[0].gid);
+  CHECK(l.peer[1].uid == 0u);  // root
+  CHECK(l.peer[1].roles == strings{"app"});
+  CHECK(l.peer[2].gid == 0u);
+  CHECK_FALSE(l.peer[2].uid);
+  CHECK(l.peer[3].gid == 7u);
+  // A [vault.auth] login gives vaultwire a token of its own too.
+  d.file("role-id");
+  CHECK(ok(peer("[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n",
+                "\n[vault.auth]\nmethod = \"approle\"\nrole_id_file = \"role-id\""),
+           {}, no_env, d.path)
+            .listeners[0]
+            .client_auth == client_auth_mode::peer);
+
+  CHECK(errors(cfg("", "client_auth = \"password\"")) ==
+        strings{"listener[0].client_auth: \"password\" is not available yet; use \"vault_token\" or \"peer\""});
+  CHECK(errors(cfg("", "client_auth = \"trust\"")) ==
+        strings{"listener[0].client_auth: \"trust\" is not one of vault_token, peer"});
+  CHECK(errors(cfg(own, "client_auth = \"peer\"\n[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].client_auth: \"peer\" needs unix_socket: peer credentials exist only on a unix socket"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n", "")) ==
+        strings{"listener[0].client_auth: \"peer\" needs a Vault token of vaultwire's own to read credentials with: "
+                "set a [vault.auth] login method or [vault] token_file"});
+  CHECK(errors(peer("")) ==
+        strings{"listener[0].peer: client_auth = \"peer\" needs at least one [[listener.peer]] rule"});
+  CHECK(errors(peer("[[listener.peer]]\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer[0]: set one of uid, user, gid or group (the local identity this rule admits)"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\ngroup = \"root\"\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer[0]: set only one of uid, user, gid or group"});
+  CHECK(errors(peer("[[listener.peer]]\nuser = \"no-such-user-vw\"\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer[0].user: no local user named \"no-such-user-vw\""});
+  CHECK(errors(peer("[[listener.peer]]\ngroup = \"no-such-group-vw\"\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer[0].group: no local group named \"no-such-group-vw\""});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\nroles = []\n")) ==
+        strings{"listener[0].peer[0].roles: must list at least one role"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\n")) ==
+        strings{"listener[0].peer[0].roles: required (the roles this local identity may ask for)"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n[[listener.peer]]\ngid = 1\nroles = [\"other\"]\n")) ==
+        strings{"listener[0].peer[1].roles: \"other\" is not one of route.main.roles (app)"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = -1\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer[0].uid: -1 is out of range (0-4294967294)"});
+  CHECK(errors(peer("[[listener.peer]]\nuid = 1\nroles = [\"app\"]\nuidd = 2\n")) ==
+        strings{"listener[0].peer[0].uidd: unknown key (did you mean \"uid\"?)"});
+  CHECK(errors(cfg(own, "[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n")) ==
+        strings{"listener[0].peer: [[listener.peer]] rules apply only with client_auth = \"peer\""});
+}

@@ -582,3 +582,31 @@ TEST_CASE("broker login: token_file keeps its own upkeep and never reports a pro
   CHECK(f.broker->own_token_problem().empty());
   CHECK(f.broker->stats().own_login_method.empty());
 }
+
+TEST_CASE("broker login: sessions on vaultwire's own token end when a recheck finds it revoked; then a new login",
+          "[broker][own_token][peer]") {
+  login_fixture f;
+  CHECK(f.broker->own_token().empty());  // no login yet
+  f.tick();
+  REQUIRE(f.vault.login_count() == 1);
+  REQUIRE(f.broker->own_token().view() == "login-token-1");
+  // A peer session reads its credential with the own token, and is rechecked like a client's.
+  auto lease = f.acquire(std::string{f.broker->own_token().view()});
+  REQUIRE(lease);
+  std::atomic<int> revoked{0};
+  lease.value().subscribe([&](vaultwire::lease_event e) {
+    if (e == vaultwire::lease_event::token_revoked) ++revoked;
+  });
+  {
+    std::lock_guard lock{f.vault.mutex};
+    f.vault.lookup_error = vwtest::vault_answer(403, {vwtest::invalid_token_1_17}, "GET auth/token/lookup-self");
+  }
+  f.tick(f.options.credentials.token_recheck + 1s);
+  CHECK(revoked == 1);
+  // The rejected own token is dropped at once; the next maintenance logs in again.
+  CHECK(f.broker->own_token().empty());
+  CHECK_FALSE(f.broker->own_token_problem().empty());
+  f.tick();
+  CHECK(f.vault.login_count() == 2);
+  CHECK(f.broker->own_token().view() == "login-token-2");
+}
