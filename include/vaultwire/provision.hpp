@@ -179,8 +179,8 @@ using file_text_fn = std::function<std::string(const std::string& path)>;
 [[nodiscard]] std::vector<std::string> auth_differences(std::string_view get_body, std::string_view want);
 // The PEM blocks of a file's text, each with its trailing newline.
 [[nodiscard]] std::vector<std::string> pem_blocks(std::string_view text);
-// The [vault.auth] table (and, for cert, [vault] client_cert / client_key lines are in
-// route_toml) vaultwire needs to log in with what provision wrote.
+// The [vault.auth] table vaultwire needs to log in with what provision wrote (for cert,
+// route_toml adds [vault] client_cert and client_key).
 [[nodiscard]] std::string auth_toml(const provision_options& o);
 // The --vaultwire-auth flags' problems (part of validate_provision_options).
 [[nodiscard]] std::vector<std::string> validate_auth_options(const provision_options& o);

@@ -166,6 +166,55 @@ std::string auth_toml(const provision_options& o) {
   return t;
 }
 
+namespace {
+
+// The required flags of the chosen method.
+void method_problems(const provision_options& o, std::vector<std::string>& p) {
+  const std::string& m = o.vaultwire_auth;
+  const bool approle = m == "approle", k8s = m == "kubernetes", jwt = m == "jwt", cert = m == "cert";
+  if (approle) {
+    if (o.role_id_file.empty() || o.secret_id_file.empty()) {
+      p.push_back("--vaultwire-auth approle needs --role-id-file PATH and --secret-id-file PATH (written 0600)");
+    } else if (o.role_id_file == o.secret_id_file) {
+      p.push_back("--role-id-file and --secret-id-file must differ");
+    }
+    if (o.role_id_file == "-" || o.secret_id_file == "-") p.push_back("--role-id-file / --secret-id-file must be files");
+  }
+  if (k8s) {
+    if (o.kubernetes_host.empty()) p.push_back("--vaultwire-auth kubernetes needs --kubernetes-host URL");
+    if (o.service_account.empty()) p.push_back("--service-account may not be empty");
+    if (o.service_account_namespace.empty()) p.push_back("--namespace may not be empty");
+  }
+  if (jwt) {
+    if (o.jwt_validation_pubkey_file.empty()) {
+      p.push_back("--vaultwire-auth jwt needs --jwt-validation-pubkey-file PATH (PEM public keys)");
+    }
+    if (o.vaultwire_jwt_file.empty()) {
+      p.push_back("--vaultwire-auth jwt needs --vaultwire-jwt-file PATH (where vaultwire reads its JWT)");
+    }
+    if (o.bound_audience.empty() && o.bound_claims.empty()) {
+      p.push_back("--vaultwire-auth jwt needs --bound-audience or --bound-claim (Vault refuses a jwt role "
+                  "without a bound constraint)");
+    }
+    for (const auto& c : o.bound_claims) {
+      const auto eq = c.find('=');
+      if (eq == std::string::npos || eq == 0) p.push_back("--bound-claim: not key=value: \"" + c + "\"");
+    }
+    if (o.user_claim.empty()) p.push_back("--user-claim may not be empty");
+  }
+  if (cert) {
+    if (o.vaultwire_client_cert.empty() || o.vaultwire_client_key.empty()) {
+      p.push_back("--vaultwire-auth cert needs --vaultwire-client-cert FILE and --vaultwire-client-key FILE (the "
+                  "certificate vaultwire presents to Vault and its key)");
+    }
+    if (!o.vault_addr.empty() && o.vault_addr.rfind("https://", 0) != 0) {
+      p.push_back("--vaultwire-auth cert: the login is the TLS handshake, Vault's address must be https://");
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> validate_auth_options(const provision_options& o) {
   std::vector<std::string> p;
   const std::string& m = o.vaultwire_auth;
@@ -207,45 +256,7 @@ std::vector<std::string> validate_auth_options(const provision_options& o) {
                 "\" (vaultwire renews its token within the period, without end)");
   }
   if (!o.vaultwire_token_ttl.empty()) p.push_back("--vaultwire-token-ttl is for --vaultwire-token-file");
-  if (approle) {
-    if (o.role_id_file.empty() || o.secret_id_file.empty()) {
-      p.push_back("--vaultwire-auth approle needs --role-id-file PATH and --secret-id-file PATH (written 0600)");
-    } else if (o.role_id_file == o.secret_id_file) {
-      p.push_back("--role-id-file and --secret-id-file must differ");
-    }
-    if (o.role_id_file == "-" || o.secret_id_file == "-") p.push_back("--role-id-file / --secret-id-file must be files");
-  }
-  if (k8s) {
-    if (o.kubernetes_host.empty()) p.push_back("--vaultwire-auth kubernetes needs --kubernetes-host URL");
-    if (o.service_account.empty()) p.push_back("--service-account may not be empty");
-    if (o.service_account_namespace.empty()) p.push_back("--namespace may not be empty");
-  }
-  if (jwt) {
-    if (o.jwt_validation_pubkey_file.empty()) {
-      p.push_back("--vaultwire-auth jwt needs --jwt-validation-pubkey-file PATH (PEM public keys)");
-    }
-    if (o.vaultwire_jwt_file.empty()) {
-      p.push_back("--vaultwire-auth jwt needs --vaultwire-jwt-file PATH (where vaultwire reads its JWT)");
-    }
-    if (o.bound_audience.empty() && o.bound_claims.empty()) {
-      p.push_back("--vaultwire-auth jwt needs --bound-audience or --bound-claim (Vault refuses a jwt role "
-                  "without a bound constraint)");
-    }
-    for (const auto& c : o.bound_claims) {
-      const auto eq = c.find('=');
-      if (eq == std::string::npos || eq == 0) p.push_back("--bound-claim: not key=value: \"" + c + "\"");
-    }
-    if (o.user_claim.empty()) p.push_back("--user-claim may not be empty");
-  }
-  if (cert) {
-    if (o.vaultwire_client_cert.empty() || o.vaultwire_client_key.empty()) {
-      p.push_back("--vaultwire-auth cert needs --vaultwire-client-cert FILE and --vaultwire-client-key FILE (the "
-                  "certificate vaultwire presents to Vault and its key)");
-    }
-    if (!o.vault_addr.empty() && o.vault_addr.rfind("https://", 0) != 0) {
-      p.push_back("--vaultwire-auth cert: the login is the TLS handshake, Vault's address must be https://");
-    }
-  }
+  method_problems(o, p);
   return p;
 }
 
