@@ -350,6 +350,18 @@ class ProvisionAuth(unittest.TestCase):
             self.assertIn(message, proc.stderr)
         self.assertEqual(self.vault.dev("GET", "counters")["total"], before)
 
+    def test_mount_of_another_type(self):
+        """A mount path already taken by another auth method is named, and nothing is written there."""
+        self.vault.client().sys.enable_auth_method("approle", path="taken")
+        keys = os.path.join(self.tmp, "unused.pub")
+        write_file(keys, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", 0o644)
+        proc = self.provision(*self.base_args(free_port()), "--vaultwire-auth", "jwt", "--vaultwire-auth-mount",
+                              "taken", "--jwt-validation-pubkey-file", keys, "--bound-audience", "vaultwire",
+                              "--vaultwire-jwt-file", keys, expect_rc=1)
+        self.assertIn('error: step auth-mount: sys/auth/taken is already an auth method of type "approle", not '
+                      '"jwt"', proc.stderr)
+        self.assertIsNone(self.vault.client().read("auth/taken/role/vaultwire"))
+
 
 if __name__ == "__main__":
     unittest.main()
