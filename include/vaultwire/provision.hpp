@@ -109,6 +109,7 @@ struct provision_options {
   std::string vaultwire_jwt_file;              // [vault.auth] jwt_file (jwt: required)
   std::string vaultwire_client_cert;           // cert: the certificate vaultwire presents
   std::string vaultwire_client_key;            // cert: its key (a path, only printed)
+  std::string vaultwire_client_ca;             // cert: trust this CA (and the certificate's CN) instead
 
   // What the report prints for vaultwire.
   std::string listen = "127.0.0.1:26257";
@@ -177,6 +178,8 @@ using file_text_fn = std::function<std::string(const std::string& path)>;
 [[nodiscard]] std::string auth_role_json(const provision_options& o, file_text_fn text);
 // The keys of `want` (a JSON object) whose value in a GET answer's data differs.
 [[nodiscard]] std::vector<std::string> auth_differences(std::string_view get_body, std::string_view want);
+// The subject CN of a PEM certificate, "" when it has none or does not parse.
+[[nodiscard]] std::string certificate_common_name(std::string_view pem);
 // The PEM blocks of a file's text, each with its trailing newline.
 [[nodiscard]] std::vector<std::string> pem_blocks(std::string_view text);
 // The [vault.auth] table vaultwire needs to log in with what provision wrote (for cert,

@@ -308,6 +308,11 @@ class provisioner {
     const std::string want = config ? detail::auth_config_json(o_, text) : detail::auth_role_json(o_, text);
     if (want.empty()) return true;  // approle and cert have no config to write
     if (!file_error.empty()) return fail(step, file_error);
+    if (!config && !o_.vaultwire_client_ca.empty() &&
+        detail::certificate_common_name(text(o_.vaultwire_client_cert)).empty()) {
+      return fail(step, o_.vaultwire_client_cert + ": no certificate with a common name (CN) in it, which "
+                                                   "allowed_common_names would bind the CA to");
+    }
     const auto r = read(step, path);
     if (!r.ok) return false;
     std::vector<std::string> diffs;

@@ -17,10 +17,15 @@
 //   (role_type "jwt", user_claim, bound_audiences, bound_claims; a role needs at least
 //   one bound constraint, path_role.go) (api-docs/auth/jwt).
 // - cert: POST auth/<m>/certs/:name (certificate: a CA, or a non-CA certificate that
-//   must then match the presented one exactly) (api-docs/auth/cert).
+//   must then match the presented one exactly; allowed_common_names narrows a CA to
+//   certificates with that CN) (api-docs/auth/cert).
 #include <algorithm>
 #include <filesystem>
 #include <set>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "cli/provision_util.hpp"
 #include "vaultwire/config.hpp"
@@ -61,6 +66,20 @@ std::vector<std::string> pem_blocks(std::string_view text) {
     pos = stop;
   }
   return out;
+}
+
+std::string certificate_common_name(std::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return {};
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return {};
+  std::string cn(256, '\0');
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn.data(),
+                                          static_cast<int>(cn.size()));
+  X509_free(cert);
+  cn.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return cn;
 }
 
 std::string auth_mount(const provision_options& o) {
@@ -116,7 +135,15 @@ std::string auth_role_json(const provision_options& o, file_text_fn text) {
       b["bound_claims"] = claims;
     }
   } else if (o.vaultwire_auth == "cert") {
-    b["certificate"] = text(o.vaultwire_client_cert);
+    if (o.vaultwire_client_ca.empty()) {
+      b["certificate"] = text(o.vaultwire_client_cert);
+    } else {
+      // The CA trusts every certificate it issued: only those with vaultwire's CN log in.
+      b["certificate"] = text(o.vaultwire_client_ca);
+      const std::string cn = certificate_common_name(text(o.vaultwire_client_cert));
+      b["allowed_common_names"] =
+          json::array({cn.empty() ? "<the common name of " + o.vaultwire_client_cert + ">" : cn});
+    }
     b["display_name"] = o.vaultwire_auth_role;
   }
   return b.dump();
@@ -233,6 +260,7 @@ std::vector<std::string> validate_auth_options(const provision_options& o) {
   only(k8s || jwt, o.vaultwire_jwt_file, "--vaultwire-jwt-file", "kubernetes or jwt");
   only(cert, o.vaultwire_client_cert, "--vaultwire-client-cert", "cert");
   only(cert, o.vaultwire_client_key, "--vaultwire-client-key", "cert");
+  only(cert, o.vaultwire_client_ca, "--vaultwire-client-ca", "cert");
   if (m.empty()) {
     if (!o.vaultwire_auth_mount.empty()) p.push_back("--vaultwire-auth-mount needs --vaultwire-auth");
     return p;

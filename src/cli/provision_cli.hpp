@@ -44,6 +44,9 @@ inline void add_provision_auth_flags(CLI::App* cmd, provision_options& o) {
   cmd->add_option("--vaultwire-client-cert", o.vaultwire_client_cert,
                   "cert: the certificate vaultwire presents to Vault; trusted as it is (certs/NAME)");
   cmd->add_option("--vaultwire-client-key", o.vaultwire_client_key, "cert: its key (only printed, never read)");
+  cmd->add_option("--vaultwire-client-ca", o.vaultwire_client_ca,
+                  "cert: trust this CA (PEM) instead of the certificate itself, bound to the certificate's CN "
+                  "(allowed_common_names), so a renewed certificate keeps working");
 }
 
 inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {

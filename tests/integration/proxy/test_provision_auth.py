@@ -285,6 +285,27 @@ class ProvisionAuth(unittest.TestCase):
         self.assertEqual(proxy.stop(), 0)
         self.assertNoSecrets()
 
+    def test_cert_by_ca(self):
+        """--vaultwire-client-ca: the entry trusts the issuing CA, bound to the certificate's CN."""
+        t = self.tls
+        proc = self.provision(*self.base_args(free_port()), "--vaultwire-auth", "cert", "--vaultwire-auth-mount",
+                              "cert-ca", "--vaultwire-client-cert", t["client_cert"], "--vaultwire-client-key",
+                              t["client_key"], "--vaultwire-client-ca", t["client_ca"])
+        self.assertEqual(steps(proc.stdout)["auth-role"][1], "created", proc.stdout)
+        entry = self.vault.client().read("auth/cert-ca/certs/vaultwire")["data"]
+        with open(t["client_ca"]) as f:
+            self.assertEqual(entry["certificate"].strip(), f.read().strip())
+        self.assertEqual(entry["allowed_common_names"], ["vaultwire"])
+        proxy = self.check_login_and_client(proc, "cert", "cert-ca", "vaultwire-cert-ca")
+        self.assertEqual(proxy.stop(), 0)
+        # A file without a certificate: the step names it, nothing is written.
+        bad = self.provision(*self.base_args(free_port()), "--vaultwire-auth", "cert", "--vaultwire-auth-mount",
+                             "cert-ca", "--vaultwire-auth-role", "other", "--vaultwire-client-cert", t["client_key"],
+                             "--vaultwire-client-key", t["client_key"], "--vaultwire-client-ca", t["client_ca"],
+                             expect_rc=1)
+        self.assertIn("error: step auth-role: %s: no certificate with a common name" % t["client_key"], bad.stderr)
+        self.assertIsNone(self.vault.client().read("auth/cert-ca/certs/other"))
+
     def test_jwt(self):
         port = free_port()
         signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -425,6 +425,10 @@ TEST_CASE("provision --vaultwire-auth: roles, configs and the [vault.auth] table
   CHECK(vd::auth_role_path(c) == "auth/cert/certs/vaultwire");
   CHECK(has(vd::auth_role_json(c, text), R"j("certificate":"PEM(/vw.crt)","display_name":"vaultwire")j"));
   CHECK(has(vd::route_toml(c), "client_cert = \"/vw.crt\"\nclient_key = \"/vw.key\"\n"));
+  c.vaultwire_client_ca = "/ca.crt";
+  CHECK(has(vd::auth_role_json(c, text), R"j("allowed_common_names":["<the common name of /vw.crt>"],)j"
+                                         R"j("certificate":"PEM(/ca.crt)")j"));
+  CHECK(vd::certificate_common_name("not a certificate").empty());
   CHECK(has(vd::route_toml(c), "[vault.auth]\nmethod = \"cert\"\nname = \"vaultwire\"\n"));
 }
 
