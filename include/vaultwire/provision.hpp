@@ -15,6 +15,10 @@
 //                                               sys/leases/revoke/<mount>/creds/<role>/*
 //   vaultwire policy + token (--vaultwire-token-file): renew/revoke those leases,
 //                                               lookup-self / renew-self
+//   or vaultwire's own login (--vaultwire-auth approle|kubernetes|jwt|cert), with
+//   that policy: the auth method at sys/auth/<mount>, its config, a role (periodic
+//   service tokens, so vaultwire renews its token without end), and for approle the
+//   role ID and a secret ID in 0600 files; the report prints the [vault.auth] table
 //   client token (--create-token)
 //
 // Idempotent: every object is read first and written only when it differs from what
@@ -37,6 +41,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +88,28 @@ struct provision_options {
   std::string token_ttl;             // client token TTL; empty = Vault's default
   std::string vaultwire_token_file;  // PATH (0600): vaultwire's own token
   std::string vaultwire_token_ttl;   // empty = Vault's default
+
+  // vaultwire logs in itself (instead of --vaultwire-token-file): "" or approle,
+  // kubernetes, jwt, cert.
+  std::string vaultwire_auth;
+  std::string vaultwire_auth_mount;            // default: the method's name
+  std::string vaultwire_auth_role = "vaultwire";  // role (certs/NAME for cert)
+  std::string vaultwire_token_period = "1h";   // token_period of the login tokens
+  std::string role_id_file;                    // approle: written 0600
+  std::string secret_id_file;                  // approle: written 0600
+  std::string kubernetes_host;                 // kubernetes (required)
+  std::string kubernetes_ca_file;              // kubernetes: kubernetes_ca_cert
+  std::string kubernetes_pem_keys_file;        // kubernetes: pem_keys (vault-dev needs them)
+  std::string service_account = "vaultwire";   // kubernetes: bound_service_account_names
+  std::string service_account_namespace = "default";  // bound_service_account_namespaces
+  std::string jwt_validation_pubkey_file;      // jwt (required): jwt_validation_pubkeys
+  std::vector<std::string> bound_claims;       // jwt: "key=value"
+  std::string bound_audience;                  // jwt: bound_audiences
+  std::string user_claim = "sub";              // jwt
+  std::string vaultwire_jwt_file;              // [vault.auth] jwt_file (jwt: required)
+  std::string vaultwire_client_cert;           // cert: the certificate vaultwire presents
+  std::string vaultwire_client_key;            // cert: its key (a path, only printed)
+  std::string vaultwire_client_ca;             // cert: trust this CA (and the certificate's CN) instead
 
   // What the report prints for vaultwire.
   std::string listen = "127.0.0.1:26257";
@@ -140,6 +167,26 @@ namespace detail {
 // unchanged. `allowed_roles` differs when it allows neither the role nor "*".
 [[nodiscard]] std::vector<std::string> config_differences(std::string_view get_body, const provision_options& o);
 [[nodiscard]] std::vector<std::string> role_differences(std::string_view get_body, const provision_options& o);
+
+// --vaultwire-auth: the auth method's objects. `file_text` gives a file's contents
+// (the dry run passes placeholders). The config body is null for approle and cert.
+using file_text_fn = std::function<std::string(const std::string& path)>;
+[[nodiscard]] std::string auth_mount(const provision_options& o);
+[[nodiscard]] std::string auth_role_path(const provision_options& o);
+[[nodiscard]] std::string auth_config_path(const provision_options& o);
+[[nodiscard]] std::string auth_config_json(const provision_options& o, file_text_fn text);
+[[nodiscard]] std::string auth_role_json(const provision_options& o, file_text_fn text);
+// The keys of `want` (a JSON object) whose value in a GET answer's data differs.
+[[nodiscard]] std::vector<std::string> auth_differences(std::string_view get_body, std::string_view want);
+// The subject CN of a PEM certificate, "" when it has none or does not parse.
+[[nodiscard]] std::string certificate_common_name(std::string_view pem);
+// The PEM blocks of a file's text, each with its trailing newline.
+[[nodiscard]] std::vector<std::string> pem_blocks(std::string_view text);
+// The [vault.auth] table vaultwire needs to log in with what provision wrote (for cert,
+// route_toml adds [vault] client_cert and client_key).
+[[nodiscard]] std::string auth_toml(const provision_options& o);
+// The --vaultwire-auth flags' problems (part of validate_provision_options).
+[[nodiscard]] std::vector<std::string> validate_auth_options(const provision_options& o);
 
 // What --dry-run prints: every request a first run would send (the password and
 // tokens redacted).

@@ -46,6 +46,14 @@ class provisioner {
       if (!policy("vaultwire-policy", o_.vaultwire_policy, detail::vaultwire_policy_hcl(o_))) return 1;
       if (!vaultwire_token()) return 1;
     }
+    if (!o_.vaultwire_auth.empty()) {
+      if (!policy("vaultwire-policy", o_.vaultwire_policy, detail::vaultwire_policy_hcl(o_))) return 1;
+      if (!auth_method() || !auth_object("auth-config", detail::auth_config_path(o_), true) ||
+          !auth_object("auth-role", detail::auth_role_path(o_), false)) {
+        return 1;
+      }
+      if (o_.vaultwire_auth == "approle" && !approle_ids()) return 1;
+    }
     if (o_.create_token && !client_token()) return 1;
     return 0;
   }
@@ -257,6 +265,119 @@ class provisioner {
     if (!info) return false;
     if (const auto e = write_secret_file(path, token); !e.empty()) return fail("vaultwire-token", e);
     report("vaultwire-token", path, "created (" + *info + replaced + ")");
+    return true;
+  }
+
+  // sys/auth/<mount>: enabled unless a method of that type is there already.
+  bool auth_method() {
+    const std::string mount = detail::auth_mount(o_);
+    const auto r = read("auth-mount", "sys/auth");
+    if (!r.ok) return false;
+    const json d = data_of(r.body.value_or("{}"));
+    const std::string key = mount + "/";
+    if (d.is_object() && d.contains(key)) {
+      const std::string type = str_member(d[key], "type");
+      if (type != o_.vaultwire_auth) {
+        return fail("auth-mount", "sys/auth/" + mount + " is already an auth method of type \"" + type +
+                                      "\", not \"" + o_.vaultwire_auth + "\"; choose another --vaultwire-auth-mount");
+      }
+      report("auth-mount", "auth/" + key, "unchanged");
+      return true;
+    }
+    const json body{{"type", o_.vaultwire_auth}, {"description", "vaultwire: its own login"}};
+    if (!write("auth-mount", "POST", "sys/auth/" + detail::escape_path(mount, true), body.dump())) return false;
+    report("auth-mount", "auth/" + key, "created");
+    return true;
+  }
+
+  // The method's config (kubernetes, jwt) or vaultwire's role: read, compared, written
+  // when it differs. The files it names hold public material (CA, public keys, a
+  // certificate).
+  bool auth_object(std::string_view step, const std::string& path, bool config) {
+    std::string file_error;
+    const auto text = [&file_error](const std::string& file) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) {
+        if (file_error.empty()) file_error = "cannot read " + file + ": " + std::strerror(errno);
+        return std::string();
+      }
+      std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (t.empty() && file_error.empty()) file_error = file + " is empty";
+      return t;
+    };
+    const std::string want = config ? detail::auth_config_json(o_, text) : detail::auth_role_json(o_, text);
+    if (want.empty()) return true;  // approle and cert have no config to write
+    if (!file_error.empty()) return fail(step, file_error);
+    if (!config && !o_.vaultwire_client_ca.empty() &&
+        detail::certificate_common_name(text(o_.vaultwire_client_cert)).empty()) {
+      return fail(step, o_.vaultwire_client_cert + ": no certificate with a common name (CN) in it, which "
+                                                   "allowed_common_names would bind the CA to");
+    }
+    const auto r = read(step, path);
+    if (!r.ok) return false;
+    std::vector<std::string> diffs;
+    if (r.body) {
+      diffs = detail::auth_differences(*r.body, want);
+      if (diffs.empty()) {
+        report(step, path, "unchanged");
+        return true;
+      }
+    }
+    if (!write(step, "POST", path, want)) return false;
+    report(step, path, r.body ? "updated (" + join(diffs, ", ") + ")" : "created");
+    return true;
+  }
+
+  // AppRole: the role ID and a secret ID in 0600 files. A secret ID already in its file
+  // that Vault still knows (secret-id/lookup) is kept; else a new one is generated.
+  bool approle_ids() {
+    const std::string role_path = detail::auth_role_path(o_);
+    auto r = vault_.request_blocking("GET", role_path + "/role-id", {}, token_);
+    if (!r) return fail("role-id", describe(r.error()));
+    const std::string role_id = str_member(data_of(r.value().body), "role_id");
+    if (role_id.empty()) return fail("role-id", "GET " + role_path + "/role-id: Vault's answer has no role_id");
+    pgwire::secret_string existing_role;
+    const bool same_role = std::filesystem::exists(o_.role_id_file) &&
+                           read_secret(o_.role_id_file, existing_role).empty() && existing_role.view() == role_id;
+    if (same_role) {
+      report("role-id", o_.role_id_file, "unchanged");
+    } else {
+      if (const auto e = write_secret_file(o_.role_id_file, pgwire::secret_string(std::string_view(role_id)));
+          !e.empty()) {
+        return fail("role-id", e);
+      }
+      report("role-id", o_.role_id_file, "written");
+    }
+    if (same_role && std::filesystem::exists(o_.secret_id_file)) {
+      pgwire::secret_string existing;
+      if (read_secret(o_.secret_id_file, existing).empty()) {
+        pgwire::secret_string body;
+        body.append("{\"secret_id\":");
+        append_json_string(body, existing.view());
+        body.append('}');
+        auto l = vault_.request_blocking("POST", role_path + "/secret-id/lookup", body.view(), token_);
+        if (!l) return fail("secret-id", describe(l.error()));
+        const json d = data_of(l.value().body);
+        if (d.is_object() && d.contains("secret_id_accessor")) {
+          report("secret-id", o_.secret_id_file,
+                 "unchanged (accessor " + str_member(d, "secret_id_accessor") + ")");
+          return true;
+        }
+      }
+    }
+    auto g = vault_.request_blocking("POST", role_path + "/secret-id", "{}", token_);
+    if (!g) return fail("secret-id", describe(g.error()));
+    json j = json::parse(g.value().body, nullptr, false);
+    wipe(g.value().body);
+    if (j.is_discarded() || !j.contains("data") || !j["data"].is_object() || !j["data"].contains("secret_id") ||
+        !j["data"]["secret_id"].is_string()) {
+      return fail("secret-id", "POST " + role_path + "/secret-id: Vault's answer has no data.secret_id");
+    }
+    auto& secret = j["data"]["secret_id"].get_ref<std::string&>();
+    const pgwire::secret_string secret_id{std::string_view(secret)};
+    wipe(secret);
+    if (const auto e = write_secret_file(o_.secret_id_file, secret_id); !e.empty()) return fail("secret-id", e);
+    report("secret-id", o_.secret_id_file, "created (accessor " + str_member(j["data"], "secret_id_accessor") + ")");
     return true;
   }
 

@@ -8,6 +8,47 @@
 
 namespace vaultwire {
 
+// --vaultwire-auth and its per-method flags (see provision_auth.cpp).
+inline void add_provision_auth_flags(CLI::App* cmd, provision_options& o) {
+  cmd->add_option("--vaultwire-auth", o.vaultwire_auth,
+                  "instead of a token file, set up an auth method vaultwire logs in with (its [vault.auth]): a role "
+                  "with the vaultwire policy and periodic service tokens")
+      ->check(CLI::IsMember({"approle", "kubernetes", "jwt", "cert"}));
+  cmd->add_option("--vaultwire-auth-mount", o.vaultwire_auth_mount, "the auth method's mount (default: its name)");
+  cmd->add_option("--vaultwire-auth-role", o.vaultwire_auth_role, "the role (cert: certs/NAME) vaultwire logs in as")
+      ->capture_default_str();
+  cmd->add_option("--vaultwire-token-period", o.vaultwire_token_period,
+                  "token_period of vaultwire's login tokens: renewed within it, without end")
+      ->capture_default_str();
+  cmd->add_option("--role-id-file", o.role_id_file, "approle: write the role ID here (0600)");
+  cmd->add_option("--secret-id-file", o.secret_id_file,
+                  "approle: write a secret ID here (0600); kept when the file holds one Vault still knows");
+  cmd->add_option("--kubernetes-host", o.kubernetes_host, "kubernetes: the API server's URL (kubernetes_host)");
+  cmd->add_option("--kubernetes-ca-file", o.kubernetes_ca_file, "kubernetes: the API server's CA (PEM)");
+  cmd->add_option("--kubernetes-pem-keys-file", o.kubernetes_pem_keys_file,
+                  "kubernetes: PEM public keys that verify service account tokens (pem_keys); real Vault asks the "
+                  "TokenReview API and needs none, vault-dev needs them");
+  cmd->add_option("--service-account", o.service_account, "kubernetes: bound_service_account_names")
+      ->capture_default_str();
+  cmd->add_option("--namespace,--service-account-namespace", o.service_account_namespace,
+                  "kubernetes: bound_service_account_namespaces (not Vault's namespace: VAULT_NAMESPACE)")
+      ->capture_default_str();
+  cmd->add_option("--jwt-validation-pubkey-file", o.jwt_validation_pubkey_file,
+                  "jwt: PEM public keys that verify vaultwire's JWTs (jwt_validation_pubkeys)");
+  cmd->add_option("--bound-claim", o.bound_claims, "jwt: KEY=VALUE the JWT must carry (bound_claims; repeatable)");
+  cmd->add_option("--bound-audience", o.bound_audience, "jwt: the aud the JWT must name (bound_audiences)");
+  cmd->add_option("--user-claim", o.user_claim, "jwt: the claim naming the user")->capture_default_str();
+  cmd->add_option("--vaultwire-jwt-file", o.vaultwire_jwt_file,
+                  "kubernetes, jwt: where vaultwire reads its JWT ([vault.auth] jwt_file; kubernetes default: the "
+                  "service account token)");
+  cmd->add_option("--vaultwire-client-cert", o.vaultwire_client_cert,
+                  "cert: the certificate vaultwire presents to Vault; trusted as it is (certs/NAME)");
+  cmd->add_option("--vaultwire-client-key", o.vaultwire_client_key, "cert: its key (only printed, never read)");
+  cmd->add_option("--vaultwire-client-ca", o.vaultwire_client_ca,
+                  "cert: trust this CA (PEM) instead of the certificate itself, bound to the certificate's CN "
+                  "(allowed_common_names), so a renewed certificate keeps working");
+}
+
 inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
   auto* cmd = app.add_subcommand(
       "provision",
@@ -59,6 +100,7 @@ inline CLI::App* add_provision_subcommand(CLI::App& app, provision_options& o) {
                   "the file already holds a valid one");
   cmd->add_option("--vaultwire-policy", o.vaultwire_policy, "its policy's name (default: <role>-vaultwire)");
   cmd->add_option("--vaultwire-token-ttl", o.vaultwire_token_ttl, "its TTL (default: Vault's)");
+  add_provision_auth_flags(cmd, o);
   cmd->add_option("--listen", o.listen, "vaultwire's listener, for the printed URL and vaultwire.toml")
       ->capture_default_str();
   cmd->add_option("--route-name", o.route_name, "the [route.NAME] printed")->capture_default_str();

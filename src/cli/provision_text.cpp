@@ -79,6 +79,7 @@ std::vector<std::string> validate_provision_options(const provision_options& o) 
   }
   if (!o.create_token && !o.client_token_file.empty()) p.push_back("--client-token-file needs --create-token");
   if (o.vaultwire_token_file == "-") p.push_back("--vaultwire-token-file must be a file");
+  for (auto& a : validate_auth_options(o)) p.push_back(std::move(a));
   return p;
 }
 
@@ -170,6 +171,15 @@ std::string route_toml(const provision_options& o) {
     const auto abs = std::filesystem::absolute(o.vaultwire_token_file, ec);
     t += "token_file = " + toml_string(ec ? o.vaultwire_token_file : abs.string()) + "\n";
   }
+  if (o.vaultwire_auth == "cert") {
+    // The certificate the cert method's login checks is the one of the TLS handshake.
+    std::error_code ec;
+    const auto cert = std::filesystem::absolute(o.vaultwire_client_cert, ec);
+    t += "client_cert = " + toml_string(ec ? o.vaultwire_client_cert : cert.string()) + "\n";
+    const auto key = std::filesystem::absolute(o.vaultwire_client_key, ec);
+    t += "client_key = " + toml_string(ec ? o.vaultwire_client_key : key.string()) + "\n";
+  }
+  t += auth_toml(o);
   t += "\n[[listener]]\nbind = " + toml_string(o.listen) + "\nroute = " + toml_string(o.route_name) + "\n";
   t += "\n[route." + o.route_name + "]\nhost = " + toml_string(o.db_host) + "\nport = " + std::to_string(o.db_port) +
        "\n";
@@ -290,6 +300,28 @@ std::string dry_run_text(const provision_options& o) {
     req("POST", std::string(token_create_path),
         token_body(o.vaultwire_policy, o.vaultwire_token_ttl, "vaultwire").dump() + " -> written to " +
             o.vaultwire_token_file + " (0600)");
+  }
+  if (!o.vaultwire_auth.empty()) {
+    const std::string mount = auth_mount(o);
+    req("GET", policy_path(o.vaultwire_policy), "");
+    req("PUT", policy_path(o.vaultwire_policy), json{{"policy", vaultwire_policy_hcl(o)}}.dump());
+    req("GET", "sys/auth", "");
+    req("POST", "sys/auth/" + escape_path(mount, true),
+        json{{"type", o.vaultwire_auth}, {"description", "vaultwire: its own login"}}.dump());
+    const auto placeholder = [](const std::string& path) { return "<contents of " + path + ">"; };
+    if (const auto cfg = auth_config_json(o, placeholder); !cfg.empty()) {
+      req("GET", auth_config_path(o), "");
+      req("POST", auth_config_path(o), cfg);
+    }
+    req("GET", auth_role_path(o), "");
+    req("POST", auth_role_path(o), auth_role_json(o, placeholder));
+    if (o.vaultwire_auth == "approle") {
+      req("GET", auth_role_path(o) + "/role-id", "-> written to " + o.role_id_file + " (0600)");
+      req("POST", auth_role_path(o) + "/secret-id/lookup",
+          "(with the secret ID in " + o.secret_id_file + ", if any)");
+      req("POST", auth_role_path(o) + "/secret-id",
+          "{} -> written to " + o.secret_id_file + " (0600), unless the file holds a valid one");
+    }
   }
   if (o.create_token) {
     req("POST", std::string(token_create_path),

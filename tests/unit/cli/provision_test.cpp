@@ -300,3 +300,171 @@ TEST_CASE("provision: the dry run of each dialect matches its golden file", "[pr
     CHECK(got == want.str());
   }
 }
+
+namespace {
+
+std::string all_problems(const vaultwire::provision_options& o) {
+  std::string all;
+  for (const auto& e : vd::validate_provision_options(o)) all += e + "\n";
+  return all;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("provision --vaultwire-auth: each method's required flags and exclusions", "[provision]") {
+  auto o = base();
+  o.vaultwire_auth = "approle";
+  std::string p = all_problems(o);
+  INFO(p);
+  CHECK(has(p, "--vaultwire-auth approle needs --role-id-file PATH and --secret-id-file PATH"));
+  o.role_id_file = o.secret_id_file = "/tmp/x";
+  CHECK(has(all_problems(o), "--role-id-file and --secret-id-file must differ"));
+  o.secret_id_file = "/tmp/y";
+  CHECK(all_problems(o).empty());
+  o.vaultwire_token_file = "/tmp/t";
+  CHECK(has(all_problems(o), "--vaultwire-auth and --vaultwire-token-file exclude each other"));
+  o.vaultwire_token_file.clear();
+  o.vaultwire_token_period = "0s";
+  CHECK(has(all_problems(o), "--vaultwire-token-period: not a positive duration"));
+  o.vaultwire_token_period = "1h";
+  o.vaultwire_auth_mount = "token";
+  CHECK(has(all_problems(o), "token/ is the token method's mount"));
+
+  auto k = base();
+  k.vaultwire_auth = "kubernetes";
+  k.role_id_file = "/tmp/r";
+  p = all_problems(k);
+  CHECK(has(p, "--vaultwire-auth kubernetes needs --kubernetes-host URL"));
+  CHECK(has(p, "--role-id-file is used only with --vaultwire-auth approle"));
+  k.role_id_file.clear();
+  k.kubernetes_host = "https://k8s:6443";
+  CHECK(all_problems(k).empty());
+
+  auto j = base();
+  j.vaultwire_auth = "jwt";
+  p = all_problems(j);
+  CHECK(has(p, "needs --jwt-validation-pubkey-file PATH"));
+  CHECK(has(p, "needs --vaultwire-jwt-file PATH"));
+  CHECK(has(p, "needs --bound-audience or --bound-claim"));
+  j.jwt_validation_pubkey_file = "/k.pem";
+  j.vaultwire_jwt_file = "/j";
+  j.bound_claims = {"team=db", "=x", "noeq"};
+  p = all_problems(j);
+  CHECK(has(p, "--bound-claim: not key=value: \"=x\""));
+  CHECK(has(p, "--bound-claim: not key=value: \"noeq\""));
+  j.bound_claims = {"team=db"};
+  CHECK(all_problems(j).empty());
+
+  auto c = base();
+  c.vaultwire_auth = "cert";
+  c.vaultwire_client_cert = "/c.pem";
+  p = all_problems(c);
+  CHECK(has(p, "needs --vaultwire-client-cert FILE and --vaultwire-client-key FILE"));
+  CHECK(has(p, "Vault's address must be https://"));
+  c.vaultwire_client_key = "/c.key";
+  c.vault_addr = "https://vault:8200";
+  CHECK(all_problems(c).empty());
+
+  auto none = base();
+  none.kubernetes_host = "https://k8s";
+  none.vaultwire_auth_mount = "m";
+  p = all_problems(none);
+  CHECK(has(p, "--kubernetes-host is used only with --vaultwire-auth kubernetes"));
+  CHECK(has(p, "--vaultwire-auth-mount needs --vaultwire-auth"));
+}
+
+TEST_CASE("provision --vaultwire-auth: roles, configs and the [vault.auth] table", "[provision]") {
+  const auto text = [](const std::string& path) { return "PEM(" + path + ")"; };
+  auto o = base();
+  o.vaultwire_auth = "approle";
+  o.role_id_file = "/run/vw/role-id";
+  o.secret_id_file = "/run/vw/secret-id";
+  CHECK(vd::auth_role_path(o) == "auth/approle/role/vaultwire");
+  CHECK(vd::auth_config_json(o, text).empty());
+  CHECK(vd::auth_role_json(o, text) ==
+        R"({"bind_secret_id":true,"secret_id_ttl":0,"token_period":3600,"token_policies":["crdb-role-vaultwire"],)"
+        R"("token_type":"service"})");
+  CHECK(vd::auth_toml(o) ==
+        "\n[vault.auth]\nmethod = \"approle\"\nrole_id_file = \"/run/vw/role-id\"\nsecret_id_file = "
+        "\"/run/vw/secret-id\"\n");
+  const auto t = vd::route_toml(o);
+  CHECK(has(t, "mount = \"database\"\n\n[vault.auth]\nmethod = \"approle\"\n"));
+  CHECK_FALSE(has(t, "token_file"));
+
+  auto k = base();
+  k.vaultwire_auth = "kubernetes";
+  k.vaultwire_auth_mount = "k8s/prod";
+  k.kubernetes_host = "https://k8s:6443";
+  k.kubernetes_pem_keys_file = "/keys.pem";
+  k.service_account = "vw";
+  k.service_account_namespace = "apps";
+  CHECK(vd::auth_config_path(k) == "auth/k8s/prod/config");
+  CHECK(vd::auth_config_json(k, text) == R"j({"kubernetes_host":"https://k8s:6443","pem_keys":["PEM(/keys.pem)"]})j");
+  CHECK(has(vd::auth_role_json(k, text),
+            R"("bound_service_account_names":["vw"],"bound_service_account_namespaces":["apps"])"));
+  CHECK(vd::auth_toml(k) == "\n[vault.auth]\nmethod = \"kubernetes\"\nmount = \"k8s/prod\"\nrole = \"vaultwire\"\n");
+
+  auto j = base();
+  j.vaultwire_auth = "jwt";
+  j.jwt_validation_pubkey_file = "/k.pem";
+  j.bound_claims = {"team=db", "env=a=b"};
+  j.bound_audience = "vaultwire";
+  j.vaultwire_jwt_file = "/run/vw/jwt";
+  const auto role = vd::auth_role_json(j, text);
+  CHECK(has(role, R"("bound_audiences":["vaultwire"],"bound_claims":{"env":"a=b","team":"db"},"role_type":"jwt")"));
+  CHECK(has(role, R"("user_claim":"sub")"));
+  CHECK(vd::auth_toml(j) == "\n[vault.auth]\nmethod = \"jwt\"\nrole = \"vaultwire\"\njwt_file = \"/run/vw/jwt\"\n");
+
+  auto c = base();
+  c.vaultwire_auth = "cert";
+  c.vault_addr = "https://vault:8200";
+  c.vaultwire_client_cert = "/vw.crt";
+  c.vaultwire_client_key = "/vw.key";
+  CHECK(vd::auth_role_path(c) == "auth/cert/certs/vaultwire");
+  CHECK(has(vd::auth_role_json(c, text), R"j("certificate":"PEM(/vw.crt)","display_name":"vaultwire")j"));
+  CHECK(has(vd::route_toml(c), "client_cert = \"/vw.crt\"\nclient_key = \"/vw.key\"\n"));
+  c.vaultwire_client_ca = "/ca.crt";
+  CHECK(has(vd::auth_role_json(c, text), R"j("allowed_common_names":["<the common name of /vw.crt>"],)j"
+                                         R"j("certificate":"PEM(/ca.crt)")j"));
+  CHECK(vd::certificate_common_name("not a certificate").empty());
+  CHECK(has(vd::route_toml(c), "[vault.auth]\nmethod = \"cert\"\nname = \"vaultwire\"\n"));
+}
+
+TEST_CASE("provision --vaultwire-auth: PEM blocks, GET comparison and the dry run", "[provision]") {
+  const std::string a = "-----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----\n";
+  const std::string b = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----";
+  CHECK(vd::pem_blocks("junk\n" + a + "\n" + b) == std::vector<std::string>{a, b + "\n"});
+
+  const std::string want = R"({"token_policies":["p"],"token_period":3600,"certificate":"PEM\n","x":"y"})";
+  CHECK(vd::auth_differences(R"({"data":{"token_policies":["p"],"token_period":3600,"certificate":"PEM","x":"y",)"
+                             R"("other":1}})",
+                             want)
+            .empty());
+  CHECK(vd::auth_differences(R"({"data":{"token_policies":["p","q"],"token_period":60,"certificate":"PEM"}})",
+                             want) == std::vector<std::string>{"token_period", "token_policies", "x"});
+
+  auto o = base();
+  o.vaultwire_auth = "approle";
+  o.role_id_file = "/run/vw/role-id";
+  o.secret_id_file = "/run/vw/secret-id";
+  const auto t = vd::dry_run_text(o);
+  for (const char* line : {"\nGET http://127.0.0.1:8200/v1/sys/auth\n",
+                           "\nPOST http://127.0.0.1:8200/v1/sys/auth/approle {\"description\":\"vaultwire: its own "
+                           "login\",\"type\":\"approle\"}\n",
+                           "\nPUT http://127.0.0.1:8200/v1/sys/policies/acl/crdb-role-vaultwire {",
+                           "\nPOST http://127.0.0.1:8200/v1/auth/approle/role/vaultwire {",
+                           "/role-id -> written to /run/vw/role-id (0600)\n",
+                           "/secret-id {} -> written to /run/vw/secret-id (0600)"}) {
+    INFO(line);
+    CHECK(t.find(line) != std::string::npos);
+  }
+  auto j = base();
+  j.vaultwire_auth = "jwt";
+  j.jwt_validation_pubkey_file = "/k.pem";
+  j.bound_audience = "vw";
+  j.vaultwire_jwt_file = "/run/vw/jwt";
+  CHECK(has(vd::dry_run_text(j), "POST http://127.0.0.1:8200/v1/auth/jwt/config "
+                                 "{\"jwt_validation_pubkeys\":[\"<contents of /k.pem>\"]}\n"));
+}
