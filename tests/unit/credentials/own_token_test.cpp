@@ -583,7 +583,7 @@ TEST_CASE("broker login: token_file keeps its own upkeep and never reports a pro
   CHECK(f.broker->stats().own_login_method.empty());
 }
 
-TEST_CASE("broker login: sessions on vaultwire's own token end when a recheck finds it revoked; then a new login",
+TEST_CASE("broker login: sessions on vaultwire's own token end when a recheck finds it revoked, then a new login",
           "[broker][own_token][peer]") {
   login_fixture f;
   CHECK(f.broker->own_token().empty());  // no login yet
