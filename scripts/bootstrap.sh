@@ -15,6 +15,8 @@ packages=(
   # tests: a real PostgreSQL 15, its clients, the Vault client library
   postgresql-15 postgresql-client-15 python3 python3-hvac python3-psycopg2
   procps curl
+  # tests: packaging.kubernetes reads conf/kubernetes/ with PyYAML
+  python3-yaml
   # tests: JDBC through vaultwire (single-file source launcher needs the JDK)
   openjdk-17-jdk-headless libpostgresql-jdbc-java
   # tests: packaging (cpack -G DEB runs dpkg-shlibdeps; systemd-analyze verify)
