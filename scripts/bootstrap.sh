@@ -17,6 +17,8 @@ packages=(
   # tests: keys, certificates and JWTs for vault-dev's auth methods
   python3-cryptography
   procps curl
+  # tests: packaging.kubernetes reads conf/kubernetes/ with PyYAML
+  python3-yaml
   # tests: JDBC through vaultwire (single-file source launcher needs the JDK)
   openjdk-17-jdk-headless libpostgresql-jdbc-java
   # tests: packaging (cpack -G DEB runs dpkg-shlibdeps; systemd-analyze verify)
