@@ -30,26 +30,6 @@ void wipe(std::string& s) noexcept {
   s.clear();
 }
 
-// JSON string literal of `bytes` appended to `out` (RFC 8259 escaping).
-void append_json_string(pgwire::secret_string& out, std::string_view bytes) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.append('"');
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.append('\\');
-      out.append(ch);
-    } else if (c < 0x20) {
-      out.append("\\u00");
-      out.append(hex[c >> 4]);
-      out.append(hex[c & 0xF]);
-    } else {
-      out.append(ch);
-    }
-  }
-  out.append('"');
-}
-
 std::string toml_string(std::string_view s) {
   std::string out = "\"";
   for (const char c : s) {

@@ -26,8 +26,7 @@ inline constexpr std::string_view token_create_path = "auth/token/create-orphan"
 
 std::string env_or_empty(const char* name);
 void wipe(std::string& s) noexcept;
-// JSON string literal of `bytes` appended to `out` (RFC 8259 escaping).
-void append_json_string(pgwire::secret_string& out, std::string_view bytes);
+using detail::append_json_string;
 std::string toml_string(std::string_view s);
 std::string hcl_string(std::string_view s);
 bool valid_name(std::string_view s);

@@ -346,6 +346,10 @@ namespace detail {
 [[nodiscard]] vault_result<vault_login> parse_login(std::string_view body, std::string_view address,
                                                    std::string_view request);
 
+// `text` as a JSON string literal (RFC 8259 escaping) appended to `out`: request bodies
+// that carry secrets are built in a secret_string.
+void append_json_string(pgwire::secret_string& out, std::string_view text);
+
 // A login's JSON body, {"k": "v", ...} with the strings escaped (RFC 8259), built in
 // a secret_string so the secrets it carries leave no unwiped copy.
 [[nodiscard]] pgwire::secret_string login_body(

@@ -526,7 +526,7 @@ vault_result<vault_login> parse_login(std::string_view body, std::string_view ad
   });
 }
 
-static void append_json_string(pgwire::secret_string& out, std::string_view text) {
+void append_json_string(pgwire::secret_string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   out.append('"');
   for (char ch : text) {

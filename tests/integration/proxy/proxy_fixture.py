@@ -102,6 +102,17 @@ def child_env(changes):
     return inherited
 
 
+def http_get(port, path):
+    """GET http://127.0.0.1:PORT/PATH (vaultwire's admin endpoint): (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ log lines, audit lines and results, never on sleeps.
 """
 import datetime
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import unittest
 import psycopg2
 
 from proxy_fixture import (ADMIN_LISTENING_RE, LoginRefused, ProxyTestCase, Raw, TERMINATE, Vaultwire, error_fields,
-                           free_port, make_listener_cert, password_message, scan_for_secrets, startup_packet,
+                           free_port, http_get, make_listener_cert, password_message, scan_for_secrets, startup_packet,
                            toml_table, toml_value, wait_for)
 
 RELOADED = r"configuration reloaded"
@@ -54,16 +53,6 @@ def cert_fingerprint_file(path):
 
 def count(pattern, text):
     return len(re.findall(pattern, text))
-
-
-def http_get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 def reload_counter(admin_port, result):

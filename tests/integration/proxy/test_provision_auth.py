@@ -15,7 +15,6 @@ JWTs are signed here with python3-cryptography (as tests/vault-dev/conformance d
 Environment: VAULTWIRE_BIN, VAULT_DEV_BIN, PG_HARNESS. Run with /usr/bin/python3.
 """
 import base64
-import http.client
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import hvac
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from proxy_fixture import (CREDENTIALS_DEFAULTS, PSQL, PgHarness, VaultDev, Vaultwire, free_port,
+from proxy_fixture import (http_get, CREDENTIALS_DEFAULTS, PSQL, PgHarness, VaultDev, Vaultwire, free_port,
                            make_tls_material, scan_for_secrets, shared_tempdir, toml_table, wait_for)
 
 STEP_RE = re.compile(r"^(mount|config|role|policy|vaultwire-policy|auth-mount|auth-config|auth-role|role-id|"
@@ -59,16 +58,6 @@ def make_jwt(key, claims):
 def public_pem(key):
     return key.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
-
-
-def http_get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 def write_file(path, text, mode=0o600):

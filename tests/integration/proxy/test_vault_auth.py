@@ -13,7 +13,6 @@ revoke_idle_after 2s) and every wait a generous multiple of them.
 
 Run with /usr/bin/python3; environment as proxy_fixture.py.
 """
-import http.client
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for  # noqa: E402
+from proxy_fixture import http_get, Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for  # noqa: E402
 
 # A client that may read credentials but not revoke them (Vault's default policy adds renew).
 NO_REVOKE_POLICY = 'path "database/creds/crdb-role" { capabilities = ["read"] }\n'
@@ -35,16 +34,6 @@ REFUSED = ("vaultwire holds no valid Vault token: Vault refused the login at aut
 LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: token (.+?) \((service|batch), ttl (\d+)s"
 ADMIN_RE = r"admin: serving /metrics, /healthz, /readyz, /leases on http://127\.0\.0\.1:%d"
 LOGINS_RE = r'vaultwire_vault_logins_total\{method="approle",result="%s"\} (\d+)'
-
-
-def http_get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 def write_secret(path, value):
