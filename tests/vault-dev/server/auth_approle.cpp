@@ -62,10 +62,7 @@ class Approle : public AuthBackend {
     bool write = op == "create" || op == "update";
     if (rest == "role/") {
       if (op != "list") throw StatusError(405, "1 error occurred:\n\t* unsupported operation\n\n");
-      std::vector<std::string> keys;
-      for (auto& [n, _] : roles_) keys.push_back(n);
-      if (keys.empty()) throw StatusError(404, "");
-      return BackendReply::ok(json{{"keys", string_array(keys)}});
+      return list_roles(roles_);
     }
     if (!starts_with(rest, "role/")) throw StatusError(404, "1 error occurred:\n\t* unsupported path\n\n");
     std::string tail = rest.substr(5);

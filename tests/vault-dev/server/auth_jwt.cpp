@@ -170,10 +170,7 @@ class JwtAuth : public AuthBackend {
     }
     if (rest == "role/") {
       if (op != "list") unsupported_op();
-      std::vector<std::string> keys;
-      for (auto& [n, _] : roles_) keys.push_back(n);
-      if (keys.empty()) throw StatusError(404, "");
-      return BackendReply::ok(json{{"keys", string_array(keys)}});
+      return list_roles(roles_);
     }
     if (starts_with(rest, "role/") && rest.find('/', 5) == std::string::npos) {
       std::string name = lower(rest.substr(5));
@@ -460,10 +457,7 @@ class KubernetesAuth : public AuthBackend {
     }
     if (rest == "role/") {
       if (op != "list") unsupported_op();
-      std::vector<std::string> keys;
-      for (auto& [n, _] : roles_) keys.push_back(n);
-      if (keys.empty()) throw StatusError(404, "");
-      return BackendReply::ok(json{{"keys", string_array(keys)}});
+      return list_roles(roles_);
     }
     if (starts_with(rest, "role/") && rest.find('/', 5) == std::string::npos) {
       std::string name = rest.substr(5);

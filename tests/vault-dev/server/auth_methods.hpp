@@ -94,6 +94,15 @@ std::int64_t body_int(const json& body, const char* name, std::int64_t def);
 // framework.TypeDurationSecond that may be negative (the jwt leeways take -1).
 std::int64_t body_signed_duration(const json& body, const char* name);
 json string_array(const std::vector<std::string>& v);
+// A LIST of a backend's roles: {"keys": [...]} in name order, or the bare 404 Vault
+// answers a LIST that finds nothing (logical.ListResponse with no keys).
+template <class Roles>
+BackendReply list_roles(const Roles& roles) {
+  std::vector<std::string> keys;
+  for (const auto& [name, role] : roles) keys.push_back(name);
+  if (keys.empty()) throw StatusError(404, "");
+  return BackendReply::ok(json{{"keys", string_array(keys)}});
+}
 // strutil.StrListContainsGlob.
 bool list_contains_glob(const std::vector<std::string>& patterns, const std::string& s);
 
