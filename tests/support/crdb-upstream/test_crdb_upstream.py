@@ -681,6 +681,11 @@ class ClusterTest(Base, unittest.TestCase):
         return re.findall(r"^crdb-upstream: login user=(\S+) database=(\S+) options=(.*) cluster=(\S+)$",
                           self.standin.stderr(), re.M)
 
+    def logins_after(self, count):
+        # The stand-in's log reaches us through a pipe: the line may arrive after the client has
+        # already seen ReadyForQuery, so wait for it rather than read once.
+        return wait_for(lambda: self.logins()[count:], timeout=20, what="a login line in the stand-in's log")
+
     def test_duplicate_cluster_flags_are_refused_even_when_equal(self):
         f = self.refusal(database="defaultdb", options="--cluster=%s --cluster=%s" % (CLUSTER, CLUSTER))
         self.assertEqual(f["M"], "codeParamsRoutingFailed: multiple cluster flags provided")
@@ -724,12 +729,11 @@ class ClusterTest(Base, unittest.TestCase):
             self.assertEqual(cur.fetchone(), ("defaultdb",))
         finally:
             c.close()
-        after = self.logins()
-        self.assertEqual(after[before:], [(self.admin_user, "defaultdb", "", CLUSTER)])
+        self.assertEqual(self.logins_after(before), [(self.admin_user, "defaultdb", "", CLUSTER)])
 
         c = self.standin.connect(self.admin_user, self.admin_password, options="--cluster=%s" % CLUSTER)
         c.close()
-        self.assertEqual(self.logins()[before + 1:], [(self.admin_user, "defaultdb", "", CLUSTER)])
+        self.assertEqual(self.logins_after(before + 1), [(self.admin_user, "defaultdb", "", CLUSTER)])
 
 
 class CancelSourceTest(Base, unittest.TestCase):
