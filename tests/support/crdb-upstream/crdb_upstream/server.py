@@ -213,8 +213,9 @@ def serve_connection(cfg, registry, sock, addr):
             return
         pid, secret = registry.add(addr[0], backend.pid, backend.secret, proxy_ip)
         key = (pid, secret)
-        tls.sendall(_status(backend, node.user, role) + wire.backend_key_data(pid, secret) + wire.ready_for_query("I"))
+        # Logged before ReadyForQuery so that a client which has its session can read the line.
         cfg.log("login user=%s database=%s options=%s cluster=%s" % (node.user, node.database, options, cluster))
+        tls.sendall(_status(backend, node.user, role) + wire.backend_key_data(pid, secret) + wire.ready_for_query("I"))
         tls.settimeout(None)
         relay.Session(tls, backend, node.user, cfg.iterations, cfg.log).run()
     except (wire.PeerClosed, wire.ProtocolError, ConnectionError, ssl.SSLError, socket.timeout, OSError) as e:
