@@ -101,7 +101,9 @@ struct vault_config {
 // credentials are read with it. peer: clients on the listener's unix socket are
 // identified by the kernel (SO_PEERCRED) against [[listener.peer]] rules, send no
 // password, and credentials are read with vaultwire's own Vault token ([vault.auth]).
-enum class client_auth_mode { vault_token, peer };
+// password: local users of the listener's users_file log in with SCRAM-SHA-256 (and
+// -PLUS over TLS); each maps to one Vault role, read with vaultwire's own token too.
+enum class client_auth_mode { vault_token, peer, password };
 [[nodiscard]] std::string_view to_string(client_auth_mode m) noexcept;
 
 // One `[[listener.peer]]` rule: a local identity (exactly one of uid or gid; a user or
@@ -133,6 +135,9 @@ struct listener_config {
   // client_auth = "peer": the rules in file order; the first that matches the
   // connection's uid (or gid) and lists the role admits it.
   std::vector<peer_rule> peer;
+  // client_auth = "password": the users file (config/users_file.hpp), resolved against
+  // the config file's directory. Read at start and again on SIGHUP.
+  std::optional<std::filesystem::path> users_file;
 
   [[nodiscard]] bool tls() const noexcept { return tls_cert.has_value(); }
 };

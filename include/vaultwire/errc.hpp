@@ -25,6 +25,7 @@ enum class errc {
   tls_error,                 // a TLS record layer failure on an established stream
   setup_failed,              // a listener, certificate, key or CA file that cannot be set up (startup, reload; no client sees it)
   vault_denied_role,         // 28000: the token is valid but Vault's policy for it denies the role (ACL, 403)
+  password_rejected,         // 28P01: a local user's SCRAM exchange failed (wrong password, unknown user)
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

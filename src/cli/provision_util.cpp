@@ -79,14 +79,6 @@ json data_of(std::string_view body) {
   return j;
 }
 
-std::string join(const std::vector<std::string>& v, std::string_view sep) {
-  std::string out;
-  for (const auto& s : v) {
-    if (!out.empty()) out += sep;
-    out += s;
-  }
-  return out;
-}
 
 // "127.0.0.1:26257" / "[::1]:26257" -> (host as written in a URL, port).
 std::pair<std::string, std::string> split_host_port(std::string_view listen) {

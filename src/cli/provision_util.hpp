@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/text.hpp"
 #include "pgwire/secret.hpp"
 #include "vault/vault_client.hpp"
 #include "vaultwire/provision.hpp"
@@ -35,7 +36,7 @@ std::string str_member(const json& j, const char* key);
 std::vector<std::string> str_list(const json& j);
 // A GET answer's "data" (or the object itself for answers without one).
 json data_of(std::string_view body);
-std::string join(const std::vector<std::string>& v, std::string_view sep);
+using detail::join;
 // "127.0.0.1:26257" / "[::1]:26257" -> (host as written in a URL, port).
 std::pair<std::string, std::string> split_host_port(std::string_view listen);
 std::string describe(const vault_error& e);

@@ -43,6 +43,7 @@ std::string_view to_string(client_auth_mode m) noexcept {
   switch (m) {
     case client_auth_mode::vault_token: return "vault_token";
     case client_auth_mode::peer: return "peer";
+    case client_auth_mode::password: return "password";
   }
   return "?";
 }

@@ -53,14 +53,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return prev[b.size()];
 }
 
-std::string join(const std::vector<std::string>& v, std::string_view sep) {
-  std::string r;
-  for (const auto& s : v) {
-    if (!r.empty()) r += sep;
-    r += s;
-  }
-  return r;
-}
 void section::finish() {
   if (table_ == nullptr) return;
   for (auto&& [k, v] : *table_) {

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/text.hpp"
 #include "vaultwire/config.hpp"
 
 namespace vaultwire::config_reader {
@@ -33,7 +34,7 @@ constexpr unsigned max_threads = 1024;
 [[nodiscard]] std::string in_quotes(std::string_view s);
 [[nodiscard]] std::string_view type_name(toml::node_type t);
 [[nodiscard]] std::size_t edit_distance(std::string_view a, std::string_view b);
-[[nodiscard]] std::string join(const std::vector<std::string>& v, std::string_view sep);
+using detail::join;
 
 // Everything one load accumulates.
 struct loader {
@@ -281,6 +282,7 @@ inline constexpr std::pair<std::string_view, on_revoke_policy> on_revoke_policie
 inline constexpr std::pair<std::string_view, client_auth_mode> client_auth_modes[] = {
     {"vault_token", client_auth_mode::vault_token},
     {"peer", client_auth_mode::peer},
+    {"password", client_auth_mode::password},
 };
 inline constexpr std::pair<std::string_view, log_format> log_formats[] = {
     {"text", log_format::text},

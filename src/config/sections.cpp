@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "config/reader.hpp"
+#include "config/users_file.hpp"
 #include "core/text.hpp"
 
 namespace vaultwire::config_reader {
@@ -251,7 +252,7 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
               t,
               "listener[" + std::to_string(index) + "]",
               {"bind", "unix_socket", "tls_cert", "tls_key", "route", "allow_plaintext_remote", "proxy_protocol",
-               "client_auth", "peer"}};
+               "client_auth", "peer", "users_file"}};
   std::optional<std::string> bind = sec.get_string("bind");
   std::string bind_label = sec.key("bind");
   if (overridable && o.listen) {
@@ -297,16 +298,30 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
   if (auto a = sec.get_string("client_auth")) {
     if (auto m = parse_enum(*a, client_auth_modes)) {
       c.client_auth = *m;
-    } else if (*a == "password") {
-      l.error(sec.key("client_auth"), "\"password\" is not available yet; use \"vault_token\" or \"peer\"");
     } else {
       l.error(sec.key("client_auth"), in_quotes(*a) + " is not one of " + enum_names(client_auth_modes));
     }
   }
   read_peer_rules(l, sec, c);
+  if (auto u = sec.get_nonempty_string("users_file")) {
+    if (c.client_auth == client_auth_mode::password)
+      c.users_file = l.resolve(*u);
+    else
+      l.error(sec.key("users_file"), "applies only with client_auth = \"password\"");
+  } else if (c.client_auth == client_auth_mode::password && sec.get("users_file") == nullptr) {
+    l.error(sec.key("users_file"), "required with client_auth = \"password\" (the local users and their roles)");
+  }
 
   const bool plaintext = sec.get("tls_cert") == nullptr && sec.get("tls_key") == nullptr;
   const bool loopback = addr ? addr->loopback : true;  // the default bind is loopback
+  // A SCRAM exchange seen on the wire lets its observer test guesses offline (RFC 5802
+  // section 9), so passwords are taken only where nobody else can watch: the unix
+  // socket, loopback, or TLS.
+  if (c.client_auth == client_auth_mode::password && plaintext && !loopback) {
+    l.error(bind_label, "client_auth = \"password\" on " + c.bind +
+                            " without TLS: a password exchange on the network could be watched and guessed "
+                            "offline; bind to loopback or set tls_cert and tls_key");
+  }
   if (plaintext && !loopback && !c.allow_plaintext_remote) {
     l.error(bind_label, "plaintext listener on non-loopback address " + c.bind +
                             ": a client's Vault token would cross the network in clear; "
@@ -361,6 +376,30 @@ void check_peer_listener(loader& l, const config& c, const listener_config& li, 
   }
 }
 
+// A password listener: its users file loads (mode 0600 or stricter, every line valid),
+// each user's role is one the route allows, and vaultwire has a token of its own to
+// read credentials with.
+void check_password_listener(loader& l, const config& c, const listener_config& li, const std::string& prefix) {
+  if (li.client_auth != client_auth_mode::password) return;
+  if (c.vault.auth.method == vault_auth_method::none)
+    l.error(prefix + ".client_auth",
+            "\"password\" needs a Vault token of vaultwire's own to read credentials with: set a [vault.auth] "
+            "login method or [vault] token_file");
+  if (!li.users_file) return;
+  users_file_result users = load_users_file(*li.users_file);
+  for (const auto& e : users.errors) l.error(prefix + ".users_file", e);
+  if (!users) return;
+  const auto route = c.routes.find(li.route);
+  if (route == c.routes.end()) return;
+  const auto& allowed = route->second.roles;
+  for (const auto& [name, user] : *users.value) {
+    if (std::find(allowed.begin(), allowed.end(), user.role) == allowed.end())
+      l.error(prefix + ".users_file",
+              li.users_file->string() + ":" + std::to_string(user.line) + ": user " + in_quotes(name) + "'s role " +
+                  in_quotes(user.role) + " is not one of route." + li.route + ".roles (" + join(allowed, ", ") + ")");
+  }
+}
+
 // Each listener's route exists; no two listeners on one address.
 void check_listeners(loader& l, const config& c) {
   std::vector<std::string> route_names;
@@ -374,6 +413,7 @@ void check_listeners(loader& l, const config& c) {
                                                           : " (defined: " + join(route_names, ", ") + ")"));
     }
     check_peer_listener(l, c, li, prefix);
+    check_password_listener(l, c, li, prefix);
     for (std::size_t j = 0; j < i; ++j) {
       if (c.listeners[j].bind == li.bind)
         l.error(prefix + ".bind", li.bind + " is already used by listener[" + std::to_string(j) + "]");

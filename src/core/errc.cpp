@@ -23,7 +23,8 @@ const std::error_category& error_category() noexcept {
 std::string_view sqlstate_for(errc e) noexcept {
   namespace s = pgwire::sqlstate;
   switch (e) {
-    case errc::vault_rejected_token: return s::invalid_password;
+    case errc::vault_rejected_token:
+    case errc::password_rejected: return s::invalid_password;
     case errc::role_not_allowed:
     case errc::vault_denied_role: return s::invalid_authorization_specification;
     case errc::vault_unavailable:
@@ -63,6 +64,7 @@ std::string_view label_for(errc e) noexcept {
     case errc::tls_error: return "tls_error";
     case errc::setup_failed: return "setup_failed";
     case errc::vault_denied_role: return "vault_denied_role";
+    case errc::password_rejected: return "password_rejected";
   }
   return "unknown";
 }

@@ -15,6 +15,7 @@ std::string_view label(session_outcome o) noexcept {
     case cancel_malformed: return "cancel_malformed";
     case vault_rejected_token: return label_for(errc::vault_rejected_token);
     case vault_denied_role: return label_for(errc::vault_denied_role);
+    case password_rejected: return label_for(errc::password_rejected);
     case role_not_allowed: return label_for(errc::role_not_allowed);
     case vault_unavailable: return label_for(errc::vault_unavailable);
     case upstream_unreachable: return label_for(errc::upstream_unreachable);
@@ -47,6 +48,7 @@ session_outcome outcome_for(errc code) noexcept {
   switch (code) {
     case errc::vault_rejected_token: return vault_rejected_token;
     case errc::vault_denied_role: return vault_denied_role;
+    case errc::password_rejected: return password_rejected;
     case errc::role_not_allowed: return role_not_allowed;
     case errc::vault_unavailable: return vault_unavailable;
     case errc::upstream_unreachable: return upstream_unreachable;

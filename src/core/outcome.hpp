@@ -22,6 +22,7 @@ enum class session_outcome {
   // Refusals with a vaultwire::errc (outcome_for() maps them).
   vault_rejected_token,
   vault_denied_role,
+  password_rejected,
   role_not_allowed,
   vault_unavailable,
   upstream_unreachable,

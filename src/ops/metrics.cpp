@@ -31,8 +31,9 @@ using prometheus::Gauge;
 using prometheus::Histogram;
 
 // Results of a client connection that are authentication or authorisation refusals.
-constexpr std::array<std::string_view, 5> auth_failure_results{"vault_rejected_token", "vault_denied_role",
-                                                               "role_not_allowed", "throttled", "token_unverified"};
+constexpr std::array<std::string_view, 6> auth_failure_results{
+    "vault_rejected_token", "vault_denied_role", "password_rejected", "role_not_allowed", "throttled",
+    "token_unverified"};
 
 Histogram::BucketBoundaries latency_buckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};

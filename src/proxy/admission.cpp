@@ -1,6 +1,7 @@
 // The admission phase: an optional PROXY protocol header, SSLRequest / GSSENCRequest
 // / CancelRequest / StartupMessage, NegotiateProtocolVersion, the role check and
-// caps, then the cleartext password that carries the Vault token.
+// caps, then the client's proof of who it is: the cleartext password that carries
+// the Vault token, the kernel's peer credentials, or a local user's SCRAM exchange.
 #include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,6 +9,7 @@
 #include <pgwire/decoder.hpp>
 #include <pgwire/encoder.hpp>
 #include <pgwire/proxy_protocol.hpp>
+#include <pgwire/scram_server.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -16,6 +18,7 @@
 #include <system_error>
 #include <variant>
 
+#include "core/text.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/session.hpp"
 #include "proxy/startup_rules.hpp"
@@ -27,6 +30,38 @@ namespace net = boost::asio;
 namespace {
 
 constexpr std::size_t max_auth_message = 8 * 1024;
+
+// Bytes that may hold a token or a SCRAM proof: wiped when they go.
+struct wiped_bytes {
+  std::vector<std::uint8_t> v;
+  wiped_bytes() = default;
+  wiped_bytes(const wiped_bytes&) = delete;
+  wiped_bytes& operator=(const wiped_bytes&) = delete;
+  ~wiped_bytes() { OPENSSL_cleanse(v.data(), v.size()); }
+};
+
+// tls-server-end-point channel binding data of the certificate this side of `s`
+// presents (RFC 5929 4.1). Empty without TLS, or when the certificate's signature has
+// no single digest (RSA-PSS, EdDSA): then SCRAM-SHA-256-PLUS is not offered, as
+// PostgreSQL's be_tls_get_certificate_hash leaves it out.
+std::vector<std::uint8_t> own_certificate_hash(stream& s) {
+  if (!s.tls_active()) return {};
+  X509* cert = SSL_get_certificate(s.ssl());
+  const int len = cert != nullptr ? i2d_X509(cert, nullptr) : 0;
+  if (len <= 0) return {};
+  std::vector<std::uint8_t> der(static_cast<std::size_t>(len));
+  unsigned char* p = der.data();
+  i2d_X509(cert, &p);
+  auto hash = pgwire::tls_server_end_point_hash(der);
+  return hash ? std::move(hash).value() : std::vector<std::uint8_t>{};
+}
+
+// The iteration count of a mock exchange: the one the users' verifiers have (the
+// first user's), so an unknown user's i= looks like a known one's.
+std::uint32_t mock_iterations(const local_users* users) {
+  if (users == nullptr || users->empty()) return pgwire::scram_default_iterations;
+  return users->begin()->second.verifier.iterations;
+}
 
 // What was wrong with a startup packet the decoder refused, for the client: the
 // length or the protocol version it carried (PostgreSQL names them too).
@@ -165,7 +200,11 @@ net::awaitable<bool> session::admission() {
       co_return false;
     }
     if (!co_await admit_startup(std::get<pgwire::startup_message>(d.packet))) co_return false;
-    if (listener_->config->client_auth == client_auth_mode::peer) co_return co_await admit_peer();
+    switch (listener_->config->client_auth) {
+      case client_auth_mode::peer: co_return co_await admit_peer();
+      case client_auth_mode::password: co_return co_await admit_password();
+      case client_auth_mode::vault_token: break;
+    }
     co_return co_await read_token();
   }
 }
@@ -208,7 +247,9 @@ net::awaitable<bool> session::negotiate_encryption(bool is_ssl, const std::vecto
 }
 
 // The StartupMessage: the client limit, protocol negotiation, the role (the user
-// name) against the route and its cap, the database.
+// name) against the route and its cap, the database. On a password listener the user
+// is a local user whose role is known only once the exchange has proved who it is:
+// admit_password() checks the role then.
 net::awaitable<bool> session::admit_startup(pgwire::startup_message& sm) {
   if (over_limit_) {
     co_await refuse(errc::too_many_clients, "too many client connections (limit " +
@@ -263,6 +304,12 @@ net::awaitable<bool> session::admit_startup(pgwire::startup_message& sm) {
     database = *route.default_database;
   }
   database_ = database.value_or(role_);
+  if (listener_->config->client_auth == client_auth_mode::password) co_return true;
+  co_return co_await admit_role();
+}
+
+net::awaitable<bool> session::admit_role() {
+  const route_config& route = route_config_();
   if (std::find(route.roles.begin(), route.roles.end(), role_) == route.roles.end()) {
     std::string roles;
     for (const auto& r : route.roles) roles += (roles.empty() ? "" : ", ") + r;
@@ -282,68 +329,74 @@ net::awaitable<bool> session::admit_startup(pgwire::startup_message& sm) {
   co_return true;
 }
 
-// AuthenticationCleartextPassword, then the PasswordMessage: the Vault token.
-net::awaitable<bool> session::read_token() {
-  std::vector<std::uint8_t> out;
-  pgwire::encode_authentication_cleartext_password(out);
-  std::error_code ec;
-  co_await client_.write_all(out, ec);
-  if (ec) co_return false;
-  std::vector<std::uint8_t> buf;
+net::awaitable<bool> session::read_auth_message(std::vector<std::uint8_t>& body, std::string_view expected) {
+  wiped_bytes buf;
   for (;;) {
-    auto d = pgwire::decode_message(buf, max_auth_message, pgwire::direction::frontend);
+    auto d = pgwire::decode_message(buf.v, max_auth_message, pgwire::direction::frontend);
     if (d.status == pgwire::decode_status::need_more) {
-      if (!co_await read_more(buf)) {
-        OPENSSL_cleanse(buf.data(), buf.size());
-        co_return false;
-      }
+      if (!co_await read_more(buf.v)) co_return false;
       continue;
     }
     if (d.status == pgwire::decode_status::error) {
-      OPENSSL_cleanse(buf.data(), buf.size());
       co_await refuse(errc::protocol_violation, "invalid message during authentication: " + d.error.message());
       co_return false;
     }
     if (d.message.type == pgwire::frontend_type::terminate) {
-      outcome_ = session_outcome::client_terminated;  // the client gave up before sending a token
+      outcome_ = session_outcome::client_terminated;  // the client gave up before proving who it is
       co_return false;
     }
     if (d.message.type != pgwire::frontend_type::password) {
-      co_await refuse(errc::protocol_violation,
-                      std::string("expected a password message, got message type '") + d.message.type + "'");
+      co_await refuse(errc::protocol_violation, "expected " + std::string(expected) + ", got message type '" +
+                                                    d.message.type + "'");
       co_return false;
     }
-    auto p = pgwire::parse_password_message(d.message.body);
-    const bool trailing = d.consumed != buf.size();
-    OPENSSL_cleanse(buf.data(), buf.size());
-    if (!p) {
-      co_await refuse(errc::protocol_violation, "invalid password message: " + p.error().message());
+    if (d.consumed != buf.v.size()) {
+      // Nothing may follow before the server answers: bytes read here would be lost.
+      co_await refuse(errc::protocol_violation, "unexpected data after " + std::string(expected));
       co_return false;
     }
-    if (trailing) {
-      // Nothing may follow the token before AuthenticationOk: bytes read here would be lost.
-      co_await refuse(errc::protocol_violation, "unexpected data after the password message");
-      co_return false;
-    }
-    if (p.value().password.empty()) {
-      co_await refuse(errc::vault_rejected_token, "no password supplied: give a Vault token as the password");
-      co_return false;
-    }
-    // A Vault token is printable ASCII; anything else would reach Vault's HTTP header
-    // as it is (a CR LF could add a header). Refused without asking Vault.
-    const auto token = p.value().password.view();
-    if (std::any_of(token.begin(), token.end(), [](char ch) {
-          const auto c = static_cast<unsigned char>(ch);
-          return c < 0x21 || c > 0x7e;
-        })) {
-      co_await refuse(errc::vault_rejected_token,
-                      "the password is not a Vault token: it holds a byte outside printable ASCII");
-      co_return false;
-    }
-    token_.emplace(std::move(p.value().password));
-    token_sha256_ = sha256(token_->view());
+    body.assign(d.message.body.begin(), d.message.body.end());
     co_return true;
   }
+}
+
+// AuthenticationCleartextPassword, then the PasswordMessage: the Vault token.
+net::awaitable<bool> session::read_token() {
+  std::vector<std::uint8_t> out;
+  pgwire::encode_authentication_cleartext_password(out);
+  if (!co_await write_auth(out)) co_return false;
+  wiped_bytes body;
+  if (!co_await read_auth_message(body.v, "a password message")) co_return false;
+  auto p = pgwire::parse_password_message(body.v);
+  if (!p) {
+    co_await refuse(errc::protocol_violation, "invalid password message: " + p.error().message());
+    co_return false;
+  }
+  if (p.value().password.empty()) {
+    co_await refuse(errc::vault_rejected_token, "no password supplied: give a Vault token as the password");
+    co_return false;
+  }
+  // A Vault token is printable ASCII; anything else would reach Vault's HTTP header
+  // as it is (a CR LF could add a header). Refused without asking Vault.
+  const auto token = p.value().password.view();
+  if (std::any_of(token.begin(), token.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c < 0x21 || c > 0x7e;
+      })) {
+    co_await refuse(errc::vault_rejected_token,
+                    "the password is not a Vault token: it holds a byte outside printable ASCII");
+    co_return false;
+  }
+  token_.emplace(std::move(p.value().password));
+  token_sha256_ = sha256(token_->view());
+  co_return true;
+}
+
+net::awaitable<bool> session::write_auth(const std::vector<std::uint8_t>& out) {
+  std::error_code ec;
+  co_await client_.write_all(out, ec);
+  if (ec && outcome_ == session_outcome::ok) outcome_ = session_outcome::client_gone;
+  co_return !ec;
 }
 
 // client_auth = "peer", after the StartupMessage was admitted: no password is asked
@@ -394,6 +447,137 @@ net::awaitable<bool> session::admit_peer() {
     co_return false;
   }
   local_identity_ = "uid:" + std::to_string(uid);
+  co_return co_await take_own_token();
+}
+
+// client_auth = "password", after the StartupMessage was admitted: SCRAM-SHA-256, or
+// SCRAM-SHA-256-PLUS on TLS, as PostgreSQL's backend runs it (src/backend/libpq/auth.c
+// CheckSASLAuth; the message flow of pgwire/scram_server.hpp). An unknown user gets
+// a mock exchange that fails at the proof like a wrong password, so the answer does
+// not tell who exists. Failures feed the throttle per (client host, user name).
+net::awaitable<bool> session::admit_password() {
+  const std::string user = role_;  // the startup packet's user: a local user, not yet a role
+  const std::shared_ptr<const local_users> users = listener_->acquire_users();
+  const local_user* entry = nullptr;
+  if (users) {
+    if (auto it = users->find(user); it != users->end()) entry = &it->second;
+  }
+  if (cfg_->throttle.base_delay) {
+    const std::string subject = "local-user\n" + user;  // never equal to a token's key
+    throttle_key_ = auth_throttle::make_key(auth_throttle::client_host(peer_), sha256(subject));
+    const auth_throttle::verdict v = state_->throttle.check(throttle_key_);
+    if (!v.allowed) {
+      spdlog::info("{} login throttled: {} failed password logins in a row, {} left of {}", prefix(), v.failures,
+                   duration_text(v.retry_after), duration_text(v.backoff));
+      co_await refuse(errc::throttled, throttle_message(v, "for user \"" + user + "\""));
+      co_return false;
+    }
+    throttle_ticket_ = v.ticket;
+  }
+
+  pgwire::scram_server_options options;
+  options.cert_hash = own_certificate_hash(client_);
+  std::optional<pgwire::scram_server> scram;
+  if (entry != nullptr) {
+    scram.emplace(entry->verifier.clone(), std::move(options));
+  } else {
+    auto mock = pgwire::scram_server::mock(user, state_->scram_mock_secret, std::move(options),
+                                           mock_iterations(users.get()));
+    if (!mock) {
+      co_await refuse_with(pgwire::scram_server_sqlstate(mock.error()),
+                           "password authentication could not start: " + mock.error().message(),
+                           session_outcome::protocol_violation);
+      co_return false;
+    }
+    scram.emplace(std::move(mock).value());
+  }
+
+  std::vector<std::uint8_t> out;
+  const std::vector<std::string_view> mechanisms = scram->mechanisms();
+  if (!pgwire::encode_authentication_sasl(out, mechanisms)) co_return false;  // the names are constants
+  if (!co_await write_auth(out)) co_return false;
+  wiped_bytes body;
+  if (!co_await read_auth_message(body.v, "a SASLInitialResponse message")) co_return false;
+  auto initial = pgwire::parse_sasl_initial_response(body.v);
+  if (!initial) {
+    co_await refuse(errc::protocol_violation, "invalid SASLInitialResponse message: " + initial.error().message());
+    co_return false;
+  }
+  std::error_code failure;
+  if (auto chosen = scram->select_mechanism(initial.value().mechanism); !chosen) failure = chosen.error();
+  std::string client_first = initial.value().data.value_or("");
+  if (!failure && !initial.value().data) {
+    // No initial response: an empty AuthenticationSASLContinue asks for it (auth.c).
+    out.clear();
+    (void)pgwire::encode_authentication_sasl_continue(out, "");
+    if (!co_await write_auth(out)) co_return false;
+    if (!co_await read_auth_message(body.v, "a SASLResponse message")) co_return false;
+    auto response = pgwire::parse_sasl_response(body.v);
+    if (!response) {
+      co_await refuse(errc::protocol_violation, "invalid SASLResponse message: " + response.error().message());
+      co_return false;
+    }
+    client_first.assign(response.value().data.view());
+  }
+  std::string server_final;
+  if (!failure) {
+    auto server_first = scram->on_client_first(client_first);
+    if (server_first) {
+      out.clear();
+      (void)pgwire::encode_authentication_sasl_continue(out, server_first.value());
+      if (!co_await write_auth(out)) co_return false;
+      if (!co_await read_auth_message(body.v, "a SASLResponse message")) co_return false;
+      auto response = pgwire::parse_sasl_response(body.v);
+      if (!response) {
+        co_await refuse(errc::protocol_violation, "invalid SASLResponse message: " + response.error().message());
+        co_return false;
+      }
+      auto final_message = scram->on_client_final(response.value().data.view());
+      if (final_message)
+        server_final = std::move(final_message).value();
+      else
+        failure = final_message.error();
+    } else {
+      failure = server_first.error();
+    }
+  }
+  if (failure) {
+    co_await refuse_password(failure, user, entry != nullptr);
+    co_return false;
+  }
+  out.clear();
+  (void)pgwire::encode_authentication_sasl_final(out, server_final);
+  if (!co_await write_auth(out)) co_return false;
+
+  if (!throttle_key_.empty()) {
+    state_->throttle.succeeded(throttle_key_);
+    throttle_key_.clear();  // a later failure (Vault, the server) is not this password's
+  }
+  local_identity_ = "user:" + user;
+  role_ = entry->role;
+  if (!co_await admit_role()) co_return false;
+  co_return co_await take_own_token();
+}
+
+// A failed SCRAM exchange: 28P01 with PostgreSQL's words for a wrong password or an
+// unknown user alike (auth.c auth_failed); the operator's log tells them apart.
+net::awaitable<void> session::refuse_password(std::error_code failure, const std::string& user, bool known) {
+  const std::string_view sqlstate = pgwire::scram_server_sqlstate(failure);
+  const bool wrong_password = failure == pgwire::errc::scram_invalid_proof;
+  if (wrong_password && !throttle_key_.empty()) state_->throttle.failed(throttle_key_, throttle_ticket_, cfg_->throttle);
+  spdlog::info("{} refused: password authentication failed for local user \"{}\": {}", prefix(), user,
+               known ? failure.message() : "no such user in users_file (" + failure.message() + ")");
+  if (wrong_password) {
+    co_await refuse_with(sqlstate, "password authentication failed for user \"" + user + "\"",
+                         session_outcome::password_rejected);
+  } else {
+    co_await refuse_with(sqlstate, "password authentication failed for user \"" + user + "\": " + failure.message(),
+                         sqlstate.starts_with("28") ? session_outcome::password_rejected
+                                                    : session_outcome::protocol_violation);
+  }
+}
+
+net::awaitable<bool> session::take_own_token() {
   pgwire::secret_string own = state_->broker->own_token();
   if (own.empty()) {
     std::string why = state_->broker->own_token_problem();

@@ -54,16 +54,16 @@ net::awaitable<bool> session::pass_throttle() {
   if (!v.allowed) {
     spdlog::info("{} login throttled: {} failed logins in a row with this token, {} left of {}", prefix(), v.failures,
                  duration_text(v.retry_after), duration_text(v.backoff));
-    co_await refuse(errc::throttled, throttle_message(v));
+    co_await refuse(errc::throttled, throttle_message(v, "with this token"));
     co_return false;
   }
   throttle_ticket_ = v.ticket;
   co_return true;
 }
 
-std::string session::throttle_message(const auth_throttle::verdict& v) const {
+std::string session::throttle_message(const auth_throttle::verdict& v, std::string_view subject) const {
   const auto secs = std::max<long long>(1, (v.retry_after.count() + 999) / 1000);
-  return "too many failed logins from " + auth_throttle::client_host(peer_) + " with this token (" +
+  return "too many failed logins from " + auth_throttle::client_host(peer_) + " " + std::string(subject) + " (" +
          std::to_string(v.failures) + " in a row, waiting " + duration_text(v.backoff) + "); retry after " +
          std::to_string(secs) + "s";
 }

@@ -23,6 +23,19 @@ void listener_runtime::replace_tls(ssl_ctx fresh) {
   }
 }
 
+std::shared_ptr<const local_users> listener_runtime::acquire_users() const {
+  std::lock_guard lock(tls_mutex_);
+  return users_;
+}
+
+void listener_runtime::replace_users(std::shared_ptr<const local_users> fresh) {
+  {
+    std::lock_guard lock(tls_mutex_);
+    std::swap(users_, fresh);
+  }
+  // The old set (its verifiers wiped by secret_string) goes here, outside the lock.
+}
+
 upstream_target route_runtime::target(const limits_config& limits) const {
   upstream_target t;
   t.host = config.host;

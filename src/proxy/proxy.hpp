@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/users_file.hpp"
 #include "ops/audit.hpp"
 #include "proxy/cancel_map.hpp"
 #include "net/stream.hpp"
@@ -76,6 +77,9 @@ struct proxy_state {
   std::atomic<std::uint64_t> upstream_logins{0};
   std::atomic<std::uint64_t> upstream_reuses{0};
   cancel_map cancels;
+  // The secret behind the salts of mock SCRAM exchanges (unknown users of a password
+  // listener): one for the process's life, so an unknown user's salt never changes.
+  pgwire::secret_string scram_mock_secret;
   std::atomic<std::uint64_t> next_session_id{1};
   std::atomic<std::uint32_t> active_clients{0};
   std::atomic<bool> stopping{false};
@@ -120,9 +124,14 @@ struct listener_runtime {
   [[nodiscard]] ssl_ctx acquire_tls() const;
   // SIGHUP: a new certificate and key; handshakes under way keep the old context.
   void replace_tls(ssl_ctx fresh);
+  // client_auth = "password": the users file as last loaded (at start, then on each
+  // SIGHUP); null on other listeners. An exchange under way keeps the set it began with.
+  [[nodiscard]] std::shared_ptr<const local_users> acquire_users() const;
+  void replace_users(std::shared_ptr<const local_users> fresh);
 
  private:
-  mutable std::mutex tls_mutex_;
+  mutable std::mutex tls_mutex_;  // guards tls and users_
+  std::shared_ptr<const local_users> users_;
 };
 
 // Starts a session on its own strand for an accepted socket.

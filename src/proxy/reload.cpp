@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/text.hpp"
 #include "ops/metrics.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -76,12 +77,6 @@ bool vault_endpoint_changed(const vault_config& a, const vault_config& b) {
          a.skip_verify != b.skip_verify;
 }
 
-std::string joined(const std::vector<std::string>& keys) {
-  std::string all;
-  for (const auto& k : keys) all += (all.empty() ? "" : ", ") + k;
-  return all;
-}
-
 // Every new context; false (logged) when one does not load.
 bool build_contexts(const std::vector<std::unique_ptr<listener_runtime>>& listeners, prepared_reload& p) {
   const config& next = *p.next;
@@ -95,6 +90,17 @@ bool build_contexts(const std::vector<std::unique_ptr<listener_runtime>>& listen
       return false;
     }
     p.listener_tls[i] = std::move(made).value();
+  }
+  p.listener_users.resize(listeners.size());
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto& lc = next.listeners[i];
+    if (!lc.users_file) continue;
+    users_file_result users = load_users_file(*lc.users_file);
+    if (!users) {
+      reload_failed("listener " + lc.bind + ": users_file: " + join(users.errors, "; "));
+      return false;
+    }
+    p.listener_users[i] = std::make_shared<const local_users>(std::move(*users.value));
   }
   for (const auto& [name, route] : next.routes) {
     if (route.sslmode == ssl_mode::disable) continue;
@@ -146,7 +152,7 @@ std::optional<prepared_reload> prepare_reload(const proxy_state& state,
            k.find("(removed)") != std::string::npos;
   });
   if (structural) {
-    reload_failed("listeners or routes changed (" + joined(p.restart) + "); restart vaultwire to apply");
+    reload_failed("listeners or routes changed (" + join(p.restart, ", ") + "); restart vaultwire to apply");
     return std::nullopt;
   }
   if (!build_contexts(listeners, p)) return std::nullopt;
@@ -159,6 +165,7 @@ void apply_reload(proxy_state& state, const std::vector<std::unique_ptr<listener
   const config& next = *p.next;
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     if (p.listener_tls[i]) listeners[i]->replace_tls(std::move(p.listener_tls[i]));
+    if (p.listener_users[i]) listeners[i]->replace_users(std::move(p.listener_users[i]));
   }
   for (auto& [name, ctx] : p.route_tls) state.routes.at(name)->replace_tls(std::move(ctx));
   // Vault's address, namespace and TLS: requests from now on (credentials cached under
@@ -177,8 +184,8 @@ void apply_reload(proxy_state& state, const std::vector<std::unique_ptr<listener
   state.set_current(p.next);
   if (state.pool) state.pool->close_idle("configuration reloaded");
   metrics::config_reload(true);
-  spdlog::info("configuration reloaded (certificates, CA files, Vault address, roles, limits, log level){}{}",
-               p.restart.empty() ? "" : "; these need a restart to take effect: ", joined(p.restart));
+  spdlog::info("configuration reloaded (certificates, CA files, users files, Vault address, roles, limits, log level){}{}",
+               p.restart.empty() ? "" : "; these need a restart to take effect: ", join(p.restart, ", "));
 }
 
 void reload_failed(const std::string& why) {

@@ -26,6 +26,7 @@ void set_log_level(log_level level);
 struct prepared_reload {
   std::shared_ptr<const config> next;
   std::vector<ssl_ctx> listener_tls;  // one per listener; empty where plaintext
+  std::vector<std::shared_ptr<const local_users>> listener_users;  // one per listener; null unless "password"
   std::map<std::string, ssl_ctx> route_tls;
   std::vector<std::string> restart;  // keys whose change needs a restart
   // Vault's address, namespace or TLS settings differ from the running ones: the new

@@ -13,6 +13,8 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include <pgwire/scram_server.hpp>
+
 #include "net/listener.hpp"
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
@@ -191,6 +193,15 @@ bool open_listener(const std::shared_ptr<proxy_state>& state, const config& cfg,
       return false;
     }
     l->tls = std::move(made).value();
+  }
+  if (lc.users_file) {
+    users_file_result users = load_users_file(*lc.users_file);
+    if (!users) {
+      for (const auto& e : users.errors) spdlog::error("listener {}: users_file: {}", lc.bind, e);
+      return false;
+    }
+    spdlog::info("listener {}: {} local users from {}", lc.bind, users.value->size(), lc.users_file->string());
+    l->replace_users(std::make_shared<const local_users>(std::move(*users.value)));
   }
   const detail::accept_handler on_accept = [state, listener = l.get()](net::io_context& context, int fd,
                                                                        std::string peer) {
@@ -422,6 +433,12 @@ int run_server(const config& cfg, config_reloader reload_config) {
   if (!build_credentials(*state, cfg)) return 1;
   if (!check_vault(*state, cfg)) return 1;
   state->crypto = std::make_unique<net::thread_pool>(std::max(1u, cfg.runtime.threads));
+  if (auto secret = pgwire::make_scram_mock_secret()) {
+    state->scram_mock_secret = std::move(secret).value();
+  } else {
+    spdlog::error("cannot make the secret for mock SCRAM exchanges: {}", secret.error().message());
+    return 1;
+  }
 
   net::io_context io(1);  // control: unix socket acceptors, admin, signals, timers
   session_threads workers(std::max(1u, cfg.runtime.threads));

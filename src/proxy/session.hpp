@@ -1,7 +1,8 @@
 // session: one client connection's life (DESIGN.md "Connection flow"), as its
 // phases, each a function that can be read alone (run() in session.cpp lists them):
 //   admission   SSLRequest / GSSENCRequest / CancelRequest / StartupMessage,
-//               NegotiateProtocolVersion, role check, the token (admission.cpp)
+//               NegotiateProtocolVersion, role check, the token (or a peer's
+//               uid, or a local user's SCRAM exchange) (admission.cpp)
 //   credential  the throttle, then the broker's cache or Vault (login.cpp)
 //   login       an idle pooled upstream, or a new login; a refused cached
 //               credential is dropped and fetched once more (login.cpp)
@@ -20,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -112,10 +114,23 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> negotiate_encryption(bool is_ssl, const std::vector<std::uint8_t>& rest,
                                                     bool& tls_done);
   boost::asio::awaitable<bool> admit_startup(pgwire::startup_message& sm);
+  // role_ against the route's roles, then its [limits] max_connections_per_role slot.
+  boost::asio::awaitable<bool> admit_role();
+  // The client's next message, which must be a 'p' (PasswordMessage, SASLInitialResponse
+  // or SASLResponse share the type) with nothing after it; its body into `body`, which
+  // the caller wipes. `expected` names the message for a refusal.
+  boost::asio::awaitable<bool> read_auth_message(std::vector<std::uint8_t>& body, std::string_view expected);
   boost::asio::awaitable<bool> read_token();
   // client_auth = "peer": the kernel's uid and gid of the client against the
   // listener's [[listener.peer]] rules, then vaultwire's own token in place of one.
   boost::asio::awaitable<bool> admit_peer();
+  // client_auth = "password": a SCRAM exchange against the listener's users file, the
+  // user's role through admit_role(), then vaultwire's own token.
+  boost::asio::awaitable<bool> admit_password();
+  boost::asio::awaitable<bool> write_auth(const std::vector<std::uint8_t>& out);
+  boost::asio::awaitable<void> refuse_password(std::error_code failure, const std::string& user, bool known);
+  // Local identities: vaultwire's own token in place of the client's.
+  boost::asio::awaitable<bool> take_own_token();
   boost::asio::awaitable<void> cancel(pgwire::cancel_request key);
 
   // ---- credential and login (login.cpp)
@@ -138,7 +153,8 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<void> login_upstream();
   boost::asio::awaitable<void> refuse_failed_login();
   boost::asio::awaitable<bool> take_pooled_upstream();
-  [[nodiscard]] std::string throttle_message(const auth_throttle::verdict& v) const;
+  // `subject`: what the failures share besides the host ("with this token").
+  [[nodiscard]] std::string throttle_message(const auth_throttle::verdict& v, std::string_view subject) const;
 
   // ---- handover, splice and the upstream's fate (handover.cpp)
   boost::asio::awaitable<bool> hand_over();
@@ -190,7 +206,8 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<std::pair<std::string, std::string>> params_;
   std::optional<pgwire::secret_string> token_;
   std::string role_, database_;
-  // client_auth = "peer": "uid:<N>" once admitted (log, audit, pool key); empty otherwise.
+  // client_auth = "peer": "uid:<N>", "password": "user:<name>", once admitted (log,
+  // audit, pool key); empty otherwise.
   // token_ then holds vaultwire's own token, never the client's.
   std::string local_identity_;
   sha256_digest token_sha256_{};  // of token_, once: the throttle's key and the broker's

@@ -1259,10 +1259,8 @@ TEST_CASE("config: client_auth = \"peer\" and [[listener.peer]] rules", "[config
             .listeners[0]
             .client_auth == client_auth_mode::peer);
 
-  CHECK(errors(cfg("", "client_auth = \"password\"")) ==
-        strings{"listener[0].client_auth: \"password\" is not available yet; use \"vault_token\" or \"peer\""});
   CHECK(errors(cfg("", "client_auth = \"trust\"")) ==
-        strings{"listener[0].client_auth: \"trust\" is not one of vault_token, peer"});
+        strings{"listener[0].client_auth: \"trust\" is not one of vault_token, peer, password"});
   CHECK(errors(cfg(own, "client_auth = \"peer\"\n[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n")) ==
         strings{"listener[0].client_auth: \"peer\" needs unix_socket: peer credentials exist only on a unix socket"});
   CHECK(errors(peer("[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n", "")) ==
@@ -1290,4 +1288,69 @@ TEST_CASE("config: client_auth = \"peer\" and [[listener.peer]] rules", "[config
         strings{"listener[0].peer[0].uidd: unknown key (did you mean \"uid\"?)"});
   CHECK(errors(cfg(own, "[[listener.peer]]\nuid = 1\nroles = [\"app\"]\n")) ==
         strings{"listener[0].peer: [[listener.peer]] rules apply only with client_auth = \"peer\""});
+}
+
+TEST_CASE("config: client_auth = \"password\" and its users file", "[config][users_file]") {
+  using vaultwire::client_auth_mode;
+  temp_dir d;
+  d.file("token");
+  // The RFC 7677 verifier (password "pencil").
+  const std::string verifier =
+      "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
+      ":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+  const auto users = [&](const std::string& name, const std::string& text, fs::perms mode = fs::perms::owner_read) {
+    const fs::path p = d.file(name, text);
+    fs::permissions(p, mode);
+    return p;
+  };
+  users("users", "app-user " + verifier + " app\n# a comment\n");
+  const std::string own = "token_file = \"token\"";
+  const auto password = [&](std::string_view file, std::string_view more = "") {
+    return cfg(own, "client_auth = \"password\"\nusers_file = \"" + std::string{file} + "\"\n" + std::string{more});
+  };
+  const auto errors = [&](const std::string& text) { return errors_of(text, {}, no_env, d.path); };
+
+  const auto c = ok(password("users"), {}, no_env, d.path);
+  CHECK(c.listeners[0].client_auth == client_auth_mode::password);
+  CHECK(c.listeners[0].users_file == d.path / "users");
+  // On a TLS listener the address may be any; so may it be on loopback without TLS.
+  d.file("listener.crt");
+  d.file("listener.key");
+  CHECK(ok(cfg(own, "bind = \"0.0.0.0:26257\"\ntls_cert = \"listener.crt\"\ntls_key = \"listener.key\"\n"
+                    "client_auth = \"password\"\nusers_file = \"users\"\n"),
+           {}, no_env, d.path)
+            .listeners[0]
+            .client_auth == client_auth_mode::password);
+
+  CHECK(errors(cfg(own, "client_auth = \"password\"\n")) ==
+        strings{"listener[0].users_file: required with client_auth = \"password\" (the local users and their roles)"});
+  CHECK(errors(cfg(own, "users_file = \"users\"\n")) ==
+        strings{"listener[0].users_file: applies only with client_auth = \"password\""});
+  CHECK(errors(cfg("", "client_auth = \"password\"\nusers_file = \"users\"\n")) ==
+        strings{"listener[0].client_auth: \"password\" needs a Vault token of vaultwire's own to read credentials "
+                "with: set a [vault.auth] login method or [vault] token_file"});
+  // Plaintext on a network address: a SCRAM exchange there could be watched.
+  CHECK(errors(cfg(own, "bind = \"0.0.0.0:26257\"\nallow_plaintext_remote = true\nclient_auth = \"password\"\n"
+                        "users_file = \"users\"\n")) ==
+        strings{"listener[0].bind: client_auth = \"password\" on 0.0.0.0:26257 without TLS: a password exchange on "
+                "the network could be watched and guessed offline; bind to loopback or set tls_cert and tls_key"});
+  // The file holds verifiers: group or others may not read it.
+  users("open", "app-user " + verifier + " app\n", fs::perms::owner_read | fs::perms::group_read);
+  const std::string open_path = (d.path / "open").string();
+  CHECK(errors(password("open")) ==
+        strings{"listener[0].users_file: " + open_path + ": mode 0440 gives group or others access; it holds "
+                "password verifiers: chmod 600 " + open_path});
+  // Every problem of the file, by line number, never quoting the line.
+  users("bad", "app-user " + verifier + " app\nbroken-line\n");
+  const auto bad = errors(password("bad"));
+  REQUIRE(bad.size() == 1);
+  CHECK(bad[0].starts_with("listener[0].users_file: " + (d.path / "bad").string() + ":2: "));
+  CHECK(bad[0].find("broken-line") == std::string::npos);
+  // A user's role must be one the route allows.
+  users("other-role", "app-user " + verifier + " app\nops " + verifier + " ops\n");
+  CHECK(errors(password("other-role")) ==
+        strings{"listener[0].users_file: " + (d.path / "other-role").string() +
+                ":2: user \"ops\"'s role \"ops\" is not one of route.main.roles (app)"});
+  CHECK(errors(password("missing")) ==
+        strings{"listener[0].users_file: " + (d.path / "missing").string() + ": cannot open: No such file or directory"});
 }

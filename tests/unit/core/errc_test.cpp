@@ -23,7 +23,7 @@ TEST_CASE("errc: each code has its SQLSTATE and a label of its own", "[errc]") {
       {errc::unsupported_protocol, "08P01"},      {errc::startup_timeout, "08P01"},
       {errc::session_ended, "57P01"},             {errc::client_idle_timeout, "57P05"},
       {errc::tls_error, "08006"},                 {errc::setup_failed, "XX000"},
-      {errc::vault_denied_role, "28000"},
+      {errc::vault_denied_role, "28000"},         {errc::password_rejected, "28P01"},
   };
   // clang-format on
   std::set<std::string> labels;
