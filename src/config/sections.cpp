@@ -245,6 +245,26 @@ void read_peer_rules(loader& l, section& sec, listener_config& c) {
     c.peer.push_back(read_peer_rule(l, sec.key("peer") + "[" + std::to_string(i) + "]", arr->get(i)->as_table()));
 }
 
+// client_auth and what goes with it: [[listener.peer]] rules, users_file.
+void read_client_auth(loader& l, section& sec, listener_config& c) {
+  if (auto a = sec.get_string("client_auth")) {
+    if (auto m = parse_enum(*a, client_auth_modes)) {
+      c.client_auth = *m;
+    } else {
+      l.error(sec.key("client_auth"), in_quotes(*a) + " is not one of " + enum_names(client_auth_modes));
+    }
+  }
+  read_peer_rules(l, sec, c);
+  if (auto u = sec.get_nonempty_string("users_file")) {
+    if (c.client_auth == client_auth_mode::password)
+      c.users_file = l.resolve(*u);
+    else
+      l.error(sec.key("users_file"), "applies only with client_auth = \"password\"");
+  } else if (c.client_auth == client_auth_mode::password && sec.get("users_file") == nullptr) {
+    l.error(sec.key("users_file"), "required with client_auth = \"password\" (the local users and their roles)");
+  }
+}
+
 listener_config read_listener(loader& l, std::size_t index, const toml::table* t,
                               const config_overrides& o, bool overridable) {
   listener_config c;
@@ -295,22 +315,7 @@ listener_config read_listener(loader& l, std::size_t index, const toml::table* t
     l.error(sec.key("route"), "required (the [route.NAME] this listener forwards to)");
   if (auto a = sec.get_bool("allow_plaintext_remote")) c.allow_plaintext_remote = *a;
   if (auto p = sec.get_bool("proxy_protocol")) c.proxy_protocol = *p;
-  if (auto a = sec.get_string("client_auth")) {
-    if (auto m = parse_enum(*a, client_auth_modes)) {
-      c.client_auth = *m;
-    } else {
-      l.error(sec.key("client_auth"), in_quotes(*a) + " is not one of " + enum_names(client_auth_modes));
-    }
-  }
-  read_peer_rules(l, sec, c);
-  if (auto u = sec.get_nonempty_string("users_file")) {
-    if (c.client_auth == client_auth_mode::password)
-      c.users_file = l.resolve(*u);
-    else
-      l.error(sec.key("users_file"), "applies only with client_auth = \"password\"");
-  } else if (c.client_auth == client_auth_mode::password && sec.get("users_file") == nullptr) {
-    l.error(sec.key("users_file"), "required with client_auth = \"password\" (the local users and their roles)");
-  }
+  read_client_auth(l, sec, c);
 
   const bool plaintext = sec.get("tls_cert") == nullptr && sec.get("tls_key") == nullptr;
   const bool loopback = addr ? addr->loopback : true;  // the default bind is loopback

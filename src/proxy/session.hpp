@@ -14,6 +14,8 @@
 // strand (its client socket's executor) unless it says otherwise.
 #pragma once
 
+#include <openssl/crypto.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -24,6 +26,8 @@
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include <pgwire/scram_server.hpp>
 
 #include "core/digest.hpp"
 #include "core/outcome.hpp"
@@ -38,6 +42,15 @@
 #include <boost/asio/steady_timer.hpp>
 
 namespace vaultwire::detail {
+
+// Bytes that may hold a token or a SCRAM proof: wiped when they go.
+struct wiped_bytes {
+  std::vector<std::uint8_t> v;
+  wiped_bytes() = default;
+  wiped_bytes(const wiped_bytes&) = delete;
+  wiped_bytes& operator=(const wiped_bytes&) = delete;
+  ~wiped_bytes() { OPENSSL_cleanse(v.data(), v.size()); }
+};
 
 // Where a session is; the phases only move forward.
 enum class session_phase {
@@ -118,7 +131,7 @@ class session : public std::enable_shared_from_this<session> {
   boost::asio::awaitable<bool> admit_role();
   // The client's next message, which must be a 'p' (PasswordMessage, SASLInitialResponse
   // or SASLResponse share the type) with nothing after it; its body into `body`, which
-  // the caller wipes. `expected` names the message for a refusal.
+  // the caller wipes. `expected` names the message for a refusal ("password message").
   boost::asio::awaitable<bool> read_auth_message(std::vector<std::uint8_t>& body, std::string_view expected);
   boost::asio::awaitable<bool> read_token();
   // client_auth = "peer": the kernel's uid and gid of the client against the
@@ -127,6 +140,8 @@ class session : public std::enable_shared_from_this<session> {
   // client_auth = "password": a SCRAM exchange against the listener's users file, the
   // user's role through admit_role(), then vaultwire's own token.
   boost::asio::awaitable<bool> admit_password();
+  boost::asio::awaitable<bool> run_scram(pgwire::scram_server& scram, std::error_code& failure,
+                                         std::string& server_final);
   boost::asio::awaitable<bool> write_auth(const std::vector<std::uint8_t>& out);
   boost::asio::awaitable<void> refuse_password(std::error_code failure, const std::string& user, bool known);
   // Local identities: vaultwire's own token in place of the client's.
