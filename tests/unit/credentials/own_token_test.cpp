@@ -731,7 +731,7 @@ TEST_CASE("broker login: a lease read with a non-renewable own token ends with t
   }
 }
 
-TEST_CASE("broker login: a renew-self short of what was asked ends the token's leases with it; the next login "
+TEST_CASE("broker login: a renew-self short of what was asked ends the token's leases with it, the next login "
           "comes before they stop being served",
           "[broker][own_token][peer]") {
   login_fixture f{[](auto& o) { o.credentials.expiry_notice = 5s; }};
