@@ -123,7 +123,7 @@ const pgwire::secret_string& credential_lease::password() const { return entry_-
 
 broker_clock::time_point credential_lease::expires_at() const {
   std::lock_guard lock{state_->mutex};
-  return entry_->expires_at;
+  return entry_->ends_at();
 }
 
 credential_lease::identity credential_lease::token_identity() const {
@@ -250,7 +250,8 @@ std::vector<lease_info> credential_broker::leases() const {
     i.lease_id = id;
     i.role = e->role;
     i.mount = e->mount;
-    i.ttl_left = e->expires_at > t ? std::chrono::duration_cast<seconds>(e->expires_at - t) : seconds{0};
+    const auto end = e->ends_at();
+    i.ttl_left = end > t ? std::chrono::duration_cast<seconds>(end - t) : seconds{0};
     i.duration = e->current_duration;
     i.renewable = e->renewable;
     i.cached = state_->cache.cached(*e);

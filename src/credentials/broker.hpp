@@ -95,6 +95,18 @@
 //   expired at its TTL. Any other failure (Vault answers every renewal error with 400,
 //   a database outage included) is retried with a doubling backoff while the lease's
 //   TTL lasts, counted in renewal_retries and logged.
+// - A lease read with vaultwire's own login token (client_auth = "peer") ends with that
+//   token: Vault revokes a token's leases when the token expires. Once the token's end
+//   is final (own_token::final_end: a batch or non-renewable token, a renew-self that
+//   granted less than asked or failed; such a token is replaced by a new login, never
+//   renewed again) the lease is treated as ending then if that is sooner than its TTL,
+//   by the same rules as a lease at its max TTL: the cache stops serving it at the
+//   reuse floor (taken from the token's TTL when that is shorter than the lease's),
+//   its sessions hear expiring within expiry_notice of the end and expired at it, and
+//   expires_at() says so. New sessions meanwhile read with the next token (a new login
+//   planned to come before the floor: own_token.hpp); their key differs, since the
+//   key holds the token's digest. A token_file's token is not tracked this way:
+//   whoever writes the file replaces it.
 // - With a token_file, vaultwire's own token is looked up when the file (re)appears
 //   and renewed with renew-self at about two thirds of its TTL (when renewable).
 //   With a [vault.auth] login method (approle, kubernetes, jwt, cert) maintain() logs
@@ -279,7 +291,9 @@ class credential_lease {
   [[nodiscard]] const std::string& lease_id() const;
   [[nodiscard]] const std::string& username() const;
   [[nodiscard]] const pgwire::secret_string& password() const;
-  // When Vault drops the credential unless it is renewed (moves with renewals).
+  // When Vault drops the credential unless it is renewed (moves with renewals), or
+  // when the token that read it ends if that is sooner and final (vaultwire's own
+  // login token that will be replaced, not renewed: Vault revokes its leases with it).
   [[nodiscard]] broker_clock::time_point expires_at() const;
   // True when this acquire was served from the cache (no Vault request of its own).
   [[nodiscard]] bool from_cache() const noexcept { return from_cache_; }
@@ -366,7 +380,7 @@ struct lease_info {
   std::string lease_id;
   std::string role;
   std::string mount;
-  std::chrono::seconds ttl_left{0};  // until Vault drops the credential; 0 when past
+  std::chrono::seconds ttl_left{0};  // until Vault drops the credential (or its token ends); 0 when past
   std::chrono::seconds duration{0};  // the current lease duration (moves with renewals)
   bool renewable = false;
   bool cached = false;     // servable to new sessions

@@ -202,6 +202,7 @@ void broker_state::issue(const std::string& key, const std::string& hash, flight
            deferred_list& deferred) {
   auto e = cache.add(key, hash, fl, c, t);
   e->next_renew_at = next_renewal(t, c.lease_duration, jitter());
+  if (own) end_with_token(*e, own->final_end(), t);  // read with vaultwire's own token: it may end with it
   token_entry& tok = tokens.entry(hash, fl.token);
   if (auto rejection = tokens.rejection(hash, t)) {
     refuse_for_rejected_token(*e, hash, fl, std::move(*rejection), deferred);

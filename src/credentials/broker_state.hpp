@@ -168,6 +168,12 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
 
   // --- maintenance -----------------------------------------------------------------
 
+  // vaultwire's own token's end may have become final (after a login or a renew-self):
+  // the leases read with it end with it (lease_entry::token_ends_at). Under `mutex`.
+  void note_own_end(time_point t);
+  // Lease `e` ends with `end` when its token is that one (and not marked yet). Under `mutex`.
+  static void end_with_token(lease_entry& e, const std::optional<own_token::token_end>& end, time_point t);
+
   void maintain_own_token();
   // The login step of it, outside the lock (the method's files are read here).
   void send_own_login(bool probe);

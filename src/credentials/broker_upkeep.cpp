@@ -4,6 +4,7 @@
 // nothing else calls Vault, forgetting tokens; and revoke_all() at shutdown.
 #include "credentials/broker_state.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -25,6 +26,26 @@ pgwire::secret_string broker_state::management_token(const std::string& hash, st
   std::lock_guard lock{mutex};
   const token_entry* tok = tokens.find(hash);
   return tok == nullptr ? pgwire::secret_string{} : tok->token.clone();
+}
+
+void broker_state::note_own_end(time_point t) {
+  if (!own) return;
+  const auto end = own->final_end();
+  if (!end) return;
+  for (auto& [id, e] : cache.live()) {
+    (void)id;
+    end_with_token(*e, end, t);
+  }
+}
+
+void broker_state::end_with_token(lease_entry& e, const std::optional<own_token::token_end>& end, time_point t) {
+  if (!end || e.token_hash != end->token_hash || e.token_ends_at != time_point::max()) return;
+  e.token_ends_at = end->at;
+  e.token_ttl = end->ttl;
+  if (end->at >= e.expires_at && (e.at_max || !e.renewable)) return;  // its own end comes first
+  spdlog::info("credentials: lease {} ends with vaultwire's Vault token that read it, in {}s (the token is replaced "
+               "by a new login, not renewed); new sessions get a lease read with the next token",
+               e.lease_id, std::max<long long>(0, std::chrono::duration_cast<seconds>(end->at - t).count()));
 }
 
 void broker_state::maintain_own_token() {
@@ -68,6 +89,7 @@ void broker_state::maintain_own_token() {
       const time_point t = self->now();
       self->note_vault(r ? nullptr : &r.error(), probe, t, deferred);
       self->own->done(step, r, t, self->jitter(), self->stats);
+      self->note_own_end(t);
     }
     run(deferred);
   };
@@ -93,6 +115,7 @@ void broker_state::send_own_login(bool probe) {
       const time_point t = self->now();
       self->note_vault(r ? nullptr : &r.error(), probe, t, deferred);
       self->own->logged_in(std::move(r), t, self->jitter(), self->stats);
+      self->note_own_end(t);
     }
     run(deferred);
   });

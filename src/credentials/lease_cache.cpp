@@ -21,8 +21,11 @@ std::optional<lease_cache::hit> lease_cache::find(const std::string& key, time_p
   const auto c = cache_.find(key);
   if (c == cache_.end()) return std::nullopt;
   const auto entry = c->second;
-  const bool fresh = !entry->gone && entry->expires_at - t > credential_broker::reuse_floor(entry->current_duration);
-  const bool outage = !fresh && breaker_open && !entry->gone && entry->expires_at - t > outage_reuse_floor;
+  // ends_at() and floor_basis(): a lease read with a token whose end is final is served
+  // as one that ends with the token (lease_entry.hpp).
+  const time_point end = entry->ends_at();
+  const bool fresh = !entry->gone && end - t > credential_broker::reuse_floor(entry->floor_basis());
+  const bool outage = !fresh && breaker_open && !entry->gone && end - t > outage_reuse_floor;
   if (fresh || outage) return hit{entry, outage};
   cache_.erase(c);
   return std::nullopt;

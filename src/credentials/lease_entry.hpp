@@ -8,6 +8,7 @@
 // collected into a deferred_list under the lock and run after it is released.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -76,6 +77,29 @@ struct lease_entry {
   bool token_rejected = false;  // its token failed a recheck: Vault revokes a token's leases with it
   time_point revoke_retry_at{};  // an idle revoke skipped by the open breaker waits for this
   std::optional<lease_event> ended_by;  // the terminal event its sessions were sent
+  // Read with vaultwire's own login token, once that token's end is final (own_token::
+  // final_end: it is replaced by a new login, never renewed again): when the token's
+  // TTL ends, and the TTL it was last granted. Vault revokes a token's leases with it
+  // ("When a token is revoked, Vault will revoke all leases that were created using
+  // that token", https://developer.hashicorp.com/vault/docs/concepts/lease; an expired
+  // token is revoked), so the lease ends then at the latest, whatever its own TTL.
+  time_point token_ends_at = time_point::max();
+  std::chrono::seconds token_ttl{0};
+
+  // When the lease ends for its sessions: its TTL's end, or its token's if sooner.
+  [[nodiscard]] time_point ends_at() const noexcept { return std::min(expires_at, token_ends_at); }
+  // The end nothing will move any more (max while renewals may still extend it): the
+  // lease's at its max TTL (or not renewable), else its token's final end. Its
+  // sessions hear `expiring` within expiry_notice of it.
+  [[nodiscard]] time_point final_end() const noexcept {
+    return at_max || !renewable ? ends_at() : token_ends_at;
+  }
+  // The duration the reuse floor is taken from: the lease's, or the token's TTL when
+  // the token ends first and its TTL is shorter (a 1 h lease read with a 20 s token
+  // is served as a 20 s one would be).
+  [[nodiscard]] std::chrono::seconds floor_basis() const noexcept {
+    return token_ends_at < expires_at ? std::min(current_duration, token_ttl) : current_duration;
+  }
 };
 
 // An acquire waiting for its token's recheck.

@@ -22,7 +22,8 @@ lease_keeper::plan lease_keeper::sweep(time_point t, deferred_list& deferred) {
       ++it;
     } else {
       // Vault has dropped it (or will now): forget it.
-      spdlog::info("credentials: lease {} reached its TTL", e->lease_id);
+      spdlog::info("credentials: lease {} reached its TTL{}", e->lease_id,
+                   e->token_ends_at < e->expires_at ? " (the end of the token that read it)" : "");
       cache_.uncache(*e);
       it = live.erase(it);
     }
@@ -31,7 +32,7 @@ lease_keeper::plan lease_keeper::sweep(time_point t, deferred_list& deferred) {
 }
 
 bool lease_keeper::keep_idle(const std::shared_ptr<lease_entry>& e, time_point t, plan& out) {
-  if (t >= e->expires_at) return false;
+  if (t >= e->ends_at()) return false;
   if (e->abandoned || t - e->idle_since < cfg_.revoke_idle_after || t < e->revoke_retry_at) return true;
   const admission gate = breaker_.admit(t);
   if (gate == admission::skip) {
@@ -50,7 +51,7 @@ bool lease_keeper::keep_idle(const std::shared_ptr<lease_entry>& e, time_point t
 void lease_keeper::keep_in_use(const std::shared_ptr<lease_entry>& e, time_point t, plan& out,
                                deferred_list& deferred) {
   out.tokens_in_use.insert(e->token_hash);
-  if (t >= e->expires_at) {
+  if (t >= e->ends_at()) {
     if (!e->expired_sent) {
       e->expired_sent = true;
       e->gone = true;
@@ -69,8 +70,11 @@ void lease_keeper::keep_in_use(const std::shared_ptr<lease_entry>& e, time_point
       out.renewals.push_back({e, gate == admission::probe});
     }
   }
-  if ((e->at_max || !e->renewable) && !e->expiring_sent && !cfg_.session_may_outlive_lease &&
-      e->expires_at - t <= cfg_.expiry_notice) {
+  // At the lease's max TTL, or at the final end of the token that read it: the same
+  // notice, then the same at-idle end (the session's), then `expired` above.
+  const time_point end = e->final_end();
+  if (end != time_point::max() && !e->expiring_sent && !cfg_.session_may_outlive_lease &&
+      end - t <= cfg_.expiry_notice) {
     e->expiring_sent = true;
     collect_events(*e, lease_event::expiring, deferred);
   }

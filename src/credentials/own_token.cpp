@@ -22,6 +22,9 @@ using std::chrono::seconds;
 constexpr std::size_t max_secret_file = 64 * 1024;
 constexpr seconds first_login_retry{1};
 constexpr seconds max_login_retry{60};
+// How long before the leases read with a token stop being served its replacement
+// login is sent: time for the login to answer (replacement_login_at).
+constexpr seconds relogin_lead{2};
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -196,6 +199,7 @@ void own_token::renewed(const vault_result<vault_token_info>& r, time_point t, d
   ++stats.own_token_renewals;
   const vault_token_info& info = r.value();
   expires_at_ = info.ttl.count() == 0 ? time_point::max() : t + info.ttl;
+  granted_ttl_ = info.ttl;
   if (info.ttl.count() == 0) {
     next_at_ = time_point::max();
     spdlog::info("credentials: renewed vaultwire's Vault token {}: it no longer expires", accessor_);
@@ -207,6 +211,7 @@ void own_token::renewed(const vault_result<vault_token_info>& r, time_point t, d
   // login goes past it.
   if (!info.renewable || info.ttl < issued_ttl_) {
     renew_next_ = false;
+    next_at_ = replacement_login_at(t, info.ttl, jitter, false);
     spdlog::info("credentials: renewed vaultwire's Vault token {} for {}s (less than {}s asked: its max TTL is near); "
                  "logging in again before it ends",
                  accessor_, info.ttl.count(), issued_ttl_.count());
@@ -302,14 +307,19 @@ void own_token::logged_in(vault_result<vault_login> r, time_point t, double jitt
     accessor_ = l.accessor.empty() ? std::string("(no accessor)") : l.accessor;
     ++generation_;
     expires_at_ = l.ttl.count() == 0 ? time_point::max() : t + l.ttl;
+    granted_ttl_ = l.ttl;
+    token_hash_ = credential_broker::token_digest(token_);
   }
-  next_at_ = l.ttl.count() == 0 ? time_point::max() : next_renewal(t, l.ttl, jitter);
+  next_at_ = l.ttl.count() == 0 ? time_point::max()
+             : renew_next_      ? next_renewal(t, l.ttl, jitter)
+                                : replacement_login_at(t, l.ttl, jitter, true);
   spdlog::info("credentials: logged in to Vault with method {} at {}: token {} ({}, ttl {}s, {}; {})",
                to_string(login_->method), login_path(), accessor_, l.token_type, l.ttl.count(),
                l.renewable ? "renewable" : "not renewable",
-               l.ttl.count() == 0  ? "it does not expire"
-               : renew_next_       ? "renewed at about two thirds of its TTL"
-                                   : "replaced by a new login at about two thirds of its TTL");
+               l.ttl.count() == 0 ? "it does not expire"
+               : renew_next_      ? "renewed at about two thirds of its TTL"
+                                  : std::string{"replaced by a new login in "} +
+                                   duration_text(std::chrono::duration_cast<std::chrono::milliseconds>(next_at_ - t)));
 }
 
 void own_token::login_not_sent(const std::string& why, time_point t, double jitter, broker_stats& stats) {
@@ -360,8 +370,34 @@ void own_token::drop_locked(std::string_view why, bool overwrite_failure) {
   if (overwrite_failure || last_failure_.empty())
     last_failure_ = "vaultwire's Vault token " + accessor_ + " " + std::string(why);
   token_.clear();
+  token_hash_.clear();
   ++generation_;
   expires_at_ = time_point::max();
+}
+
+// A token whose end is final is replaced at about two thirds of its TTL, as a renewal
+// would come, but no later than reuse_floor(ttl) + relogin_lead before its end: the
+// leases read with it stop being served reuse_floor(the shorter of the lease's and the
+// token's TTL) before the token's end (lease_cache::find, lease_entry::floor_basis), and
+// the new token must be held by then, so that new sessions read their lease with it
+// rather than with the dying token. Two thirds alone come too late for short TTLs: a
+// renewal that grants 10 s plans the login 6 s later, while the leases stop being
+// served 5 s before the end. A login's own token is not replaced before half its TTL,
+// so that a token too short for the floor does not make a login per tick (a lease read
+// with it is barely served from the cache either, like any lease that short); a
+// renewal's short grant is replaced at once if need be (the login gives a full TTL).
+time_point own_token::replacement_login_at(time_point t, seconds ttl, double jitter, bool fresh) {
+  const auto lifetime = std::chrono::duration_cast<broker_clock::duration>(ttl);
+  const time_point before_floor = t + lifetime - credential_broker::reuse_floor(ttl) - relogin_lead;
+  const time_point earliest = fresh ? t + lifetime / 2 : t;
+  return std::max(earliest, std::min(next_renewal(t, ttl, jitter), before_floor));
+}
+
+std::optional<own_token::token_end> own_token::final_end() const {
+  if (!login_ || renew_next_) return std::nullopt;
+  std::lock_guard lock{token_mutex_};
+  if (token_.empty() || expires_at_ == time_point::max()) return std::nullopt;
+  return token_end{token_hash_, expires_at_, granted_ttl_};
 }
 
 std::string own_token::problem(time_point t) const {

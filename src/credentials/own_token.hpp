@@ -15,6 +15,9 @@
 //     of what is left;
 //   * a batch token, or one that is not renewable, is replaced by a new login at about
 //     two thirds of its TTL;
+//   * either way, once a token's end is final (final_end()) its replacement login
+//     comes early enough that the new token is held before the leases read with the
+//     old one stop being served (replacement_login_at() has the rule);
 //   * a failed renewal is followed by a new login at once; the held token stays in use
 //     until it expires or Vault says it is bad;
 //   * a renew-self (or a lease call made with the token) that Vault answers with its
@@ -107,6 +110,18 @@ class own_token {
   // When the next upkeep is due (time_point::max() when there is nothing to renew).
   [[nodiscard]] time_point next_at() const noexcept { return next_at_; }
 
+  // The held login token's end once it is final: the token will be replaced by a new
+  // login, never renewed again (a batch or non-renewable token, a renew-self that
+  // granted less than asked, said it is no longer renewable, or failed). Its digest
+  // (credential_broker::token_digest), when its TTL ends and the TTL it was last
+  // granted. Empty for token_file, without a token, or while it is still renewed.
+  struct token_end {
+    std::string token_hash;
+    time_point at{};
+    std::chrono::seconds ttl{0};
+  };
+  [[nodiscard]] std::optional<token_end> final_end() const;
+
  private:
   // Drops the token (token_mutex_ held) and notes `why` for problem(), over an
   // earlier login failure only when `overwrite_failure`.
@@ -117,6 +132,10 @@ class own_token {
   step due_login(time_point t);
   void done_file(step what, const vault_result<vault_token_info>& r, time_point t, double jitter, broker_stats& stats);
   void renewed(const vault_result<vault_token_info>& r, time_point t, double jitter, broker_stats& stats);
+  // When a token granted `ttl` at `t`, whose end is final, is replaced by a new login.
+  // `fresh`: a login's token (else a renewal's grant).
+  [[nodiscard]] static time_point replacement_login_at(time_point t, std::chrono::seconds ttl, double jitter,
+                                                       bool fresh);
 
   std::filesystem::path file_;             // token_file
   std::optional<vault_auth_config> login_;  // a login method
@@ -125,6 +144,8 @@ class own_token {
   pgwire::secret_string token_;
   std::uint64_t generation_ = 0;  // changes with each new or dropped token
   time_point expires_at_ = time_point::max();  // login: when the token's TTL ends
+  std::chrono::seconds granted_ttl_{0};        // login: the TTL last granted (login or renew-self)
+  std::string token_hash_;                     // login: credential_broker::token_digest(token_)
   std::string accessor_;                       // login: the token's accessor
   std::optional<std::filesystem::file_time_type> mtime_;  // token_file: the version read
   bool warned_ = false;  // token_file: one warning per failure streak, not one per tick

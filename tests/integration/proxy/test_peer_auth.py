@@ -8,7 +8,14 @@ vault-dev, as test_vault_auth.py).
 - TCP to the same listener refused 28000, naming the socket;
 - 50 logins share one lease (one creds request);
 - revoking vaultwire's own token ends a live peer session by the kill-switch (57P01 at
-  idle), and a new peer login works once vaultwire has logged in again.
+  idle), and a new peer login works once vaultwire has logged in again;
+- two uids allowed the same role share its lease, never an upstream connection: each
+  uid's second session reuses its own kept upstream (same backend pid), and the other
+  uid's sessions never get it (another vaultwire, [pool] reuse = true);
+- vaultwire's token at its max TTL (an AppRole role with token_ttl = token_max_ttl =
+  20s): renew-self grants less than asked, so the lease read with the token ends with it;
+  a peer session on it ends at idle with 57P01 before the token expires, and the next
+  session gets a lease read with the next login's token (another vaultwire).
 
 Run as root with /usr/bin/python3; environment as proxy_fixture.py.
 """
@@ -23,6 +30,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_fixture import (PSQL, ClosedError, ProxyTestCase, Raw, error_fields, free_port,  # noqa: E402
                            startup_packet, wait_for)
+from vaultdev_fixture import now_utc, parse_rfc3339  # noqa: E402
 import psycopg2  # noqa: E402
 
 VAULTWIRE_POLICY = ('path "sys/leases/revoke" { capabilities = ["update"] }\n'
@@ -32,6 +40,10 @@ LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: t
 DYNAMIC_USER_RE = r"^v-"
 TOKEN_REVOKED = ("terminating connection: the Vault token that opened this session was revoked or has expired; "
                  "reconnect with a valid token")
+# The at-idle end of a session whose lease cannot outlast its end (its max TTL, or the
+# end of the token that read it): the session's wording is the lease's.
+CREDENTIAL_EXPIRES = ("terminating connection: the database credential of this session expires (its lease reached "
+                      "Vault's max TTL); reconnect")
 
 
 def write_secret(path, value):
@@ -65,12 +77,24 @@ class PeerAuthTest(ProxyTestCase):
         approle = cls.root.auth.approle
         approle.create_or_update_approle("vaultwire", token_policies=["vaultwire-self"], token_ttl="1h",
                                          token_max_ttl="2h")
-        role_id = approle.read_role_id("vaultwire")["data"]["role_id"]
-        secret_id = approle.generate_secret_id("vaultwire")["data"]["secret_id"]
-        cls.role_file = os.path.join(cls.tmp, "role-id")
-        cls.secret_file = os.path.join(cls.tmp, "secret-id")
-        write_secret(cls.role_file, role_id)
-        write_secret(cls.secret_file, secret_id)
+        cls.role_file, cls.secret_file = cls.role_files("vaultwire")
+        # Its token cannot be renewed past 20s: the renewal at about two thirds grants
+        # what is left, and a new login replaces it.
+        approle.create_or_update_approle("vaultwire-short", token_policies=["vaultwire-self"], token_ttl="20s",
+                                         token_max_ttl="20s")
+
+    @classmethod
+    def role_files(cls, role, name=None):
+        """Files `name`.role-id and `name`.secret-id (name: the role's) with `role`'s role ID
+        and a fresh secret ID: (role_id_file, secret_id_file)."""
+        approle = cls.root.auth.approle
+        role_id = approle.read_role_id(role)["data"]["role_id"]
+        secret_id = approle.generate_secret_id(role)["data"]["secret_id"]
+        role_file = os.path.join(cls.tmp, (name or role) + ".role-id")
+        secret_file = os.path.join(cls.tmp, (name or role) + ".secret-id")
+        write_secret(role_file, role_id)
+        write_secret(secret_file, secret_id)
+        return role_file, secret_file
 
     @classmethod
     def proxy_config(cls):
@@ -109,11 +133,11 @@ level = "trace"
         # (peers are refused with 08001 then).
         self.proxy.wait_log(LOGGED_IN_RE, timeout=30, what="vaultwire's login")
 
-    def peer_psql(self, sql, runas=None):
+    def peer_psql(self, sql, runas=None, sockdir=None, port=None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(PGCONNECT_TIMEOUT="20", PGPASSFILE="/nonexistent/pgpass", PGSSLMODE="disable")
-        cmd = [PSQL, "-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-h", self.sockdir, "-p", str(self.port),
-               "-U", "crdb-role", "-d", "defaultdb", "-c", sql]
+        cmd = [PSQL, "-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-h", sockdir or self.sockdir,
+               "-p", str(port or self.port), "-U", "crdb-role", "-d", "defaultdb", "-c", sql]
         if runas:
             cmd = ["runuser", "-u", runas, "--"] + cmd
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -202,6 +226,122 @@ level = "trace"
                 r.close()
         self.assertRegex(wait_for(login_works, timeout=30, interval=0.3, what="a peer login after the re-login"),
                          DYNAMIC_USER_RE)
+
+
+    # -- vaultwires of their own ---------------------------------------------
+
+    def peer_proxy(self, name, role, uids, credentials=None, pool=None):
+        """Another vaultwire logging in with AppRole role `role`, its peer listener on a
+        socket directory of its own admitting `uids` to crdb-role, logged in:
+        (proxy, socket directory, port)."""
+        role_file, secret_file = self.role_files(role, name)
+        sockdir = os.path.join(self.tmp, name + "-sock")
+        os.makedirs(sockdir)
+        os.chmod(sockdir, 0o777)
+        port = free_port()
+        rules = "".join('[[listener.peer]]\nuid = %d\nroles = ["crdb-role"]\n' % uid for uid in uids)
+        config = f"""
+{self.vault_table()}
+[vault.auth]
+method = "approle"
+role_id_file = "{role_file}"
+secret_id_file = "{secret_file}"
+[[listener]]
+bind = "127.0.0.1:{port}"
+unix_socket = "{sockdir}"
+route = "main"
+client_auth = "peer"
+{rules}
+{self.route_config()}
+{self.broker_tables(credentials, pool)}
+{self.NO_ADMIN}
+[log]
+level = "trace"
+"""
+        proxy = self.start_proxy(config, listeners=2, name=name)
+        proxy.wait_log(LOGGED_IN_RE, timeout=30, what="%s's login" % name)
+        return proxy, sockdir, port
+
+    def backend_state(self, pid):
+        rows = self.pg.admin_query("select state, query from pg_stat_activity where pid = %s", (pid,))
+        return tuple(rows[0]) if rows else None
+
+    @unittest.skipUnless(shutil.which("runuser"), "needs runuser")
+    def test_6_two_uids_share_a_lease_never_an_upstream(self):
+        nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True, check=True).stdout)
+        proxy, sockdir, port = self.peer_proxy("pool-by-uid", "vaultwire", [os.geteuid(), nobody],
+                                               credentials={"revoke_idle_after": "60s"}, pool={"reuse": True})
+        sessions = []  # (uid name, backend pid, SQL user, new|reused), one per session
+
+        def session(runas):
+            r = self.peer_psql("select pg_backend_pid(), session_user", runas=runas, sockdir=sockdir, port=port)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            pid, user = r.stdout.strip().split("|")
+            sid, _, _, _, _, kind = proxy.opened_sessions()[-1]
+            self.assertEqual(len(proxy.opened_sessions()), len(sessions) + 1)
+            # Ready for the next client: kept, the session closed, the backend reset.
+            proxy.wait_log(r"%s: .* upstream connection kept for reuse" % sid, timeout=30,
+                           what="session %s's upstream kept" % sid)
+            wait_for(lambda: self.backend_state(int(pid)) == ("idle", "DISCARD ALL"), timeout=30,
+                     what="backend %s idle after DISCARD ALL" % pid)
+            sessions.append((runas or "root", int(pid), user, kind))
+            return int(pid)
+
+        a = session(None)
+        b = session("nobody")
+        self.assertNotEqual(b, a, "uid %d got the upstream kept for uid %d" % (nobody, os.geteuid()))
+        self.assertEqual(session(None), a)  # each uid reuses its own
+        self.assertEqual(session("nobody"), b)
+        self.assertEqual([kind for *_, kind in sessions], ["new", "new", "reused", "reused"], sessions)
+        # One lease (one SQL user) for both uids: only the pool keeps them apart.
+        self.assertEqual(len({user for _, _, user, _ in sessions}), 1, sessions)
+
+    def test_7_own_token_at_its_max_ttl_ends_sessions_at_idle_before_it_expires(self):
+        proxy, sockdir, port = self.peer_proxy("short-token", "vaultwire-short", [os.geteuid()])
+        path = os.path.join(sockdir, ".s.PGSQL.%d" % port)
+        idle, err = peer_login(path)
+        self.assertIsNone(err)
+        try:
+            rows, err = idle.query("select session_user")
+            self.assertIsNone(err)
+            user = rows[0][0]
+            lease = [row[2] for row in proxy.opened_sessions() if row[1] == user][0]
+            accessor = [entry["token_accessor"] for entry in self.vault.dev_leases() if entry["lease_id"] == lease][0]
+            expires = parse_rfc3339([t["expire_time"] for t in self.vault.dev("GET", "tokens")
+                                     if t["accessor"] == accessor][0])
+            # The lease's own TTL is an hour; the token that read it ends within 20s.
+            # Its sessions hear the end at idle, as at a lease's max TTL (expiry_notice
+            # 60s: as soon as vaultwire knows the token's end is final).
+            idle.sock.settimeout(30)
+            msgs = idle.read_until({"E"})
+            ended = now_utc()
+            self.assertRefusal(error_fields(msgs[-1][1]), "57P01", CREDENTIAL_EXPIRES)
+            self.assertLess(ended, expires, "the session ended after the token that read its lease")
+            self.assertTrue(idle.closed_without_reply())
+        finally:
+            idle.close()
+        proxy.wait_log(r"lease %s ends with vaultwire's Vault token that read it" % re.escape(lease),
+                       what="the lease ending with the token")
+
+        # The next login (planned before the lease stops being served): a new session
+        # gets a lease read with its token.
+        def next_login():
+            accessors = re.findall(LOGGED_IN_RE, proxy.output())
+            return accessors[-1] if accessors.index(accessor) < len(accessors) - 1 else None
+        wait_for(next_login, timeout=30, what="the login after token %s" % accessor)
+        again, err = peer_login(path)
+        self.assertIsNone(err)
+        try:
+            rows, err = again.query("select session_user")
+            self.assertIsNone(err)
+            self.assertNotEqual(rows[0][0], user)
+            new_lease = [row[2] for row in proxy.opened_sessions() if row[1] == rows[0][0]][0]
+            new_accessor = [entry["token_accessor"] for entry in self.vault.dev_leases()
+                            if entry["lease_id"] == new_lease][0]
+            accessors = re.findall(LOGGED_IN_RE, proxy.output())
+            self.assertIn(new_accessor, accessors[accessors.index(accessor) + 1:])
+        finally:
+            again.close()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ revoking idle leases the client's token may not, /readyz while no valid token is
 (a refused secret ID) and after the secret ID file is fixed, vaultwire_vault_logins_total,
 and no role ID, secret ID or login token in vaultwire's log. TLS certificate
 (api-docs/auth/cert): the login with [vault] client_cert, and an unknown certificate role
-refused.
+refused. JWT (api-docs/auth/jwt "JWT login") and Kubernetes (api-docs/auth/kubernetes
+"Login"): the login with the JWT of jwt_file as the role's token, renew-self, and (JWT) a
+rotated jwt_file read at the next login (vaultwire's token revoked: its renew-self is
+refused and it logs in again); no JWT in vaultwire's log.
 
-Needs a vault-dev with auth methods (sys/auth, auth/approle/*, auth/cert/*): VAULT_DEV_BIN must be
+Needs a vault-dev with auth methods (sys/auth, auth/approle/*, auth/cert/*, auth/jwt/*,
+auth/kubernetes/*): VAULT_DEV_BIN must be
 one built from a tree that has them. Timers are short (token_ttl 6s and 3s,
 revoke_idle_after 2s) and every wait a generous multiple of them.
 
@@ -18,9 +22,12 @@ import re
 import sys
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_fixture import http_get, Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for  # noqa: E402
+# JWTs signed here, as vault-dev's own auth method tests make them.
+from test_auth_methods import certificate_pem, make_jwt, public_pem, rsa_key  # noqa: E402
 
 # A client that may read credentials but not revoke them (Vault's default policy adds renew).
 NO_REVOKE_POLICY = 'path "database/creds/crdb-role" { capabilities = ["read"] }\n'
@@ -33,6 +40,7 @@ REFUSED = ("vaultwire holds no valid Vault token: Vault refused the login at aut
 # A batch token has no accessor: "token (no accessor) (batch, ...".
 LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: token (.+?) \((service|batch), ttl (\d+)s"
 ADMIN_RE = r"admin: serving /metrics, /healthz, /readyz, /leases on http://127\.0\.0\.1:%d"
+JWT_ISSUER = "https://issuer.vault-dev.test"
 LOGINS_RE = r'vaultwire_vault_logins_total\{method="approle",result="%s"\} (\d+)'
 
 
@@ -58,6 +66,23 @@ class VaultAuthTest(ProxyTestCase):
         approle.create_or_update_approle("vaultwire-batch", token_policies=["vaultwire-self"], token_ttl="3s",
                                          token_type="batch")
         cls.ids = []  # role and secret IDs written for vaultwire: none may reach its log
+        # JWT and Kubernetes logins: vault-dev's JWT method checks the JWT against
+        # jwt_validation_pubkeys, its Kubernetes method against pem_keys (in place of the
+        # TokenReview API, tests/vault-dev/README.md). The token's display name is
+        # jwt-<user claim> (sub here) and kubernetes-<namespace>-<service account>.
+        cls.signer = rsa_key()
+        cls.jwts = []  # none may reach vaultwire's log
+        cls.root.sys.enable_auth_method("jwt")
+        cls.root.auth.jwt.configure(jwt_validation_pubkeys=[public_pem(cls.signer)], bound_issuer=JWT_ISSUER)
+        # hvac's create_role takes allowed_redirect_uris positionally (None: not sent).
+        cls.root.auth.jwt.create_role("vaultwire", "sub", None, role_type="jwt", bound_audiences=["vault"],
+                                      token_policies=["vaultwire-self"], token_ttl=6)
+        cls.root.sys.enable_auth_method("kubernetes")
+        cls.root.auth.kubernetes.configure("https://kubernetes.vault-dev.test:6443",
+                                           pem_keys=[certificate_pem(cls.signer)])
+        cls.root.auth.kubernetes.create_role("vaultwire", bound_service_account_names=["vaultwire"],
+                                             bound_service_account_namespaces=["proxies"],
+                                             policies=["vaultwire-self"], ttl="6s")
 
     def role_files(self, role, name):
         """Files with `role`'s role ID and a fresh secret ID: (role_id_file, secret_id_file)."""
@@ -155,6 +180,89 @@ class VaultAuthTest(ProxyTestCase):
         self.assertEqual(self.logins(admin, "ok"), 1)
         self.assertNoIds(proxy)
 
+    # -- JWT and Kubernetes ----------------------------------------------------
+
+    def signed(self, claims):
+        token = make_jwt(self.signer, claims)
+        self.jwts.append(token)
+        return token
+
+    def jwt_claims(self, sub):
+        now = int(time.time())
+        return {"iss": JWT_ISSUER, "sub": sub, "aud": "vault", "iat": now, "nbf": now, "exp": now + 600}
+
+    def kubernetes_claims(self):
+        """A projected service account token's claims (vaultwire in namespace proxies)."""
+        now = int(time.time())
+        return {"aud": ["https://kubernetes.default.svc"], "exp": now + 600, "iat": now, "nbf": now,
+                "iss": "https://kubernetes.default.svc.cluster.local",
+                "kubernetes.io": {"namespace": "proxies", "pod": {"name": "vaultwire-0", "uid": str(uuid.uuid4())},
+                                  "serviceaccount": {"name": "vaultwire", "uid": str(uuid.uuid4())}},
+                "sub": "system:serviceaccount:proxies:vaultwire"}
+
+    def jwt_proxy(self, name, method, jwt_file):
+        admin_port = free_port()
+        extra = ('[vault.auth]\nmethod = "%s"\nrole = "vaultwire"\njwt_file = "%s"\n[admin]\nbind = "127.0.0.1:%d"\n'
+                 % (method, jwt_file, admin_port))
+        proxy = self.start_proxy(self.single_listener_config(free_port(), extra=extra), name=name)
+        proxy.wait_log(ADMIN_RE % admin_port, what="%s's admin listener" % name)
+        return proxy, admin_port
+
+    def method_logins(self, proxy, method):
+        """The accessors of vaultwire's logins, in order."""
+        return re.findall(r"logged in to Vault with method %s at auth/%s/login: token (\S+) \(service, ttl 6s"
+                          % (method, method), proxy.output())
+
+    def token_of(self, accessor):
+        return self.root.auth.token.lookup_accessor(accessor)["data"]
+
+    def assertNoJwts(self, proxy):
+        self.assertTrue(self.jwts)
+        for token in self.jwts:
+            self.assertNotIn(token, proxy.output(), "a JWT reached %s's log" % proxy.name)
+
+    def test_jwt_login_and_a_rotated_jwt_file(self):
+        jwt_file = os.path.join(self.tmp, "vaultwire.jwt")
+        write_secret(jwt_file, self.signed(self.jwt_claims("alice")))
+        proxy, admin = self.jwt_proxy("jwt-login", "jwt", jwt_file)
+        first = wait_for(lambda: self.method_logins(proxy, "jwt"), what="the JWT login")[0]
+        token = self.token_of(first)
+        self.assertEqual((token["display_name"], token["path"]), ("jwt-alice", "auth/jwt/login"))
+        wait_for(lambda: http_get(admin, "/readyz")[0] == 200, what="/readyz 200 once logged in")
+
+        # A new JWT in the file, then vaultwire's token revoked: its renew-self (at about
+        # two thirds of 6s) is refused, and the next login reads the file again.
+        write_secret(jwt_file, self.signed(self.jwt_claims("bob")))
+        self.root.auth.token.revoke_accessor(first)
+        proxy.wait_log(r"vaultwire's Vault token %s was refused by Vault as invalid or revoked \(renew-self"
+                       % re.escape(first), timeout=20, what="renew-self of the revoked token refused")
+        second = wait_for(lambda: self.method_logins(proxy, "jwt")[1:], timeout=20,
+                          what="the login after the refusal")[0]
+        token = self.token_of(second)
+        self.assertEqual((token["display_name"], token["path"]), ("jwt-bob", "auth/jwt/login"))
+        wait_for(lambda: http_get(admin, "/readyz")[0] == 200, what="/readyz 200 after the new login")
+        r = self.psql("SELECT session_user", port=proxy.port)  # the secret scan has a password to look for
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNoJwts(proxy)
+
+    def test_kubernetes_login(self):
+        jwt_file = os.path.join(self.tmp, "serviceaccount.token")
+        write_secret(jwt_file, self.signed(self.kubernetes_claims()))
+        proxy, admin = self.jwt_proxy("kubernetes-login", "kubernetes", jwt_file)
+        accessor = wait_for(lambda: self.method_logins(proxy, "kubernetes"), what="the Kubernetes login")[0]
+        token = self.token_of(accessor)
+        self.assertEqual((token["display_name"], token["path"]),
+                         ("kubernetes-proxies-vaultwire", "auth/kubernetes/login"))
+        self.assertEqual((token["meta"]["role"], token["meta"]["service_account_name"],
+                          token["meta"]["service_account_namespace"]), ("vaultwire", "vaultwire", "proxies"))
+        wait_for(lambda: http_get(admin, "/readyz")[0] == 200, what="/readyz 200 once logged in")
+        proxy.wait_log(r"renewed vaultwire's Vault token %s for \d+s" % re.escape(accessor), timeout=20,
+                       what="renew-self of the Kubernetes login's token")
+        self.assertEqual(len(self.method_logins(proxy, "kubernetes")), 1)
+        # Clients still log in with their own tokens (and the secret scan has a password to look for).
+        r = self.psql("SELECT session_user", port=proxy.port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNoJwts(proxy)
 
 class VaultCertAuthTest(ProxyTestCase):
     """[vault.auth] method = "cert" (api-docs/auth/cert "Login with TLS certificate

@@ -315,6 +315,63 @@ TEST_CASE("own_token: a lease call's bad-token refusal drops the token it was ma
   CHECK(own.due(t0 + 2163s) == own_token::step::login);
 }
 
+TEST_CASE("own_token: a final token's end is known, and its replacement login comes before its leases stop being served",
+          "[broker][own_token]") {
+  files f;
+  own_token own{approle(f)};
+  broker_stats stats;
+  REQUIRE(own.due(t0) == own_token::step::login);
+  own.begin();
+  SECTION("renewable: not final until a renewal grants less than asked") {
+    own.logged_in(login_answer("tok-1", 30s, true), t0, 0.0, stats);
+    CHECK_FALSE(own.final_end());
+    REQUIRE(own.due(t0 + 18s) == own_token::step::renew);
+    own.begin();
+    own.done(own_token::step::renew, renewal(10s), t0 + 18s, 0.0, stats);
+    const auto end = own.final_end();
+    REQUIRE(end);
+    CHECK(end->token_hash == credential_broker::token_digest(secret_string("tok-1")));
+    CHECK(end->at == t0 + 28s);
+    CHECK(end->ttl == 10s);
+    // Leases read with it stop being served reuse_floor(10 s) = 5 s before its end, at
+    // 23 s: the login comes 2 s before that, not at two thirds of the grant (24 s).
+    CHECK(own.next_at() == t0 + 21s);
+  }
+  SECTION("a failed renewal makes it final too") {
+    own.logged_in(login_answer("tok-1", 30s, true), t0, 0.0, stats);
+    REQUIRE(own.due(t0 + 18s) == own_token::step::renew);
+    own.begin();
+    own.done(own_token::step::renew, make_error(vault_error_kind::timeout, 0, "no answer"), t0 + 18s, 0.0, stats);
+    REQUIRE(own.final_end());
+    CHECK(own.final_end()->at == t0 + 30s);
+    CHECK(own.final_end()->ttl == 30s);
+  }
+  SECTION("not renewable: final from the login; a long TTL keeps two thirds") {
+    own.logged_in(login_answer("hvs.1", 300s, false), t0, 0.0, stats);
+    REQUIRE(own.final_end());
+    CHECK(own.final_end()->at == t0 + 300s);
+    CHECK(own.next_at() == t0 + 180s);  // the floor's bound: 300 - 60 - 2 = 238 s
+  }
+  SECTION("a 20 s token: 13 s (20 - 5 - 2) at the latest, two thirds come first") {
+    own.logged_in(login_answer("hvb.1", 20s, false, "batch"), t0, 0.0, stats);
+    CHECK(own.next_at() == t0 + 12s);
+    own.begin();
+    own.logged_in(login_answer("hvb.2", 20s, false, "batch"), t0 + 12s, 0.9, stats);
+    CHECK(own.next_at() == t0 + 12s + 13s);  // two thirds at this jitter would be 13.8 s
+  }
+  SECTION("too short for the floor: at half its TTL, not at once") {
+    own.logged_in(login_answer("hvb.1", 4s, false, "batch"), t0, 0.0, stats);
+    CHECK(own.next_at() == t0 + 2s);
+  }
+  SECTION("a dropped token has none") {
+    own.logged_in(login_answer("hvs.1", 300s, false), t0, 0.0, stats);
+    std::uint64_t generation = 0;
+    REQUIRE_FALSE(own.read(t0, &generation).empty());
+    own.rejected(generation, t0 + 1s);
+    CHECK_FALSE(own.final_end());
+  }
+}
+
 // --- the broker driving it --------------------------------------------------------------
 
 namespace {
@@ -435,13 +492,15 @@ TEST_CASE("broker login: a failed renewal is followed by a login, a short one by
     CHECK(f.vault.login_count() == 2);
     CHECK(f.broker->stats().own_token_failures == 1);
   }
-  SECTION("renew-self grants less than asked: a login at two thirds of it") {
+  SECTION("renew-self grants less than asked: a login before the token's leases stop being served") {
     f.vault.renew_self_grant = 10s;
     f.tick(18s);
     CHECK(f.vault.renew_self_count() == 1);
-    f.tick(5s);
+    f.tick(2900ms);
     CHECK(f.vault.login_count() == 1);
-    f.tick(1s);  // 6 s after the renewal
+    // 3 s after the renewal: 10 s less the reuse floor of 10 s (5 s) less the login's
+    // 2 s lead, sooner than two thirds of it (6 s).
+    f.tick(100ms);
     CHECK(f.vault.login_count() == 2);
     f.vault.renew_self_grant.reset();
     f.tick(18s);
@@ -609,4 +668,105 @@ TEST_CASE("broker login: sessions on vaultwire's own token end when a recheck fi
   f.tick();
   CHECK(f.vault.login_count() == 2);
   CHECK(f.broker->own_token().view() == "login-token-2");
+}
+
+TEST_CASE("broker login: a lease read with a non-renewable own token ends with the token, before its own TTL",
+          "[broker][own_token][peer]") {
+  login_fixture f{[](auto& o) { o.credentials.expiry_notice = 5s; }};
+  f.vault.login_renewable = false;  // 30 s, replaced by a new login at 18 s
+  f.vault.lease_duration = 3600s;
+  const auto start = f.clock.now.load();
+  f.tick();
+  REQUIRE(f.broker->own_token().view() == "login-token-1");
+  // A peer session's lease, read with vaultwire's token: Vault revokes it with the
+  // token at 30 s, not at its own TTL.
+  auto lease = f.acquire("login-token-1");
+  REQUIRE(lease);
+  CHECK(lease.value().expires_at() == start + 30s);
+  std::vector<vaultwire::lease_event> events;
+  lease.value().subscribe([&](vaultwire::lease_event e) { events.push_back(e); });
+  // A client's token is not vaultwire's: its lease keeps its TTL.
+  auto client = f.acquire("client-1");
+  CHECK(client.value().expires_at() == start + 3600s);
+
+  SECTION("the next login comes first: new sessions read with the new token, the old lease's sessions end") {
+    f.tick(17s);
+    CHECK(f.acquire("login-token-1").value().from_cache());
+    f.tick(1s);  // 18 s
+    REQUIRE(f.vault.login_count() == 2);
+    REQUIRE(f.broker->own_token().view() == "login-token-2");
+    auto next = f.acquire(std::string{f.broker->own_token().view()});
+    REQUIRE(next);
+    CHECK_FALSE(next.value().from_cache());
+    CHECK(next.value().lease_id() != lease.value().lease_id());
+    {
+      std::lock_guard lock{f.vault.mutex};
+      CHECK(f.vault.creds_tokens.back() == "login-token-2");
+    }
+    CHECK(next.value().expires_at() == start + 18s + 30s);
+    f.tick(6s);  // 24 s: 6 s left, more than expiry_notice
+    CHECK(events.empty());
+    // Within expiry_notice of the token's end: the notice a lease at its max TTL gives
+    // (the session ends at its next idle point with 57P01).
+    f.tick(1s);
+    CHECK(events == std::vector<vaultwire::lease_event>{vaultwire::lease_event::expiring});
+    f.tick(5s);  // 30 s: the token and its leases are gone
+    CHECK(events ==
+          std::vector<vaultwire::lease_event>{vaultwire::lease_event::expiring, vaultwire::lease_event::expired});
+  }
+  SECTION("the next login fails: the lease is served until the floor before the token's end, then not") {
+    f.vault.login_error = make_error(vault_error_kind::server_error, 500, "internal error");
+    f.tick(18s);
+    CHECK(f.vault.login_count() == 2);
+    REQUIRE(f.broker->own_token().view() == "login-token-1");  // still valid
+    f.tick(4s);  // 22 s: 8 s left, above the floor of a 30 s token (7.5 s)
+    auto hit = f.acquire("login-token-1");
+    CHECK(hit.value().from_cache());
+    CHECK(hit.value().lease_id() == lease.value().lease_id());
+    f.tick(500ms);  // 7.5 s left
+    auto miss = f.acquire("login-token-1");
+    CHECK_FALSE(miss.value().from_cache());
+    CHECK(miss.value().lease_id() != lease.value().lease_id());
+    CHECK(miss.value().expires_at() == start + 30s);
+  }
+}
+
+TEST_CASE("broker login: a renew-self short of what was asked ends the token's leases with it, the next login "
+          "comes before they stop being served",
+          "[broker][own_token][peer]") {
+  login_fixture f{[](auto& o) { o.credentials.expiry_notice = 5s; }};
+  f.vault.lease_duration = 3600s;
+  const auto start = f.clock.now.load();
+  f.tick();  // a renewable 30 s token: renew-self at 18 s
+  auto lease = f.acquire("login-token-1");
+  REQUIRE(lease);
+  std::vector<vaultwire::lease_event> events;
+  lease.value().subscribe([&](vaultwire::lease_event e) { events.push_back(e); });
+  CHECK(lease.value().expires_at() == start + 3600s);  // the token is renewed: nothing ends the lease early yet
+
+  f.vault.renew_self_grant = 10s;  // the token's max TTL is near
+  f.tick(18s);
+  REQUIRE(f.vault.renew_self_count() == 1);
+  CHECK(lease.value().expires_at() == start + 28s);
+  CHECK(events.empty());
+  // The lease is served while more than reuse_floor(10 s) = 5 s is left, up to 23 s;
+  // the next login comes before that, at 21 s.
+  f.tick(2900ms);
+  CHECK(f.vault.login_count() == 1);
+  CHECK(f.acquire("login-token-1").value().from_cache());
+  f.tick(100ms);  // 21 s
+  REQUIRE(f.vault.login_count() == 2);
+  REQUIRE(f.broker->own_token().view() == "login-token-2");
+  auto next = f.acquire("login-token-2");
+  CHECK_FALSE(next.value().from_cache());
+  CHECK(next.value().expires_at() == start + 21s + 3600s);  // a renewable token again
+  f.tick(1900ms);  // 22.9 s
+  CHECK(f.acquire("login-token-1").value().from_cache());
+  CHECK(events.empty());
+  f.tick(100ms);  // 23 s: 5 s left, the expiry notice
+  CHECK(events == std::vector<vaultwire::lease_event>{vaultwire::lease_event::expiring});
+  f.tick(5s);  // 28 s
+  CHECK(events ==
+        std::vector<vaultwire::lease_event>{vaultwire::lease_event::expiring, vaultwire::lease_event::expired});
+  CHECK_FALSE(f.acquire("login-token-1").value().from_cache());
 }
