@@ -269,6 +269,34 @@ struct audit_config {
   std::optional<std::filesystem::path> file;  // none: no audit log
 };
 
+// One `[[fleet.peer]]`: another vaultwire instance of the fleet.
+struct fleet_peer {
+  std::uint32_t id = 0;  // 0..15, not this instance's
+  std::string address;   // "host:port" as written: where the peer accepts forwarded cancels
+  std::string host;      // an IP literal (no brackets) or a DNS name
+  std::uint16_t port = 0;
+  bool operator==(const fleet_peer&) const = default;
+};
+
+// [fleet]: several vaultwire instances behind one load balancer. Each key a client
+// gets names its instance (4 bits of the cancel secret), and a CancelRequest that
+// reaches another instance is forwarded to this one over `bind`.
+struct fleet_config {
+  bool enabled = false;  // [fleet] is in the file
+  std::uint32_t instance_id = 0;  // 0..15
+  std::string bind;               // normalised "host:port" / "[v6]:port"
+  std::string host;
+  std::uint16_t port = 0;
+  bool ipv6 = false;
+  // Mutual TLS between instances: all three or none (then every address is loopback).
+  std::optional<std::filesystem::path> ca_file;
+  std::optional<std::filesystem::path> cert_file;
+  std::optional<std::filesystem::path> key_file;
+  std::vector<fleet_peer> peers;
+  [[nodiscard]] bool tls() const noexcept { return cert_file.has_value(); }
+  bool operator==(const fleet_config&) const = default;
+};
+
 struct config {
   vault_config vault;
   std::vector<listener_config> listeners;      // at least one
@@ -281,6 +309,7 @@ struct config {
   runtime_config runtime;
   admin_config admin;
   audit_config audit;
+  fleet_config fleet;
 };
 
 // Command-line flags; each set member wins over the file and the environment.

@@ -147,7 +147,7 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
               &root,
               "",
               {"vault", "listener", "route", "credentials", "pool", "limits", "throttle", "log", "runtime", "admin",
-               "audit"}};
+               "audit", "fleet"}};
   read_vault(l, top.get_table("vault"), overrides, env, c.vault);
   read_credentials(l, top.get_table("credentials"), c.credentials);
   read_pool(l, top.get_table("pool"), c.pool);
@@ -159,6 +159,7 @@ config_result parse_config(std::string_view toml_text, const config_overrides& o
   read_runtime(l, top, overrides, c.runtime);
   read_admin(l, top, c.admin);
   read_audit(l, top, c.audit);
+  read_fleet(l, top, c.fleet);
   top.finish();
 
   result.warnings = std::move(l.warnings);

@@ -324,5 +324,6 @@ void read_log(loader& l, section& top, const config_overrides& o, log_config& lg
 void read_runtime(loader& l, section& top, const config_overrides& o, runtime_config& rt);
 void read_admin(loader& l, section& top, admin_config& a);
 void read_audit(loader& l, section& top, audit_config& a);
+void read_fleet(loader& l, section& top, fleet_config& f);
 
 }  // namespace vaultwire::config_reader

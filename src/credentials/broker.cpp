@@ -126,6 +126,11 @@ broker_clock::time_point credential_lease::expires_at() const {
   return entry_->ends_at();
 }
 
+bool credential_lease::ends_with_token() const {
+  std::lock_guard lock{state_->mutex};
+  return entry_->token_ends_at < entry_->expires_at;
+}
+
 credential_lease::identity credential_lease::token_identity() const {
   std::lock_guard lock{state_->mutex};
   const detail::token_entry* tok = state_->tokens.find(entry_->token_hash);

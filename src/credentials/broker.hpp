@@ -295,6 +295,9 @@ class credential_lease {
   // when the token that read it ends if that is sooner and final (vaultwire's own
   // login token that will be replaced, not renewed: Vault revokes its leases with it).
   [[nodiscard]] broker_clock::time_point expires_at() const;
+  // True when expires_at() is the end of the token that read the credential (vaultwire's
+  // own login token, replaced rather than renewed), not the lease's own max TTL.
+  [[nodiscard]] bool ends_with_token() const;
   // True when this acquire was served from the cache (no Vault request of its own).
   [[nodiscard]] bool from_cache() const noexcept { return from_cache_; }
   // How logs name the token that owns this credential: "accessor <a>" once

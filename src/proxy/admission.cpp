@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "ops/metrics.hpp"
+#include "proxy/fleet.hpp"
 #include "proxy/session.hpp"
 #include "proxy/startup_rules.hpp"
 
@@ -364,17 +365,13 @@ net::awaitable<bool> session::write_auth(const std::vector<std::uint8_t>& out) {
 }
 
 // A CancelRequest for a key vaultwire issued: forwarded to the server that holds the
-// session, over a new connection. Unknown keys are dropped silently, as PostgreSQL does.
+// session, over a new connection, or to the fleet's instance that issued the key.
+// Unknown keys are dropped silently, as PostgreSQL does.
 net::awaitable<void> session::cancel(pgwire::cancel_request key) {
   outcome_ = session_outcome::cancel;
-  auto target = state_->cancels.find(key);
-  if (!target) {
+  const cancel_route route = co_await serve_cancel(state_, key, auth_throttle::client_host(peer_), false);
+  if (route == cancel_route::unknown_key || route == cancel_route::rate_limited)
     outcome_ = session_outcome::cancel_unknown_key;
-    metrics::cancel_request("unknown_key");
-    co_return;
-  }
-  metrics::cancel_request("forwarded");
-  co_await send_upstream_cancel(target->route->target(cfg_->limits), target->upstream_key, target->source_address);
 }
 
 }  // namespace vaultwire::detail

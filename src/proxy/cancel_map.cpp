@@ -39,7 +39,11 @@ pgwire::backend_key_data cancel_map::issue(std::int32_t upstream_pid, cancel_tar
   pgwire::backend_key_data key;
   key.process_id = upstream_pid;  // pg_backend_pid() and NOTIFY's pid agree with it
   for (;;) {
-    const std::int32_t secret = random_cancel_secret();
+    std::int32_t secret = random_cancel_secret();
+    if (instance_) {
+      const auto bits = (static_cast<std::uint32_t>(secret) & 0x0fffffffu) | (*instance_ << 28);
+      secret = static_cast<std::int32_t>(bits);
+    }
     if (keys_.emplace(std::make_pair(upstream_pid, secret), target).second) {
       key.secret_key = secret;
       return key;

@@ -28,6 +28,14 @@ struct cancel_target {
 // Keys of live sessions only: a session forgets its key when it ends.
 class cancel_map {
  public:
+  // In a fleet ([fleet] instance_id), the top 4 bits of every secret issued from now
+  // on name this instance and the other 28 come from the CSPRNG; outside one all 32
+  // are random. Set once, before the first issue().
+  void set_instance(std::uint32_t id) { instance_ = id & 0xf; }
+  // The instance a key names (its secret's top 4 bits): meaningful in a fleet only.
+  [[nodiscard]] static std::uint32_t instance_of(const pgwire::cancel_request& key) noexcept {
+    return static_cast<std::uint32_t>(key.secret_key) >> 28;
+  }
   // A fresh key (CSPRNG secret) for the upstream process id, remembered until forget().
   pgwire::backend_key_data issue(std::int32_t upstream_pid, cancel_target target);
   std::optional<cancel_target> find(const pgwire::cancel_request& key);
@@ -36,6 +44,7 @@ class cancel_map {
  private:
   std::mutex mutex_;
   std::map<std::pair<std::int32_t, std::int32_t>, cancel_target> keys_;
+  std::optional<std::uint32_t> instance_;
 };
 
 }  // namespace vaultwire::detail

@@ -187,6 +187,13 @@ void session::watch_lease() {
   });
 }
 
+// Why the credential ends, for the client: Vault revokes a lease at its max TTL, and
+// with the token that read it (vaultwire's own, once it is replaced rather than renewed).
+std::string session::expiry_cause() const {
+  return lease_.ends_with_token() ? "vaultwire's Vault token that read it reaches its max TTL"
+                                  : "its lease reached Vault's max TTL";
+}
+
 // The kill-switch and expiry at a transaction boundary (DESIGN.md "Credentials and
 // leases"), on the session's strand.
 void session::on_lease_event(lease_event event) {
@@ -199,21 +206,21 @@ void session::on_lease_event(lease_event event) {
       return;
     case lease_event::expiring: {
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(lease_.expires_at() - broker_clock::now());
-      spdlog::info("{} lease {} cannot be renewed past its max TTL: ends in {}s; the session ends at its next idle point",
-                   prefix(), lease_id_, std::max<long long>(0, left.count()));
+      const std::string why = expiry_cause();
+      spdlog::info("{} lease {} cannot be renewed past its end ({}): ends in {}s; the session ends at its next idle "
+                   "point", prefix(), lease_id_, why, std::max<long long>(0, left.count()));
       notice_on_strand("the database credential of this session expires in " +
-                       std::to_string(std::max<long long>(0, left.count())) +
-                       "s (its Vault lease reached the role's max TTL); the session ends at its next idle point; "
-                       "reconnect to continue");
+                       std::to_string(std::max<long long>(0, left.count())) + "s (" + why +
+                       "); the session ends at its next idle point; reconnect to continue");
       end_on_strand(end_mode::at_idle, sqlstate,
-                    "terminating connection: the database credential of this session expires (its lease reached "
-                    "Vault's max TTL); reconnect");
+                    "terminating connection: the database credential of this session expires (" + why +
+                        "); reconnect");
       return;
     }
     case lease_event::expired:
       end_on_strand(end_mode::now, sqlstate,
-                    "terminating connection: the database credential of this session expired (its lease reached "
-                    "Vault's max TTL); reconnect");
+                    "terminating connection: the database credential of this session expired (" + expiry_cause() +
+                        "); reconnect");
       return;
     case lease_event::shutdown:
       return;  // the server's stop path ends every session

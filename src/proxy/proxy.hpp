@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "config/users_file.hpp"
+#include "ops/cancel_penalty.hpp"
 #include "ops/audit.hpp"
 #include "proxy/cancel_map.hpp"
 #include "net/stream.hpp"
@@ -27,6 +28,9 @@
 #include "vault/vault_client.hpp"
 
 namespace vaultwire::detail {
+
+class fleet_links;  // proxy/fleet.hpp
+
 
 // A route as the proxy uses it: the config at start plus its TLS context.
 // SIGHUP may replace the context (a rotated CA): connections take a reference for
@@ -77,6 +81,10 @@ struct proxy_state {
   std::atomic<std::uint64_t> upstream_logins{0};
   std::atomic<std::uint64_t> upstream_reuses{0};
   cancel_map cancels;
+  // Sources whose last CancelRequest carried an unknown key, for a second.
+  cancel_penalty cancel_penalties;
+  // [fleet]: the kept connections to the peers; null outside a fleet.
+  std::shared_ptr<fleet_links> fleet;
   // The secret behind the salts of mock SCRAM exchanges (unknown users of a password
   // listener): one for the process's life, so an unknown user's salt never changes.
   pgwire::secret_string scram_mock_secret;

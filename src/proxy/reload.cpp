@@ -68,6 +68,7 @@ std::vector<std::string> needs_restart(const config& running, const config& next
   if (running.runtime.threads != next.runtime.threads) keys.emplace_back("runtime.threads");
   if (running.runtime.allow_core_dumps != next.runtime.allow_core_dumps) keys.emplace_back("runtime.allow_core_dumps");
   if (running.admin.bind != next.admin.bind) keys.emplace_back("admin.bind");
+  if (running.fleet != next.fleet) keys.emplace_back("[fleet]");
   return keys;
 }
 

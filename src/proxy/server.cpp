@@ -18,6 +18,7 @@
 #include "net/listener.hpp"
 #include "ops/admin.hpp"
 #include "ops/metrics.hpp"
+#include "proxy/fleet.hpp"
 #include "proxy/proxy.hpp"
 #include "proxy/reload.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -229,6 +230,48 @@ bool open_listener(const std::shared_ptr<proxy_state>& state, const config& cfg,
   return true;
 }
 
+// [fleet]: keys that name this instance, the kept links to the peers (on the first
+// session thread) and the listener for the cancels they forward. False (logged) when a
+// TLS file does not load or fleet.bind cannot be listened on.
+bool open_fleet(const std::shared_ptr<proxy_state>& state, const config& cfg, detail::listener_set& sockets,
+                net::io_context& links_context) {
+  const fleet_config& f = cfg.fleet;
+  if (!f.enabled) return true;
+  state->cancels.set_instance(f.instance_id);
+  detail::ssl_ctx server_tls, client_tls;
+  if (f.tls()) {
+    auto server = detail::make_fleet_server_tls(f);
+    if (!server) {
+      spdlog::error("fleet: {}", server.error().message);
+      return false;
+    }
+    auto client = detail::make_fleet_client_tls(f);
+    if (!client) {
+      spdlog::error("fleet: {}", client.error().message);
+      return false;
+    }
+    server_tls = std::move(server).value();
+    client_tls = std::move(client).value();
+  }
+  state->fleet = std::make_shared<detail::fleet_links>(
+      f, client_tls, links_context.get_executor(), cfg.limits.upstream_connect_timeout,
+      std::chrono::duration_cast<std::chrono::seconds>(cfg.limits.tcp_keepalive));
+  const detail::accept_handler on_accept = [state, server_tls](net::io_context& context, int fd, std::string peer) {
+    detail::start_fleet_connection(state, server_tls, stream::descriptor(context.get_executor(), fd), std::move(peer));
+  };
+  const detail::tcp_listen_options tcp{"fleet " + f.bind, f.host, f.port, f.ipv6,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.limits.tcp_keepalive)};
+  const auto listening = sockets.listen_tcp(tcp, on_accept);
+  if (!listening) {
+    spdlog::error("fleet: cannot listen on {}: {}", f.bind, listening.error().message);
+    return false;
+  }
+  spdlog::info("fleet: instance {} accepting forwarded cancels on {}:{} ({}), {} peer(s)", f.instance_id,
+               f.ipv6 ? "[" + f.host + "]" : f.host, listening.value(), f.tls() ? "mutual TLS" : "plaintext, loopback",
+               f.peers.size());
+  return true;
+}
+
 // Metrics read at scrape time; the admin listener (/metrics, /healthz, /readyz,
 // /leases), which stops itself once a drain has ended. Null when [admin] is off.
 std::unique_ptr<detail::admin_server> start_admin(net::io_context& io, const std::shared_ptr<proxy_state>& state,
@@ -362,6 +405,7 @@ class control_loop {
   void check_drained(const boost::system::error_code& ec) {
     if (ec) return;
     if (state_.active_clients.load() == 0) {
+      if (state_.fleet) state_.fleet->stop();
       signals_.cancel();
       grace_.cancel();
       hup_.cancel();
@@ -449,6 +493,10 @@ int run_server(const config& cfg, config_reloader reload_config) {
       sockets.remove_unix_sockets();
       return 1;
     }
+  }
+  if (!open_fleet(state, cfg, sockets, *workers.contexts().front())) {
+    sockets.remove_unix_sockets();
+    return 1;
   }
   const std::unique_ptr<detail::admin_server> admin = start_admin(io, state, cfg);
   control_loop control(io, *state, cfg, sockets, listeners, reload_config);

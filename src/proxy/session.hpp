@@ -100,6 +100,7 @@ class session : public std::enable_shared_from_this<session> {
   void end_on_strand(end_mode mode, const std::string& sqlstate, std::string message);
   void notice_on_strand(const std::string& message);
   void on_lease_event(lease_event event);
+  [[nodiscard]] std::string expiry_cause() const;
   void on_revoked(lease_event event);
   void watch_lease();
   void arm_startup_timer();

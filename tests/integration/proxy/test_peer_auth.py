@@ -40,10 +40,10 @@ LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: t
 DYNAMIC_USER_RE = r"^v-"
 TOKEN_REVOKED = ("terminating connection: the Vault token that opened this session was revoked or has expired; "
                  "reconnect with a valid token")
-# The at-idle end of a session whose lease cannot outlast its end (its max TTL, or the
-# end of the token that read it): the session's wording is the lease's.
-CREDENTIAL_EXPIRES = ("terminating connection: the database credential of this session expires (its lease reached "
-                      "Vault's max TTL); reconnect")
+# The at-idle end of a session whose lease cannot outlast the end of vaultwire's own
+# token that read it.
+CREDENTIAL_EXPIRES = ("terminating connection: the database credential of this session expires (vaultwire's Vault "
+                      "token that read it reaches its max TTL); reconnect")
 
 
 def write_secret(path, value):
