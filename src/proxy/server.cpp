@@ -456,6 +456,7 @@ bool check_vault(proxy_state& state, const config& cfg) {
 // client gone.
 void shut_down(proxy_state& state, bool exit_at_once) {
   if (state.pool) state.pool->clear();  // pooled streams are bound to the workers: close them before they go
+  state.fleet.reset();                   // so are the fleet's strands and kept connections
   // Every session has ended: revoke the leases (unless revoke_on_shutdown = false).
   if (!exit_at_once) {
     const std::size_t revoked = state.broker->revoke_all();
