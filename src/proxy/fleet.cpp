@@ -26,9 +26,6 @@ namespace net = boost::asio;
 
 namespace {
 
-constexpr std::size_t cancel_packet_size = 16;
-constexpr std::size_t max_frame_host = 255;
-
 // Whether a kept connection still stands: the peer never writes on it, so anything
 // readable (its FIN, a TLS close_notify, a reset) means it is gone, and a new
 // connection is opened before the request is sent: a request is never sent twice.
@@ -39,33 +36,6 @@ bool still_open(stream& s) {
 }
 
 }  // namespace
-
-void encode_fleet_frame(std::vector<std::uint8_t>& out, const pgwire::cancel_request& key, std::string_view host) {
-  pgwire::encode_cancel_request(out, key);
-  const std::string_view h = host.substr(0, max_frame_host);
-  out.push_back(static_cast<std::uint8_t>(h.size()));
-  out.insert(out.end(), h.begin(), h.end());
-}
-
-fleet_frame_decode decode_fleet_frame(std::span<const std::uint8_t> in) {
-  fleet_frame_decode d;
-  if (in.size() < cancel_packet_size + 1) return d;
-  auto packet = pgwire::decode_startup_packet(in.first(cancel_packet_size));
-  const auto* key = packet.status == pgwire::decode_status::message && packet.consumed == cancel_packet_size
-                        ? std::get_if<pgwire::cancel_request>(&packet.packet)
-                        : nullptr;
-  if (key == nullptr) {
-    d.status = fleet_frame_decode::status::error;
-    return d;
-  }
-  const std::size_t host_size = in[cancel_packet_size];
-  if (in.size() < cancel_packet_size + 1 + host_size) return d;
-  d.status = fleet_frame_decode::status::frame;
-  d.frame.key = *key;
-  d.frame.host.assign(reinterpret_cast<const char*>(in.data()) + cancel_packet_size + 1, host_size);
-  d.consumed = cancel_packet_size + 1 + host_size;
-  return d;
-}
 
 // ---- fleet_links
 
@@ -245,11 +215,11 @@ net::awaitable<void> serve_peer(std::shared_ptr<proxy_state> state, ssl_ctx tls,
   std::vector<std::uint8_t> buf;
   for (;;) {
     auto d = decode_fleet_frame(buf);
-    if (d.status == fleet_frame_decode::status::need_more) {
+    if (d.status == fleet_frame_status::need_more) {
       if (!co_await read_into(*s, buf)) co_return;
       continue;
     }
-    if (d.status == fleet_frame_decode::status::error) {
+    if (d.status == fleet_frame_status::error) {
       spdlog::warn("fleet: {} sent something that is not a forwarded cancel; connection closed", peer);
       co_return;
     }

@@ -6,10 +6,7 @@
 // the cancel key, [peers]) and CockroachDB's SQL proxy (the proxy's address in the
 // key, forwarded between proxies) answer the same problem the same way.
 //
-// Between instances each request is a frame: the client's CancelRequest packet as it
-// came (16 bytes), then the client's host (one length byte and up to 255 bytes), so
-// the instance that looks the key up penalises the client for an unknown key, not the
-// peer that carried it.
+// Between instances each request is a frame (fleet_frame.hpp).
 //
 // Private header of src/ (includes Asio through proxy.hpp).
 #pragma once
@@ -23,26 +20,10 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/fleet_frame.hpp"
 #include "proxy/proxy.hpp"
 
 namespace vaultwire::detail {
-
-// ---- frames (pure)
-
-void encode_fleet_frame(std::vector<std::uint8_t>& out, const pgwire::cancel_request& key, std::string_view host);
-
-struct fleet_frame {
-  pgwire::cancel_request key;
-  std::string host;
-};
-struct fleet_frame_decode {
-  enum class status { need_more, frame, error } status = status::need_more;
-  fleet_frame frame;
-  std::size_t consumed = 0;
-};
-// One frame from the start of `in`: need_more until it is whole; error when the first
-// 16 bytes are not a CancelRequest packet.
-[[nodiscard]] fleet_frame_decode decode_fleet_frame(std::span<const std::uint8_t> in);
 
 // ---- the kept connections to the peers
 

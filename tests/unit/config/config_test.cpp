@@ -1354,3 +1354,64 @@ TEST_CASE("config: client_auth = \"password\" and its users file", "[config][use
   CHECK(errors(password("missing")) ==
         strings{"listener[0].users_file: " + (d.path / "missing").string() + ": cannot open: No such file or directory"});
 }
+
+TEST_CASE("config: [fleet] and its peers", "[config][fleet]") {
+  temp_dir d;
+  d.file("ca.pem");
+  d.file("fleet.crt");
+  d.file("fleet.key");
+  const auto errors = [&](const std::string& text) { return errors_of(text, {}, no_env, d.path); };
+  const std::string tls = "ca_file = \"ca.pem\"\ncert_file = \"fleet.crt\"\nkey_file = \"fleet.key\"\n";
+
+  CHECK_FALSE(ok(cfg()).fleet.enabled);
+  const auto c = ok(cfg("", "", "",
+                        "[fleet]\ninstance_id = 3\nbind = \"127.0.0.1:26258\"\n"
+                        "[[fleet.peer]]\nid = 4\naddress = \"127.0.0.1:26259\"\n"
+                        "[[fleet.peer]]\nid = 0\naddress = \"[::1]:26260\"\n"));
+  CHECK(c.fleet.enabled);
+  CHECK(c.fleet.instance_id == 3u);
+  CHECK(c.fleet.bind == "127.0.0.1:26258");
+  CHECK_FALSE(c.fleet.tls());
+  REQUIRE(c.fleet.peers.size() == 2);
+  CHECK(c.fleet.peers[0].id == 4u);
+  CHECK(c.fleet.peers[0].host == "127.0.0.1");
+  CHECK(c.fleet.peers[0].port == 26259);
+  CHECK(c.fleet.peers[1].address == "[::1]:26260");
+  // Across hosts with mutual TLS.
+  const auto t = ok(cfg("", "", "",
+                        "[fleet]\ninstance_id = 1\nbind = \"0.0.0.0:26258\"\n" + tls +
+                            "[[fleet.peer]]\nid = 2\naddress = \"10.0.0.2:26258\"\n"),
+                    {}, no_env, d.path);
+  CHECK(t.fleet.tls());
+  CHECK(t.fleet.ca_file == d.path / "ca.pem");
+
+  CHECK(errors(cfg("", "", "", "[fleet]\nbind = \"127.0.0.1:1\"\n")) ==
+        strings{"fleet.instance_id: required (0-15, different on every instance of the fleet)"});
+  CHECK(errors(cfg("", "", "", "[fleet]\ninstance_id = 16\nbind = \"127.0.0.1:1\"\n")) ==
+        strings{"fleet.instance_id: 16 is out of range (0-15)"});
+  CHECK(errors(cfg("", "", "", "[fleet]\ninstance_id = 1\n")) ==
+        strings{"fleet.bind: required (where this instance accepts cancels forwarded by its peers)"});
+  CHECK(errors(cfg("", "", "",
+                   "[fleet]\ninstance_id = 1\nbind = \"127.0.0.1:1\"\n[[fleet.peer]]\nid = 1\n"
+                   "address = \"127.0.0.1:2\"\n")) ==
+        strings{"fleet.peer[0].id: 1 is this instance's own id (fleet.instance_id)"});
+  CHECK(errors(cfg("", "", "",
+                   "[fleet]\ninstance_id = 1\nbind = \"127.0.0.1:1\"\n[[fleet.peer]]\nid = 2\n"
+                   "address = \"127.0.0.1:2\"\n[[fleet.peer]]\nid = 2\naddress = \"127.0.0.1:3\"\n")) ==
+        strings{"fleet.peer[1].id: 2 is the id of another [[fleet.peer]]"});
+  CHECK(errors(cfg("", "", "", "[fleet]\ninstance_id = 1\nbind = \"127.0.0.1:1\"\n[[fleet.peer]]\nid = 2\n")) ==
+        strings{"fleet.peer[0].address: required (the peer's fleet.bind)"});
+  CHECK(errors(cfg("", "", "",
+                   "[fleet]\ninstance_id = 1\nbind = \"127.0.0.1:1\"\n[[fleet.peer]]\naddress = \"127.0.0.1:2\"\n")) ==
+        strings{"fleet.peer[0].id: required (the peer's instance_id, 0-15)"});
+  // Plaintext leaves loopback nowhere.
+  CHECK(errors(cfg("", "", "",
+                   "[fleet]\ninstance_id = 1\nbind = \"0.0.0.0:1\"\n[[fleet.peer]]\nid = 2\n"
+                   "address = \"10.0.0.2:1\"\n")) ==
+        strings{"fleet.bind: 0.0.0.0:1 without ca_file, cert_file and key_file: forwarded cancels would cross the "
+                "network in clear and anyone could send them; set the three (mutual TLS) or use loopback",
+                "fleet.peer[0].address: 10.0.0.2:1 without ca_file, cert_file and key_file: forwarded cancels would "
+                "cross the network in clear and anyone could send them; set the three (mutual TLS) or use loopback"});
+  CHECK(errors(cfg("", "", "", "[fleet]\ninstance_id = 1\nbind = \"127.0.0.1:1\"\nca_file = \"ca.pem\"\n")) ==
+        strings{"fleet: set all of ca_file, cert_file and key_file, or none"});
+}
