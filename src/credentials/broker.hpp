@@ -231,6 +231,12 @@ struct credential_request {
   // token_digest(token), when the caller has it already (a session hashes its token
   // once, for the throttle and the broker); computed from `token` when empty.
   std::string token_hash;
+  // Non-empty: the cache key holds this in place of the token's hash. Sessions of local
+  // identities (peer, password listeners) read with vaultwire's own token, which a new
+  // login replaces: keyed by the login's stable identity (method, mount, role), every
+  // session of a role shares one lease across those tokens. The lease still belongs
+  // to the token that read it (rechecks, revocation, its end: lease_entry.hpp).
+  std::string identity;
   std::string vault_namespace;  // "" = none; part of the key
   std::string mount;
   std::string role;

@@ -5,7 +5,7 @@
 namespace vaultwire::detail {
 
 std::string lease_cache::key_for(const std::string& token_hash, const credential_request& request) {
-  std::string key = token_hash;
+  std::string key = request.identity.empty() ? token_hash : "identity:" + request.identity;
   for (const std::string* part : {&request.vault_namespace, &request.mount, &request.role, &request.route}) {
     key += '\0';
     key += *part;

@@ -35,6 +35,7 @@ class lease_cache {
  public:
   using live_map = std::map<std::string, std::shared_ptr<lease_entry>>;  // lease id → lease
 
+  // (token hash or the request's identity, namespace, mount, role, route).
   [[nodiscard]] static std::string key_for(const std::string& token_hash, const credential_request& request);
   // (namespace, mount, role): what Vault's per-path answers (an ACL denial, a quota's
   // 429) are about, whatever the token and route.

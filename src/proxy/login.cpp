@@ -34,6 +34,17 @@ session_outcome outcome_of(const broker_error& e) {
   return session_outcome::vault_unavailable;
 }
 
+// vaultwire's own Vault identity, as stable as its configuration: the login method,
+// its mount and what names the role (never a secret: names and paths).
+std::string own_login_identity(const vault_config& v) {
+  const vault_auth_config& a = v.auth;
+  std::string who = a.role.value_or(a.name.value_or(""));
+  if (who.empty() && a.role_id_file) who = a.role_id_file->string();
+  if (a.method == vault_auth_method::token_file || a.method == vault_auth_method::none)
+    who = v.token_file ? v.token_file->string() : "";
+  return std::string(to_string(a.method)) + '\0' + a.mount + '\0' + who;
+}
+
 // What the client is told when its token or lease ends (the FATAL 57P01's message).
 std::string revocation_cause(lease_event event) {
   return event == lease_event::token_revoked
@@ -145,6 +156,7 @@ net::awaitable<bool> session::acquire_credential(bool refetch) {
   request.mount = state_->cfg->vault.mount;
   request.role = role_;
   request.route = listener_->config->route;
+  if (!local_identity_.empty()) request.identity = own_login_identity(cfg_->vault);
   broker_result<credential_lease> r = broker_error{};
   if (refetch) {
     r = co_await async_acquire(*state_->broker, std::move(request), &lease_);

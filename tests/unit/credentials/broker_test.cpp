@@ -1250,3 +1250,22 @@ TEST_CASE("broker: 429s and 500s for one role never open the breaker for other t
   CHECK(f.broker->stats().vault_outages == 0);
   CHECK(f.broker->stats().fast_failures == 0);
 }
+
+TEST_CASE("broker: requests with one identity share a credential across tokens", "[broker]") {
+  fixture f;
+  auto with_identity = [&](const std::string& token) {
+    auto r = fixture::request(token);
+    r.identity = "approle\nauth/approle\n/etc/vaultwire/role-id";
+    return f.broker->acquire_blocking(std::move(r));
+  };
+  auto a = with_identity("own-token-1");
+  REQUIRE(a);
+  // vaultwire logged in again: a new token, the same identity, the same lease.
+  auto b = with_identity("own-token-2");
+  REQUIRE(b);
+  CHECK(b.value().username() == a.value().username());
+  CHECK(f.vault.creds_count() == 1);
+  // A client token of the same role is still another key.
+  CHECK(f.acquire("own-token-2").value().username() != a.value().username());
+  CHECK(f.vault.creds_count() == 2);
+}
