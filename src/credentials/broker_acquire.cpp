@@ -82,7 +82,7 @@ void broker_state::acquire_locked(credential_request req, credential_broker::acq
     return;
   }
   const std::string key = lease_cache::key_for(hash, req);
-  if (auto hit = cache.find(key, t, breaker.open())) {
+  if (auto hit = cache.find(key, t, breaker.open()); hit && !superseded(*hit, req, hash)) {
     serve_hit(*hit, hash, std::move(req), std::move(done), t, deferred);
     return;
   }
@@ -91,6 +91,15 @@ void broker_state::acquire_locked(credential_request req, credential_broker::acq
     return;
   }
   fetch(key, hash, std::move(req), std::move(done), t, deferred);
+}
+
+// Under a login's identity, a lease read with an earlier token of vaultwire's whose end
+// is final goes to no new session: it gets one read with the current token, which
+// replaces it in the cache, while the old one's sessions keep it until its end (they
+// have heard `expiring`). In an outage the old one is still better than none.
+bool broker_state::superseded(const lease_cache::hit& hit, const credential_request& req, const std::string& hash) {
+  const lease_entry& e = *hit.entry;
+  return !req.identity.empty() && !hit.outage && e.token_hash != hash && e.token_ends_at != time_point::max();
 }
 
 void broker_state::serve_hit(const lease_cache::hit& hit, const std::string& hash, credential_request req,

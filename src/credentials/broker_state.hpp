@@ -125,6 +125,8 @@ struct broker_state : std::enable_shared_from_this<broker_state> {
                       bool retry = false);
 
   // A cached credential: served now, or after its token's recheck (token_checker).
+  [[nodiscard]] static bool superseded(const lease_cache::hit& hit, const credential_request& req,
+                                       const std::string& hash);
   void serve_hit(const lease_cache::hit& hit, const std::string& hash, credential_request req,
                  credential_broker::acquire_callback done, time_point t, deferred_list& deferred);
 

@@ -185,7 +185,11 @@ client_auth = "password"
 users_file = "{cls.users_file}"
 {cls.route_config()}
 {cls.broker_tables()}
-{cls.NO_ADMIN}
+# The secret scan reads the audit file and /metrics too.
+[admin]
+bind = "127.0.0.1:{free_port()}"
+[audit]
+file = "{os.path.join(cls.tmp, "audit.jsonl")}"
 [log]
 level = "trace"
 """
@@ -228,9 +232,11 @@ level = "trace"
             current, session = r.stdout.strip().split("|")
             self.assertEqual(current, "app_owner")
             self.assertRegex(session, DYNAMIC_USER_RE)
-            # The log names the local user beside the role it maps to.
+            # The log and the audit file name the local user beside the role it maps to.
             self.proxy.wait_log(r"C-\d+: defaultdb/crdb-role@\S+\(user:app\) session open: user %s"
                                 % re.escape(session), what="the session's open line with its local user")
+        wait_for(lambda: '"local_identity":"user:app"' in (self.proxy.audit_text() or ""),
+                 what="the local user in the audit file")
 
     def test_2_psycopg2_logs_in(self):
         conn = psycopg2.connect(host="127.0.0.1", port=self.password_port, user="app2", dbname="defaultdb",
