@@ -247,8 +247,11 @@ struct registry_t {
                                        .Register(*registry);
   Family<Counter>& cancels = prometheus::BuildCounter()
                                  .Name("vaultwire_cancel_requests_total")
-                                 .Help("CancelRequests by result: a client's forwarded to the server, or unknown_key; "
-                                       "session_end: vaultwire's own, for a request in flight when its session ended")
+                                 .Help("CancelRequests by result: a client's forwarded to the server, unknown_key, or "
+                                       "rate_limited (its source sent an unknown key within a second); session_end: "
+                                       "vaultwire's own, for a request in flight when its session ended; in a fleet, "
+                                       "peer_sent / peer_unreachable (to the instance that issued the key) and "
+                                       "peer_received")
                                  .Register(*registry);
   Family<Histogram>& upstream_connect = prometheus::BuildHistogram()
                                             .Name("vaultwire_upstream_connect_seconds")
