@@ -361,6 +361,13 @@ class FleetTest(ProxyTestCase):
         # Every connection (clients, cancels, health checks) came with a PROXY header.
         for vw in fleet.instances.values():
             self.assertNotRegex(vw.output(), r"invalid PROXY protocol header", vw.name)
+        # Forwarded cancels travel over one kept connection per peer: no peer restarted
+        # during the run, so each instance connected to each of its two peers once.
+        connects = {i: len(re.findall(r"fleet: connected to peer \d+", vw.output()))
+                    for i, vw in fleet.instances.items()}
+        self.assertTrue(all(n <= len(INSTANCE_IDS) - 1 for n in connects.values()),
+                        "connections opened to peers per instance %s for peer_sent %s: the links were not kept"
+                        % (connects, per_instance))
 
     # -- load ----------------------------------------------------------------
 
