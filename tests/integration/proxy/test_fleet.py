@@ -9,7 +9,8 @@ instance, IP SAN 127.0.0.1, one CA).
   each is cancelled once PostgreSQL shows it running, and must fail with 57014 within
   20 s. A CancelRequest comes on a connection of its own, which HAProxy gives to the
   next instance in turn, so most land on an instance that does not hold the session:
-  the figures (sent, reached the server, forwarded between peers) are printed.
+  the figures (sent, reached the server, forwarded between peers) are printed, and
+  each instance must have kept one connection per peer for them.
 - pgbench -S, 16 clients, 10 s through HAProxy: no failure, every instance used.
 - SIGTERM to one instance under idle sessions: its clients get 57P01, the other
   instances' sessions go on, and new connections through HAProxy are served by the
@@ -337,9 +338,13 @@ class FleetTest(ProxyTestCase):
         reached = outcomes.count("57014")
         # The owner counts "forwarded" after it sent the cancel to PostgreSQL; the peer
         # that received a forwarded one counts it before: wait for both sides' counters.
-        after = wait_for(lambda: (lambda c: c if delta(before, c, "forwarded") >= reached
-                                  and delta(before, c, "peer_received") >= delta(before, c, "peer_sent") else None)(
-                                      fleet.cancel_counts()), timeout=20, what="the cancel counters")
+        def settled():
+            c = fleet.cancel_counts()
+            if delta(before, c, "forwarded") >= reached and \
+                    delta(before, c, "peer_received") >= delta(before, c, "peer_sent"):
+                return c
+            return None
+        after = wait_for(settled, timeout=20, what="the cancel counters")
         figures = {r: delta(before, after, r) for r in ("forwarded", "peer_sent", "peer_received", "peer_unreachable",
                                                         "unknown_key", "rate_limited")}
         per_instance = {i: after[i].get("peer_sent", 0) - before[i].get("peer_sent", 0) for i in INSTANCE_IDS}
