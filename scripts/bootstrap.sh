@@ -29,6 +29,9 @@ packages=(
   clang-14 libclang-rt-14-dev
   # proxy.test_core_hygiene: gcore of a running vaultwire
   gdb
+  # proxy.test_fleet: HAProxy in front of three vaultwire instances; the test runs its own
+  # haproxy process on its own ports and never uses the packaged service
+  haproxy
 )
 
 missing=()
