@@ -250,6 +250,9 @@ result<ssl_ctx> make_fleet_server_tls(const fleet_config& cfg) {
   // A context that verifies clients needs an id for its sessions, or a resumed one fails.
   static constexpr unsigned char session_id[] = "vaultwire-fleet";
   SSL_CTX_set_session_id_context(ctx, session_id, sizeof session_id - 1);
+  // No TLS 1.3 session tickets: the links never resume, and a ticket left unread on a
+  // kept link would look like the peer speaking, which still_open() takes for its end.
+  SSL_CTX_set_num_tickets(ctx, 0);
   return made;
 }
 
