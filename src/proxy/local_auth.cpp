@@ -163,6 +163,19 @@ net::awaitable<bool> session::admit_password() {
   co_return co_await take_own_token();
 }
 
+// The next SASLResponse's data into `data`; false when the client left or sent
+// something else (refused).
+net::awaitable<bool> session::read_sasl_response(std::vector<std::uint8_t>& body, pgwire::secret_string& data) {
+  if (!co_await read_auth_message(body, "SASLResponse message")) co_return false;
+  auto response = pgwire::parse_sasl_response(body);
+  if (!response) {
+    co_await refuse(errc::protocol_violation, "invalid SASLResponse message: " + response.error().message());
+    co_return false;
+  }
+  data = std::move(response.value().data);
+  co_return true;
+}
+
 // The SCRAM messages after AuthenticationSASL's offer: SASLInitialResponse (an empty
 // AuthenticationSASLContinue first asks for the client-first-message when it came
 // without one, as auth.c does), the server-first-message, the client-final-message.
@@ -188,13 +201,9 @@ net::awaitable<bool> session::run_scram(pgwire::scram_server& scram, std::error_
     out.clear();
     (void)pgwire::encode_authentication_sasl_continue(out, "");
     if (!co_await write_auth(out)) co_return false;
-    if (!co_await read_auth_message(body.v, "SASLResponse message")) co_return false;
-    auto response = pgwire::parse_sasl_response(body.v);
-    if (!response) {
-      co_await refuse(errc::protocol_violation, "invalid SASLResponse message: " + response.error().message());
-      co_return false;
-    }
-    client_first.assign(response.value().data.view());
+    pgwire::secret_string response;
+    if (!co_await read_sasl_response(body.v, response)) co_return false;
+    client_first.assign(response.view());
   }
   if (!failure) {
     auto server_first = scram.on_client_first(client_first);
@@ -202,13 +211,9 @@ net::awaitable<bool> session::run_scram(pgwire::scram_server& scram, std::error_
       out.clear();
       (void)pgwire::encode_authentication_sasl_continue(out, server_first.value());
       if (!co_await write_auth(out)) co_return false;
-      if (!co_await read_auth_message(body.v, "SASLResponse message")) co_return false;
-      auto response = pgwire::parse_sasl_response(body.v);
-      if (!response) {
-        co_await refuse(errc::protocol_violation, "invalid SASLResponse message: " + response.error().message());
-        co_return false;
-      }
-      auto final_message = scram.on_client_final(response.value().data.view());
+      pgwire::secret_string client_final;
+      if (!co_await read_sasl_response(body.v, client_final)) co_return false;
+      auto final_message = scram.on_client_final(client_final.view());
       if (final_message)
         server_final = std::move(final_message).value();
       else

@@ -141,6 +141,8 @@ class session : public std::enable_shared_from_this<session> {
   // client_auth = "password": a SCRAM exchange against the listener's users file, the
   // user's role through admit_role(), then vaultwire's own token.
   boost::asio::awaitable<bool> admit_password();
+  // The next SASLResponse's data (wiped with `data`).
+  boost::asio::awaitable<bool> read_sasl_response(std::vector<std::uint8_t>& body, pgwire::secret_string& data);
   boost::asio::awaitable<bool> run_scram(pgwire::scram_server& scram, std::error_code& failure,
                                          std::string& server_final);
   boost::asio::awaitable<bool> write_auth(const std::vector<std::uint8_t>& out);

@@ -113,6 +113,13 @@ def http_get(port, path):
         conn.close()
 
 
+def write_secret(path, value):
+    """A file only its owner may read (a role ID, a secret ID, a JWT, a users file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -30,7 +30,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_fixture import (PSQL, ProxyTestCase, Raw, error_fields, free_port, make_listener_cert,  # noqa: E402
-                           startup_packet, wait_for)
+                           startup_packet, wait_for, write_secret)
 import psycopg2  # noqa: E402
 
 VAULTWIRE_POLICY = ('path "sys/leases/revoke" { capabilities = ["update"] }\n'
@@ -43,12 +43,6 @@ JDBC_JAR = "/usr/share/java/postgresql.jar"
 JDBC_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java", "JdbcSmoke.java")
 
 AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL = 0, 10, 11, 12
-
-
-def write_secret(path, value):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
 
 
 def auth_code(body):

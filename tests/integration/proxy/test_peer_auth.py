@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_fixture import (PSQL, ClosedError, ProxyTestCase, Raw, error_fields, free_port,  # noqa: E402
-                           startup_packet, wait_for)
+                           startup_packet, wait_for, write_secret)
 from vaultdev_fixture import now_utc, parse_rfc3339  # noqa: E402
 import psycopg2  # noqa: E402
 
@@ -44,12 +44,6 @@ TOKEN_REVOKED = ("terminating connection: the Vault token that opened this sessi
 # token that read it.
 CREDENTIAL_EXPIRES = ("terminating connection: the database credential of this session expires (vaultwire's Vault "
                       "token that read it reaches its max TTL); reconnect")
-
-
-def write_secret(path, value):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
 
 
 def peer_login(path, user="crdb-role", database="defaultdb"):

@@ -25,7 +25,8 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_fixture import http_get, Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for  # noqa: E402
+from proxy_fixture import (http_get, Raw, ProxyTestCase, VaultDev, free_port, make_tls_material, wait_for,  # noqa: E402
+                           write_secret)
 # JWTs signed here, as vault-dev's own auth method tests make them.
 from test_auth_methods import certificate_pem, make_jwt, public_pem, rsa_key  # noqa: E402
 
@@ -42,12 +43,6 @@ LOGGED_IN_RE = r"logged in to Vault with method approle at auth/approle/login: t
 ADMIN_RE = r"admin: serving /metrics, /healthz, /readyz, /leases on http://127\.0\.0\.1:%d"
 JWT_ISSUER = "https://issuer.vault-dev.test"
 LOGINS_RE = r'vaultwire_vault_logins_total\{method="approle",result="%s"\} (\d+)'
-
-
-def write_secret(path, value):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
 
 
 class VaultAuthTest(ProxyTestCase):
